@@ -1,0 +1,219 @@
+//! The HTTP surface shared by the components: request and response types free of Spin types, JSON errors,
+//! the admin token check and `/health`.
+
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::configuration;
+use crate::platform::Platform;
+
+/// An incoming request, body fully read.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Method, upper case.
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// Raw query string without `?`.
+    pub query: String,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+fn percent_decode(raw: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response to write back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(body).expect("a JSON value always serializes"),
+        }
+    }
+
+    /// `{"error": "<what and why>"}`.
+    pub fn error(status: u16, message: impl AsRef<str>) -> Self {
+        Self::json(status, &json!({ "error": message.as_ref() }))
+    }
+
+    /// An HTML page.
+    pub fn html(status: u16, body: String) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+            body: body.into_bytes(),
+        }
+    }
+
+    /// The body parsed as JSON (for tests and callers that inspect responses).
+    pub fn json_body(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// `405` naming the allowed methods.
+pub fn method_not_allowed(allowed: &str) -> Response {
+    let mut response = Response::error(405, format!("method not allowed; use {allowed}"));
+    response.headers.push(("allow".into(), allowed.into()));
+    response
+}
+
+/// `404` for a path no route serves.
+pub fn not_found(path: &str) -> Response {
+    let path: String = path.chars().take(100).collect();
+    Response::error(404, format!("no route for {path}"))
+}
+
+/// Checks `Authorization: Bearer <admin_token>` in constant time. `Err` is the `401` to send, with no
+/// detail about what was wrong.
+pub fn require_admin(request: &Request, admin_token: &configuration::Secret) -> Result<(), Response> {
+    let expected = admin_token.expose().as_bytes();
+    let given = request
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+        .unwrap_or_default();
+    if !expected.is_empty() && bool::from(given.ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(Response::error(401, "unauthorized"))
+    }
+}
+
+/// `GET /health`: liveness, whether the configuration is complete (names only, never values) and whether
+/// the database answers.
+pub fn health(platform: &Platform, component: &str) -> Response {
+    let missing = configuration::missing_required(&*platform.vars);
+    let database = match platform.sql.execute("SELECT 1", &[]) {
+        Ok(_) => "ok",
+        Err(_) => "unavailable",
+    };
+    Response::json(
+        200,
+        &json!({
+            "status": "ok",
+            "component": component,
+            "version": env!("CARGO_PKG_VERSION"),
+            "configuration": { "complete": missing.is_empty(), "missing": missing },
+            "database": database,
+        }),
+    )
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::configuration::Secret;
+    use crate::platform::native::{MapVariables, NativePlatformBuilder};
+
+    fn request_with(auth: Option<&str>) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/stats".into(),
+            headers: auth
+                .map(|a| vec![("authorization".to_owned(), a.to_owned())])
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn admin_token_must_match_exactly() {
+        let token = Secret::new("s3cret");
+        assert!(require_admin(&request_with(Some("Bearer s3cret")), &token).is_ok());
+        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Bearer ")] {
+            let response = require_admin(&request_with(bad), &token).unwrap_err();
+            assert_eq!(response.status, 401);
+            assert_eq!(response.json_body()["error"], "unauthorized");
+        }
+        // An unset token never authorizes, not even an empty bearer.
+        assert!(require_admin(&request_with(Some("Bearer ")), &Secret::new("")).is_err());
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        let request = Request {
+            query: "phone_number_id=PN1&since=2025-10-20T00%3A00%3A00Z&x".into(),
+            ..Default::default()
+        };
+        assert_eq!(request.query_param("phone_number_id").as_deref(), Some("PN1"));
+        assert_eq!(request.query_param("since").as_deref(), Some("2025-10-20T00:00:00Z"));
+        assert_eq!(request.query_param("x").as_deref(), Some(""));
+        assert_eq!(request.query_param("y"), None);
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn health_names_missing_variables_but_shows_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = MapVariables::from_pairs([("openphone_api_key", "op-live-key"), ("admin_token", "tok")]);
+        let platform = NativePlatformBuilder::new(dir.path()).vars(vars).build().unwrap();
+        let response = health(&platform, "webhook");
+        assert_eq!(response.status, 200);
+        let body = response.json_body();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["database"], "ok");
+        assert_eq!(body["configuration"]["complete"], false);
+        let missing = body["configuration"]["missing"].as_array().unwrap();
+        assert!(missing.iter().any(|m| m == "notion_api_key"));
+        assert!(!missing.iter().any(|m| m == "openphone_api_key"));
+        let text = String::from_utf8(response.body).unwrap();
+        assert!(!text.contains("op-live-key") && !text.contains("tok\""), "{text}");
+    }
+}

@@ -1,0 +1,338 @@
+//! Applies `migrations/*.sql` to the app's database. Spin runs no migrations for us, and the database may
+//! be a remote libSQL that holds no transaction across calls, so:
+//!
+//! - each file is split into statements, run one `execute` at a time, each idempotent (`IF NOT EXISTS`);
+//! - `schema_migrations` records every version; an instance *claims* a version with one upsert before
+//!   applying it, so two instances starting at once do not both apply it, and a claim left by a crashed
+//!   instance goes stale and is taken over;
+//! - an instance that lost the claim waits for the winner to finish;
+//! - [`ensure`] remembers success for the life of the instance, and a fully migrated database costs one
+//!   query, so this never runs per request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+
+use crate::platform::{Platform, Value};
+
+/// A migration embedded in the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version, from the file name's number.
+    pub version: i64,
+    /// File name.
+    pub name: &'static str,
+    /// File contents.
+    pub sql: &'static str,
+}
+
+/// Every migration of the app, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_initial.sql",
+    sql: include_str!("../../../migrations/0001_initial.sql"),
+}];
+
+/// A claim older than this belongs to an instance that died mid-migration.
+const STALE_CLAIM_MS: i64 = 60_000;
+/// How long a losing instance waits for the winner before giving up.
+const WAIT_FOR_OTHER_MS: i64 = 120_000;
+const POLL_MS: u64 = 50;
+
+/// What a run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Versions this call applied.
+    pub applied: Vec<i64>,
+    /// Versions found already applied (by an earlier start or another instance).
+    pub already_applied: Vec<i64>,
+}
+
+static MIGRATED: AtomicBool = AtomicBool::new(false);
+
+/// Migrates once per instance: later calls in the same instance return at once.
+pub async fn ensure(platform: &Platform) -> anyhow::Result<()> {
+    if MIGRATED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    run(platform, MIGRATIONS).await?;
+    MIGRATED.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Applies every migration of `migrations` that the database lacks.
+pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Result<Report> {
+    let sql = &*platform.sql;
+    sql.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            checksum   TEXT NOT NULL,
+            claimed_by TEXT,
+            claimed_at INTEGER,
+            applied_at INTEGER)",
+        &[],
+    )
+    .context("creating schema_migrations")?;
+
+    let instance = instance_id(platform);
+    let mut report = Report::default();
+    for migration in migrations {
+        let checksum = checksum(migration.sql);
+        let waited_since = platform.clock.now_ms();
+        loop {
+            match state_of(platform, migration.version)? {
+                Some(State::Applied { checksum: stored }) => {
+                    if stored != checksum {
+                        bail!(
+                            "migration {} was changed after it was applied (checksum {stored} in the database, \
+                             {checksum} in this build); add a new migration instead",
+                            migration.name
+                        );
+                    }
+                    report.already_applied.push(migration.version);
+                    break;
+                }
+                Some(State::ClaimedBy { at }) if platform.clock.now_ms() - at < STALE_CLAIM_MS => {
+                    if platform.clock.now_ms() - waited_since > WAIT_FOR_OTHER_MS {
+                        bail!(
+                            "migration {} is being applied by another instance and did not finish in time",
+                            migration.name
+                        );
+                    }
+                    platform.clock.sleep_ms(POLL_MS).await;
+                }
+                _ => {
+                    if claim(platform, migration, &checksum, &instance)? {
+                        apply(platform, migration)?;
+                        sql.execute(
+                            "UPDATE schema_migrations SET applied_at = ?1 WHERE version = ?2",
+                            &[platform.clock.now_ms().into(), migration.version.into()],
+                        )?;
+                        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+                        report.applied.push(migration.version);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+enum State {
+    Applied { checksum: String },
+    ClaimedBy { at: i64 },
+}
+
+fn state_of(platform: &Platform, version: i64) -> anyhow::Result<Option<State>> {
+    let rows = platform.sql.execute(
+        "SELECT checksum, claimed_at, applied_at FROM schema_migrations WHERE version = ?1",
+        &[version.into()],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    if row.opt_i64("applied_at")?.is_some() {
+        return Ok(Some(State::Applied {
+            checksum: row.str("checksum")?.to_owned(),
+        }));
+    }
+    Ok(Some(State::ClaimedBy {
+        at: row.opt_i64("claimed_at")?.unwrap_or(0),
+    }))
+}
+
+/// One upsert that succeeds for exactly one instance: the version is new, or its claim is stale.
+fn claim(
+    platform: &Platform,
+    migration: &Migration,
+    checksum: &str,
+    instance: &str,
+) -> anyhow::Result<bool> {
+    let now = platform.clock.now_ms();
+    let rows = platform.sql.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, claimed_by, claimed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (version) DO UPDATE SET
+             claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at, checksum = excluded.checksum
+         WHERE schema_migrations.applied_at IS NULL AND schema_migrations.claimed_at < ?6
+         RETURNING claimed_by",
+        &[
+            migration.version.into(),
+            migration.name.into(),
+            checksum.into(),
+            instance.into(),
+            now.into(),
+            Value::Integer(now - STALE_CLAIM_MS),
+        ],
+    )?;
+    Ok(rows
+        .first()
+        .map(|row| row.str("claimed_by").map(|c| c == instance))
+        .transpose()?
+        .unwrap_or(false))
+}
+
+fn apply(platform: &Platform, migration: &Migration) -> anyhow::Result<()> {
+    for (index, statement) in statements(migration.sql).iter().enumerate() {
+        platform.sql.execute(statement, &[]).with_context(|| {
+            format!("{} statement {} failed", migration.name, index + 1)
+        })?;
+    }
+    Ok(())
+}
+
+/// Splits a migration file into statements: a statement ends with `;` at the end of a line. `--` comments
+/// are dropped (the files keep `--` out of string literals).
+pub fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let code = line.split("--").next().unwrap_or_default().trim_end();
+        if code.trim().is_empty() {
+            continue;
+        }
+        current.push_str(code);
+        current.push('\n');
+        if code.ends_with(';') {
+            out.push(current.trim().trim_end_matches(';').to_owned());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_owned());
+    }
+    out
+}
+
+fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn instance_id(platform: &Platform) -> String {
+    format!("{}-{:016x}", platform.clock.now_ms(), crate::ids::random_u64())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::platform::native::NativePlatformBuilder;
+
+    fn tables(platform: &Platform) -> Vec<String> {
+        platform
+            .sql
+            .execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.str("name").unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn statements_are_split_on_line_ending_semicolons_without_comments() {
+        let s = statements("-- a comment\nCREATE TABLE a (x INT); -- trailing\n\nCREATE VIEW v AS\n  SELECT 1;\n");
+        assert_eq!(s, vec!["CREATE TABLE a (x INT)", "CREATE VIEW v AS\n  SELECT 1"]);
+    }
+
+    #[tokio::test]
+    async fn applies_the_schema_and_a_second_run_applies_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        let first = run(&platform, MIGRATIONS).await.unwrap();
+        assert_eq!(first.applied, vec![1]);
+        let names = tables(&platform);
+        for expected in [
+            "events",
+            "notion_pages",
+            "notion_data_sources",
+            "phone_numbers",
+            "canvas_cache",
+            "pending_work",
+            "media_objects",
+            "sync_history",
+            "sync_runs",
+            "schedules",
+            "metrics",
+            "sync_stats_today",
+            "canvas_cache_stats",
+            "schema_migrations",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        }
+        let second = run(&platform, MIGRATIONS).await.unwrap();
+        assert_eq!(second, Report { applied: vec![], already_applied: vec![1] });
+        // The views are queryable, not just declared.
+        platform.sql.execute("SELECT * FROM sync_stats_today", &[]).unwrap();
+        platform.sql.execute("SELECT * FROM canvas_cache_stats", &[]).unwrap();
+    }
+
+    #[test]
+    fn concurrent_starts_apply_each_migration_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let reports: Vec<Report> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    s.spawn(move || {
+                        let platform = NativePlatformBuilder::new(&path).build().unwrap();
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_time()
+                            .build()
+                            .unwrap();
+                        rt.block_on(run(&platform, MIGRATIONS)).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let applied: usize = reports.iter().map(|r| r.applied.len()).sum();
+        let already: usize = reports.iter().map(|r| r.already_applied.len()).sum();
+        assert_eq!(applied, MIGRATIONS.len(), "{reports:?}");
+        assert_eq!(already, 7 * MIGRATIONS.len(), "{reports:?}");
+    }
+
+    #[tokio::test]
+    async fn a_changed_migration_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        let original = [Migration { version: 1, name: "0001_x.sql", sql: "CREATE TABLE IF NOT EXISTS x (a INT);" }];
+        run(&platform, &original).await.unwrap();
+        let edited = [Migration { version: 1, name: "0001_x.sql", sql: "CREATE TABLE IF NOT EXISTS x (a INT, b INT);" }];
+        let err = run(&platform, &edited).await.unwrap_err();
+        assert!(err.to_string().contains("was changed after it was applied"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stale_claim_from_a_crashed_instance_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        run(&platform, &[]).await.unwrap();
+        let long_ago = platform.clock.now_ms() - 10 * STALE_CLAIM_MS;
+        platform
+            .sql
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum, claimed_by, claimed_at)
+                 VALUES (1, '0001_initial.sql', 'x', 'dead-instance', ?1)",
+                &[long_ago.into()],
+            )
+            .unwrap();
+        let report = run(&platform, MIGRATIONS).await.unwrap();
+        assert_eq!(report.applied, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_statement_names_the_file_and_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        let bad = [Migration { version: 9, name: "0009_bad.sql", sql: "CREATE TABLE ok (a INT);\nSELEC oops;" }];
+        let err = run(&platform, &bad).await.unwrap_err();
+        assert!(format!("{err:#}").contains("0009_bad.sql statement 2"), "{err:#}");
+    }
+}

@@ -1,0 +1,278 @@
+//! The platform traits on Spin's host interfaces (spin-sdk 5.2, WASI 0.2): `wasi:keyvalue` store and
+//! atomics on the `default` store, `spin:sqlite@3.0.0` on the `default` database, `wasi:http` outbound,
+//! `fermyon:spin/variables@2.0.0`.
+
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use spin_sdk::sqlite3;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+
+use super::{
+    Clock, HttpClient, HttpError, HttpRequest, HttpResponse, KeyValue, Method, Platform, Rows, Sql,
+    Value, Variables,
+};
+
+/// The `default` key-value store through `wasi:keyvalue`.
+pub struct SpinKeyValue {
+    bucket: store::Bucket,
+}
+
+impl SpinKeyValue {
+    /// Opens the `default` store (needs `key_value_stores = ["default"]`).
+    pub fn open_default() -> anyhow::Result<Self> {
+        let bucket = store::open("default").map_err(|e| anyhow!("opening key-value store: {e:?}"))?;
+        Ok(Self { bucket })
+    }
+}
+
+impl KeyValue for SpinKeyValue {
+    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.bucket
+            .get(key)
+            .map_err(|e| anyhow!("key-value get {key:?}: {e:?}"))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.bucket
+            .set(key, value)
+            .map_err(|e| anyhow!("key-value set {key:?}: {e:?}"))
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.bucket
+            .delete(key)
+            .map_err(|e| anyhow!("key-value delete {key:?}: {e:?}"))
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> anyhow::Result<i64> {
+        atomics::increment(&self.bucket, key, delta)
+            .map_err(|e| anyhow!("key-value increment {key:?}: {e:?}"))
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .bucket
+                .list_keys(cursor.as_deref())
+                .map_err(|e| anyhow!("key-value list: {e:?}"))?;
+            keys.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix)));
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+}
+
+/// The `default` SQLite database through `spin:sqlite@3.0.0`.
+pub struct SpinSqlite {
+    conn: sqlite3::Connection,
+}
+
+impl SpinSqlite {
+    /// Opens the `default` database (needs `sqlite_databases = ["default"]`).
+    pub fn open_default() -> anyhow::Result<Self> {
+        let conn = sqlite3::Connection::open_default().context("opening SQLite database")?;
+        Ok(Self { conn })
+    }
+}
+
+impl Sql for SpinSqlite {
+    fn execute(&self, statement: &str, params: &[Value]) -> anyhow::Result<Rows> {
+        let params: Vec<sqlite3::Value> = params
+            .iter()
+            .map(|v| match v {
+                Value::Integer(v) => sqlite3::Value::Integer(*v),
+                Value::Real(v) => sqlite3::Value::Real(*v),
+                Value::Text(v) => sqlite3::Value::Text(v.clone()),
+                Value::Blob(v) => sqlite3::Value::Blob(v.clone()),
+                Value::Null => sqlite3::Value::Null,
+            })
+            .collect();
+        let result = self
+            .conn
+            .execute(statement, &params)
+            .with_context(|| format!("executing {statement:?}"))?;
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.values
+                    .into_iter()
+                    .map(|v| match v {
+                        sqlite3::Value::Integer(v) => Value::Integer(v),
+                        sqlite3::Value::Real(v) => Value::Real(v),
+                        sqlite3::Value::Text(v) => Value::Text(v),
+                        sqlite3::Value::Blob(v) => Value::Blob(v),
+                        sqlite3::Value::Null => Value::Null,
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Rows {
+            columns: result.columns,
+            rows,
+        })
+    }
+}
+
+/// Outbound HTTP through `wasi:http/outgoing-handler`.
+pub struct SpinHttp;
+
+#[async_trait(?Send)]
+impl HttpClient for SpinHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let method = match request.method {
+            Method::Get => spin_sdk::http::Method::Get,
+            Method::Head => spin_sdk::http::Method::Head,
+            Method::Post => spin_sdk::http::Method::Post,
+            Method::Put => spin_sdk::http::Method::Put,
+            Method::Patch => spin_sdk::http::Method::Patch,
+            Method::Delete => spin_sdk::http::Method::Delete,
+        };
+        let mut builder = spin_sdk::http::Request::builder();
+        builder.method(method).uri(&request.url);
+        for (name, value) in &request.headers {
+            builder.header(name, value);
+        }
+        let outgoing = builder.body(request.body).build();
+        let response: spin_sdk::http::Response =
+            spin_sdk::http::send(outgoing).await.map_err(|e| match e {
+                spin_sdk::http::SendError::Http(code) => classify(code),
+                other => HttpError::InvalidRequest(other.to_string()),
+            })?;
+        Ok(HttpResponse {
+            status: *response.status(),
+            headers: response
+                .headers()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                .collect(),
+            body: response.into_body(),
+        })
+    }
+}
+
+fn classify(code: spin_sdk::http::ErrorCode) -> HttpError {
+    use spin_sdk::http::ErrorCode as E;
+    match code {
+        E::HttpRequestDenied => HttpError::NotAllowed("denied by allowed_outbound_hosts".into()),
+        E::HttpRequestUriInvalid => HttpError::InvalidRequest(format!("{code:?}")),
+        other => HttpError::Network(format!("{other:?}")),
+    }
+}
+
+/// Wall clock from `wasi:clocks`.
+pub struct SpinClock;
+
+#[async_trait(?Send)]
+impl Clock for SpinClock {
+    fn now_ms(&self) -> i64 {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970");
+        i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        // Blocks the instance: waits here are short pacing for the shared rate budgets, which every task of
+        // the instance would wait for anyway.
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Spin variables visible to this component.
+pub struct SpinVariables;
+
+impl Variables for SpinVariables {
+    fn get(&self, name: &str) -> anyhow::Result<Option<String>> {
+        use spin_sdk::variables::Error;
+        match spin_sdk::variables::get(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::Undefined(_)) | Err(Error::InvalidName(_)) => Ok(None),
+            Err(e) => Err(anyhow!("reading variable {name}: {e}")),
+        }
+    }
+}
+
+/// The platform of one Spin request: default key-value store and database, outbound HTTP, variables.
+pub fn platform() -> anyhow::Result<Platform> {
+    Ok(Platform {
+        kv: Rc::new(SpinKeyValue::open_default()?),
+        sql: Rc::new(SpinSqlite::open_default()?),
+        http: Rc::new(SpinHttp),
+        clock: Rc::new(SpinClock),
+        vars: Rc::new(SpinVariables),
+    })
+}
+
+/// Reads a Spin request into an [`api::Request`](crate::api::Request), refusing bodies over `max_body`
+/// bytes with `413` before reading them whole.
+pub async fn read_request(
+    request: spin_sdk::http::IncomingRequest,
+    max_body: usize,
+) -> Result<crate::api::Request, crate::api::Response> {
+    use futures::StreamExt;
+
+    let method = request.method().to_string();
+    let path_with_query = request.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), q.to_owned()),
+        None => (path_with_query, String::new()),
+    };
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let too_large = || {
+        crate::api::Response::error(413, format!("request body is larger than {max_body} bytes"))
+    };
+    if let Some(length) = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+    {
+        if length > max_body {
+            return Err(too_large());
+        }
+    }
+    let mut body = Vec::new();
+    let mut stream = request.into_body_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| crate::api::Response::error(400, "could not read the request body"))?;
+        if body.len() + chunk.len() > max_body {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(crate::api::Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+/// Sends `response` and finishes its body, so the client has its answer while the handler keeps working.
+pub async fn send_response(out: spin_sdk::http::ResponseOutparam, response: crate::api::Response) {
+    use spin_sdk::http::{Fields, OutgoingResponse};
+
+    let headers: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .map(|(n, v)| (n, v.into_bytes()))
+        .collect();
+    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+    let outgoing = OutgoingResponse::new(fields);
+    let _ = outgoing.set_status_code(response.status);
+    if let Err(e) = out.set_with_body(outgoing, response.body).await {
+        tracing::warn!(error = ?e, "writing the response body failed");
+    }
+}

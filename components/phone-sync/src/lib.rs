@@ -1,0 +1,1 @@
+//! `phone-sync` component.
