@@ -50,15 +50,13 @@ fn percent_decode(raw: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -122,7 +120,10 @@ pub fn not_found(path: &str) -> Response {
 
 /// Checks `Authorization: Bearer <admin_token>` in constant time. `Err` is the `401` to send, with no
 /// detail about what was wrong.
-pub fn require_admin(request: &Request, admin_token: &configuration::Secret) -> Result<(), Response> {
+pub fn require_admin(
+    request: &Request,
+    admin_token: &configuration::Secret,
+) -> Result<(), Response> {
     let expected = admin_token.expose().as_bytes();
     let given = request
         .header("authorization")
@@ -177,7 +178,13 @@ mod tests {
     fn admin_token_must_match_exactly() {
         let token = Secret::new("s3cret");
         assert!(require_admin(&request_with(Some("Bearer s3cret")), &token).is_ok());
-        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Bearer ")] {
+        for bad in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("s3cret"),
+            Some("Bearer "),
+        ] {
             let response = require_admin(&request_with(bad), &token).unwrap_err();
             assert_eq!(response.status, 401);
             assert_eq!(response.json_body()["error"], "unauthorized");
@@ -192,8 +199,14 @@ mod tests {
             query: "phone_number_id=PN1&since=2025-10-20T00%3A00%3A00Z&x".into(),
             ..Default::default()
         };
-        assert_eq!(request.query_param("phone_number_id").as_deref(), Some("PN1"));
-        assert_eq!(request.query_param("since").as_deref(), Some("2025-10-20T00:00:00Z"));
+        assert_eq!(
+            request.query_param("phone_number_id").as_deref(),
+            Some("PN1")
+        );
+        assert_eq!(
+            request.query_param("since").as_deref(),
+            Some("2025-10-20T00:00:00Z")
+        );
         assert_eq!(request.query_param("x").as_deref(), Some(""));
         assert_eq!(request.query_param("y"), None);
         assert_eq!(percent_decode("100%"), "100%");
@@ -202,8 +215,14 @@ mod tests {
     #[test]
     fn health_names_missing_variables_but_shows_no_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let vars = MapVariables::from_pairs([("openphone_api_key", "op-live-key"), ("admin_token", "tok")]);
-        let platform = NativePlatformBuilder::new(dir.path()).vars(vars).build().unwrap();
+        let vars = MapVariables::from_pairs([
+            ("openphone_api_key", "op-live-key"),
+            ("admin_token", "tok"),
+        ]);
+        let platform = NativePlatformBuilder::new(dir.path())
+            .vars(vars)
+            .build()
+            .unwrap();
         let response = health(&platform, "webhook");
         assert_eq!(response.status, 200);
         let body = response.json_body();
@@ -214,6 +233,9 @@ mod tests {
         assert!(missing.iter().any(|m| m == "notion_api_key"));
         assert!(!missing.iter().any(|m| m == "openphone_api_key"));
         let text = String::from_utf8(response.body).unwrap();
-        assert!(!text.contains("op-live-key") && !text.contains("tok\""), "{text}");
+        assert!(
+            !text.contains("op-live-key") && !text.contains("tok\""),
+            "{text}"
+        );
     }
 }

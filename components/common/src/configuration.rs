@@ -168,7 +168,8 @@ impl<'a> Loader<'a> {
     pub fn base_url(&mut self, name: &'static str) -> String {
         let value = self.text(name);
         let value = value.trim_end_matches('/').to_owned();
-        if !value.is_empty() && !(value.starts_with("https://") || value.starts_with("http://")) {
+        let scheme_ok = value.starts_with("https://") || value.starts_with("http://");
+        if !value.is_empty() && !scheme_ok {
             self.invalid
                 .push(format!("{name}: must start with https:// or http://"));
         }
@@ -176,16 +177,14 @@ impl<'a> Loader<'a> {
     }
 
     /// A number.
-    pub fn number<T: std::str::FromStr>(&mut self, name: &'static str) -> T
-    where
-        T: Default,
-    {
+    pub fn number<T: std::str::FromStr + Default>(&mut self, name: &'static str) -> T {
         let raw = self.text(name);
         match raw.parse() {
             Ok(v) => v,
             Err(_) => {
                 if !raw.is_empty() {
-                    self.invalid.push(format!("{name}: {raw:?} is not a number"));
+                    self.invalid
+                        .push(format!("{name}: {raw:?} is not a number"));
                 }
                 T::default()
             }
@@ -223,7 +222,12 @@ impl WebhookConfig {
         let secret = loader.secret("openphone_webhook_secret");
         let mut signing_keys = Vec::new();
         // Several secrets may be configured, comma-separated, e.g. while rotating a webhook.
-        for part in secret.expose().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in secret
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             match decode_signing_key(part) {
                 Some(key) => signing_keys.push(key),
                 None => loader.invalid(
@@ -332,7 +336,8 @@ pub struct StorageConfig {
 impl StorageConfig {
     /// Loads the section.
     pub fn load(loader: &mut Loader<'_>) -> Self {
-        let public_base_url = Some(loader.base_url("recordings_public_base_url")).filter(|u| !u.is_empty());
+        let public_base_url =
+            Some(loader.base_url("recordings_public_base_url")).filter(|u| !u.is_empty());
         Self {
             endpoint: loader.base_url("s3_endpoint"),
             bucket: loader.text("r2_bucket"),
@@ -396,9 +401,7 @@ pub fn missing_required(vars: &dyn Variables) -> Vec<&'static str> {
     VARIABLES
         .iter()
         .filter(|spec| spec.default.is_none())
-        .filter(|spec| {
-            !matches!(vars.get(spec.name), Ok(Some(v)) if !v.trim().is_empty())
-        })
+        .filter(|spec| !matches!(vars.get(spec.name), Ok(Some(v)) if !v.trim().is_empty()))
         .map(|spec| spec.name)
         .collect()
 }
@@ -423,7 +426,9 @@ mod tests {
         ])
     }
 
-    fn load_all(vars: &MapVariables) -> Result<(OpenPhoneConfig, NotionConfig, StorageConfig, SyncConfig), ConfigError> {
+    fn load_all(
+        vars: &MapVariables,
+    ) -> Result<(OpenPhoneConfig, NotionConfig, StorageConfig, SyncConfig), ConfigError> {
         let mut loader = Loader::new(vars);
         let op = OpenPhoneConfig::load(&mut loader);
         let notion = NotionConfig::load(&mut loader);
@@ -461,28 +466,44 @@ mod tests {
                 "r2_bucket",
                 "r2_access_key_id",
                 "r2_secret_access_key",
-                "openphone_webhook_secret",
                 "admin_token",
+                "openphone_webhook_secret",
             ]
         );
         let message = err.to_string();
-        assert!(message.contains("openphone_api_key") && message.contains("admin_token"), "{message}");
+        assert!(
+            message.contains("openphone_api_key") && message.contains("admin_token"),
+            "{message}"
+        );
     }
 
     #[test]
     fn invalid_values_are_reported_without_the_secret() {
         let mut vars = full();
-        vars.0.insert("openphone_webhook_secret".into(), "not base64 !!".into());
-        vars.0.insert("sync_interval_minutes".into(), "often".into());
-        vars.0.insert("notion_api_base".into(), "api.notion.com".into());
-        vars.0.insert("self_phone_numbers".into(), "+13365550100, banana".into());
+        vars.0
+            .insert("openphone_webhook_secret".into(), "not base64 !!".into());
+        vars.0
+            .insert("sync_interval_minutes".into(), "often".into());
+        vars.0
+            .insert("notion_api_base".into(), "api.notion.com".into());
+        vars.0
+            .insert("self_phone_numbers".into(), "+13365550100, banana".into());
         let err = load_all(&vars).unwrap_err();
         let message = err.to_string();
         assert!(err.missing.is_empty());
-        assert!(message.contains("openphone_webhook_secret: not base64"), "{message}");
-        assert!(!message.contains("not base64 !!"), "the secret leaked: {message}");
+        assert!(
+            message.contains("openphone_webhook_secret: not base64"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("not base64 !!"),
+            "the secret leaked: {message}"
+        );
         assert!(message.contains("sync_interval_minutes"), "{message}");
-        assert!(message.contains("notion_api_base: must start with https://"), "{message}");
+        assert!(
+            message.contains("notion_api_base: must start with https://"),
+            "{message}"
+        );
         assert!(message.contains("self_phone_numbers"), "{message}");
     }
 
@@ -496,13 +517,19 @@ mod tests {
         let mut loader = Loader::new(&vars);
         let webhook = WebhookConfig::load(&mut loader);
         loader.finish().unwrap();
-        assert_eq!(webhook.signing_keys, vec![b"secret-key".to_vec(), b"other".to_vec()]);
+        assert_eq!(
+            webhook.signing_keys,
+            vec![b"secret-key".to_vec(), b"other".to_vec()]
+        );
     }
 
     #[test]
     fn self_numbers_are_normalized() {
         let mut vars = full();
-        vars.0.insert("self_phone_numbers".into(), "(336) 555-0100\n+1 415 555 0199".into());
+        vars.0.insert(
+            "self_phone_numbers".into(),
+            "(336) 555-0100\n+1 415 555 0199".into(),
+        );
         let (_, _, _, sync) = load_all(&vars).unwrap();
         let numbers: Vec<&str> = sync.self_phone_numbers.iter().map(E164::as_str).collect();
         assert_eq!(numbers, vec!["+13365550100", "+14155550199"]);

@@ -87,11 +87,7 @@ fn shorten(raw: &str) -> String {
     raw.chars().take(40).collect()
 }
 
-fn parse_id(
-    kind: &'static str,
-    raw: &str,
-    prefixes: &[&str],
-) -> Result<String, ParseError> {
+fn parse_id(kind: &'static str, raw: &str, prefixes: &[&str]) -> Result<String, ParseError> {
     let err = |why| ParseError::Id {
         kind,
         value: shorten(raw),
@@ -175,13 +171,23 @@ mod tests {
         ] {
             assert_eq!(E164::parse(raw).unwrap().as_str(), "+15555550123", "{raw}");
         }
-        assert_eq!(E164::parse("+442071838750").unwrap().as_str(), "+442071838750");
+        assert_eq!(
+            E164::parse("+442071838750").unwrap().as_str(),
+            "+442071838750"
+        );
     }
 
     #[test]
     fn e164_refuses_what_is_not_a_number() {
         for raw in [
-            "", "+", "12345", "555-0123", "+0123456789", "call me", "+1555555012x", "0555550123",
+            "",
+            "+",
+            "12345",
+            "555-0123",
+            "+0123456789",
+            "call me",
+            "+1555555012x",
+            "0555550123",
             "+1234567890123456",
         ] {
             assert!(E164::parse(raw).is_err(), "{raw} was accepted");
@@ -196,7 +202,10 @@ mod tests {
         let n = E164::parse("+15555550123").unwrap();
         assert_eq!(n.formatted(), "(555) 555-0123");
         assert_eq!(n.nanp_national(), Some("5555550123"));
-        assert_eq!(E164::parse("+442071838750").unwrap().formatted(), "+442071838750");
+        assert_eq!(
+            E164::parse("+442071838750").unwrap().formatted(),
+            "+442071838750"
+        );
     }
 
     #[test]

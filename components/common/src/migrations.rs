@@ -110,7 +110,11 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
                             "UPDATE schema_migrations SET applied_at = ?1 WHERE version = ?2",
                             &[platform.clock.now_ms().into(), migration.version.into()],
                         )?;
-                        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+                        tracing::info!(
+                            version = migration.version,
+                            name = migration.name,
+                            "migration applied"
+                        );
                         report.applied.push(migration.version);
                         break;
                     }
@@ -177,9 +181,10 @@ fn claim(
 
 fn apply(platform: &Platform, migration: &Migration) -> anyhow::Result<()> {
     for (index, statement) in statements(migration.sql).iter().enumerate() {
-        platform.sql.execute(statement, &[]).with_context(|| {
-            format!("{} statement {} failed", migration.name, index + 1)
-        })?;
+        platform
+            .sql
+            .execute(statement, &[])
+            .with_context(|| format!("{} statement {} failed", migration.name, index + 1))?;
     }
     Ok(())
 }
@@ -213,7 +218,11 @@ fn checksum(sql: &str) -> String {
 }
 
 fn instance_id(platform: &Platform) -> String {
-    format!("{}-{:016x}", platform.clock.now_ms(), crate::ids::random_u64())
+    format!(
+        "{}-{:016x}",
+        platform.clock.now_ms(),
+        crate::ids::random_u64()
+    )
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -236,8 +245,13 @@ mod tests {
 
     #[test]
     fn statements_are_split_on_line_ending_semicolons_without_comments() {
-        let s = statements("-- a comment\nCREATE TABLE a (x INT); -- trailing\n\nCREATE VIEW v AS\n  SELECT 1;\n");
-        assert_eq!(s, vec!["CREATE TABLE a (x INT)", "CREATE VIEW v AS\n  SELECT 1"]);
+        let s = statements(
+            "-- a comment\nCREATE TABLE a (x INT); -- trailing\n\nCREATE VIEW v AS\n  SELECT 1;\n",
+        );
+        assert_eq!(
+            s,
+            vec!["CREATE TABLE a (x INT)", "CREATE VIEW v AS\n  SELECT 1"]
+        );
     }
 
     #[tokio::test]
@@ -263,13 +277,28 @@ mod tests {
             "canvas_cache_stats",
             "schema_migrations",
         ] {
-            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
         }
         let second = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(second, Report { applied: vec![], already_applied: vec![1] });
+        assert_eq!(
+            second,
+            Report {
+                applied: vec![],
+                already_applied: vec![1]
+            }
+        );
         // The views are queryable, not just declared.
-        platform.sql.execute("SELECT * FROM sync_stats_today", &[]).unwrap();
-        platform.sql.execute("SELECT * FROM canvas_cache_stats", &[]).unwrap();
+        platform
+            .sql
+            .execute("SELECT * FROM sync_stats_today", &[])
+            .unwrap();
+        platform
+            .sql
+            .execute("SELECT * FROM canvas_cache_stats", &[])
+            .unwrap();
     }
 
     #[test]
@@ -302,11 +331,22 @@ mod tests {
     async fn a_changed_migration_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
-        let original = [Migration { version: 1, name: "0001_x.sql", sql: "CREATE TABLE IF NOT EXISTS x (a INT);" }];
+        let original = [Migration {
+            version: 1,
+            name: "0001_x.sql",
+            sql: "CREATE TABLE IF NOT EXISTS x (a INT);",
+        }];
         run(&platform, &original).await.unwrap();
-        let edited = [Migration { version: 1, name: "0001_x.sql", sql: "CREATE TABLE IF NOT EXISTS x (a INT, b INT);" }];
+        let edited = [Migration {
+            version: 1,
+            name: "0001_x.sql",
+            sql: "CREATE TABLE IF NOT EXISTS x (a INT, b INT);",
+        }];
         let err = run(&platform, &edited).await.unwrap_err();
-        assert!(err.to_string().contains("was changed after it was applied"), "{err}");
+        assert!(
+            err.to_string().contains("was changed after it was applied"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -331,8 +371,15 @@ mod tests {
     async fn a_failing_statement_names_the_file_and_statement() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
-        let bad = [Migration { version: 9, name: "0009_bad.sql", sql: "CREATE TABLE ok (a INT);\nSELEC oops;" }];
+        let bad = [Migration {
+            version: 9,
+            name: "0009_bad.sql",
+            sql: "CREATE TABLE ok (a INT);\nSELEC oops;",
+        }];
         let err = run(&platform, &bad).await.unwrap_err();
-        assert!(format!("{err:#}").contains("0009_bad.sql statement 2"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("0009_bad.sql statement 2"),
+            "{err:#}"
+        );
     }
 }

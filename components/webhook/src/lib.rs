@@ -17,7 +17,11 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let platform = match platform() {
         Ok(p) => p,
         Err(e) => {
-            return send_response(out, api::Response::error(503, format!("storage unavailable: {e:#}"))).await
+            return send_response(
+                out,
+                api::Response::error(503, format!("storage unavailable: {e:#}")),
+            )
+            .await
         }
     };
     let response = match (request.method.as_str(), request.path.as_str()) {

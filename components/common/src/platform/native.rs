@@ -153,10 +153,7 @@ impl Sql for SqliteDatabase {
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(values);
         }
-        Ok(Rows {
-            columns,
-            rows: out,
-        })
+        Ok(Rows { columns, rows: out })
     }
 }
 
@@ -218,17 +215,13 @@ impl HttpClient for ReqwestClient {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let response = builder
-            .body(request.body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_builder() {
-                    HttpError::InvalidRequest(e.to_string())
-                } else {
-                    HttpError::Network(e.to_string())
-                }
-            })?;
+        let response = builder.body(request.body).send().await.map_err(|e| {
+            if e.is_builder() {
+                HttpError::InvalidRequest(e.to_string())
+            } else {
+                HttpError::Network(e.to_string())
+            }
+        })?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -369,9 +362,7 @@ impl NativePlatformBuilder {
                 &self.state_dir.join("sqlite_key_value.db"),
                 "default",
             )?),
-            sql: Rc::new(SqliteDatabase::open(
-                &self.state_dir.join("sqlite_db.db"),
-            )?),
+            sql: Rc::new(SqliteDatabase::open(&self.state_dir.join("sqlite_db.db"))?),
             http: self.http.unwrap_or_else(|| Rc::new(ReqwestClient::new())),
             clock: self.clock.unwrap_or_else(|| Rc::new(SystemClock)),
             vars: Rc::new(self.vars),
@@ -449,8 +440,11 @@ mod tests {
     fn sql_round_trips_every_value_type() {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteDatabase::open(&dir.path().join("db.db")).unwrap();
-        db.execute("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)", &[])
-            .unwrap();
+        db.execute(
+            "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)",
+            &[],
+        )
+        .unwrap();
         db.execute(
             "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",
             &[

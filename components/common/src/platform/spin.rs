@@ -23,7 +23,8 @@ pub struct SpinKeyValue {
 impl SpinKeyValue {
     /// Opens the `default` store (needs `key_value_stores = ["default"]`).
     pub fn open_default() -> anyhow::Result<Self> {
-        let bucket = store::open("default").map_err(|e| anyhow!("opening key-value store: {e:?}"))?;
+        let bucket =
+            store::open("default").map_err(|e| anyhow!("opening key-value store: {e:?}"))?;
         Ok(Self { bucket })
     }
 }
@@ -150,7 +151,12 @@ impl HttpClient for SpinHttp {
             status: *response.status(),
             headers: response
                 .headers()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.to_ascii_lowercase(),
+                        v.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect(),
             body: response.into_body(),
         })
@@ -228,7 +234,12 @@ pub async fn read_request(
         .headers()
         .entries()
         .into_iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .collect();
     let too_large = || {
         crate::api::Response::error(413, format!("request body is larger than {max_body} bytes"))
@@ -245,7 +256,8 @@ pub async fn read_request(
     let mut body = Vec::new();
     let mut stream = request.into_body_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| crate::api::Response::error(400, "could not read the request body"))?;
+        let chunk = chunk
+            .map_err(|_| crate::api::Response::error(400, "could not read the request body"))?;
         if body.len() + chunk.len() > max_body {
             return Err(too_large());
         }
