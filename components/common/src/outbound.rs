@@ -1,0 +1,359 @@
+//! Every request to an external API goes through [`Outbound::send`]: it waits for the API's shared rate
+//! budget, counts the request in the daily metrics, retries what is safe to retry, and turns the outcome
+//! into an [`ApiError`] that says whether trying again later can help.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::metrics;
+use crate::platform::{HttpError, HttpRequest, HttpResponse, Method, Platform};
+use crate::ratelimit::RateBudget;
+
+/// An external service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The OpenPhone API: 10 requests/s per key.
+    OpenPhone,
+    /// The Notion API: about 3 requests/s on average per integration.
+    Notion,
+    /// The S3-compatible object store.
+    S3,
+    /// The host serving recording files.
+    Media,
+}
+
+impl Service {
+    /// Lower-case name used in metrics, logs and budget keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::OpenPhone => "openphone",
+            Service::Notion => "notion",
+            Service::S3 => "s3",
+            Service::Media => "media",
+        }
+    }
+
+    /// Requests allowed per second across every instance, if the service limits them.
+    pub fn per_second(self) -> Option<i64> {
+        match self {
+            Service::OpenPhone => Some(10),
+            Service::Notion => Some(3),
+            Service::S3 | Service::Media => None,
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a request to an API did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// `429` (or Notion's `529`): come back after `retry_after_ms`.
+    #[error("{service} rate limited the request")]
+    RateLimited {
+        /// Which API.
+        service: Service,
+        /// The server's `Retry-After`, in milliseconds.
+        retry_after_ms: Option<u64>,
+    },
+    /// `5xx`, a timeout or a network failure: the request may or may not have been applied.
+    #[error("{service} is unavailable: {detail}")]
+    Unavailable {
+        /// Which API.
+        service: Service,
+        /// Status, when there was a response.
+        status: Option<u16>,
+        /// What happened.
+        detail: String,
+    },
+    /// A `4xx` other than `429`: trying again will not help.
+    #[error("{service} refused the request with {status}: {detail}")]
+    Refused {
+        /// Which API.
+        service: Service,
+        /// Status.
+        status: u16,
+        /// The API's error code and message.
+        detail: String,
+    },
+    /// The request was not sent: the host is not granted, or the request was malformed.
+    #[error("{service} request not sent: {detail}")]
+    NotSent {
+        /// Which API.
+        service: Service,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl ApiError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApiError::RateLimited { .. } | ApiError::Unavailable { .. })
+    }
+
+    /// How long the server asked us to wait.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::RateLimited { .. } => Some(429),
+            ApiError::Unavailable { status, .. } => *status,
+            ApiError::Refused { status, .. } => Some(*status),
+            ApiError::NotSent { .. } => None,
+        }
+    }
+}
+
+/// Which failures a request may be retried on within the same call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads and idempotent writes: retry rate limits, `5xx` and network errors.
+    Idempotent,
+    /// Creates and appends: retry only rate limits (the server did not apply the request); after a `5xx`
+    /// or a network error the caller must find out whether it landed before trying again.
+    RateLimitOnly,
+}
+
+/// Attempts per call; the queue retries the event later with its own backoff.
+const MAX_ATTEMPTS: u32 = 3;
+/// A `Retry-After` longer than this is not waited for inline: the event is rescheduled instead.
+const MAX_INLINE_WAIT_MS: u64 = 10_000;
+
+/// Sends requests for one service with one credential.
+pub struct Outbound<'a> {
+    platform: &'a Platform,
+    service: Service,
+    budget: Option<RateBudget<'a>>,
+}
+
+impl<'a> Outbound<'a> {
+    /// An outbound channel for `service`; `credential` identifies whose budget the requests spend (it is
+    /// hashed, never stored).
+    pub fn new(platform: &'a Platform, service: Service, credential: &str) -> Self {
+        let budget = service.per_second().map(|limit| {
+            let digest = Sha256::digest(credential.as_bytes());
+            let id: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            RateBudget::new(platform, format!("{}:{id}", service.name()), limit)
+        });
+        Self {
+            platform,
+            service,
+            budget,
+        }
+    }
+
+    /// Sends `request`, retrying as `retry` allows.
+    pub async fn send(&self, request: HttpRequest, retry: Retry) -> Result<HttpResponse, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.send_once(request.clone()).await;
+            let error = match result {
+                Ok(response) => return Ok(response),
+                Err(e) => e,
+            };
+            let retryable = match (&error, retry) {
+                (ApiError::RateLimited { .. }, _) => true,
+                (ApiError::Unavailable { .. }, Retry::Idempotent) => true,
+                _ => false,
+            };
+            if !retryable || attempt >= MAX_ATTEMPTS {
+                return Err(error);
+            }
+            let wait = match error.retry_after_ms() {
+                Some(ms) if ms > MAX_INLINE_WAIT_MS => return Err(error),
+                Some(ms) => ms,
+                None => backoff_ms(attempt),
+            };
+            self.platform.clock.sleep_ms(wait).await;
+        }
+    }
+
+    async fn send_once(&self, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+        let service = self.service;
+        if let Some(budget) = &self.budget {
+            budget.acquire().await.map_err(|e| ApiError::Unavailable {
+                service,
+                status: None,
+                detail: format!("rate budget unavailable: {e:#}"),
+            })?;
+        }
+        let method = request.method;
+        let path = path_of(&request.url).to_owned();
+        let span = tracing::info_span!("outbound", service = service.name(), method = method.as_str(), path = %path);
+        let _entered = span.enter();
+        let started = self.platform.clock.now_ms();
+        metrics::count(self.platform, &format!("requests.{}", service.name()), 1);
+        let result = self.platform.http.send(request).await;
+        let duration_ms = self.platform.clock.now_ms() - started;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(duration_ms, error = %e, "request failed");
+                metrics::count(self.platform, &format!("errors.{}", service.name()), 1);
+                return Err(match e {
+                    HttpError::Network(detail) => ApiError::Unavailable {
+                        service,
+                        status: None,
+                        detail,
+                    },
+                    HttpError::NotAllowed(detail) | HttpError::InvalidRequest(detail) => {
+                        ApiError::NotSent { service, detail }
+                    }
+                });
+            }
+        };
+        let status = response.status;
+        tracing::debug!(status, duration_ms, "response");
+        if (200..300).contains(&status) || (method == Method::Head && status == 404) {
+            return Ok(response);
+        }
+        metrics::count(self.platform, &format!("errors.{}", service.name()), 1);
+        let detail = error_detail(&response);
+        tracing::warn!(status, duration_ms, detail = %detail, "request refused");
+        Err(match status {
+            429 | 529 => ApiError::RateLimited {
+                service,
+                retry_after_ms: retry_after_ms(&response, self.platform.clock.now_ms()),
+            },
+            // Notion's 409 conflict_error is transient: "make sure the parameters are up to date and try again".
+            408 | 409 | 500..=599 => ApiError::Unavailable {
+                service,
+                status: Some(status),
+                detail,
+            },
+            _ => ApiError::Refused {
+                service,
+                status,
+                detail,
+            },
+        })
+    }
+}
+
+/// An `application/x-www-form-urlencoded`-style query with `+` (E.164!) encoded as `%2B`.
+pub fn encode_query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn percent_encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Exponential backoff with jitter for inline retries: ~0.5 s, 1 s, 2 s …
+fn backoff_ms(attempt: u32) -> u64 {
+    let base = 500u64 << attempt.saturating_sub(1).min(6);
+    base + crate::ids::random_u64() % (base / 2 + 1)
+}
+
+fn path_of(url: &str) -> &str {
+    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = without_scheme
+        .find('/')
+        .map_or("/", |i| &without_scheme[i..]);
+    path.split('?').next().unwrap_or(path)
+}
+
+/// `Retry-After` as seconds or an HTTP date, in milliseconds from now.
+pub fn retry_after_ms(response: &HttpResponse, now_ms: i64) -> Option<u64> {
+    let raw = response.header("retry-after")?.trim();
+    if let Ok(seconds) = raw.parse::<f64>() {
+        return (seconds >= 0.0).then(|| (seconds * 1000.0) as u64);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    Some(u64::try_from(at.timestamp_millis() - now_ms).unwrap_or(0))
+}
+
+/// The API's own error code and message, short, from a JSON error body (never the request's data).
+fn error_detail(response: &HttpResponse) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    let code = body.get("code").and_then(|c| c.as_str());
+    let message = body
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("no error message");
+    let message: String = message.chars().take(300).collect();
+    match code {
+        Some(code) => format!("{code}: {message}"),
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(retry_after_ms(&response(429, &[("Retry-After", "2")], ""), 0), Some(2000));
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT").unwrap().timestamp_millis();
+        assert_eq!(
+            retry_after_ms(&response(429, &[("retry-after", "Wed, 21 Oct 2015 07:28:05 GMT")], ""), now),
+            Some(5000)
+        );
+        assert_eq!(retry_after_ms(&response(429, &[], ""), 0), None);
+    }
+
+    #[test]
+    fn error_detail_keeps_code_and_message_short() {
+        let body = format!(r#"{{"object":"error","code":"validation_error","message":"{}"}}"#, "x".repeat(1000));
+        let detail = error_detail(&response(400, &[], &body));
+        assert!(detail.starts_with("validation_error: xxx"));
+        assert!(detail.len() < 330);
+    }
+
+    #[test]
+    fn queries_encode_plus_and_reserved_characters() {
+        assert_eq!(
+            encode_query(&[("participants", "+15555550123"), ("createdAfter", "2025-10-20T00:00:00Z")]),
+            "participants=%2B15555550123&createdAfter=2025-10-20T00%3A00%3A00Z"
+        );
+    }
+
+    #[test]
+    fn paths_drop_scheme_host_and_query() {
+        assert_eq!(path_of("https://api.openphone.com/v1/calls?participants=%2B1555"), "/v1/calls");
+        assert_eq!(path_of("http://127.0.0.1:9/"), "/");
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_jittered() {
+        for attempt in 1..5 {
+            let base = 500u64 << (attempt - 1);
+            let wait = backoff_ms(attempt);
+            assert!(wait >= base && wait <= base + base / 2, "{attempt}: {wait}");
+        }
+    }
+}

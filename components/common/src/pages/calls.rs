@@ -1,0 +1,354 @@
+//! Call pages in the Calls database. Each event of a call (completed, recording, transcript, summary,
+//! voicemail) brings some facts; the page gets exactly those, so events in any order build the same page
+//! and nothing known is blanked by an event that does not know it. Transcript, summary, next steps,
+//! recordings and voicemail also go into the page body, each section appended once.
+
+use serde_json::{json, Map, Value};
+
+use super::map::Kind;
+use super::{split_for_create, Section, WriteError, Writer};
+use crate::domain::E164;
+use crate::notion::properties as p;
+use crate::openphone::types::{Call, DialogueSegment, PhoneNumberUser, Summary, Transcript};
+use crate::phone_numbers::{self, KnownNumber};
+
+/// A recording segment to link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingLink {
+    /// Where the audio is.
+    pub url: String,
+    /// Seconds.
+    pub duration: Option<f64>,
+}
+
+/// A voicemail to link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VoicemailLink {
+    /// Where the audio is.
+    pub url: Option<String>,
+    /// OpenPhone's transcription.
+    pub transcript: Option<String>,
+    /// Seconds.
+    pub duration: Option<f64>,
+}
+
+/// What one event knows about a call.
+#[derive(Debug, Clone, Default)]
+pub struct CallFacts {
+    /// `AC…`.
+    pub call_id: String,
+    /// `PN…`, when known.
+    pub phone_number_id: Option<String>,
+    /// The call's metadata.
+    pub call: Option<Call>,
+    /// Every recording segment, in order.
+    pub recordings: Option<Vec<RecordingLink>>,
+    /// The transcript.
+    pub transcript: Option<Transcript>,
+    /// The summary and next steps.
+    pub summary: Option<Summary>,
+    /// The voicemail.
+    pub voicemail: Option<VoicemailLink>,
+}
+
+fn fmt_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// One transcript line: `[m:ss] Speaker: text`; the speaker is the workspace user's name or the external
+/// party's number.
+pub fn transcript_line(segment: &DialogueSegment, users: &[PhoneNumberUser]) -> String {
+    let speaker = match (&segment.user_id, &segment.identifier) {
+        (Some(user), _) => users
+            .iter()
+            .find(|u| &u.id == user)
+            .map(PhoneNumberUser::display_name)
+            .unwrap_or_else(|| "Workspace user".to_owned()),
+        (None, Some(number)) => E164::parse(number).map_or_else(|_| number.clone(), |n| n.to_string()),
+        (None, None) => "Unknown".to_owned(),
+    };
+    let at = segment.start.map(fmt_duration).unwrap_or_else(|| "--:--".into());
+    format!("[{at}] {speaker}: {}", segment.content.trim())
+}
+
+impl CallFacts {
+    fn sections(&self, users: &[PhoneNumberUser]) -> Vec<Section> {
+        let mut sections = Vec::new();
+        if let Some(recordings) = self.recordings.as_ref().filter(|r| !r.is_empty()) {
+            let body = recordings
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let label = match r.duration {
+                        Some(d) => format!("Recording {} ({})", i + 1, fmt_duration(d)),
+                        None => format!("Recording {}", i + 1),
+                    };
+                    p::link_paragraph(&label, &r.url)
+                })
+                .collect();
+            sections.push(Section { name: "recordings", title: "Recordings", body });
+        }
+        if let Some(voicemail) = &self.voicemail {
+            let mut body = Vec::new();
+            if let Some(url) = &voicemail.url {
+                body.push(p::link_paragraph("Voicemail recording", url));
+            }
+            if let Some(text) = voicemail.transcript.as_deref().filter(|t| !t.trim().is_empty()) {
+                body.extend(p::paragraphs(text));
+            }
+            if !body.is_empty() {
+                sections.push(Section { name: "voicemail", title: "Voicemail", body });
+            }
+        }
+        if let Some(summary) = &self.summary {
+            let points = summary.summary.clone().unwrap_or_default();
+            if !points.is_empty() {
+                let body = points.iter().flat_map(|s| p::bullets(s)).collect();
+                sections.push(Section { name: "summary", title: "Summary", body });
+            }
+            let steps = summary.next_steps.clone().unwrap_or_default();
+            if !steps.is_empty() {
+                let body = steps.iter().flat_map(|s| p::bullets(s)).collect();
+                sections.push(Section { name: "next_steps", title: "Next steps", body });
+            }
+        }
+        if let Some(dialogue) = self.transcript.as_ref().and_then(|t| t.dialogue.as_ref()).filter(|d| !d.is_empty()) {
+            let body = dialogue.iter().flat_map(|s| p::paragraphs(&transcript_line(s, users))).collect();
+            sections.push(Section { name: "transcript", title: "Transcript", body });
+        }
+        sections
+    }
+
+    /// The properties these facts set; nothing else is touched.
+    fn properties(
+        &self,
+        workspace: Option<&KnownNumber>,
+        stored_media: (&[String], Option<&str>),
+        canvas: Option<&str>,
+        now: &str,
+    ) -> Map<String, Value> {
+        let mut props = Map::new();
+        let users = workspace.map(|w| w.users.as_slice()).unwrap_or_default();
+        props.insert("Last Updated".into(), p::date(Some(now)));
+        if let Some(call) = &self.call {
+            let participants = participants(call, workspace.map(|w| w.number.as_str()));
+            props.insert("Direction".into(), p::select(call.direction.as_deref()));
+            props.insert("Status".into(), p::select(call.status.as_deref()));
+            props.insert("Duration".into(), p::number(call.duration));
+            props.insert("Participants".into(), p::rich_text(&participants.join(", ")));
+            let user = call.user_id.as_deref().map(|id| {
+                users.iter().find(|u| u.id == id).map_or_else(|| id.to_owned(), PhoneNumberUser::display_name)
+            });
+            props.insert("OpenPhone User".into(), p::rich_text(user.as_deref().unwrap_or_default()));
+            if let Some(w) = workspace {
+                props.insert("Phone Number Used".into(), p::rich_text(&w.number));
+            }
+            props.insert("Created At".into(), p::date(call.created_at.as_deref()));
+            props.insert("Answered At".into(), p::date(call.answered_at.as_deref()));
+            props.insert("Completed At".into(), p::date(call.completed_at.as_deref()));
+            props.insert("Call Route".into(), p::rich_text(call.call_route.as_deref().unwrap_or_default()));
+            props.insert("Forwarded From".into(), p::rich_text(call.forwarded_from.as_deref().unwrap_or_default()));
+            props.insert("Forwarded To".into(), p::rich_text(call.forwarded_to.as_deref().unwrap_or_default()));
+            let raw = json!({
+                "id": call.id, "direction": call.direction, "status": call.status, "duration": call.duration,
+                "participants": participants, "phoneNumberId": call.phone_number_id, "userId": call.user_id,
+                "createdAt": call.created_at, "answeredAt": call.answered_at, "completedAt": call.completed_at,
+                "callRoute": call.call_route, "conversationId": call.conversation_id,
+            });
+            props.insert("Raw Data".into(), p::rich_text(&serde_json::to_string_pretty(&raw).expect("serializes")));
+        }
+        if let Some(id) = &self.phone_number_id {
+            props.insert("Phone Number ID".into(), p::rich_text(id));
+        }
+        if let Some(recordings) = self.recordings.as_ref().filter(|r| !r.is_empty()) {
+            // Our storage's link wins over OpenPhone's, whichever event comes later.
+            let first = stored_media.0.first().map(String::as_str).unwrap_or(&recordings[0].url);
+            props.insert("Has Recording".into(), p::checkbox(true));
+            props.insert("Recording URL".into(), p::url(Some(first)));
+            props.insert("Recording Duration".into(), p::number(recordings[0].duration.filter(|d| *d > 0.0)));
+        }
+        if let Some(voicemail) = &self.voicemail {
+            let url = stored_media.1.or(voicemail.url.as_deref());
+            props.insert("Has Voicemail".into(), p::checkbox(true));
+            props.insert("Voicemail URL".into(), p::url(url));
+            if let Some(t) = &voicemail.transcript {
+                props.insert("Voicemail Transcript".into(), p::rich_text(t));
+            }
+        }
+        if let Some(transcript) = &self.transcript {
+            let completed = transcript.status.as_deref() == Some("completed");
+            let text = transcript
+                .dialogue
+                .iter()
+                .flatten()
+                .map(|s| transcript_line(s, users))
+                .collect::<Vec<_>>()
+                .join("\n");
+            props.insert("Has Transcript".into(), p::checkbox(completed && !text.is_empty()));
+            props.insert("Transcript".into(), p::rich_text(&text));
+            props.insert("Transcript Status".into(), p::select(transcript.status.as_deref()));
+        }
+        if let Some(summary) = &self.summary {
+            let completed = summary.status.as_deref().is_none_or(|s| s == "completed");
+            let points = summary.summary.clone().unwrap_or_default();
+            props.insert("Has Summary".into(), p::checkbox(completed && !points.is_empty()));
+            props.insert("Summary".into(), p::rich_text(&points.join("\n\n")));
+            props.insert("Next Steps".into(), p::rich_text(&summary.next_steps.clone().unwrap_or_default().join("\n")));
+        }
+        if let Some(canvas) = canvas {
+            props.insert("Canvas".into(), p::relation(&[canvas]));
+        }
+        props
+    }
+}
+
+/// The call's other parties in E.164: `participants` (v4, REST) or `from`/`to` (legacy), without the
+/// workspace's own number.
+fn participants(call: &Call, own: Option<&str>) -> Vec<String> {
+    let mut all: Vec<String> = call
+        .participants
+        .iter()
+        .chain(call.from.iter())
+        .chain(call.to.iter())
+        .map(|n| E164::parse(n).map_or_else(|_| n.trim().to_owned(), |e| e.to_string()))
+        .filter(|n| !n.is_empty() && Some(n.as_str()) != own)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|n| seen.insert(n.clone()));
+    all
+}
+
+impl Writer<'_> {
+    /// Writes what `facts` know about a call to its page, creating the page if this is the first event.
+    pub async fn apply_call(&self, facts: &CallFacts) -> Result<String, WriteError> {
+        if facts.call_id.trim().is_empty() {
+            return Err(WriteError::BadData("call event without a call id".into()));
+        }
+        let phone_number_id = facts
+            .phone_number_id
+            .clone()
+            .or_else(|| facts.call.as_ref().and_then(|c| c.phone_number_id.clone()));
+        let workspace = match &phone_number_id {
+            Some(id) => phone_numbers::resolve(self.platform, self.openphone, id).await?,
+            None => None,
+        };
+        let users = workspace.as_ref().map(|w| w.users.clone()).unwrap_or_default();
+        let row = self.map.get(Kind::Call, &facts.call_id)?.unwrap_or_default();
+        let canvas = match (&facts.call, &row.canvas_page_id) {
+            (Some(call), None) => self.find_canvas(call, workspace.as_ref()).await?,
+            _ => None,
+        };
+        let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
+            .unwrap_or_default()
+            .to_rfc3339();
+        let stored = (row.recording_urls.as_slice(), row.voicemail_url.as_deref());
+        let mut props = facts.properties(workspace.as_ref(), stored, canvas.as_deref(), &now);
+        let sections = facts.sections(&users);
+        let created_at = facts.call.as_ref().and_then(|c| c.created_at.clone());
+
+        let mut included = Vec::new();
+        let (page_id, created) = self
+            .ensure_page(Kind::Call, &facts.call_id, phone_number_id.as_deref(), created_at.as_deref(), || {
+                let mut new_props = props.clone();
+                new_props.insert("Call ID".into(), p::title(&facts.call_id));
+                new_props.insert("Synced At".into(), p::date(Some(&now)));
+                let (children, names) = split_for_create(&sections);
+                // Sections sent with the create are in flight until it answers: if its outcome is
+                // unknown, the next attempt reads the page instead of appending them again.
+                self.map.mark_sections(Kind::Call, &facts.call_id, &names, false)?;
+                included = names;
+                Ok((Value::Object(new_props), children))
+            })
+            .await?;
+        if created {
+            self.map.mark_sections(Kind::Call, &facts.call_id, &included, true)?;
+        } else {
+            props.remove("Synced At");
+            self.notion.update_page(&page_id, &Value::Object(props)).await?;
+        }
+        if let Some(canvas) = &canvas {
+            self.map.set_canvas(Kind::Call, &facts.call_id, canvas)?;
+        }
+        self.append_sections(Kind::Call, &facts.call_id, &page_id, &sections).await?;
+        Ok(page_id)
+    }
+
+    async fn find_canvas(&self, call: &Call, workspace: Option<&KnownNumber>) -> Result<Option<String>, WriteError> {
+        let canvas = self.canvas();
+        for number in participants(call, workspace.map(|w| w.number.as_str())) {
+            if let Some(page) = canvas.by_phone(&number).await?.page_id {
+                return Ok(Some(page));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transcript_lines_name_users_and_numbers() {
+        let users = vec![PhoneNumberUser { id: "US1".into(), first_name: Some("Jacob".into()), ..Default::default() }];
+        let ours = DialogueSegment { content: " Thanks for calling ".into(), start: Some(0.0), user_id: Some("US1".into()), ..Default::default() };
+        let theirs = DialogueSegment { content: "Hi".into(), start: Some(63.4), identifier: Some("5555550123".into()), ..Default::default() };
+        assert_eq!(transcript_line(&ours, &users), "[0:00] Jacob: Thanks for calling");
+        assert_eq!(transcript_line(&theirs, &users), "[1:03] +15555550123: Hi");
+    }
+
+    #[test]
+    fn participants_exclude_the_workspace_number_and_repeat_nobody() {
+        let call = Call {
+            id: "AC1".into(),
+            from: Some("+15555550123".into()),
+            to: vec!["+13365550100".into()],
+            participants: vec!["+15555550123".into()],
+            ..Default::default()
+        };
+        assert_eq!(participants(&call, Some("+13365550100")), vec!["+15555550123"]);
+    }
+
+    #[test]
+    fn facts_set_only_their_own_properties() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            transcript: Some(Transcript { status: Some("completed".into()), dialogue: Some(vec![]), ..Default::default() }),
+            ..Default::default()
+        };
+        let props = facts.properties(None, (&[], None), None, "2025-10-20T00:00:00Z");
+        assert!(props.contains_key("Transcript Status"));
+        for untouched in ["Status", "Recording URL", "Summary", "Voicemail URL", "Canvas", "Duration"] {
+            assert!(!props.contains_key(untouched), "{untouched} would be blanked");
+        }
+    }
+
+    #[test]
+    fn stored_recording_links_win_over_openphone_urls() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            recordings: Some(vec![RecordingLink { url: "https://storage.googleapis.com/x.mp3".into(), duration: Some(10.0) }]),
+            ..Default::default()
+        };
+        let ours = vec!["https://recordings.example.com/recordings/AC1-1.mp3".to_owned()];
+        let props = facts.properties(None, (&ours, None), None, "now");
+        assert_eq!(props["Recording URL"]["url"], ours[0]);
+    }
+
+    #[test]
+    fn every_segment_is_linked_in_the_body() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            recordings: Some(vec![
+                RecordingLink { url: "https://a/1.mp3".into(), duration: Some(61.0) },
+                RecordingLink { url: "https://a/2.mp3".into(), duration: None },
+            ]),
+            ..Default::default()
+        };
+        let sections = facts.sections(&[]);
+        assert_eq!(sections[0].name, "recordings");
+        assert_eq!(sections[0].body.len(), 2);
+        assert_eq!(p::block_text(&sections[0].body[0]), "Recording 1 (1:01)");
+    }
+}

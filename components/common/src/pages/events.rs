@@ -1,0 +1,143 @@
+//! From a stored webhook event (or a backfilled item wrapped as one) to page writes: the payload is parsed
+//! once here, and OpenPhone is asked only for what the payload lacks (a call's recording segments, a v4
+//! missed call's voicemail).
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::calls::{CallFacts, RecordingLink, VoicemailLink};
+use super::{WriteError, Writer};
+use crate::openphone::types::{Call, Message, Summary, Transcript};
+
+/// The resource inside an event envelope: `data.object` (v1 webhooks) or `data.resource` (Quo 2026).
+fn resource(payload: &Value) -> Option<&Value> {
+    let data = payload.get("data")?;
+    data.get("object").or_else(|| data.get("resource"))
+}
+
+fn parse<T: DeserializeOwned>(payload: &Value, what: &str) -> Result<T, WriteError> {
+    let object = resource(payload).ok_or_else(|| WriteError::BadData(format!("{what} event without data.object")))?;
+    serde_json::from_value(object.clone()).map_err(|e| WriteError::BadData(format!("{what}: {e}")))
+}
+
+fn call_id_of(payload: &Value) -> Option<String> {
+    let object = resource(payload)?;
+    object
+        .get("callId")
+        .or_else(|| object.get("id"))
+        .and_then(Value::as_str)
+        .map(String::from)
+}
+
+impl Writer<'_> {
+    /// Writes the event `event_type` with body `payload`; returns the page written.
+    pub async fn apply_event(&self, event_type: &str, payload: &Value) -> Result<String, WriteError> {
+        match event_type {
+            "message.received" | "message.delivered" => {
+                let message: Message = parse(payload, "message")?;
+                self.upsert_message(&message).await
+            }
+            "call.completed" | "call.missed" | "call.answered" | "call.forwarded" => {
+                let call: Call = parse(payload, "call")?;
+                let payload_has_voicemail = resource(payload).is_some_and(|o| o.get("voicemail").is_some());
+                let mut voicemail = call.voicemail.as_ref().map(|v| VoicemailLink {
+                    url: v.audio_url().map(String::from),
+                    transcript: v.transcript.clone(),
+                    duration: v.duration,
+                });
+                // v4 payloads carry no voicemail: ask for one only where there can be one.
+                let unanswered = call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
+                if voicemail.is_none() && !payload_has_voicemail && unanswered {
+                    voicemail = self.fetch_voicemail(&call.id).await?;
+                }
+                let facts = CallFacts {
+                    call_id: call.id.clone(),
+                    phone_number_id: call.phone_number_id.clone(),
+                    voicemail,
+                    call: Some(call),
+                    ..Default::default()
+                };
+                self.apply_call(&facts).await
+            }
+            "call.recording.completed" => {
+                let call: Call = parse(payload, "call")?;
+                let mut recordings: Vec<RecordingLink> = self
+                    .openphone
+                    .call_recordings(&call.id)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.status.as_deref().is_none_or(|s| s == "completed"))
+                    .filter_map(|r| Some(RecordingLink { url: r.url?, duration: r.duration }))
+                    .collect();
+                if recordings.is_empty() {
+                    recordings = call
+                        .media
+                        .iter()
+                        .filter_map(|m| Some(RecordingLink { url: m.url.clone()?, duration: m.duration }))
+                        .collect();
+                }
+                let facts = CallFacts {
+                    call_id: call.id.clone(),
+                    phone_number_id: call.phone_number_id.clone(),
+                    recordings: Some(recordings),
+                    call: Some(call),
+                    ..Default::default()
+                };
+                self.apply_call(&facts).await
+            }
+            "call.transcript.completed" => {
+                let transcript: Transcript = parse(payload, "transcript")?;
+                let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
+                self.apply_call(&CallFacts { call_id, transcript: Some(transcript), ..Default::default() })
+                    .await
+            }
+            "call.summary.completed" | "callSummary" => {
+                let summary: Summary = parse(payload, "summary")?;
+                let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
+                self.apply_call(&CallFacts { call_id, summary: Some(summary), ..Default::default() })
+                    .await
+            }
+            "call.voicemail.completed" => {
+                let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
+                let voicemail = self.fetch_voicemail(&call_id).await?;
+                self.apply_call(&CallFacts { call_id, voicemail, ..Default::default() }).await
+            }
+            other => Err(WriteError::BadData(format!("no page is written for {other} events"))),
+        }
+    }
+
+    async fn fetch_voicemail(&self, call_id: &str) -> Result<Option<VoicemailLink>, WriteError> {
+        Ok(self
+            .openphone
+            .call_voicemail(call_id)
+            .await?
+            .filter(|v| v.audio_url().is_some())
+            .map(|v| VoicemailLink {
+                url: v.audio_url().map(String::from),
+                transcript: v.transcript.clone(),
+                duration: v.duration,
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resources_come_from_object_or_resource() {
+        let legacy = json!({ "data": { "object": { "callId": "AC1" } } });
+        let quo = json!({ "data": { "resource": { "id": "AC2" } } });
+        assert_eq!(call_id_of(&legacy).as_deref(), Some("AC1"));
+        assert_eq!(call_id_of(&quo).as_deref(), Some("AC2"));
+        assert_eq!(call_id_of(&json!({ "data": {} })), None);
+    }
+
+    #[test]
+    fn malformed_objects_are_bad_data() {
+        let err = parse::<Call>(&json!({ "data": { "object": { "status": "completed" } } }), "call").unwrap_err();
+        assert!(matches!(err, WriteError::BadData(_)));
+        assert!(!err.is_transient());
+    }
+}

@@ -1,0 +1,328 @@
+//! The `notion_pages` map: OpenPhone id → Notion page, and the protocol that makes page creation happen
+//! once. Notion has no idempotency keys, so:
+//!
+//! - a create is *claimed* with one upsert before it is sent ("in flight");
+//! - the page id is written the moment the create answers;
+//! - a claim left without a page id means an earlier attempt may have landed: the next attempt queries
+//!   Notion by the OpenPhone id before creating (and only then);
+//! - a create refused with a `4xx` landed nowhere, so its claim is dropped.
+//!
+//! Body sections (transcript, summary, …) are appended once each with the same idea: marked in flight
+//! before the append, done after it.
+
+use crate::platform::{Platform, Value};
+
+/// What a page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A call in the Calls database.
+    Call,
+    /// A message in the Messages database.
+    Message,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Call => "call",
+            Kind::Message => "message",
+        }
+    }
+}
+
+/// A claim younger than this may still be in progress elsewhere: wait rather than query.
+pub const CLAIM_IN_PROGRESS_MS: i64 = 120_000;
+
+/// What the map knows about one OpenPhone item.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageRow {
+    /// The Notion page, once known.
+    pub page_id: Option<String>,
+    /// When the current create claim was taken.
+    pub create_started_at: Option<i64>,
+    /// The Canvas page last written to the relation.
+    pub canvas_page_id: Option<String>,
+    /// Rank of the last message status written.
+    pub status_rank: Option<i64>,
+    /// Body sections: `name` when appended, `name~` while an append's outcome is unknown.
+    pub sections: Vec<String>,
+    /// Our storage URLs of the recording segments, in order.
+    pub recording_urls: Vec<String>,
+    /// Our storage URL of the voicemail.
+    pub voicemail_url: Option<String>,
+}
+
+impl PageRow {
+    /// Whether section `name` was appended.
+    pub fn section_done(&self, name: &str) -> bool {
+        self.sections.iter().any(|s| s == name)
+    }
+
+    /// Whether an append of section `name` was sent without a known outcome.
+    pub fn section_in_flight(&self, name: &str) -> bool {
+        self.sections.iter().any(|s| s.strip_suffix('~') == Some(name))
+    }
+}
+
+/// How to go about creating a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreatePlan {
+    /// The page exists: update it.
+    Exists(String),
+    /// No earlier attempt: create without asking Notion first.
+    CreateFresh,
+    /// An earlier attempt may have landed: query Notion by the OpenPhone id, then create if absent.
+    QueryThenCreate,
+    /// Another worker's create is in progress: try again later.
+    Busy,
+}
+
+/// The page map on the app's database.
+pub struct PageMap<'a> {
+    platform: &'a Platform,
+}
+
+impl<'a> PageMap<'a> {
+    /// The map.
+    pub fn new(platform: &'a Platform) -> Self {
+        Self { platform }
+    }
+
+    /// The row of an item, if any.
+    pub fn get(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<Option<PageRow>> {
+        let rows = self.platform.sql.execute(
+            "SELECT page_id, create_started_at, canvas_page_id, status_rank, sections, recording_urls, voicemail_url
+             FROM notion_pages WHERE kind = ?1 AND openphone_id = ?2",
+            &[kind.as_str().into(), openphone_id.into()],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(PageRow {
+            page_id: row.opt_str("page_id")?.map(String::from),
+            create_started_at: row.opt_i64("create_started_at")?,
+            canvas_page_id: row.opt_str("canvas_page_id")?.map(String::from),
+            status_rank: row.opt_i64("status_rank")?,
+            sections: row
+                .str("sections")?
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            recording_urls: row
+                .opt_str("recording_urls")?
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default(),
+            voicemail_url: row.opt_str("voicemail_url")?.map(String::from),
+        }))
+    }
+
+    /// Decides how to create the page of an item, claiming the create when this worker should make it.
+    /// `predates_app` says the item may have a page made by an earlier tool.
+    pub fn plan_create(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        phone_number_id: Option<&str>,
+        predates_app: bool,
+    ) -> anyhow::Result<CreatePlan> {
+        let now = self.platform.clock.now_ms();
+        // One statement claims a new item, or takes over a claim old enough that its worker is gone.
+        let claimed = self.platform.sql.execute(
+            "INSERT INTO notion_pages (kind, openphone_id, create_started_at, phone_number_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?3, ?3)
+             ON CONFLICT (kind, openphone_id) DO UPDATE SET create_started_at = excluded.create_started_at,
+                                                            updated_at = excluded.updated_at
+             WHERE notion_pages.page_id IS NULL
+               AND (notion_pages.create_started_at IS NULL OR notion_pages.create_started_at < ?5)
+             RETURNING created_at",
+            &[
+                kind.as_str().into(),
+                openphone_id.into(),
+                now.into(),
+                Value::from(phone_number_id),
+                Value::Integer(now - CLAIM_IN_PROGRESS_MS),
+            ],
+        )?;
+        if let Some(row) = claimed.first() {
+            // A row created by this very statement has created_at == now; an older row had an attempt.
+            let fresh = row.i64("created_at")? == now;
+            return Ok(if fresh && !predates_app {
+                CreatePlan::CreateFresh
+            } else {
+                CreatePlan::QueryThenCreate
+            });
+        }
+        match self.get(kind, openphone_id)? {
+            Some(PageRow { page_id: Some(page_id), .. }) => Ok(CreatePlan::Exists(page_id)),
+            _ => Ok(CreatePlan::Busy),
+        }
+    }
+
+    /// Records the page id learned from a create or a query, ending the claim.
+    pub fn record_page(&self, kind: Kind, openphone_id: &str, page_id: &str) -> anyhow::Result<()> {
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET page_id = ?3, create_started_at = NULL, updated_at = ?4
+             WHERE kind = ?1 AND openphone_id = ?2",
+            &[
+                kind.as_str().into(),
+                openphone_id.into(),
+                page_id.into(),
+                self.platform.clock.now_ms().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Drops the claim of a create that certainly did not land (refused with a `4xx`).
+    pub fn release_claim(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<()> {
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET create_started_at = NULL WHERE kind = ?1 AND openphone_id = ?2 AND page_id IS NULL",
+            &[kind.as_str().into(), openphone_id.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks sections as in flight (`done = false`) or appended (`done = true`).
+    pub fn mark_sections(&self, kind: Kind, openphone_id: &str, names: &[&str], done: bool) -> anyhow::Result<()> {
+        let Some(row) = self.get(kind, openphone_id)? else {
+            return Ok(());
+        };
+        let mut sections: Vec<String> = row
+            .sections
+            .into_iter()
+            .filter(|s| !names.contains(&s.trim_end_matches('~')))
+            .collect();
+        sections.extend(names.iter().map(|n| if done { n.to_string() } else { format!("{n}~") }));
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET sections = ?3, updated_at = ?4 WHERE kind = ?1 AND openphone_id = ?2",
+            &[
+                kind.as_str().into(),
+                openphone_id.into(),
+                sections.join(",").into(),
+                self.platform.clock.now_ms().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records the Canvas page written to the relation.
+    pub fn set_canvas(&self, kind: Kind, openphone_id: &str, canvas_page_id: &str) -> anyhow::Result<()> {
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET canvas_page_id = ?3 WHERE kind = ?1 AND openphone_id = ?2",
+            &[kind.as_str().into(), openphone_id.into(), canvas_page_id.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Raises the stored message status rank to `rank` unless a higher one is stored; `true` when this
+    /// status is the newest and should be written.
+    pub fn advance_status(&self, openphone_id: &str, rank: i64) -> anyhow::Result<bool> {
+        let rows = self.platform.sql.execute(
+            "UPDATE notion_pages SET status_rank = ?2
+             WHERE kind = 'message' AND openphone_id = ?1 AND (status_rank IS NULL OR status_rank <= ?2)
+             RETURNING status_rank",
+            &[openphone_id.into(), rank.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Stores our storage URLs of a call's recordings and voicemail (never replaced by OpenPhone's).
+    pub fn set_media_urls(
+        &self,
+        call_id: &str,
+        recording_urls: &[String],
+        voicemail_url: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let recordings = (!recording_urls.is_empty())
+            .then(|| serde_json::to_string(recording_urls).expect("strings serialize"));
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET recording_urls = COALESCE(?2, recording_urls),
+                                     voicemail_url = COALESCE(?3, voicemail_url)
+             WHERE kind = 'call' AND openphone_id = ?1",
+            &[call_id.into(), Value::from(recordings), Value::from(voicemail_url)],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::platform::native::{ManualClock, NativePlatformBuilder};
+
+    async fn platform(dir: &std::path::Path, clock: Rc<ManualClock>) -> Platform {
+        let platform = NativePlatformBuilder::new(dir).clock(clock).build().unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS).await.unwrap();
+        platform
+    }
+
+    #[tokio::test]
+    async fn the_first_claim_creates_fresh_and_a_second_worker_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(1_000_000));
+        let p = platform(dir.path(), clock.clone()).await;
+        let map = PageMap::new(&p);
+        assert_eq!(map.plan_create(Kind::Call, "AC1", Some("PN1"), false).unwrap(), CreatePlan::CreateFresh);
+        clock.advance_ms(1);
+        assert_eq!(map.plan_create(Kind::Call, "AC1", Some("PN1"), false).unwrap(), CreatePlan::Busy);
+        map.record_page(Kind::Call, "AC1", "page-1").unwrap();
+        assert_eq!(
+            map.plan_create(Kind::Call, "AC1", None, false).unwrap(),
+            CreatePlan::Exists("page-1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_claim_makes_the_next_attempt_query_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(1_000_000));
+        let p = platform(dir.path(), clock.clone()).await;
+        let map = PageMap::new(&p);
+        assert_eq!(map.plan_create(Kind::Message, "AC2", None, false).unwrap(), CreatePlan::CreateFresh);
+        clock.advance_ms(CLAIM_IN_PROGRESS_MS + 1);
+        assert_eq!(map.plan_create(Kind::Message, "AC2", None, false).unwrap(), CreatePlan::QueryThenCreate);
+    }
+
+    #[tokio::test]
+    async fn a_released_claim_is_taken_again_but_still_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(1_000_000));
+        let p = platform(dir.path(), clock.clone()).await;
+        let map = PageMap::new(&p);
+        map.plan_create(Kind::Message, "AC3", None, false).unwrap();
+        map.release_claim(Kind::Message, "AC3").unwrap();
+        clock.advance_ms(1);
+        assert_eq!(map.plan_create(Kind::Message, "AC3", None, false).unwrap(), CreatePlan::QueryThenCreate);
+    }
+
+    #[tokio::test]
+    async fn items_older_than_the_app_are_looked_up_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = platform(dir.path(), Rc::new(ManualClock::at(5))).await;
+        assert_eq!(
+            PageMap::new(&p).plan_create(Kind::Call, "AC4", None, true).unwrap(),
+            CreatePlan::QueryThenCreate
+        );
+    }
+
+    #[tokio::test]
+    async fn sections_and_status_ranks_are_tracked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = platform(dir.path(), Rc::new(ManualClock::at(5))).await;
+        let map = PageMap::new(&p);
+        map.plan_create(Kind::Message, "AC5", None, false).unwrap();
+        map.mark_sections(Kind::Message, "AC5", &["transcript"], false).unwrap();
+        let row = map.get(Kind::Message, "AC5").unwrap().unwrap();
+        assert!(row.section_in_flight("transcript") && !row.section_done("transcript"));
+        map.mark_sections(Kind::Message, "AC5", &["transcript", "summary"], true).unwrap();
+        let row = map.get(Kind::Message, "AC5").unwrap().unwrap();
+        assert!(row.section_done("transcript") && row.section_done("summary"));
+        assert!(!row.section_in_flight("transcript"));
+        assert!(map.advance_status("AC5", 2).unwrap());
+        assert!(!map.advance_status("AC5", 1).unwrap(), "an older status must not win");
+        assert!(map.advance_status("AC5", 2).unwrap());
+    }
+}

@@ -1,0 +1,158 @@
+//! Message pages in the Messages database, with the reference's properties (Message ID, Direction, From,
+//! To, Content, Status, …) and its data bugs fixed: every recipient in `To`, the workspace's phone number
+//! (not its `PN…` id) in `OpenPhone Number`, the conversation id, and statuses applied in order.
+
+use serde_json::{json, Map, Value};
+
+use super::map::Kind;
+use super::{WriteError, Writer};
+use crate::domain::E164;
+use crate::notion::properties as p;
+use crate::openphone::types::Message;
+use crate::phone_numbers;
+
+/// Order of message statuses: a later event with a lower rank is not written over a higher one.
+pub fn status_rank(status: Option<&str>) -> i64 {
+    match status.unwrap_or_default() {
+        "queued" | "sending" => 0,
+        "sent" | "received" => 1,
+        "delivered" | "undelivered" | "failed" => 2,
+        _ => 0,
+    }
+}
+
+/// Numbers as E.164 where they parse, as given otherwise (a short code stays a short code).
+fn normalized(numbers: &[String]) -> Vec<String> {
+    numbers
+        .iter()
+        .map(|n| E164::parse(n).map_or_else(|_| n.trim().to_owned(), |e| e.to_string()))
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+impl Writer<'_> {
+    /// Creates or updates the page of `message`.
+    pub async fn upsert_message(&self, message: &Message) -> Result<String, WriteError> {
+        if message.id.trim().is_empty() {
+            return Err(WriteError::BadData("message without an id".into()));
+        }
+        let outgoing = message.direction.as_deref() == Some("outgoing");
+        let from = message.from.as_deref().map(|f| normalized(&[f.to_owned()])).unwrap_or_default();
+        let to = normalized(&message.to);
+        // The stored list gives the number of a PN id; without it the direction says which side is ours
+        // (no OpenPhone request is spent on a message).
+        let workspace_number = match message.phone_number_id.as_deref() {
+            Some(id) => phone_numbers::find(self.platform, id)?.map(|k| k.number),
+            None => None,
+        }
+        .or_else(|| if outgoing { from.first().cloned() } else { to.first().cloned() });
+        let counterpart = if outgoing { to.first() } else { from.first() };
+        let canvas = match counterpart {
+            Some(number) => self.canvas().by_phone(number).await?.page_id,
+            None => None,
+        };
+        let rank = status_rank(message.status.as_deref());
+
+        let (page_id, created) = self
+            .ensure_page(
+                Kind::Message,
+                &message.id,
+                message.phone_number_id.as_deref(),
+                message.created_at.as_deref(),
+                || {
+                    let props = self.message_properties(message, &from, &to, workspace_number.as_deref(), canvas.as_deref());
+                    Ok((props, Vec::new()))
+                },
+            )
+            .await?;
+        let newest = self.map.advance_status(&message.id, rank)?;
+        if created {
+            if let Some(canvas) = &canvas {
+                self.map.set_canvas(Kind::Message, &message.id, canvas)?;
+            }
+            return Ok(page_id);
+        }
+        let mut update = Map::new();
+        if newest {
+            update.insert("Status".into(), p::select(message.status.as_deref()));
+            if let Some(updated) = message.updated_at.as_deref() {
+                update.insert("Updated At".into(), p::date(Some(updated)));
+            }
+        }
+        if let Some(text) = message.text.as_deref() {
+            update.insert("Content".into(), p::rich_text(text));
+        }
+        let row = self.map.get(Kind::Message, &message.id)?.unwrap_or_default();
+        if let Some(canvas) = canvas.as_deref().filter(|c| row.canvas_page_id.as_deref() != Some(*c)) {
+            update.insert("Canvas".into(), p::relation(&[canvas]));
+        }
+        if !update.is_empty() {
+            self.notion.update_page(&page_id, &Value::Object(update)).await?;
+        }
+        if let Some(canvas) = &canvas {
+            self.map.set_canvas(Kind::Message, &message.id, canvas)?;
+        }
+        Ok(page_id)
+    }
+
+    fn message_properties(
+        &self,
+        message: &Message,
+        from: &[String],
+        to: &[String],
+        workspace_number: Option<&str>,
+        canvas: Option<&str>,
+    ) -> Value {
+        let media: Vec<&str> = message.media.iter().filter_map(|m| m.url.as_deref()).collect();
+        let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
+            .unwrap_or_default()
+            .to_rfc3339();
+        let raw = serde_json::to_string_pretty(&json!({
+            "id": message.id, "direction": message.direction, "status": message.status,
+            "from": from, "to": to, "phoneNumberId": message.phone_number_id, "userId": message.user_id,
+            "conversationId": message.conversation_id, "createdAt": message.created_at,
+            "updatedAt": message.updated_at, "media": media,
+        }))
+        .expect("JSON values serialize");
+        json!({
+            "Message ID": p::title(&message.id),
+            "Direction": p::select(message.direction.as_deref()),
+            "From": p::phone_number(from.first().map(String::as_str)),
+            "To": p::phone_number(Some(&to.join(", "))),
+            "Content": p::rich_text(message.text.as_deref().unwrap_or_default()),
+            "Status": p::select(message.status.as_deref()),
+            "OpenPhone Number": p::rich_text(workspace_number.unwrap_or_default()),
+            "Phone Number ID": p::rich_text(message.phone_number_id.as_deref().unwrap_or_default()),
+            "User ID": p::rich_text(message.user_id.as_deref().unwrap_or_default()),
+            "Created At": p::date(message.created_at.as_deref()),
+            "Updated At": p::date(message.updated_at.as_deref().or(message.created_at.as_deref())),
+            "Has Media": p::checkbox(!media.is_empty()),
+            "Media URLs": p::rich_text(&media.join("\n")),
+            "Conversation ID": p::rich_text(message.conversation_id.as_deref().unwrap_or_default()),
+            "Canvas": p::relation(&canvas.into_iter().collect::<Vec<_>>()),
+            "Raw Data": p::rich_text(&raw),
+            "Synced At": p::date(Some(&now)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_ranked_so_late_events_cannot_go_back() {
+        assert!(status_rank(Some("delivered")) > status_rank(Some("sent")));
+        assert!(status_rank(Some("sent")) > status_rank(Some("queued")));
+        assert_eq!(status_rank(Some("received")), status_rank(Some("sent")));
+        assert_eq!(status_rank(None), 0);
+    }
+
+    #[test]
+    fn numbers_are_normalized_but_short_codes_kept() {
+        assert_eq!(
+            normalized(&["(555) 555-0123".into(), "262966".into(), " ".into()]),
+            vec!["+15555550123", "262966"]
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Where Notion pages are written: one page per call and per message, created exactly once (see [`map`]),
+//! updated with only the fields an event knows (nothing is blanked), body sections appended once each.
+
+pub mod calls;
+pub mod events;
+pub mod map;
+pub mod messages;
+
+use serde_json::Value;
+
+use crate::canvas::Canvas;
+use crate::configuration::{NotionConfig, SyncConfig};
+use crate::notion::{properties, Notion};
+use crate::openphone::OpenPhone;
+use crate::outbound::ApiError;
+use crate::phone_numbers::ResolveError;
+use crate::platform::Platform;
+use map::{CreatePlan, Kind, PageMap};
+
+/// Why writing a page did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// An API failed; [`ApiError::is_transient`] says whether to try again.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Another worker is creating the same page right now.
+    #[error("another worker is creating this page; trying again shortly")]
+    Busy,
+    /// The event cannot be written, ever (missing id, malformed data).
+    #[error("bad event data: {0}")]
+    BadData(String),
+    /// The app's own storage failed.
+    #[error("storage: {0:#}")]
+    Storage(#[from] anyhow::Error),
+}
+
+impl From<ResolveError> for WriteError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Api(e) => WriteError::Api(e),
+            ResolveError::Storage(e) => WriteError::Storage(e),
+        }
+    }
+}
+
+impl WriteError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WriteError::Api(e) => e.is_transient(),
+            WriteError::Busy | WriteError::Storage(_) => true,
+            WriteError::BadData(_) => false,
+        }
+    }
+
+    /// How long the API asked us to wait, in milliseconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            WriteError::Api(e) => e.retry_after_ms(),
+            WriteError::Busy => Some(30_000),
+            _ => None,
+        }
+    }
+}
+
+/// Everything needed to write pages for one request.
+pub struct Writer<'a> {
+    platform: &'a Platform,
+    notion: &'a Notion<'a>,
+    openphone: &'a OpenPhone<'a>,
+    notion_config: &'a NotionConfig,
+    sync_config: &'a SyncConfig,
+    map: PageMap<'a>,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer over the given clients and configuration.
+    pub fn new(
+        platform: &'a Platform,
+        notion: &'a Notion<'a>,
+        openphone: &'a OpenPhone<'a>,
+        notion_config: &'a NotionConfig,
+        sync_config: &'a SyncConfig,
+    ) -> Self {
+        Self {
+            platform,
+            notion,
+            openphone,
+            notion_config,
+            sync_config,
+            map: PageMap::new(platform),
+        }
+    }
+
+    fn canvas(&self) -> Canvas<'_> {
+        Canvas::new(
+            self.platform,
+            self.notion,
+            self.notion_config.canvas_database_id.as_deref(),
+            &self.sync_config.self_phone_numbers,
+        )
+    }
+
+    /// Whether an item created at `created_at` (ISO-8601) is older than the app's database, so a page may
+    /// exist from an earlier tool.
+    fn predates_app(&self, created_at: Option<&str>) -> anyhow::Result<bool> {
+        let Some(created) = created_at.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
+            return Ok(false);
+        };
+        let rows = self
+            .platform
+            .sql
+            .execute("SELECT MIN(applied_at) AS installed_at FROM schema_migrations", &[])?;
+        let installed = rows.first().and_then(|r| r.opt_i64("installed_at").ok().flatten());
+        Ok(matches!(installed, Some(at) if created.timestamp_millis() < at))
+    }
+
+    /// Finds or creates the page of an item: `Ok((page_id, created))`. `new_page` gives the properties and
+    /// children of a new page, and runs just before the create is sent.
+    async fn ensure_page(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        phone_number_id: Option<&str>,
+        created_at: Option<&str>,
+        new_page: impl FnOnce() -> anyhow::Result<(Value, Vec<Value>)>,
+    ) -> Result<(String, bool), WriteError> {
+        let (database_id, title_property) = match kind {
+            Kind::Call => (&self.notion_config.calls_database_id, "Call ID"),
+            Kind::Message => (&self.notion_config.messages_database_id, "Message ID"),
+        };
+        let predates = self.predates_app(created_at)?;
+        let plan = self.map.plan_create(kind, openphone_id, phone_number_id, predates)?;
+        let data_source = match plan {
+            CreatePlan::Exists(page_id) => return Ok((page_id, false)),
+            CreatePlan::Busy => return Err(WriteError::Busy),
+            CreatePlan::CreateFresh | CreatePlan::QueryThenCreate => {
+                self.notion.data_source_id(database_id).await?
+            }
+        };
+        if plan == CreatePlan::QueryThenCreate {
+            let filter = serde_json::json!({ "property": title_property, "title": { "equals": openphone_id } });
+            let found = self.notion.query(&data_source, &filter, 1, None).await?;
+            if let Some(page_id) = found.results.first().and_then(|p| p["id"].as_str()) {
+                self.map.record_page(kind, openphone_id, page_id)?;
+                return Ok((page_id.to_owned(), false));
+            }
+        }
+        let (props, children) = new_page()?;
+        match self.notion.create_page(&data_source, &props, &children).await {
+            Ok(page_id) => {
+                self.map.record_page(kind, openphone_id, &page_id)?;
+                Ok((page_id, true))
+            }
+            Err(e @ ApiError::Refused { .. }) | Err(e @ ApiError::RateLimited { .. }) => {
+                // Nothing landed: the next attempt may create without asking Notion first.
+                self.map.release_claim(kind, openphone_id)?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends body sections not yet on the page, each once: a section is marked in flight before its
+    /// blocks are sent, and after an unknown outcome the page's children are read to append only what is
+    /// missing.
+    async fn append_sections(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        page_id: &str,
+        sections: &[Section],
+    ) -> Result<(), WriteError> {
+        let row = self.map.get(kind, openphone_id)?.unwrap_or_default();
+        let mut existing: Option<Vec<Value>> = None;
+        for section in sections {
+            if row.section_done(section.name) {
+                continue;
+            }
+            let mut blocks = section.blocks();
+            if row.section_in_flight(section.name) {
+                if existing.is_none() {
+                    existing = Some(self.notion.children(page_id).await?);
+                }
+                let already = blocks_already_appended(existing.as_deref().unwrap_or_default(), section.title);
+                blocks.drain(..already.min(blocks.len()));
+            }
+            self.map.mark_sections(kind, openphone_id, &[section.name], false)?;
+            for batch in blocks.chunks(properties::MAX_ITEMS) {
+                self.notion.append_children(page_id, batch).await?;
+            }
+            self.map.mark_sections(kind, openphone_id, &[section.name], true)?;
+        }
+        Ok(())
+    }
+}
+
+/// A titled part of a page's body.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Key in `notion_pages.sections`.
+    pub name: &'static str,
+    /// The heading that starts it.
+    pub title: &'static str,
+    /// The blocks under the heading.
+    pub body: Vec<Value>,
+}
+
+impl Section {
+    /// Heading and body.
+    pub fn blocks(&self) -> Vec<Value> {
+        let mut blocks = vec![properties::heading(self.title)];
+        blocks.extend(self.body.iter().cloned());
+        blocks
+    }
+}
+
+/// How many blocks of the section titled `title` (its heading included) a page already has.
+fn blocks_already_appended(children: &[Value], title: &str) -> usize {
+    let Some(start) = children
+        .iter()
+        .position(|b| b["type"] == "heading_2" && properties::block_text(b) == title)
+    else {
+        return 0;
+    };
+    1 + children[start + 1..]
+        .iter()
+        .take_while(|b| b["type"] != "heading_2")
+        .count()
+}
+
+/// Sections included in a page's create request (up to 100 blocks), and the rest to append after.
+fn split_for_create(sections: &[Section]) -> (Vec<Value>, Vec<&'static str>) {
+    let mut children = Vec::new();
+    let mut included = Vec::new();
+    for section in sections {
+        let blocks = section.blocks();
+        if children.len() + blocks.len() > properties::MAX_ITEMS {
+            break;
+        }
+        children.extend(blocks);
+        included.push(section.name);
+    }
+    (children, included)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn section(name: &'static str, title: &'static str, n: usize) -> Section {
+        Section {
+            name,
+            title,
+            body: (0..n).flat_map(|i| properties::paragraphs(&format!("{title} {i}"))).collect(),
+        }
+    }
+
+    #[test]
+    fn resumed_appends_skip_what_the_page_already_has() {
+        let transcript = section("transcript", "Transcript", 5);
+        let mut page: Vec<Value> = section("summary", "Summary", 2).blocks();
+        page.extend(transcript.blocks().into_iter().take(4));
+        page.push(json!({ "type": "heading_2", "heading_2": { "rich_text": [{ "plain_text": "Other" }] } }));
+        assert_eq!(blocks_already_appended(&page, "Transcript"), 4);
+        assert_eq!(blocks_already_appended(&page, "Next steps"), 0);
+    }
+
+    #[test]
+    fn create_requests_carry_whole_sections_up_to_100_blocks() {
+        let sections = [section("summary", "Summary", 3), section("transcript", "Transcript", 150)];
+        let (children, included) = split_for_create(&sections);
+        assert_eq!(included, vec!["summary"]);
+        assert_eq!(children.len(), 4);
+    }
+}
