@@ -3,28 +3,31 @@
 -- statement of a string). Every statement is idempotent so an interrupted run can be applied again.
 -- Times are Unix epoch milliseconds (INTEGER).
 
--- Webhook events: the durable queue. `id` is the OpenPhone event id (or the Standard Webhooks `webhook-id`),
--- so delivery retries collapse onto one row through the primary key.
+-- Webhook events: the durable queue (components/common/src/queue). `id` is the OpenPhone event id (or the
+-- Standard Webhooks `webhook-id`), so delivery retries collapse onto one row through the primary key.
 CREATE TABLE IF NOT EXISTS events (
     id               TEXT PRIMARY KEY,
     type             TEXT NOT NULL,
-    phone_number_id  TEXT,                       -- PN… of the workspace number, the unit of ordering
+    phone_number_id  TEXT,                       -- PN… of the workspace number
     resource_id      TEXT,                       -- call or message id the event is about (AC…)
-    created_at       INTEGER NOT NULL,           -- the event's createdAt
+    lease_key        TEXT NOT NULL,              -- the unit of ordering: number, else resource, else event id
+    created_at       INTEGER NOT NULL,           -- the event's createdAt (else when it was received)
     received_at      INTEGER NOT NULL,
     payload          TEXT NOT NULL,              -- raw body as received
     state            TEXT NOT NULL DEFAULT 'pending'
                      CHECK (state IN ('pending', 'leased', 'done', 'skipped', 'dead')),
-    attempts         INTEGER NOT NULL DEFAULT 0,
+    attempts         INTEGER NOT NULL DEFAULT 0, -- leases so far (a release gives one back)
     available_at     INTEGER NOT NULL,           -- not leased before this time (backoff)
     lease_owner      TEXT,
     lease_expires_at INTEGER,
     last_error       TEXT,
+    skip_reason      TEXT,                       -- why a skipped event is not processed
     updated_at       INTEGER NOT NULL,
     finished_at      INTEGER                     -- when it became done, skipped or dead
 );
--- Leasing scans due work in order; replay and stats filter by state.
+-- Leasing scans due work in order and checks each key for a live lease; replay and stats filter by state.
 CREATE INDEX IF NOT EXISTS events_due ON events (state, available_at, created_at);
+CREATE INDEX IF NOT EXISTS events_by_key ON events (lease_key, state);
 CREATE INDEX IF NOT EXISTS events_by_number ON events (phone_number_id, created_at);
 CREATE INDEX IF NOT EXISTS events_by_resource ON events (resource_id);
 CREATE INDEX IF NOT EXISTS events_finished ON events (state, finished_at);
@@ -55,20 +58,34 @@ CREATE TABLE IF NOT EXISTS notion_data_sources (
     resolved_at     INTEGER NOT NULL
 );
 
--- The workspace's OpenPhone numbers and each one's backfill cursor.
+-- The workspace's OpenPhone numbers and each one's sync cursor (components/common/src/sync). A pass lists the
+-- number's conversations updated in (pass_from, now]; `page_token` is the next conversations page of the pass
+-- in progress, checkpointed after every page whose items all succeeded, so an interrupted pass resumes there.
 CREATE TABLE IF NOT EXISTS phone_numbers (
     id                     TEXT PRIMARY KEY,     -- PN…
     number                 TEXT NOT NULL,        -- E.164
     name                   TEXT,
     users                  TEXT,                 -- JSON [{id, firstName, lastName, email}]
-    cursor_at              INTEGER,              -- everything created before this is synced
-    page_token             TEXT,                 -- checkpoint inside an interrupted run
+    cursor_at              INTEGER,              -- conversations updated before this are synced (NULL: never)
+    page_token             TEXT,                 -- checkpoint inside the pass in progress
+    pass_from              INTEGER,              -- the pass in progress: its `updatedAfter`…
+    pass_until             INTEGER,              -- …and the cursor it sets when it completes
+    sync_origin_at         INTEGER,              -- the first pass's lower bound: nothing older is synced
     last_sync_started_at   INTEGER,
     last_sync_finished_at  INTEGER,
     last_sync_error        TEXT,
     is_active              INTEGER NOT NULL DEFAULT 1,
     first_seen_at          INTEGER NOT NULL,
     updated_at             INTEGER NOT NULL
+);
+
+-- Conversations the sync has listed, and up to when each one's calls and messages are synced: a conversation
+-- that moved out of a pass's listing (new activity during the pass) is caught up from here by the next pass.
+CREATE TABLE IF NOT EXISTS sync_conversations (
+    id               TEXT PRIMARY KEY,           -- CN…
+    phone_number_id  TEXT NOT NULL,
+    synced_until     INTEGER NOT NULL,           -- items created before this are synced
+    updated_at       INTEGER NOT NULL
 );
 
 -- Canvas lookups, hits and misses, with an expiry.
@@ -85,36 +102,42 @@ CREATE TABLE IF NOT EXISTS canvas_cache (
 );
 CREATE INDEX IF NOT EXISTS canvas_cache_expiry ON canvas_cache (expires_at);
 
--- Calls that still lack something OpenPhone produces later; re-checked by the periodic work.
+-- Calls that still lack something OpenPhone produces later; re-checked by the periodic sync (components/common/
+-- src/sync/pending.rs). `needs` is a bit set (1 recording, 2 transcript, 4 summary, 8 voicemail, 16 the call's
+-- final state) so recording and clearing a need are each one statement (`needs | ?`, `needs & ~?`); a row
+-- with needs = 0 is complete.
 CREATE TABLE IF NOT EXISTS pending_work (
     call_id          TEXT PRIMARY KEY,
-    phone_number_id  TEXT,
+    phone_number_id  TEXT NOT NULL,
     call_created_at  INTEGER NOT NULL,
-    needs            TEXT NOT NULL,              -- comma-separated: recording,transcript,summary,voicemail
+    needs            INTEGER NOT NULL,
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_check_at    INTEGER NOT NULL,
-    gave_up_at       INTEGER,
+    gave_up_at       INTEGER,                    -- set 7 days after the call; needs keeps what never came
     last_error       TEXT,
     updated_at       INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS pending_work_due ON pending_work (gave_up_at, next_check_at);
+CREATE INDEX IF NOT EXISTS pending_work_due ON pending_work (phone_number_id, gave_up_at, next_check_at);
 
--- Recordings and voicemails copied to object storage.
+-- Recordings and voicemails copied to object storage (components/common/src/storage/media.rs): one row per
+-- file of a call, written once the copy is in the bucket (or the media host answered 404), so a later event
+-- for the same call costs no request.
 CREATE TABLE IF NOT EXISTS media_objects (
-    key             TEXT PRIMARY KEY,
     call_id         TEXT NOT NULL,
     kind            TEXT NOT NULL CHECK (kind IN ('recording', 'voicemail')),
-    segment         INTEGER NOT NULL DEFAULT 1,
-    state           TEXT NOT NULL CHECK (state IN ('stored', 'gone')),
-    size            INTEGER,
+    segment         INTEGER NOT NULL DEFAULT 1,  -- recording segment, from 1 in OpenPhone's order; 1 for voicemails
+    key             TEXT NOT NULL,               -- object key (recordings/YYYY/MM/DD/<callId>-<n>.<ext>, …)
+    state           TEXT NOT NULL CHECK (state IN ('stored', 'gone')),  -- gone: the media host answered 404
+    size            INTEGER,                     -- bytes stored
     content_type    TEXT,
-    url             TEXT,                        -- what Notion links to
-    url_expires_at  INTEGER,                     -- presigned URLs only
+    url             TEXT,                        -- what Notion links to: public or presigned
+    url_expires_at  INTEGER,                     -- presigned URLs only; renewed before it passes
     created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (call_id, kind, segment)
 );
-CREATE INDEX IF NOT EXISTS media_objects_call ON media_objects (call_id, kind, segment);
-CREATE INDEX IF NOT EXISTS media_objects_expiry ON media_objects (url_expires_at);
+CREATE INDEX IF NOT EXISTS media_objects_key ON media_objects (key);
+CREATE INDEX IF NOT EXISTS media_objects_expiry ON media_objects (state, url_expires_at);
 
 -- One row per item synced (webhook or backfill), for history and the stats views.
 CREATE TABLE IF NOT EXISTS sync_history (
@@ -134,22 +157,24 @@ CREATE INDEX IF NOT EXISTS sync_history_phone ON sync_history (phone_number_id, 
 CREATE INDEX IF NOT EXISTS sync_history_resource ON sync_history (resource_type, resource_id);
 CREATE INDEX IF NOT EXISTS sync_history_time ON sync_history (synced_at DESC);
 
--- Runs of the periodic sync, the tick and admin-triggered drains.
+-- Runs of the periodic sync and of the tick (`/stats` shows the current or last one).
 CREATE TABLE IF NOT EXISTS sync_runs (
     id             TEXT PRIMARY KEY,
-    kind           TEXT NOT NULL,                -- sync, tick, drain
+    kind           TEXT NOT NULL,                -- sync, tick
     scope          TEXT,                         -- a phone number id, or NULL for all
     started_at     INTEGER NOT NULL,
     finished_at    INTEGER,
+    numbers_total  INTEGER,
     numbers_done   INTEGER NOT NULL DEFAULT 0,
-    requests       INTEGER NOT NULL DEFAULT 0,
+    requests       INTEGER NOT NULL DEFAULT 0,   -- API requests (OpenPhone, Notion, S3, media)
     errors         INTEGER NOT NULL DEFAULT 0,
-    last_error     TEXT
+    last_error     TEXT,
+    details        TEXT                          -- JSON report: per number, pending work, housekeeping
 );
 CREATE INDEX IF NOT EXISTS sync_runs_recent ON sync_runs (kind, started_at DESC);
 
 -- Named schedules (the periodic sync): who claimed the current run and when, so overlapping ticks never both
--- run it.
+-- run it (claimed with one upsert: components/common/src/sync/schedule.rs).
 CREATE TABLE IF NOT EXISTS schedules (
     name             TEXT PRIMARY KEY,
     last_started_at  INTEGER,

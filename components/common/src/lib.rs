@@ -4,10 +4,29 @@
 //! call into this crate, and write the [`api::Response`]. Everything here runs natively in tests against
 //! real SQLite and real HTTP servers.
 
+pub mod admin;
 pub mod api;
+pub mod canvas;
 pub mod configuration;
 pub mod domain;
+pub mod drain;
 pub mod ids;
+pub mod lease;
+pub mod metrics;
 pub mod migrations;
+pub mod notion;
+pub mod openphone;
+pub mod outbound;
+pub mod pages;
+pub mod phone_numbers;
 pub mod platform;
+pub mod queue;
+pub mod ratelimit;
+pub mod stats;
+pub mod storage;
+pub mod sync;
 pub mod telemetry;
+pub mod webhook;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod testing;

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::metrics;
 use crate::platform::{HttpError, HttpRequest, HttpResponse, Method, Platform};
@@ -193,10 +194,10 @@ impl<'a> Outbound<'a> {
         let method = request.method;
         let path = path_of(&request.url).to_owned();
         let span = tracing::info_span!("outbound", service = service.name(), method = method.as_str(), path = %path);
-        let _entered = span.enter();
         let started = self.platform.clock.now_ms();
         metrics::count(self.platform, &format!("requests.{}", service.name()), 1);
-        let result = self.platform.http.send(request).await;
+        let result = self.platform.http.send(request).instrument(span.clone()).await;
+        let _entered = span.enter();
         let duration_ms = self.platform.clock.now_ms() - started;
         let response = match result {
             Ok(response) => response,

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context};
 
+pub mod app;
+
 /// The four components: Spin component id and the `.wasm` file cargo writes.
 pub const COMPONENTS: &[(&str, &str)] = &[
     ("webhook", "webhook.wasm"),

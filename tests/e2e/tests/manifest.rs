@@ -171,6 +171,7 @@ fn routes_follow_the_http_contract() {
         ("/webhooks/openphone", "webhook"),
         ("/health", "webhook"),
         ("/stats", "queue-drain"),
+        ("/status", "queue-drain"),
         ("/admin/...", "queue-drain"),
         ("/admin/sync", "phone-sync"),
     ] {

@@ -265,6 +265,7 @@ impl Writer<'_> {
             self.map.mark_sections(Kind::Call, &facts.call_id, &included, true)?;
         } else {
             props.remove("Synced At");
+            self.check_lease()?;
             self.notion.update_page(&page_id, &Value::Object(props)).await?;
         }
         if let Some(canvas) = &canvas {

@@ -87,6 +87,7 @@ impl Writer<'_> {
             update.insert("Canvas".into(), p::relation(&[canvas]));
         }
         if !update.is_empty() {
+            self.check_lease()?;
             self.notion.update_page(&page_id, &Value::Object(update)).await?;
         }
         if let Some(canvas) = &canvas {

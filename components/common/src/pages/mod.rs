@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod events;
+pub mod handler;
 pub mod map;
 pub mod messages;
 
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use crate::canvas::Canvas;
 use crate::configuration::{NotionConfig, SyncConfig};
+use crate::lease::{Lease, LeaseLost};
 use crate::notion::{properties, Notion};
 use crate::openphone::OpenPhone;
 use crate::outbound::ApiError;
@@ -32,6 +34,9 @@ pub enum WriteError {
     /// The app's own storage failed.
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
+    /// The number's lease passed to another worker before a write: stop, the event comes back.
+    #[error(transparent)]
+    LeaseLost(#[from] LeaseLost),
 }
 
 impl From<ResolveError> for WriteError {
@@ -48,7 +53,7 @@ impl WriteError {
     pub fn is_transient(&self) -> bool {
         match self {
             WriteError::Api(e) => e.is_transient(),
-            WriteError::Busy | WriteError::Storage(_) => true,
+            WriteError::Busy | WriteError::Storage(_) | WriteError::LeaseLost(_) => true,
             WriteError::BadData(_) => false,
         }
     }
@@ -71,6 +76,7 @@ pub struct Writer<'a> {
     notion_config: &'a NotionConfig,
     sync_config: &'a SyncConfig,
     map: PageMap<'a>,
+    lease: Option<&'a Lease>,
 }
 
 impl<'a> Writer<'a> {
@@ -89,6 +95,20 @@ impl<'a> Writer<'a> {
             notion_config,
             sync_config,
             map: PageMap::new(platform),
+            lease: None,
+        }
+    }
+
+    /// Checks `lease` before every write, and stops when it has passed to another worker.
+    pub fn under_lease(mut self, lease: &'a Lease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    fn check_lease(&self) -> Result<(), WriteError> {
+        match self.lease {
+            Some(lease) => Ok(lease.check()?),
+            None => Ok(()),
         }
     }
 
@@ -147,6 +167,7 @@ impl<'a> Writer<'a> {
             }
         }
         let (props, children) = new_page()?;
+        self.check_lease()?;
         match self.notion.create_page(&data_source, &props, &children).await {
             Ok(page_id) => {
                 self.map.record_page(kind, openphone_id, &page_id)?;
@@ -187,6 +208,7 @@ impl<'a> Writer<'a> {
             }
             self.map.mark_sections(kind, openphone_id, &[section.name], false)?;
             for batch in blocks.chunks(properties::MAX_ITEMS) {
+                self.check_lease()?;
                 self.notion.append_children(page_id, batch).await?;
             }
             self.map.mark_sections(kind, openphone_id, &[section.name], true)?;

@@ -5,9 +5,11 @@
 //! module implements them with the same semantics as Spin's default stores (one SQLite file for key-value,
 //! one for SQL), so the logic is tested natively against real SQLite and real HTTP.
 
+use std::pin::Pin;
 use std::rc::Rc;
 
 use async_trait::async_trait;
+use futures::{Stream, StreamExt};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
@@ -144,11 +146,86 @@ pub enum HttpError {
     InvalidRequest(String),
 }
 
+/// The body of a [`StreamingResponse`]: chunks as they arrive.
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, HttpError>>>>;
+
+/// A response whose body is read chunk by chunk, so a large download never sits in memory whole.
+/// Dropping it before the end abandons the rest of the body.
+pub struct StreamingResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    body: ChunkStream,
+}
+
+impl StreamingResponse {
+    /// A response whose body is `body`, read on demand.
+    pub fn new(
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: impl Stream<Item = Result<Vec<u8>, HttpError>> + 'static,
+    ) -> Self {
+        Self {
+            status,
+            headers,
+            body: Box::pin(body),
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next piece of the body (never empty), or `None` at its end. An error means the body was cut
+    /// short: the connection failed or timed out.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, HttpError> {
+        loop {
+            match self.body.next().await.transpose()? {
+                Some(chunk) if chunk.is_empty() => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
+impl From<HttpResponse> for StreamingResponse {
+    /// A buffered response as a stream of one chunk.
+    fn from(response: HttpResponse) -> Self {
+        let body = (!response.body.is_empty()).then_some(Ok(response.body));
+        Self::new(
+            response.status,
+            response.headers,
+            futures::stream::iter(body),
+        )
+    }
+}
+
+impl std::fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Outbound HTTP.
 #[async_trait(?Send)]
 pub trait HttpClient {
     /// Sends `request` and reads the whole response.
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
+
+    /// Sends `request` and returns as soon as the status and headers are in; the body is read with
+    /// [`StreamingResponse::next_chunk`]. The default reads the whole body first, which is right for
+    /// test doubles; the real clients override it so memory does not grow with the body.
+    async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
+        self.send(request).await.map(StreamingResponse::from)
+    }
 }
 
 /// Wall-clock time and waiting.
@@ -179,4 +256,42 @@ pub struct Platform {
     pub clock: Rc<dyn Clock>,
     /// Application variables.
     pub vars: Rc<dyn Variables>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffered_response_streams_as_one_chunk() {
+        let response = HttpResponse {
+            status: 200,
+            headers: vec![("content-length".into(), "3".into())],
+            body: b"abc".to_vec(),
+        };
+        let mut streaming = StreamingResponse::from(response);
+        assert_eq!(streaming.header("Content-Length"), Some("3"));
+        futures::executor::block_on(async {
+            assert_eq!(streaming.next_chunk().await.unwrap().unwrap(), b"abc");
+            assert!(streaming.next_chunk().await.unwrap().is_none());
+        });
+        let mut empty = StreamingResponse::from(HttpResponse {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
+        assert!(futures::executor::block_on(empty.next_chunk())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn empty_chunks_are_skipped() {
+        let chunks = vec![Ok(Vec::new()), Ok(b"x".to_vec()), Ok(Vec::new())];
+        let mut streaming = StreamingResponse::new(200, Vec::new(), futures::stream::iter(chunks));
+        futures::executor::block_on(async {
+            assert_eq!(streaming.next_chunk().await.unwrap().unwrap(), b"x");
+            assert!(streaming.next_chunk().await.unwrap().is_none());
+        });
+    }
 }

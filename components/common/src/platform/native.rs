@@ -14,7 +14,7 @@ use rusqlite::{params, types::ValueRef, Connection, OptionalExtension, Transacti
 
 use super::{
     Clock, HttpClient, HttpError, HttpRequest, HttpResponse, KeyValue, Method, Platform, Rows, Sql,
-    Value, Variables,
+    StreamingResponse, Value, Variables,
 };
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -244,7 +244,58 @@ impl HttpClient for ReqwestClient {
             body,
         })
     }
+
+    async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        // The client's 35 s limit covers the whole exchange, body included, but a streamed body is read at
+        // the pace of its consumer (a copy uploads each part before reading on), so it gets longer.
+        let mut builder = self
+            .client
+            .request(method, &request.url)
+            .timeout(STREAMING_TIMEOUT);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder.body(request.body).send().await.map_err(|e| {
+            if e.is_builder() {
+                HttpError::InvalidRequest(e.to_string())
+            } else {
+                HttpError::Network(e.to_string())
+            }
+        })?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        // The state is `None` after an error, so a failed body ends instead of being polled again.
+        let body = futures::stream::unfold(Some(response), |state| async move {
+            let mut response = state?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk.to_vec()), Some(response))),
+                Ok(None) => None,
+                Err(e) => Some((Err(HttpError::Network(e.to_string())), None)),
+            }
+        });
+        Ok(StreamingResponse::new(status, headers, body))
+    }
 }
+
+/// Longest a streamed exchange may take, body included.
+const STREAMING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// The system clock; sleeps with tokio.
 pub struct SystemClock;
@@ -472,6 +523,77 @@ mod tests {
             .execute("UPDATE t SET i = i + 1 RETURNING i", &[])
             .unwrap();
         assert_eq!(returned.first().unwrap().i64("i").unwrap(), 2);
+    }
+
+    /// A one-connection server: sends `head` and `first`, waits until the test says so (or 10 s), then
+    /// sends `rest` and closes.
+    fn stepped_server(
+        head: &'static str,
+        first: &'static [u8],
+        rest: &'static [u8],
+    ) -> (String, std::sync::mpsc::Sender<()>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/media.mp3", listener.local_addr().unwrap());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                request.push(byte[0]);
+            }
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(first).unwrap();
+            stream.flush().unwrap();
+            if released.recv_timeout(Duration::from_secs(10)).is_ok() {
+                let _ = stream.write_all(rest);
+            }
+        });
+        (url, release)
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_arrive_while_the_server_is_still_sending() {
+        let (url, release) = stepped_server(
+            "HTTP/1.1 200 OK\r\ncontent-type: audio/mpeg\r\ncontent-length: 8\r\n\r\n",
+            b"first",
+            b"end",
+        );
+        let mut response = ReqwestClient::new()
+            .send_streaming(HttpRequest::new(Method::Get, url))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("Content-Type"), Some("audio/mpeg"));
+        // The server sends the rest only after this chunk was read: a client that waited for the whole
+        // body would see nothing for 10 s and then a cut-off body.
+        assert_eq!(response.next_chunk().await.unwrap().unwrap(), b"first");
+        release.send(()).unwrap();
+        let mut rest = Vec::new();
+        while let Some(chunk) = response.next_chunk().await.unwrap() {
+            rest.extend(chunk);
+        }
+        assert_eq!(rest, b"end");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_cut_short_ends_in_an_error() {
+        let (url, release) = stepped_server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n",
+            b"abc",
+            b"",
+        );
+        let mut response = ReqwestClient::new()
+            .send_streaming(HttpRequest::new(Method::Get, url))
+            .await
+            .unwrap();
+        assert_eq!(response.next_chunk().await.unwrap().unwrap(), b"abc");
+        release.send(()).unwrap();
+        assert!(matches!(
+            response.next_chunk().await,
+            Err(HttpError::Network(_))
+        ));
     }
 
     #[test]

@@ -2,17 +2,20 @@
 //! atomics on the `default` store, `spin:sqlite@3.0.0` on the `default` database, `wasi:http` outbound,
 //! `fermyon:spin/variables@2.0.0`.
 
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
+use futures::{Stream, StreamExt};
 use spin_sdk::sqlite3;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 use super::{
     Clock, HttpClient, HttpError, HttpRequest, HttpResponse, KeyValue, Method, Platform, Rows, Sql,
-    Value, Variables,
+    StreamingResponse, Value, Variables,
 };
 
 /// The `default` key-value store through `wasi:keyvalue`.
@@ -160,6 +163,68 @@ impl HttpClient for SpinHttp {
                 .collect(),
             body: response.into_body(),
         })
+    }
+
+    async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
+        let method = match request.method {
+            Method::Get => spin_sdk::http::Method::Get,
+            Method::Head => spin_sdk::http::Method::Head,
+            Method::Post => spin_sdk::http::Method::Post,
+            Method::Put => spin_sdk::http::Method::Put,
+            Method::Patch => spin_sdk::http::Method::Patch,
+            Method::Delete => spin_sdk::http::Method::Delete,
+        };
+        let mut builder = spin_sdk::http::Request::builder();
+        builder.method(method).uri(&request.url);
+        for (name, value) in &request.headers {
+            builder.header(name, value);
+        }
+        let outgoing = builder.body(request.body).build();
+        let response: spin_sdk::http::IncomingResponse =
+            spin_sdk::http::send(outgoing).await.map_err(|e| match e {
+                spin_sdk::http::SendError::Http(code) => classify(code),
+                other => HttpError::InvalidRequest(other.to_string()),
+            })?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect();
+        let chunks = response.take_body_stream().map(|chunk| {
+            chunk.map_err(|e| {
+                HttpError::Network(format!(
+                    "reading the response body: {}",
+                    e.to_debug_string()
+                ))
+            })
+        });
+        let body = SpinBody {
+            chunks: Box::pin(chunks),
+            _response: response,
+        };
+        Ok(StreamingResponse::new(status, headers, body))
+    }
+}
+
+/// A response body being read, and the response it belongs to. The body stream is a child resource of
+/// the response: the host traps if the response is dropped first, and fields drop in declaration order.
+struct SpinBody {
+    chunks: Pin<Box<dyn Stream<Item = Result<Vec<u8>, HttpError>>>>,
+    _response: spin_sdk::http::IncomingResponse,
+}
+
+impl Stream for SpinBody {
+    type Item = Result<Vec<u8>, HttpError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.chunks.as_mut().poll_next(cx)
     }
 }
 

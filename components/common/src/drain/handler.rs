@@ -1,0 +1,97 @@
+//! What processes one event: the [`EventHandler`] trait, the errors that decide an event's fate, and the
+//! [`Router`] from event type to handler.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::lease::{Lease, LeaseLost};
+use crate::queue::QueuedEvent;
+use crate::webhook::EventType;
+
+/// Why an event was not processed; decides what the queue does with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    /// Worth another attempt later (network trouble, 429, 5xx): back to `pending` with backoff, no
+    /// sooner than `retry_after`; `dead` once the attempts are used up.
+    #[error("{message}")]
+    Retryable {
+        /// What failed.
+        message: String,
+        /// The API's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Will fail the same way every time (400/401/403/404 from an API, bad data): `dead` at once.
+    #[error("{message}")]
+    Permanent {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl ProcessError {
+    /// A retryable error without `Retry-After`.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ProcessError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A permanent error.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ProcessError::Permanent {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LeaseLost> for ProcessError {
+    fn from(lost: LeaseLost) -> Self {
+        ProcessError::retryable(format!("{lost}; stopped before the next write"))
+    }
+}
+
+/// Processes one event of a type it is routed.
+#[async_trait(?Send)]
+pub trait EventHandler {
+    /// Processes `event` while the drain holds `lease` on the event's number. A handler writes in steps
+    /// and calls [`Lease::check`] before each (`?` turns a lost lease into a retryable error).
+    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError>;
+}
+
+/// Event type → handler. A type with no handler is marked `skipped` by the drain.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: HashMap<EventType, Rc<dyn EventHandler>>,
+}
+
+impl Router {
+    /// A router with no routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `event_type` to `handler`, replacing any earlier route.
+    pub fn route(mut self, event_type: EventType, handler: Rc<dyn EventHandler>) -> Self {
+        self.routes.insert(event_type, handler);
+        self
+    }
+
+    /// The handler of `event_type`.
+    pub fn handler(&self, event_type: EventType) -> Option<&dyn EventHandler> {
+        self.routes.get(&event_type).map(Rc::as_ref)
+    }
+
+    /// The routes the app runs with: every processed event type goes to `pages`, the handler that writes
+    /// calls and messages to Notion ([`crate::pages::handler::PageHandler`]).
+    pub fn production(pages: Rc<dyn EventHandler>) -> Self {
+        EventType::ALL
+            .into_iter()
+            .fold(Router::new(), |router, event_type| {
+                router.route(event_type, pages.clone())
+            })
+    }
+}

@@ -1,0 +1,60 @@
+//! The drain's handler for the event types that write pages: parses the stored payload and hands it to
+//! the [`Writer`] under the number's lease, turning write errors into the queue's retry decisions.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use super::{WriteError, Writer};
+use crate::configuration::{NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::drain::{EventHandler, ProcessError};
+use crate::lease::Lease;
+use crate::notion::Notion;
+use crate::openphone::OpenPhone;
+use crate::platform::Platform;
+use crate::queue::QueuedEvent;
+
+/// Writes calls and messages to Notion.
+pub struct PageHandler {
+    platform: Platform,
+    notion: NotionConfig,
+    openphone: OpenPhoneConfig,
+    sync: SyncConfig,
+}
+
+impl PageHandler {
+    /// A handler with the request's platform and configuration.
+    pub fn new(platform: Platform, notion: NotionConfig, openphone: OpenPhoneConfig, sync: SyncConfig) -> Self {
+        Self { platform, notion, openphone, sync }
+    }
+}
+
+impl From<WriteError> for ProcessError {
+    fn from(error: WriteError) -> Self {
+        if error.is_transient() {
+            ProcessError::Retryable {
+                message: error.to_string(),
+                retry_after: error.retry_after_ms().map(Duration::from_millis),
+            }
+        } else {
+            ProcessError::permanent(error.to_string())
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl EventHandler for PageHandler {
+    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError> {
+        let payload: serde_json::Value = serde_json::from_str(&event.payload)
+            .map_err(|e| ProcessError::permanent(format!("stored payload is not JSON: {e}")))?;
+        let notion = Notion::new(&self.platform, &self.notion);
+        let openphone = OpenPhone::new(&self.platform, &self.openphone);
+        let writer = Writer::new(&self.platform, &notion, &openphone, &self.notion, &self.sync).under_lease(lease);
+        let span = tracing::info_span!("write_page", event_id = %event.id, event_type = %event.event_type,
+            resource_id = event.resource_id.as_deref().unwrap_or_default(),
+            phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());
+        writer.apply_event(&event.event_type, &payload).instrument(span).await?;
+        Ok(())
+    }
+}

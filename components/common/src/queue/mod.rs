@@ -1,0 +1,842 @@
+//! The event queue: the `events` table, and every state transition as one SQL statement (so it holds on a
+//! remote libSQL, which keeps no transaction across calls).
+//!
+//! ```text
+//!   enqueue ──► pending ──lease──► leased ──ack──────────► done
+//!     │            ▲                  │ ├──permanent error─► dead ──replay──► pending
+//!     │            │                  │ ├──attempts used up► dead
+//!     │            └──retry (backoff)─┘ └──no handler──────► skipped
+//!     │            └──release (number busy; not an attempt)
+//!     └──type not synced──► skipped
+//! ```
+//!
+//! A lease is a visibility timeout: an event whose lease expired (its drain crashed or stalled) is due
+//! again and is reclaimed by the next lease, so nothing is lost. `attempts` counts leases; an event whose
+//! lease keeps expiring without an outcome is buried in `dead` once it has used its attempts.
+//!
+//! Events are leased in `created_at` order, and never while another live lease holds an event with the
+//! same `lease_key` (the phone number, else the call or message, else the event itself): one drain at a
+//! time works on a number's events, in order.
+
+pub mod backoff;
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::platform::{Row, Sql, Value};
+
+/// Longest error or reason stored; longer ones are cut (they are for people reading the DLQ).
+pub const MAX_REASON_LEN: usize = 1000;
+
+/// An event's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting until `available_at`.
+    Pending,
+    /// Being processed by a drain until `lease_expires_at`.
+    Leased,
+    /// Processed.
+    Done,
+    /// Stored but not processed (a type the sync ignores).
+    Skipped,
+    /// Gave up; waits for a replay.
+    Dead,
+}
+
+impl State {
+    /// The value in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Leased => "leased",
+            State::Done => "done",
+            State::Skipped => "skipped",
+            State::Dead => "dead",
+        }
+    }
+
+    fn parse(raw: &str) -> anyhow::Result<Self> {
+        Ok(match raw {
+            "pending" => State::Pending,
+            "leased" => State::Leased,
+            "done" => State::Done,
+            "skipped" => State::Skipped,
+            "dead" => State::Dead,
+            other => anyhow::bail!("unknown event state {other:?}"),
+        })
+    }
+}
+
+/// An event to store, as intake read it.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// Event id (primary key: deliveries of the same event collapse onto one row).
+    pub id: &'a str,
+    /// Event type (canonical name for processed types, as sent otherwise).
+    pub event_type: &'a str,
+    /// Workspace number, when the payload names one.
+    pub phone_number_id: Option<&'a str>,
+    /// The call or message the event is about.
+    pub resource_id: Option<&'a str>,
+    /// The event's creation time, epoch ms.
+    pub created_at: i64,
+    /// The raw body.
+    pub payload: &'a str,
+    /// `Some(reason)` stores the event as `skipped`.
+    pub skip_reason: Option<&'a str>,
+}
+
+/// An event a drain holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEvent {
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Workspace number (from the payload, or from an earlier event about the same call).
+    pub phone_number_id: Option<String>,
+    /// The call or message the event is about.
+    pub resource_id: Option<String>,
+    /// What serializes this event with others: its number, else its resource, else itself.
+    pub lease_key: String,
+    /// The event's creation time, epoch ms.
+    pub created_at: i64,
+    /// The raw body as received.
+    pub payload: String,
+    /// This attempt's number, from 1.
+    pub attempts: u32,
+    /// The drain holding the lease.
+    pub lease_owner: String,
+}
+
+impl QueuedEvent {
+    fn from_row(row: Row<'_>) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: row.str("id")?.to_owned(),
+            event_type: row.str("type")?.to_owned(),
+            phone_number_id: row.opt_str("phone_number_id")?.map(str::to_owned),
+            resource_id: row.opt_str("resource_id")?.map(str::to_owned),
+            lease_key: row.str("lease_key")?.to_owned(),
+            created_at: row.i64("created_at")?,
+            payload: row.str("payload")?.to_owned(),
+            attempts: u32::try_from(row.i64("attempts")?).unwrap_or(u32::MAX),
+            lease_owner: row.str("lease_owner")?.to_owned(),
+        })
+    }
+}
+
+/// What a retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// Back to `pending`, due at this time (epoch ms).
+    Pending {
+        /// When it is due.
+        available_at: i64,
+    },
+    /// Its attempts were used up: now `dead`.
+    Dead,
+}
+
+/// A dead event, as the DLQ lists it: ids, type, counts and times, never the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEvent {
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Workspace number.
+    pub phone_number_id: Option<String>,
+    /// Call or message id.
+    pub resource_id: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it died.
+    pub last_error: Option<String>,
+    /// Event creation time, epoch ms.
+    pub created_at: i64,
+    /// When intake stored it.
+    pub received_at: i64,
+    /// When it died.
+    pub finished_at: Option<i64>,
+}
+
+/// Which dead events a replay moves back to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaySelection {
+    /// Every dead event.
+    All,
+    /// These ids (those that are dead).
+    Ids(Vec<String>),
+    /// Every dead event of this type.
+    Type(String),
+}
+
+/// The queue over a database.
+pub struct Queue<'a> {
+    sql: &'a dyn Sql,
+}
+
+impl<'a> Queue<'a> {
+    /// The queue in `sql`.
+    pub fn new(sql: &'a dyn Sql) -> Self {
+        Self { sql }
+    }
+
+    /// Stores `event` unless an event with its id exists. `true` when it was new. The phone number of an
+    /// event that names none is taken from an earlier event about the same call or message.
+    pub fn enqueue(&self, event: &NewEvent<'_>, now: i64) -> anyhow::Result<bool> {
+        let state = match event.skip_reason {
+            Some(_) => State::Skipped,
+            None => State::Pending,
+        };
+        let rows = self
+            .sql
+            .execute(
+                // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT, not a join.
+                "INSERT INTO events (id, type, phone_number_id, resource_id, lease_key, created_at,
+                                     received_at, payload, state, available_at, updated_at, finished_at,
+                                     skip_reason)
+                 SELECT ?1, ?2, known.number, ?4, coalesce(known.number, ?4, ?1), ?5,
+                        ?6, ?7, ?8, ?6, ?6, CASE WHEN ?8 = 'skipped' THEN ?6 END,
+                        ?9
+                 FROM (SELECT coalesce(?3, (SELECT phone_number_id FROM events
+                                            WHERE ?4 IS NOT NULL AND resource_id = ?4
+                                              AND phone_number_id IS NOT NULL
+                                            LIMIT 1)) AS number) AS known
+                 WHERE true
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id",
+                &[
+                    event.id.into(),
+                    event.event_type.into(),
+                    event.phone_number_id.into(),
+                    event.resource_id.into(),
+                    event.created_at.into(),
+                    now.into(),
+                    event.payload.into(),
+                    state.as_str().into(),
+                    event.skip_reason.map(truncate).into(),
+                ],
+            )
+            .with_context(|| format!("storing event {}", event.id))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Leases up to `limit` due events for `lease_ms`, oldest first: pending events whose time has come
+    /// and leased events whose lease expired. Events of a `lease_key` in `exclude`, or of a key another
+    /// live lease holds, are left alone. Each lease counts as an attempt.
+    pub fn lease(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<QueuedEvent>> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
+                     lease_expires_at = ?3, updated_at = ?2
+                 WHERE id IN (
+                     SELECT e.id FROM events AS e
+                     WHERE ((e.state = 'pending' AND e.available_at <= ?2)
+                            OR (e.state = 'leased' AND e.lease_expires_at <= ?2))
+                       AND NOT EXISTS (SELECT 1 FROM events AS busy
+                                       WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
+                                         AND busy.lease_expires_at > ?2)
+                       AND e.lease_key NOT IN (SELECT value FROM json_each(?5))
+                     ORDER BY e.created_at, e.id
+                     LIMIT ?4)
+                 RETURNING id, type, phone_number_id, resource_id, lease_key, created_at, payload,
+                           attempts, lease_owner",
+                &[
+                    owner.into(),
+                    now.into(),
+                    now.saturating_add(lease_ms).into(),
+                    limit.into(),
+                    serde_json::to_string(exclude)
+                        .context("encoding the excluded keys")?
+                        .into(),
+                ],
+            )
+            .context("leasing events")?;
+        let mut events = rows
+            .iter()
+            .map(QueuedEvent::from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // RETURNING has no order of its own.
+        events.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(events)
+    }
+
+    /// Pushes the expiry of every live lease `owner` holds to `now + lease_ms` (a drain's heartbeat).
+    pub fn extend_leases(&self, owner: &str, now: i64, lease_ms: i64) -> anyhow::Result<()> {
+        self.sql
+            .execute(
+                "UPDATE events SET lease_expires_at = ?3
+                 WHERE state = 'leased' AND lease_owner = ?1 AND lease_expires_at > ?2",
+                &[
+                    owner.into(),
+                    now.into(),
+                    now.saturating_add(lease_ms).into(),
+                ],
+            )
+            .context("extending leases")?;
+        Ok(())
+    }
+
+    /// Marks a leased event `done`. `false` when the lease was no longer this drain's.
+    pub fn ack(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
+        self.finish(event, State::Done, None, now)
+    }
+
+    /// Marks a leased event `dead` with `error` (a permanent failure).
+    pub fn bury(&self, event: &QueuedEvent, error: &str, now: i64) -> anyhow::Result<bool> {
+        self.finish(event, State::Dead, Some(error), now)
+    }
+
+    /// Marks a leased event `skipped` with `reason`.
+    pub fn skip(&self, event: &QueuedEvent, reason: &str, now: i64) -> anyhow::Result<bool> {
+        self.finish(event, State::Skipped, Some(reason), now)
+    }
+
+    fn finish(
+        &self,
+        event: &QueuedEvent,
+        state: State,
+        reason: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = ?4,
+                     last_error = CASE WHEN ?4 = 'dead' THEN ?5 ELSE last_error END,
+                     skip_reason = CASE WHEN ?4 = 'skipped' THEN ?5 ELSE skip_reason END,
+                     lease_owner = NULL, lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
+                 WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
+                 RETURNING id",
+                &[
+                    event.id.as_str().into(),
+                    event.lease_owner.as_str().into(),
+                    now.into(),
+                    state.as_str().into(),
+                    reason.map(truncate).into(),
+                ],
+            )
+            .with_context(|| format!("marking event {} {}", event.id, state.as_str()))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Schedules another attempt of a leased event after a retryable `error`, with backoff (at least
+    /// `retry_after`), or buries it when this was attempt `max_attempts`. `None` when the lease was no
+    /// longer this drain's.
+    pub fn retry(
+        &self,
+        event: &QueuedEvent,
+        error: &str,
+        retry_after: Option<Duration>,
+        max_attempts: u32,
+        now: i64,
+    ) -> anyhow::Result<Option<Retried>> {
+        let delay = backoff::retry_delay_ms(event.attempts, retry_after, crate::ids::random_u64());
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = CASE WHEN attempts >= ?4 THEN 'dead' ELSE 'pending' END,
+                     available_at = ?5, last_error = ?6,
+                     finished_at = CASE WHEN attempts >= ?4 THEN ?3 END,
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+                 WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
+                 RETURNING state, available_at",
+                &[
+                    event.id.as_str().into(),
+                    event.lease_owner.as_str().into(),
+                    now.into(),
+                    max_attempts.into(),
+                    now.saturating_add(delay).into(),
+                    truncate(error).into(),
+                ],
+            )
+            .with_context(|| format!("scheduling a retry of event {}", event.id))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(match State::parse(row.str("state")?)? {
+            State::Dead => Retried::Dead,
+            _ => Retried::Pending {
+                available_at: row.i64("available_at")?,
+            },
+        }))
+    }
+
+    /// Gives a leased event back without counting the attempt, due at `available_at` (its number is
+    /// being worked on elsewhere).
+    pub fn release(
+        &self,
+        event: &QueuedEvent,
+        available_at: i64,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = 'pending', attempts = max(attempts - 1, 0), available_at = ?4,
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+                 WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
+                 RETURNING id",
+                &[
+                    event.id.as_str().into(),
+                    event.lease_owner.as_str().into(),
+                    now.into(),
+                    available_at.into(),
+                ],
+            )
+            .with_context(|| format!("releasing event {}", event.id))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Buries events whose lease expired after their last attempt: their drains kept dying before an
+    /// outcome (a poison event, or a crash loop). Returns their ids.
+    pub fn bury_abandoned(&self, max_attempts: u32, now: i64) -> anyhow::Result<Vec<String>> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = 'dead',
+                     last_error = 'abandoned: the drain processing attempt ' || attempts
+                                  || ' stopped before an outcome; last error: '
+                                  || coalesce(last_error, 'none'),
+                     lease_owner = NULL, lease_expires_at = NULL, finished_at = ?1, updated_at = ?1
+                 WHERE state = 'leased' AND lease_expires_at <= ?1 AND attempts >= ?2
+                 RETURNING id",
+                &[now.into(), max_attempts.into()],
+            )
+            .context("burying abandoned events")?;
+        rows.iter()
+            .map(|row| row.str("id").map(str::to_owned))
+            .collect()
+    }
+
+    /// Dead events, most recently dead first, optionally of one type; and how many there are in all.
+    pub fn dead(
+        &self,
+        event_type: Option<&str>,
+        limit: u32,
+    ) -> anyhow::Result<(Vec<DeadEvent>, u64)> {
+        let rows = self
+            .sql
+            .execute(
+                "SELECT id, type, phone_number_id, resource_id, attempts, last_error, created_at,
+                        received_at, finished_at
+                 FROM events
+                 WHERE state = 'dead' AND (?1 IS NULL OR type = ?1)
+                 ORDER BY finished_at DESC, id
+                 LIMIT ?2",
+                &[event_type.into(), limit.into()],
+            )
+            .context("listing dead events")?;
+        let events = rows
+            .iter()
+            .map(|row| {
+                Ok(DeadEvent {
+                    id: row.str("id")?.to_owned(),
+                    event_type: row.str("type")?.to_owned(),
+                    phone_number_id: row.opt_str("phone_number_id")?.map(str::to_owned),
+                    resource_id: row.opt_str("resource_id")?.map(str::to_owned),
+                    attempts: u32::try_from(row.i64("attempts")?).unwrap_or(u32::MAX),
+                    last_error: row.opt_str("last_error")?.map(str::to_owned),
+                    created_at: row.i64("created_at")?,
+                    received_at: row.i64("received_at")?,
+                    finished_at: row.opt_i64("finished_at")?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let total = self
+            .sql
+            .execute(
+                "SELECT count(*) AS n FROM events WHERE state = 'dead' AND (?1 IS NULL OR type = ?1)",
+                &[event_type.into()],
+            )
+            .context("counting dead events")?
+            .first()
+            .map(|row| row.i64("n"))
+            .transpose()?
+            .unwrap_or(0);
+        Ok((events, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Moves the selected dead events back to `pending`, due now, with a fresh set of attempts. Returns
+    /// their ids.
+    pub fn replay(&self, selection: &ReplaySelection, now: i64) -> anyhow::Result<Vec<String>> {
+        let (ids, event_type) = match selection {
+            ReplaySelection::All => (Value::Null, Value::Null),
+            ReplaySelection::Ids(ids) => (
+                serde_json::to_string(ids)
+                    .context("encoding the ids")?
+                    .into(),
+                Value::Null,
+            ),
+            ReplaySelection::Type(t) => (Value::Null, t.as_str().into()),
+        };
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = 'pending', attempts = 0, available_at = ?1, finished_at = NULL,
+                     updated_at = ?1
+                 WHERE state = 'dead'
+                   AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))
+                   AND (?3 IS NULL OR type = ?3)
+                 RETURNING id",
+                &[now.into(), ids, event_type],
+            )
+            .context("replaying dead events")?;
+        rows.iter()
+            .map(|row| row.str("id").map(str::to_owned))
+            .collect()
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(MAX_REASON_LEN).collect()
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::testing::{migrated_platform, state_of, T0};
+
+    fn new_event<'a>(id: &'a str, number: Option<&'a str>, created_at: i64) -> NewEvent<'a> {
+        NewEvent {
+            id,
+            event_type: "call.completed",
+            phone_number_id: number,
+            resource_id: None,
+            created_at,
+            payload: "{}",
+            skip_reason: None,
+        }
+    }
+
+    fn attempts_of(sql: &dyn Sql, id: &str) -> i64 {
+        sql.execute("SELECT attempts FROM events WHERE id = ?1", &[id.into()])
+            .unwrap()
+            .first()
+            .unwrap()
+            .i64("attempts")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn enqueue_is_idempotent_and_skipped_events_are_finished_with_a_reason() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        assert!(queue
+            .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
+            .unwrap());
+        assert!(!queue
+            .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 5)
+            .unwrap());
+        let skipped = NewEvent {
+            skip_reason: Some("contacts are not synced"),
+            ..new_event("EV2", None, T0)
+        };
+        assert!(queue.enqueue(&skipped, T0).unwrap());
+        let row = platform
+            .sql
+            .execute(
+                "SELECT state, skip_reason, finished_at, lease_key FROM events WHERE id = 'EV2'",
+                &[],
+            )
+            .unwrap();
+        let row = row.first().unwrap();
+        assert_eq!(row.str("state").unwrap(), "skipped");
+        assert_eq!(row.str("skip_reason").unwrap(), "contacts are not synced");
+        assert_eq!(row.opt_i64("finished_at").unwrap(), Some(T0));
+        assert_eq!(row.str("lease_key").unwrap(), "EV2");
+        // Skipped events are never leased.
+        let leased = queue.lease("d", T0 + 1, 1000, 10, &[]).unwrap();
+        assert_eq!(
+            leased.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["EV1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_without_a_number_inherits_it_from_its_call() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        let completed = NewEvent {
+            resource_id: Some("AC1"),
+            ..new_event("EV1", Some("PN1"), T0)
+        };
+        let summary = NewEvent {
+            resource_id: Some("AC1"),
+            event_type: "call.summary.completed",
+            ..new_event("EV2", None, T0 + 1)
+        };
+        let orphan = NewEvent {
+            resource_id: Some("AC2"),
+            ..new_event("EV3", None, T0 + 2)
+        };
+        for event in [&completed, &summary, &orphan] {
+            queue.enqueue(event, T0).unwrap();
+        }
+        let leased = queue.lease("d", T0, 1000, 10, &[]).unwrap();
+        let keys: Vec<(&str, Option<&str>, &str)> = leased
+            .iter()
+            .map(|e| {
+                (
+                    e.id.as_str(),
+                    e.phone_number_id.as_deref(),
+                    e.lease_key.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("EV1", Some("PN1"), "PN1"),
+                ("EV2", Some("PN1"), "PN1"),
+                ("EV3", None, "AC2")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn lease_takes_due_events_oldest_first_and_one_drain_per_number() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue
+            .enqueue(&new_event("B", Some("PN1"), T0 + 2), T0)
+            .unwrap();
+        queue
+            .enqueue(&new_event("A", Some("PN1"), T0 + 1), T0)
+            .unwrap();
+        queue
+            .enqueue(&new_event("C", Some("PN2"), T0 + 3), T0)
+            .unwrap();
+        queue
+            .enqueue(&new_event("D", Some("PN3"), T0 + 4), T0)
+            .unwrap();
+        queue
+            .enqueue(&new_event("E", Some("PN1"), T0 + 5), T0)
+            .unwrap();
+
+        let first = queue.lease("d1", T0, 60_000, 2, &[]).unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["A", "B"]
+        );
+        assert!(first
+            .iter()
+            .all(|e| e.attempts == 1 && e.lease_owner == "d1"));
+        // PN1's later event E waits while d1's live lease holds A and B; PN2 is excluded by the caller.
+        let second = queue
+            .lease("d2", T0, 60_000, 10, &["PN2".to_owned()])
+            .unwrap();
+        assert_eq!(
+            second.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["D"]
+        );
+        assert!(queue
+            .lease("d3", T0, 60_000, 10, &["PN2".to_owned()])
+            .unwrap()
+            .is_empty());
+        for event in &first {
+            queue.ack(event, T0).unwrap();
+        }
+        let third = queue.lease("d3", T0, 60_000, 10, &[]).unwrap();
+        assert_eq!(
+            third.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["C", "E"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_reclaimed_and_its_old_owner_can_no_longer_ack() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let stale = queue.lease("d1", T0, 1_000, 10, &[]).unwrap().remove(0);
+        assert!(queue
+            .lease("d2", T0 + 999, 1_000, 10, &[])
+            .unwrap()
+            .is_empty());
+        let fresh = queue
+            .lease("d2", T0 + 1_000, 1_000, 10, &[])
+            .unwrap()
+            .remove(0);
+        assert_eq!(fresh.attempts, 2);
+        assert!(!queue.ack(&stale, T0 + 1_001).unwrap());
+        assert!(queue.ack(&fresh, T0 + 1_001).unwrap());
+        assert_eq!(state_of(&platform, "A"), "done");
+    }
+
+    #[tokio::test]
+    async fn extending_leases_keeps_the_events_from_being_reclaimed() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        queue.lease("d1", T0, 1_000, 10, &[]).unwrap();
+        queue.extend_leases("d1", T0 + 900, 1_000).unwrap();
+        assert!(queue
+            .lease("d2", T0 + 1_500, 1_000, 10, &[])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            queue.lease("d2", T0 + 1_900, 1_000, 10, &[]).unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_backs_off_honours_retry_after_and_buries_after_max_attempts() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let mut now = T0;
+        for attempt in 1..=3u32 {
+            let event = queue.lease("d", now, 60_000, 10, &[]).unwrap().remove(0);
+            assert_eq!(event.attempts, attempt);
+            let retry_after = Duration::from_secs(7_200);
+            let outcome = queue
+                .retry(
+                    &event,
+                    &format!("boom {attempt}"),
+                    Some(retry_after),
+                    3,
+                    now,
+                )
+                .unwrap()
+                .unwrap();
+            match outcome {
+                Retried::Pending { available_at } => {
+                    assert!(attempt < 3);
+                    assert!(available_at >= now + 7_200_000, "Retry-After not honoured");
+                    assert!(queue
+                        .lease("d", available_at - 1, 60_000, 10, &[])
+                        .unwrap()
+                        .is_empty());
+                    now = available_at;
+                }
+                Retried::Dead => assert_eq!(attempt, 3),
+            }
+        }
+        let (dead, total) = queue.dead(None, 10).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(dead[0].attempts, 3);
+        assert_eq!(dead[0].last_error.as_deref(), Some("boom 3"));
+        assert_eq!(dead[0].finished_at, Some(now));
+    }
+
+    #[tokio::test]
+    async fn release_does_not_count_an_attempt() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let event = queue.lease("d", T0, 60_000, 10, &[]).unwrap().remove(0);
+        assert!(queue.release(&event, T0 + 5_000, T0).unwrap());
+        assert_eq!(attempts_of(&*platform.sql, "A"), 0);
+        assert!(queue
+            .lease("d", T0 + 4_999, 60_000, 10, &[])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            queue.lease("d", T0 + 5_000, 60_000, 10, &[]).unwrap()[0].attempts,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn events_abandoned_on_their_last_attempt_are_buried() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        queue.enqueue(&new_event("B", Some("PN2"), T0), T0).unwrap();
+        let leased = queue.lease("d", T0, 1_000, 10, &[]).unwrap();
+        assert_eq!(leased.len(), 2);
+        // Not expired yet: nothing to bury.
+        assert!(queue.bury_abandoned(1, T0 + 999).unwrap().is_empty());
+        // With two attempts allowed, the first expired lease is not the last.
+        assert!(queue.bury_abandoned(2, T0 + 1_000).unwrap().is_empty());
+        let mut buried = queue.bury_abandoned(1, T0 + 1_000).unwrap();
+        buried.sort();
+        assert_eq!(buried, ["A", "B"]);
+        let (dead, _) = queue.dead(None, 10).unwrap();
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("abandoned"),
+            "{dead:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn replay_selects_all_ids_or_a_type_and_resets_attempts() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        for (id, event_type) in [
+            ("A", "call.completed"),
+            ("B", "message.received"),
+            ("C", "call.completed"),
+        ] {
+            let event = NewEvent {
+                event_type,
+                ..new_event(id, Some(id), T0)
+            };
+            queue.enqueue(&event, T0).unwrap();
+        }
+        queue.enqueue(&new_event("P", Some("PN9"), T0), T0).unwrap();
+        for event in queue.lease("d", T0, 60_000, 10, &[]).unwrap() {
+            if event.id != "P" {
+                queue.bury(&event, "bad data", T0).unwrap();
+            }
+        }
+        let mut by_type = queue
+            .replay(&ReplaySelection::Type("call.completed".into()), T0 + 1)
+            .unwrap();
+        by_type.sort();
+        assert_eq!(by_type, ["A", "C"]);
+        assert_eq!(attempts_of(&*platform.sql, "A"), 0);
+        assert_eq!(state_of(&platform, "A"), "pending");
+        // A leased (not dead) event is never replayed.
+        let by_id = queue
+            .replay(
+                &ReplaySelection::Ids(vec!["B".into(), "P".into(), "nope".into()]),
+                T0 + 1,
+            )
+            .unwrap();
+        assert_eq!(by_id, ["B"]);
+        assert_eq!(state_of(&platform, "P"), "leased");
+        assert!(queue
+            .replay(&ReplaySelection::All, T0 + 1)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn long_errors_are_cut() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let event = queue.lease("d", T0, 60_000, 10, &[]).unwrap().remove(0);
+        queue.bury(&event, &"x".repeat(5_000), T0).unwrap();
+        let (dead, _) = queue.dead(Some("call.completed"), 10).unwrap();
+        assert_eq!(dead[0].last_error.as_ref().unwrap().len(), MAX_REASON_LEN);
+        assert!(queue
+            .dead(Some("message.received"), 10)
+            .unwrap()
+            .0
+            .is_empty());
+    }
+}

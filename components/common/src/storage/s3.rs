@@ -1,0 +1,1049 @@
+//! An S3-compatible object store (Cloudflare R2, or any other) over the platform's HTTP.
+//!
+//! [`ObjectStore`] is the protocol, with no I/O: it signs requests with AWS SigV4 through `rusty-s3`
+//! (query-string signing, path-style addressing, region `auto`) and reads the answers. [`S3Client`] sends
+//! them through [`Outbound`] (metrics, retries, [`ApiError`]), and [`ObjectWriter`] uploads a stream of
+//! bytes as one `PutObject` when it is small and as a multipart upload, part by part, when it is not, so
+//! memory holds at most one part whatever the object's size.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rusty_s3::actions::{
+    CompleteMultipartUploadResponse, CreateMultipartUpload, ListObjectsV2, S3Action,
+};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+
+use crate::configuration::StorageConfig;
+use crate::outbound::{ApiError, Outbound, Retry, Service};
+use crate::platform::{HttpRequest, HttpResponse, Method, Platform};
+
+/// The region of every signature's credential scope. R2 documents `auto`; a store that checks the region
+/// is reached through an endpoint of that region anyway.
+pub const REGION: &str = "auto";
+/// Lifetime of a presigned `GET` URL: the longest SigV4 allows (`X-Amz-Expires` of at most 7 days).
+pub const MAX_PRESIGNED_EXPIRY: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Smallest part S3 and R2 accept in a multipart upload, the last part excepted.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// Part size of multipart uploads, and the size above which an object is uploaded in parts.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// Keys per `ListObjectsV2` page: the most S3 returns.
+pub const LIST_PAGE_SIZE: usize = 1000;
+/// R2 refuses an object whose user metadata is larger than about 2 KB (names and values together).
+pub const MAX_METADATA_BYTES: usize = 2048;
+/// Parts one multipart upload may have.
+const MAX_PARTS: usize = 10_000;
+/// Lifetime of the signature of a request this client sends itself: enough for its inline retries.
+const REQUEST_EXPIRY: Duration = Duration::from_secs(15 * 60);
+
+/// Why an object store request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request failed or was refused; [`ApiError::is_transient`] says whether a retry may help.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A `2xx` whose content is not what the request calls for (S3 may answer a multipart completion
+    /// with `200` and an `<Error>` body).
+    #[error("unexpected answer from the object store to {action}: {detail}")]
+    Unexpected {
+        /// The S3 action.
+        action: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The object's metadata is over [`MAX_METADATA_BYTES`]; nothing was sent.
+    #[error("metadata of {key} is {bytes} bytes, over the {MAX_METADATA_BYTES}-byte limit")]
+    MetadataTooLarge {
+        /// The object key.
+        key: String,
+        /// Size of names and values together.
+        bytes: usize,
+    },
+    /// The object needs more parts than a multipart upload may have.
+    #[error("{key} needs more than {MAX_PARTS} parts of {part_size} bytes")]
+    TooManyParts {
+        /// The object key.
+        key: String,
+        /// The part size in use.
+        part_size: usize,
+    },
+}
+
+impl StoreError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Api(e) => e.is_transient(),
+            StoreError::Unexpected { .. } => true,
+            StoreError::MetadataTooLarge { .. } | StoreError::TooManyParts { .. } => false,
+        }
+    }
+
+    /// How long the store asked us to wait, if it did.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            StoreError::Api(e) => e.retry_after_ms(),
+            _ => None,
+        }
+    }
+}
+
+/// What an object is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    /// `Content-Type`.
+    pub content_type: String,
+    /// User metadata, sent as `x-amz-meta-<name>`: lower-case ASCII names and short ASCII values, at
+    /// most [`MAX_METADATA_BYTES`] together (never free text such as a transcript).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl ObjectAttributes {
+    /// The headers that carry the attributes; they are signed, so they are sent exactly like this.
+    fn headers(&self) -> Vec<(String, String)> {
+        std::iter::once(("content-type".to_owned(), self.content_type.clone()))
+            .chain(
+                self.metadata
+                    .iter()
+                    .map(|(name, value)| (format!("x-amz-meta-{name}"), value.clone())),
+            )
+            .collect()
+    }
+
+    fn check_size(&self, key: &str) -> Result<(), StoreError> {
+        let bytes = self.metadata.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if bytes > MAX_METADATA_BYTES {
+            return Err(StoreError::MetadataTooLarge {
+                key: key.to_owned(),
+                bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An object as `HeadObject` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// `Content-Type`, if the store keeps one.
+    pub content_type: Option<String>,
+    /// User metadata, names without the `x-amz-meta-` prefix.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `LastModified`, as the store wrote it (ISO 8601).
+    pub last_modified: Option<String>,
+}
+
+/// One page of a `ListObjectsV2` listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects of this page, in key order.
+    pub objects: Vec<ListedObject>,
+    /// Pass to the next [`S3Client::list`] to read on; `None` on the last page.
+    pub next_continuation_token: Option<String>,
+}
+
+/// A presigned `GET` URL and when it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUrl {
+    /// The URL, signature in the query.
+    pub url: String,
+    /// Unix milliseconds after which the store refuses it.
+    pub expires_at_ms: i64,
+}
+
+/// A bucket and the credentials to use it: builds signed requests and reads answers, with no I/O.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    bucket: Bucket,
+    credentials: Credentials,
+}
+
+impl ObjectStore {
+    /// The bucket `bucket` at `endpoint` (`scheme://host[:port]`, path-style requests).
+    pub fn new(
+        endpoint: &str,
+        bucket: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> anyhow::Result<Self> {
+        let url: url::Url = endpoint
+            .parse()
+            .with_context(|| format!("s3_endpoint {endpoint:?} is not a URL"))?;
+        // Path-style: R2 serves both, and virtual-host style would need a grant per bucket host.
+        let bucket = Bucket::new(url, UrlStyle::Path, bucket.to_owned(), REGION)
+            .map_err(|e| anyhow!("s3_endpoint {endpoint:?} with bucket {bucket:?}: {e}"))?;
+        Ok(Self {
+            bucket,
+            credentials: Credentials::new(access_key_id, secret_access_key),
+        })
+    }
+
+    /// The store that `config` names.
+    pub fn from_config(config: &StorageConfig) -> anyhow::Result<Self> {
+        Self::new(
+            &config.endpoint,
+            &config.bucket,
+            config.access_key_id.expose(),
+            config.secret_access_key.expose(),
+        )
+    }
+
+    /// A URL anyone can `GET` the object `key` with until [`MAX_PRESIGNED_EXPIRY`] after `now_ms`.
+    pub fn presign_get(&self, key: &str, now_ms: i64) -> PresignedUrl {
+        let action = self.bucket.get_object(Some(&self.credentials), key);
+        let expiry_ms = i64::try_from(MAX_PRESIGNED_EXPIRY.as_millis()).expect("7 days fit in i64");
+        PresignedUrl {
+            url: sign(&action, MAX_PRESIGNED_EXPIRY, now_ms),
+            expires_at_ms: now_ms + expiry_ms,
+        }
+    }
+
+    fn head_object(&self, key: &str, now_ms: i64) -> HttpRequest {
+        let action = self.bucket.head_object(Some(&self.credentials), key);
+        HttpRequest::new(Method::Head, sign(&action, REQUEST_EXPIRY, now_ms))
+    }
+
+    fn put_object(
+        &self,
+        key: &str,
+        attributes: &ObjectAttributes,
+        body: Vec<u8>,
+        now_ms: i64,
+    ) -> HttpRequest {
+        let headers = attributes.headers();
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.as_str(), value.as_str());
+        }
+        with_body(
+            HttpRequest::new(Method::Put, sign(&action, REQUEST_EXPIRY, now_ms)),
+            headers,
+            body,
+        )
+    }
+
+    fn delete_object(&self, key: &str, now_ms: i64) -> HttpRequest {
+        let action = self.bucket.delete_object(Some(&self.credentials), key);
+        HttpRequest::new(Method::Delete, sign(&action, REQUEST_EXPIRY, now_ms))
+    }
+
+    fn list_objects(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max_keys: usize,
+        now_ms: i64,
+    ) -> HttpRequest {
+        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+        action.with_prefix(prefix);
+        action.with_max_keys(max_keys);
+        if let Some(token) = continuation {
+            action.with_continuation_token(token);
+        }
+        HttpRequest::new(Method::Get, sign(&action, REQUEST_EXPIRY, now_ms))
+    }
+
+    fn create_multipart_upload(
+        &self,
+        key: &str,
+        attributes: &ObjectAttributes,
+        now_ms: i64,
+    ) -> HttpRequest {
+        let headers = attributes.headers();
+        let mut action = self
+            .bucket
+            .create_multipart_upload(Some(&self.credentials), key);
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.as_str(), value.as_str());
+        }
+        let mut request = HttpRequest::new(Method::Post, sign(&action, REQUEST_EXPIRY, now_ms));
+        request.headers = headers;
+        request
+    }
+
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        body: Vec<u8>,
+        now_ms: i64,
+    ) -> HttpRequest {
+        let action = self
+            .bucket
+            .upload_part(Some(&self.credentials), key, part_number, upload_id);
+        with_body(
+            HttpRequest::new(Method::Put, sign(&action, REQUEST_EXPIRY, now_ms)),
+            Vec::new(),
+            body,
+        )
+    }
+
+    fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+        now_ms: i64,
+    ) -> HttpRequest {
+        let action = self.bucket.complete_multipart_upload(
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = sign(&action, REQUEST_EXPIRY, now_ms);
+        let body = action.body().into_bytes();
+        with_body(HttpRequest::new(Method::Post, url), Vec::new(), body)
+    }
+
+    fn abort_multipart_upload(&self, key: &str, upload_id: &str, now_ms: i64) -> HttpRequest {
+        let action = self
+            .bucket
+            .abort_multipart_upload(Some(&self.credentials), key, upload_id);
+        HttpRequest::new(Method::Delete, sign(&action, REQUEST_EXPIRY, now_ms))
+    }
+}
+
+fn sign<'a>(action: &impl S3Action<'a>, expires_in: Duration, now_ms: i64) -> String {
+    let now = jiff::Timestamp::from_millisecond(now_ms)
+        .expect("the clock reads a time within years -9999..=9999");
+    action.sign_with_time(expires_in, &now).into()
+}
+
+/// Adds `headers` and a body with its explicit `Content-Length`: without it a WASI host may send the
+/// body chunked, and S3 refuses a `PUT` of unknown length.
+fn with_body(
+    mut request: HttpRequest,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> HttpRequest {
+    request.headers = headers;
+    request
+        .headers
+        .push(("content-length".to_owned(), body.len().to_string()));
+    request.body = body;
+    request
+}
+
+/// The object `HeadObject` found, or `None` for a `404`.
+fn parse_head(response: &HttpResponse) -> Result<Option<ObjectInfo>, StoreError> {
+    if response.status == 404 {
+        return Ok(None);
+    }
+    let size = response
+        .header("content-length")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| StoreError::Unexpected {
+            action: "HeadObject",
+            detail: "no Content-Length".into(),
+        })?;
+    let metadata = response
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let name = name.strip_prefix("x-amz-meta-")?.to_owned();
+            Some((name, value.clone()))
+        })
+        .collect();
+    Ok(Some(ObjectInfo {
+        size,
+        content_type: response.header("content-type").map(str::to_owned),
+        metadata,
+    }))
+}
+
+fn parse_list(response: &HttpResponse) -> Result<ListPage, StoreError> {
+    let body = std::str::from_utf8(&response.body).map_err(|_| StoreError::Unexpected {
+        action: "ListObjectsV2",
+        detail: "body is not UTF-8".into(),
+    })?;
+    let parsed = ListObjectsV2::parse_response(body).map_err(|e| StoreError::Unexpected {
+        action: "ListObjectsV2",
+        detail: e.to_string(),
+    })?;
+    Ok(ListPage {
+        objects: parsed
+            .contents
+            .into_iter()
+            .map(|o| ListedObject {
+                key: o.key,
+                size: o.size.unwrap_or(0),
+                last_modified: o.last_modified,
+            })
+            .collect(),
+        next_continuation_token: parsed.next_continuation_token,
+    })
+}
+
+fn parse_upload_id(response: &HttpResponse) -> Result<String, StoreError> {
+    let unexpected = |detail: String| StoreError::Unexpected {
+        action: "CreateMultipartUpload",
+        detail,
+    };
+    let body =
+        std::str::from_utf8(&response.body).map_err(|_| unexpected("body is not UTF-8".into()))?;
+    let parsed = CreateMultipartUpload::parse_response(body.trim())
+        .map_err(|e| unexpected(e.to_string()))?;
+    Ok(parsed.upload_id().to_owned())
+}
+
+fn parse_part_etag(response: &HttpResponse) -> Result<String, StoreError> {
+    response
+        .header("etag")
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::Unexpected {
+            action: "UploadPart",
+            detail: "no ETag".into(),
+        })
+}
+
+fn check_completed(response: &HttpResponse) -> Result<(), StoreError> {
+    let unexpected = |detail: String| StoreError::Unexpected {
+        action: "CompleteMultipartUpload",
+        detail,
+    };
+    let body =
+        std::str::from_utf8(&response.body).map_err(|_| unexpected("body is not UTF-8".into()))?;
+    // The store may keep the connection alive with whitespace before the result, and report a failure
+    // after a 200 status as an <Error> document.
+    CompleteMultipartUploadResponse::parse(body.trim())
+        .map(drop)
+        .map_err(|e| {
+            let shown: String = body.trim().chars().take(300).collect();
+            unexpected(format!("{e}: {shown}"))
+        })
+}
+
+/// Sends object store requests for one [`ObjectStore`].
+pub struct S3Client<'a> {
+    platform: &'a Platform,
+    store: &'a ObjectStore,
+    outbound: Outbound<'a>,
+}
+
+impl<'a> S3Client<'a> {
+    /// A client for `store` on `platform`.
+    pub fn new(platform: &'a Platform, store: &'a ObjectStore) -> Self {
+        Self {
+            platform,
+            store,
+            outbound: Outbound::new(platform, Service::S3, store.credentials.key()),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.platform.clock.now_ms()
+    }
+
+    /// The size, type and metadata of `key`, or `None` when there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let request = self.store.head_object(key, self.now_ms());
+        let response = self.outbound.send(request, Retry::Idempotent).await?;
+        parse_head(&response)
+    }
+
+    /// Stores `body` at `key` with one `PutObject`; for bodies over a part, use [`S3Client::writer`].
+    pub async fn put(
+        &self,
+        key: &str,
+        attributes: &ObjectAttributes,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        attributes.check_size(key)?;
+        let request = self.store.put_object(key, attributes, body, self.now_ms());
+        self.outbound.send(request, Retry::Idempotent).await?;
+        Ok(())
+    }
+
+    /// One page of the objects whose key starts with `prefix`: at most `max_keys` (up to
+    /// [`LIST_PAGE_SIZE`]), from the start or from `continuation` (the previous page's
+    /// [`ListPage::next_continuation_token`]).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
+        let request = self
+            .store
+            .list_objects(prefix, continuation, max_keys, self.now_ms());
+        let response = self.outbound.send(request, Retry::Idempotent).await?;
+        parse_list(&response)
+    }
+
+    /// Deletes `key`; deleting an absent key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let request = self.store.delete_object(key, self.now_ms());
+        self.outbound.send(request, Retry::Idempotent).await?;
+        Ok(())
+    }
+
+    /// An upload of `key` fed chunk by chunk: one `PutObject` if the whole object fits in `part_size`
+    /// (at least [`MIN_PART_SIZE`]), else a multipart upload with parts of `part_size`.
+    pub fn writer(
+        &self,
+        key: &str,
+        attributes: ObjectAttributes,
+        part_size: usize,
+    ) -> ObjectWriter<'_, 'a> {
+        ObjectWriter {
+            client: self,
+            key: key.to_owned(),
+            attributes,
+            part_size: part_size.max(MIN_PART_SIZE),
+            buffer: Vec::new(),
+            upload: None,
+            size: 0,
+        }
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        key: &str,
+        attributes: &ObjectAttributes,
+    ) -> Result<String, StoreError> {
+        attributes.check_size(key)?;
+        let request = self
+            .store
+            .create_multipart_upload(key, attributes, self.now_ms());
+        // A repeat after an unknown outcome only leaves an unused upload, which the store's lifecycle
+        // (R2: 7 days) removes.
+        let response = self.outbound.send(request, Retry::Idempotent).await?;
+        parse_upload_id(&response)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        body: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        let request = self
+            .store
+            .upload_part(key, upload_id, part_number, body, self.now_ms());
+        let response = self.outbound.send(request, Retry::Idempotent).await?;
+        parse_part_etag(&response)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<(), StoreError> {
+        let request = self
+            .store
+            .complete_multipart_upload(key, upload_id, etags, self.now_ms());
+        // Repeating a completion that landed fails with NoSuchUpload, a 404 that would look permanent;
+        // the caller's next attempt finds the finished object with HeadObject instead.
+        let response = self.outbound.send(request, Retry::RateLimitOnly).await?;
+        check_completed(&response)
+    }
+
+    async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let request = self
+            .store
+            .abort_multipart_upload(key, upload_id, self.now_ms());
+        self.outbound.send(request, Retry::Idempotent).await?;
+        Ok(())
+    }
+}
+
+/// A multipart upload in progress.
+struct Multipart {
+    upload_id: String,
+    etags: Vec<String>,
+}
+
+/// Uploads one object from chunks as they arrive, holding at most one part in memory.
+///
+/// Feed it with [`ObjectWriter::write`] and end with [`ObjectWriter::finish`]; a caller that gives up
+/// half-way (its source failed, or a write failed) calls [`ObjectWriter::abort`] so no parts are left
+/// behind.
+pub struct ObjectWriter<'c, 'a> {
+    client: &'c S3Client<'a>,
+    key: String,
+    attributes: ObjectAttributes,
+    part_size: usize,
+    buffer: Vec<u8>,
+    upload: Option<Multipart>,
+    size: u64,
+}
+
+impl ObjectWriter<'_, '_> {
+    /// Adds `data` to the object, uploading a part whenever a full one is buffered and more follows.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
+        while !data.is_empty() {
+            // A full buffer is sent only once more data arrives, so an object of exactly one part
+            // still goes up as a single PutObject.
+            if self.buffer.len() == self.part_size {
+                self.upload_buffered_part().await?;
+            }
+            if self.buffer.capacity() == 0 {
+                self.buffer.reserve_exact(self.part_size);
+            }
+            let take = data.len().min(self.part_size - self.buffer.len());
+            self.buffer.extend_from_slice(&data[..take]);
+            self.size += take as u64;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    async fn upload_buffered_part(&mut self) -> Result<(), StoreError> {
+        let client = self.client;
+        if self.upload.is_none() {
+            let upload_id = client
+                .create_multipart_upload(&self.key, &self.attributes)
+                .await?;
+            self.upload = Some(Multipart {
+                upload_id,
+                etags: Vec::new(),
+            });
+        }
+        let upload = self.upload.as_mut().expect("created above");
+        let part_number = upload.etags.len() + 1;
+        if part_number > MAX_PARTS {
+            return Err(StoreError::TooManyParts {
+                key: self.key.clone(),
+                part_size: self.part_size,
+            });
+        }
+        let part_number = u16::try_from(part_number).expect("at most 10000 parts");
+        // The buffer goes out with the request and is allocated again only when more data arrives.
+        let body = std::mem::take(&mut self.buffer);
+        let etag = client
+            .upload_part(&self.key, &upload.upload_id, part_number, body)
+            .await?;
+        upload.etags.push(etag);
+        Ok(())
+    }
+
+    /// Uploads what is left and completes the object; returns its size. On failure a multipart upload
+    /// is aborted before the error is returned.
+    pub async fn finish(mut self) -> Result<u64, StoreError> {
+        if self.upload.is_none() {
+            let body = std::mem::take(&mut self.buffer);
+            self.client.put(&self.key, &self.attributes, body).await?;
+            return Ok(self.size);
+        }
+        match self.complete().await {
+            Ok(()) => Ok(self.size),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> Result<(), StoreError> {
+        if !self.buffer.is_empty() {
+            self.upload_buffered_part().await?;
+        }
+        let upload = self
+            .upload
+            .as_ref()
+            .expect("a multipart upload was started");
+        self.client
+            .complete_multipart_upload(&self.key, &upload.upload_id, &upload.etags)
+            .await
+    }
+
+    /// Abandons the object: a multipart upload is aborted so its parts do not linger (a failure to
+    /// abort is logged; the store's lifecycle removes the parts eventually).
+    pub async fn abort(self) {
+        let Some(upload) = &self.upload else {
+            return;
+        };
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload(&self.key, &upload.upload_id)
+            .await
+        {
+            tracing::warn!(key = %self.key, error = %e, "could not abort a multipart upload");
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::storage::testing::{count, s3_server, storage_config, TestPlatform};
+    use test_servers::openphone::media_pattern;
+
+    const T0: i64 = 1_760_990_400_000; // 2025-10-20T20:00:00Z
+
+    fn r2() -> ObjectStore {
+        ObjectStore::new(
+            "https://0123abcd.r2.cloudflarestorage.com",
+            "recordings",
+            "AKID",
+            "SECRET",
+        )
+        .unwrap()
+    }
+
+    fn attributes() -> ObjectAttributes {
+        ObjectAttributes {
+            content_type: "audio/mpeg".into(),
+            metadata: vec![
+                ("call-id".into(), "AC1".into()),
+                ("segment".into(), "1".into()),
+            ],
+        }
+    }
+
+    fn query(url: &str, name: &str) -> Option<String> {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn presigned_gets_are_path_style_region_auto_and_last_seven_days() {
+        let url = r2().presign_get("recordings/2025/10/20/AC1-1.mp3", T0);
+        assert!(
+            url.url.starts_with(
+                "https://0123abcd.r2.cloudflarestorage.com/recordings/recordings/2025/10/20/AC1-1.mp3?"
+            ),
+            "{}",
+            url.url
+        );
+        assert_eq!(query(&url.url, "X-Amz-Expires").as_deref(), Some("604800"));
+        assert_eq!(
+            query(&url.url, "X-Amz-Credential").as_deref(),
+            Some("AKID/20251020/auto/s3/aws4_request")
+        );
+        assert_eq!(
+            query(&url.url, "X-Amz-Date").as_deref(),
+            Some("20251020T200000Z")
+        );
+        assert_eq!(url.expires_at_ms, T0 + 7 * 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn uploads_send_exactly_the_headers_they_sign_and_their_length() {
+        let request = r2().put_object("k.mp3", &attributes(), vec![7; 10], T0);
+        assert_eq!(request.method, Method::Put);
+        assert_eq!(
+            query(&request.url, "X-Amz-SignedHeaders").as_deref(),
+            Some("content-type;host;x-amz-meta-call-id;x-amz-meta-segment")
+        );
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("content-type"), Some("audio/mpeg"));
+        assert_eq!(header("x-amz-meta-call-id"), Some("AC1"));
+        assert_eq!(header("x-amz-meta-segment"), Some("1"));
+        assert_eq!(header("content-length"), Some("10"));
+        let part = r2().upload_part("k.mp3", "up-1", 3, vec![0; 5], T0);
+        assert_eq!(query(&part.url, "partNumber").as_deref(), Some("3"));
+        assert_eq!(query(&part.url, "uploadId").as_deref(), Some("up-1"));
+        let complete =
+            r2().complete_multipart_upload("k.mp3", "up-1", &["\"a\"".into(), "\"b\"".into()], T0);
+        let body = String::from_utf8(complete.body).unwrap();
+        assert!(
+            body.contains("<PartNumber>1</PartNumber>")
+                && body.contains("<PartNumber>2</PartNumber>"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn heads_read_size_type_and_metadata_and_404_is_absent() {
+        assert_eq!(parse_head(&response(404, &[], "")).unwrap(), None);
+        let info = parse_head(&response(
+            200,
+            &[
+                ("content-length", "1234"),
+                ("content-type", "audio/mp4"),
+                ("x-amz-meta-call-id", "AC9"),
+            ],
+            "",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(info.size, 1234);
+        assert_eq!(info.content_type.as_deref(), Some("audio/mp4"));
+        assert_eq!(
+            info.metadata,
+            vec![("call-id".to_owned(), "AC9".to_owned())]
+        );
+        assert!(parse_head(&response(200, &[], "")).is_err());
+    }
+
+    #[test]
+    fn a_completion_that_reports_an_error_with_200_is_transient() {
+        let error = "  <?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>try again</Message></Error>";
+        let err = check_completed(&response(200, &[], error)).unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains("InternalError"), "{err}");
+        let ok = "\n <?xml version=\"1.0\" encoding=\"UTF-8\"?><CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>b</Bucket><Key>k</Key><ETag>\"e-2\"</ETag></CompleteMultipartUploadResult>";
+        check_completed(&response(200, &[], ok)).unwrap();
+    }
+
+    #[test]
+    fn listings_follow_continuation_tokens_only_when_truncated() {
+        let page = |truncated: bool, token: &str| {
+            format!(
+                "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <Name>b</Name><Prefix>r/</Prefix><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys>\
+                 <IsTruncated>{truncated}</IsTruncated>{token}<EncodingType>url</EncodingType>\
+                 <Contents><Key>r/a%2Bb.mp3</Key><Size>5</Size><LastModified>2025-10-20T20:00:00.000Z</LastModified></Contents>\
+                 </ListBucketResult>"
+            )
+        };
+        let first = parse_list(&response(
+            200,
+            &[],
+            &page(true, "<NextContinuationToken>tok-2</NextContinuationToken>"),
+        ))
+        .unwrap();
+        assert_eq!(first.next_continuation_token.as_deref(), Some("tok-2"));
+        assert_eq!(first.objects[0].key, "r/a+b.mp3");
+        assert_eq!(first.objects[0].size, 5);
+        let last = parse_list(&response(200, &[], &page(false, ""))).unwrap();
+        assert_eq!(last.next_continuation_token, None);
+    }
+
+    #[tokio::test]
+    async fn metadata_over_the_limit_is_refused_before_anything_is_sent() {
+        let test = TestPlatform::new().await;
+        let store = r2();
+        let client = S3Client::new(&test.platform, &store);
+        let mut big = attributes();
+        big.metadata
+            .push(("transcript".into(), "words ".repeat(400)));
+        let err = client.put("k.mp3", &big, vec![1]).await.unwrap_err();
+        assert!(matches!(err, StoreError::MetadataTooLarge { .. }), "{err}");
+        assert!(!err.is_transient());
+        assert!(test.http.take_actions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn objects_round_trip_through_a_sigv4_checking_server() {
+        let s3 = s3_server();
+        let test = TestPlatform::new().await;
+        let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
+        let client = S3Client::new(&test.platform, &store);
+        let keys = ["r/2025/a.mp3", "r/2025/b.mp3", "r/2025/c.mp3"];
+        for (i, key) in keys.iter().enumerate() {
+            client
+                .put(key, &attributes(), vec![b'x'; i + 1])
+                .await
+                .unwrap();
+        }
+        client
+            .put("v/other.mp3", &attributes(), vec![1])
+            .await
+            .unwrap();
+
+        let info = client.head("r/2025/b.mp3").await.unwrap().unwrap();
+        assert_eq!(info.size, 2);
+        assert_eq!(info.content_type.as_deref(), Some("audio/mpeg"));
+        assert!(
+            info.metadata.contains(&("call-id".into(), "AC1".into())),
+            "{info:?}"
+        );
+        assert_eq!(client.head("r/2025/none.mp3").await.unwrap(), None);
+
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = client.list("r/", token.as_deref(), 2).await.unwrap();
+            pages += 1;
+            listed.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(pages, 2);
+        assert_eq!(
+            listed,
+            vec![
+                ("r/2025/a.mp3".to_owned(), 1),
+                ("r/2025/b.mp3".to_owned(), 2),
+                ("r/2025/c.mp3".to_owned(), 3)
+            ]
+        );
+
+        client.delete("r/2025/a.mp3").await.unwrap();
+        assert_eq!(client.head("r/2025/a.mp3").await.unwrap(), None);
+        client.delete("r/2025/a.mp3").await.unwrap();
+        assert_eq!(s3.objects().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_refused_for_good() {
+        let s3 = s3_server();
+        let test = TestPlatform::new().await;
+        let mut config = storage_config(&s3);
+        config.secret_access_key = crate::configuration::Secret::new("not-the-secret");
+        let store = ObjectStore::from_config(&config).unwrap();
+        let client = S3Client::new(&test.platform, &store);
+        let err = client
+            .put("k.mp3", &attributes(), vec![1, 2, 3])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Api(ApiError::Refused { status: 403, .. })),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        let err = client.head("k.mp3").await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Api(ApiError::Refused { status: 403, .. })),
+            "{err}"
+        );
+        assert!(s3.objects().unwrap().is_empty());
+        // Refused requests are not retried: one request each.
+        assert_eq!(test.http.take_actions(), ["PutObject", "HeadObject"]);
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_download_the_bytes_and_tampering_is_refused() {
+        let s3 = s3_server();
+        let test = TestPlatform::new().await;
+        let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
+        let client = S3Client::new(&test.platform, &store);
+        let bytes = media_pattern(0, 70_000);
+        client
+            .put("r/a.mp3", &attributes(), bytes.clone())
+            .await
+            .unwrap();
+        client
+            .put("r/b.mp3", &attributes(), vec![0; 3])
+            .await
+            .unwrap();
+
+        let presigned = store.presign_get("r/a.mp3", test.platform.clock.now_ms());
+        let got = reqwest::get(&presigned.url).await.unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(
+            got.headers()["content-type"].to_str().unwrap(),
+            "audio/mpeg"
+        );
+        assert_eq!(got.bytes().await.unwrap().to_vec(), bytes);
+
+        let other_key = presigned.url.replace("/r/a.mp3?", "/r/b.mp3?");
+        assert_eq!(reqwest::get(&other_key).await.unwrap().status(), 403);
+        let longer = presigned
+            .url
+            .replace("X-Amz-Expires=604800", "X-Amz-Expires=604799");
+        assert_eq!(reqwest::get(&longer).await.unwrap().status(), 403);
+    }
+
+    #[tokio::test]
+    async fn large_objects_go_up_in_parts_and_arrive_whole() {
+        let s3 = s3_server();
+        let test = TestPlatform::new().await;
+        let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
+        let client = S3Client::new(&test.platform, &store);
+        let len = 2 * DEFAULT_PART_SIZE + 123_457;
+        let mut writer = client.writer("r/big.mp3", attributes(), DEFAULT_PART_SIZE);
+        let mut offset = 0;
+        while offset < len {
+            let n = (len - offset).min(64 * 1024);
+            writer
+                .write(&media_pattern(offset as u64, n))
+                .await
+                .unwrap();
+            offset += n;
+        }
+        assert_eq!(writer.finish().await.unwrap(), len as u64);
+        let actions = test.http.take_actions();
+        assert_eq!(
+            actions,
+            [
+                "CreateMultipartUpload",
+                "UploadPart",
+                "UploadPart",
+                "UploadPart",
+                "CompleteMultipartUpload"
+            ]
+        );
+        assert!(s3.object_bytes("r/big.mp3").unwrap() == media_pattern(0, len));
+        let info = client.head("r/big.mp3").await.unwrap().unwrap();
+        assert_eq!(info.content_type.as_deref(), Some("audio/mpeg"));
+        assert!(
+            info.metadata.contains(&("segment".into(), "1".into())),
+            "{info:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn objects_up_to_one_part_go_up_in_a_single_put() {
+        let s3 = s3_server();
+        let test = TestPlatform::new().await;
+        let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
+        let client = S3Client::new(&test.platform, &store);
+        for (key, len) in [("r/empty.mp3", 0), ("r/exact.mp3", DEFAULT_PART_SIZE)] {
+            let mut writer = client.writer(key, attributes(), DEFAULT_PART_SIZE);
+            for chunk in media_pattern(0, len).chunks(1 << 20) {
+                writer.write(chunk).await.unwrap();
+            }
+            assert_eq!(writer.finish().await.unwrap(), len as u64);
+            assert_eq!(test.http.take_actions(), ["PutObject"], "{key}");
+            assert_eq!(s3.object_bytes(key).unwrap().len(), len);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_multipart_upload_is_aborted() {
+        let s3 = s3_server();
+        let test = TestPlatform::new().await;
+        let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
+        let client = S3Client::new(&test.platform, &store);
+        let mut writer = client.writer("r/cut.mp3", attributes(), MIN_PART_SIZE);
+        writer
+            .write(&media_pattern(0, MIN_PART_SIZE + 10))
+            .await
+            .unwrap();
+        let upload_id = writer.upload.as_ref().unwrap().upload_id.clone();
+        writer.abort().await;
+        let actions = test.http.take_actions();
+        assert_eq!(count(&actions, "AbortMultipartUpload"), 1, "{actions:?}");
+        let err = client
+            .upload_part("r/cut.mp3", &upload_id, 2, vec![1])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Api(ApiError::Refused { .. })),
+            "{err}"
+        );
+        assert!(s3.objects().unwrap().is_empty());
+    }
+}

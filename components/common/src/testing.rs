@@ -1,0 +1,113 @@
+//! Shared fixtures of the native tests: a migrated platform on a temporary directory, signed webhook
+//! requests.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::api::Request;
+use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
+use crate::platform::{Clock, Platform};
+use crate::webhook::signature;
+
+/// A fixed "now": 2025-10-20T19:22:25.427Z.
+pub const T0: i64 = 1_760_988_145_427;
+/// The webhook signing key the fixtures configure…
+pub const SIGNING_KEY: &[u8] = b"secret-key";
+/// …as `openphone_webhook_secret` holds it (base64).
+pub const SIGNING_SECRET: &str = "c2VjcmV0LWtleQ==";
+/// The admin token the fixtures configure.
+pub const ADMIN_TOKEN: &str = "admin-token";
+
+/// A platform on `dir` with the fixture variables and `clock`; the schema must already be there.
+pub fn platform_in(dir: &Path, clock: Rc<dyn Clock>) -> Platform {
+    // The APIs point at a port nothing listens on: tests that reach them use their own servers.
+    let vars = MapVariables::from_pairs([
+        ("openphone_webhook_secret", SIGNING_SECRET),
+        ("admin_token", ADMIN_TOKEN),
+        ("openphone_api_key", "op-key"),
+        ("openphone_api_base", "http://127.0.0.1:9"),
+        ("notion_api_key", "notion-key"),
+        ("notion_api_base", "http://127.0.0.1:9"),
+        ("notion_calls_database_id", "calls"),
+        ("notion_messages_database_id", "messages"),
+    ]);
+    NativePlatformBuilder::new(dir)
+        .vars(vars)
+        .clock(clock)
+        .build()
+        .expect("a native platform on a temporary directory builds")
+}
+
+/// A migrated platform on a new temporary directory, with a manual clock at [`T0`].
+pub async fn migrated_platform() -> (tempfile::TempDir, Platform, Rc<ManualClock>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let clock = Rc::new(ManualClock::at(T0));
+    let platform = platform_in(dir.path(), clock.clone());
+    crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+        .await
+        .expect("the migrations apply");
+    (dir, platform, clock)
+}
+
+/// The state of event `id`.
+pub fn state_of(platform: &Platform, id: &str) -> String {
+    platform
+        .sql
+        .execute("SELECT state FROM events WHERE id = ?1", &[id.into()])
+        .expect("the events table answers")
+        .first()
+        .unwrap_or_else(|| panic!("no event {id}"))
+        .str("state")
+        .expect("state is text")
+        .to_owned()
+}
+
+/// How many rows the events table has.
+pub fn event_count(platform: &Platform) -> i64 {
+    platform
+        .sql
+        .execute("SELECT count(*) AS n FROM events", &[])
+        .expect("the events table answers")
+        .first()
+        .expect("count returns a row")
+        .i64("n")
+        .expect("count is an integer")
+}
+
+/// `POST /webhooks/openphone` with `body`, signed (legacy scheme) at `signed_at_ms`.
+pub fn signed_webhook(body: &str, signed_at_ms: i64) -> Request {
+    let header = signature::legacy_header(SIGNING_KEY, signed_at_ms, body.as_bytes());
+    Request {
+        method: "POST".into(),
+        path: "/webhooks/openphone".into(),
+        headers: vec![("openphone-signature".into(), header)],
+        body: body.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A legacy webhook body of `event_type` about `resource_id` on number `phone_number_id`.
+pub fn event_body(
+    id: &str,
+    event_type: &str,
+    phone_number_id: &str,
+    resource_id: &str,
+    created_at: &str,
+) -> String {
+    serde_json::json!({
+        "id": id,
+        "object": "event",
+        "apiVersion": "v3",
+        "createdAt": created_at,
+        "type": event_type,
+        "data": { "object": {
+            "id": resource_id,
+            "object": "call",
+            "phoneNumberId": phone_number_id,
+            "from": "+15555550123",
+            "to": "+13365550100",
+            "createdAt": created_at,
+        } }
+    })
+    .to_string()
+}

@@ -1,0 +1,467 @@
+//! `POST /webhooks/openphone`: verify, store once, answer. No API work happens here: the answer goes out
+//! first and the component then kicks the drain.
+//!
+//! | Status | When |
+//! |---|---|
+//! | `202` | a new event was stored (`"status": "accepted"`, or `"skipped"` for a type the sync ignores) |
+//! | `200` | the event was already stored (a redelivery) |
+//! | `400` | the body is not a JSON object, or has no event id or type |
+//! | `401` | the signature is missing, malformed, stale (±5 minutes) or does not match |
+//! | `405` | not a `POST` |
+//! | `413` | the body is over [`MAX_BODY_BYTES`] |
+//! | `503` | no signing secret is configured, or the database is unavailable (the sender retries) |
+
+use serde_json::json;
+
+use crate::api::{self, Request, Response};
+use crate::configuration::{Loader, WebhookConfig};
+use crate::platform::Platform;
+use crate::queue::{NewEvent, Queue};
+use crate::webhook::envelope::{self, Disposition};
+use crate::webhook::signature::{self, SignatureHeaders, Verified};
+
+/// The largest webhook body accepted; OpenPhone's payloads are a few kilobytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The answer to a webhook delivery, and whether the drain has new work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intake {
+    /// What to send back.
+    pub response: Response,
+    /// A new event is waiting to be processed: kick the drain after answering.
+    pub kick_drain: bool,
+}
+
+impl Intake {
+    fn answer(response: Response) -> Self {
+        Self {
+            response,
+            kick_drain: false,
+        }
+    }
+}
+
+/// Handles one webhook delivery.
+pub fn handle(platform: &Platform, request: &Request) -> Intake {
+    if request.method != "POST" {
+        return Intake::answer(api::method_not_allowed("POST"));
+    }
+    if request.body.len() > MAX_BODY_BYTES {
+        return Intake::answer(Response::error(
+            413,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let mut loader = Loader::new(&*platform.vars);
+    let config = WebhookConfig::load(&mut loader);
+    if let Err(e) = loader.finish() {
+        tracing::error!(error = %e, "webhook signing secret not configured");
+        return Intake::answer(Response::error(
+            503,
+            format!("the webhook signing secret is not configured: {e}"),
+        ));
+    }
+    let now = platform.clock.now_ms();
+    let headers = SignatureHeaders::of(request);
+    let verified = match signature::verify(&headers, &request.body, &config.signing_keys, now) {
+        Ok(verified) => verified,
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook refused");
+            return Intake::answer(Response::error(401, e.to_string()));
+        }
+    };
+    let webhook_id = match &verified {
+        Verified::Standard { webhook_id } => Some(webhook_id.as_str()),
+        Verified::Legacy => None,
+    };
+    let envelope = match envelope::parse(&request.body, webhook_id) {
+        Ok(envelope) => envelope,
+        Err(e) => return Intake::answer(Response::error(400, e.to_string())),
+    };
+    // Parsed JSON is valid UTF-8.
+    let Ok(payload) = std::str::from_utf8(&request.body) else {
+        return Intake::answer(Response::error(400, "the body is not UTF-8"));
+    };
+    let (event_type, skip_reason) = match &envelope.disposition {
+        Disposition::Process(event_type) => (event_type.as_str(), None),
+        Disposition::Skip(reason) => (envelope.raw_type.as_str(), Some(*reason)),
+    };
+    let event = NewEvent {
+        id: envelope.id.as_str(),
+        event_type,
+        phone_number_id: envelope.phone_number_id.as_ref().map(|n| n.as_str()),
+        resource_id: envelope.resource_id.as_deref(),
+        created_at: envelope.created_at_ms.unwrap_or(now),
+        payload,
+        skip_reason,
+    };
+    let span = tracing::info_span!("webhook.store", id = event.id, r#type = event_type);
+    let _entered = span.enter();
+    match Queue::new(&*platform.sql).enqueue(&event, now) {
+        Ok(true) => {
+            tracing::info!(skipped = skip_reason.is_some(), "webhook event stored");
+            let mut body = json!({
+                "status": if skip_reason.is_some() { "skipped" } else { "accepted" },
+                "id": event.id,
+                "type": event_type,
+            });
+            if let Some(reason) = skip_reason {
+                body["reason"] = reason.into();
+            }
+            Intake {
+                response: Response::json(202, &body),
+                kick_drain: skip_reason.is_none(),
+            }
+        }
+        Ok(false) => {
+            tracing::info!("webhook event already stored");
+            Intake::answer(Response::json(
+                200,
+                &json!({ "status": "duplicate", "id": event.id }),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "storing a webhook event failed");
+            Intake::answer(Response::error(
+                503,
+                "the event could not be stored; deliver it again later",
+            ))
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::rc::Rc;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+    use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
+    use crate::testing::{
+        event_body, event_count, migrated_platform, platform_in, signed_webhook, state_of,
+        SIGNING_KEY, T0,
+    };
+
+    const CREATED: &str = "2025-10-20T19:22:20.000Z";
+
+    fn stored(platform: &Platform, id: &str) -> serde_json::Value {
+        let rows = platform
+            .sql
+            .execute(
+                "SELECT type, phone_number_id, resource_id, created_at, payload, state, skip_reason
+                 FROM events WHERE id = ?1",
+                &[id.into()],
+            )
+            .unwrap();
+        let row = rows.first().unwrap();
+        json!({
+            "type": row.str("type").unwrap(),
+            "phone_number_id": row.opt_str("phone_number_id").unwrap(),
+            "resource_id": row.opt_str("resource_id").unwrap(),
+            "created_at": row.i64("created_at").unwrap(),
+            "payload": row.str("payload").unwrap(),
+            "state": row.str("state").unwrap(),
+            "skip_reason": row.opt_str("skip_reason").unwrap(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_new_event_is_stored_raw_and_answered_202_and_a_redelivery_200() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let body = event_body("EV1", "call.completed", "PNtoDbDhuz", "AC1", CREATED);
+        let first = handle(&platform, &signed_webhook(&body, T0));
+        assert_eq!(
+            first.response.status,
+            202,
+            "{:?}",
+            first.response.json_body()
+        );
+        assert_eq!(first.response.json_body()["status"], "accepted");
+        assert!(first.kick_drain);
+        assert_eq!(
+            stored(&platform, "EV1"),
+            json!({
+                "type": "call.completed", "phone_number_id": "PNtoDbDhuz", "resource_id": "AC1",
+                "created_at": T0 - 5_427, "payload": body, "state": "pending", "skip_reason": null,
+            })
+        );
+        // OpenPhone retries with a fresh signature.
+        let again = handle(&platform, &signed_webhook(&body, T0 + 1_000));
+        assert_eq!(again.response.status, 200);
+        assert_eq!(again.response.json_body()["status"], "duplicate");
+        assert!(!again.kick_drain);
+        assert_eq!(event_count(&platform), 1);
+    }
+
+    #[tokio::test]
+    async fn ignored_types_are_stored_as_skipped_and_do_not_kick_the_drain() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        for (id, event_type) in [
+            ("EV1", "call.ringing"),
+            ("EV2", "contact.updated"),
+            ("EV3", "brand.new"),
+        ] {
+            let intake = handle(
+                &platform,
+                &signed_webhook(&event_body(id, event_type, "PN1", "AC1", CREATED), T0),
+            );
+            assert_eq!(intake.response.status, 202);
+            assert_eq!(intake.response.json_body()["status"], "skipped");
+            assert!(!intake.kick_drain);
+            let row = stored(&platform, id);
+            assert_eq!(row["state"], "skipped");
+            assert_eq!(row["type"], event_type);
+            assert!(row["skip_reason"].as_str().unwrap().len() > 5);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_summary_alias_is_stored_under_its_canonical_type() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let body =
+            r#"{"id":"EV9","type":"callSummary","data":{"object":{"callId":"AC7","summary":[]}}}"#;
+        assert_eq!(
+            handle(&platform, &signed_webhook(body, T0)).response.status,
+            202
+        );
+        let row = stored(&platform, "EV9");
+        assert_eq!(row["type"], "call.summary.completed");
+        assert_eq!(row["resource_id"], "AC7");
+        // No createdAt: the time it was received.
+        assert_eq!(row["created_at"], T0);
+    }
+
+    fn standard_request(body: &str, webhook_id: &str, at_s: i64) -> Request {
+        Request {
+            method: "POST".into(),
+            headers: vec![
+                ("webhook-id".into(), webhook_id.into()),
+                ("webhook-timestamp".into(), at_s.to_string()),
+                (
+                    "webhook-signature".into(),
+                    signature::standard_header(SIGNING_KEY, webhook_id, at_s, body.as_bytes()),
+                ),
+            ],
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn standard_webhooks_without_a_body_id_dedupe_on_the_webhook_id() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let body =
+            r#"{"type":"message.received","data":{"resource":{"id":"AC3","phoneNumberId":"PN4"}}}"#;
+        let first = handle(&platform, &standard_request(body, "msg_abc", T0 / 1000));
+        assert_eq!(first.response.status, 202);
+        assert_eq!(first.response.json_body()["id"], "msg_abc");
+        assert_eq!(stored(&platform, "msg_abc")["phone_number_id"], "PN4");
+        let again = handle(
+            &platform,
+            &standard_request(body, "msg_abc", T0 / 1000 + 60),
+        );
+        assert_eq!(again.response.status, 200);
+    }
+
+    fn assert_refused(platform: &Platform, request: &Request, status: u16, says: &str) {
+        let intake = handle(platform, request);
+        let error = intake.response.json_body()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(intake.response.status, status, "{error}");
+        assert!(
+            error.contains(says),
+            "{status}: {error:?} does not say {says:?}"
+        );
+        assert!(!intake.kick_drain);
+        assert_eq!(event_count(platform), 0);
+    }
+
+    #[tokio::test]
+    async fn every_refusal_has_its_status_and_says_why() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+
+        let mut get = signed_webhook(&body, T0);
+        get.method = "GET".into();
+        assert_refused(&platform, &get, 405, "use POST");
+
+        let huge = format!(
+            r#"{{"id":"EV1","type":"x","pad":"{}"}}"#,
+            "a".repeat(MAX_BODY_BYTES)
+        );
+        assert_refused(&platform, &signed_webhook(&huge, T0), 413, "larger than");
+
+        let mut unsigned = signed_webhook(&body, T0);
+        unsigned.headers.clear();
+        assert_refused(&platform, &unsigned, 401, "missing signature");
+
+        let mut wrong_key = signed_webhook(&body, T0);
+        wrong_key.headers[0].1 = signature::legacy_header(b"not the key", T0, body.as_bytes());
+        assert_refused(&platform, &wrong_key, 401, "invalid signature");
+
+        let mut tampered = signed_webhook(&body, T0);
+        tampered.body = body.replace("PN1", "PN2").into_bytes();
+        assert_refused(&platform, &tampered, 401, "invalid signature");
+
+        // A delivery captured and replayed six minutes later.
+        let replayed = signed_webhook(&body, T0 - 6 * 60 * 1000);
+        assert_refused(&platform, &replayed, 401, "stale");
+
+        assert_refused(&platform, &signed_webhook("not json", T0), 400, "not JSON");
+        assert_refused(
+            &platform,
+            &signed_webhook("[]", T0),
+            400,
+            "not a JSON object",
+        );
+        assert_refused(
+            &platform,
+            &signed_webhook(r#"{"type":"call.completed"}"#, T0),
+            400,
+            "no id",
+        );
+        assert_refused(
+            &platform,
+            &signed_webhook(r#"{"id":"EV1"}"#, T0),
+            400,
+            "no \"type\"",
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_signing_secret_nothing_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(T0));
+        let platform = NativePlatformBuilder::new(dir.path())
+            .vars(MapVariables::default())
+            .clock(clock)
+            .build()
+            .unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+        assert_refused(
+            &platform,
+            &signed_webhook(&body, T0),
+            503,
+            "openphone_webhook_secret",
+        );
+    }
+
+    #[test]
+    fn the_same_event_delivered_twenty_times_at_once_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let platform = platform_in(dir.path(), Rc::new(ManualClock::at(T0)));
+            futures::executor::block_on(crate::migrations::run(
+                &platform,
+                crate::migrations::MIGRATIONS,
+            ))
+            .unwrap();
+        }
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..20)
+                .map(|i| {
+                    let dir = dir.path().to_path_buf();
+                    let body = body.clone();
+                    s.spawn(move || {
+                        let platform = platform_in(&dir, Rc::new(ManualClock::at(T0 + i)));
+                        handle(&platform, &signed_webhook(&body, T0 + i))
+                            .response
+                            .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 202).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            19,
+            "{statuses:?}"
+        );
+        let platform = platform_in(dir.path(), Rc::new(ManualClock::at(T0)));
+        assert_eq!(event_count(&platform), 1);
+        assert_eq!(state_of(&platform, "EV1"), "pending");
+    }
+
+    fn arbitrary_headers() -> impl Strategy<Value = Vec<(String, String)>> {
+        let name = prop_oneof![
+            Just("openphone-signature".to_owned()),
+            Just("webhook-id".to_owned()),
+            Just("webhook-timestamp".to_owned()),
+            Just("webhook-signature".to_owned()),
+            "[a-z-]{1,20}",
+        ];
+        let value = prop_oneof![
+            any::<String>(),
+            "hmac;1;[0-9]{10,13};[A-Za-z0-9+/=]{0,44}",
+            "v1,[A-Za-z0-9+/=]{0,44}",
+            "[0-9]{9,13}",
+        ];
+        proptest::collection::vec((name, value), 0..6)
+    }
+
+    #[test]
+    fn arbitrary_unsigned_deliveries_never_panic_and_never_enqueue() {
+        let (_dir, platform, _clock) = futures::executor::block_on(migrated_platform());
+        let mut runner = TestRunner::new(Config::with_cases(256));
+        let strategy = (
+            proptest::collection::vec(any::<u8>(), 0..1024),
+            arbitrary_headers(),
+        );
+        runner
+            .run(&strategy, |(body, headers)| {
+                let request = Request {
+                    method: "POST".into(),
+                    headers,
+                    body,
+                    ..Default::default()
+                };
+                let intake = handle(&platform, &request);
+                prop_assert_eq!(intake.response.status, 401);
+                prop_assert!(!intake.kick_drain);
+                prop_assert_eq!(event_count(&platform), 0);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn arbitrary_signed_bodies_are_stored_or_refused_as_bad_requests() {
+        let (_dir, platform, _clock) = futures::executor::block_on(migrated_platform());
+        let mut runner = TestRunner::new(Config::with_cases(256));
+        let json_like = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            ("[A-Za-z0-9]{1,20}", "[a-z.]{1,30}")
+                .prop_map(|(id, t)| format!(r#"{{"id":"EV{id}","type":"{t}"}}"#).into_bytes()),
+        ];
+        runner
+            .run(&json_like, |body| {
+                let before = event_count(&platform);
+                let header = signature::legacy_header(SIGNING_KEY, T0, &body);
+                let request = Request {
+                    method: "POST".into(),
+                    headers: vec![("openphone-signature".into(), header)],
+                    body,
+                    ..Default::default()
+                };
+                let status = handle(&platform, &request).response.status;
+                prop_assert!([200, 202, 400].contains(&status), "status {}", status);
+                let after = event_count(&platform);
+                prop_assert_eq!(after - before, i64::from(status == 202));
+                Ok(())
+            })
+            .unwrap();
+    }
+}

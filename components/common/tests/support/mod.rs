@@ -1,0 +1,143 @@
+//! A world for integration tests of `common`: the local OpenPhone and Notion servers of `tests/servers`
+//! with the three databases the sync writes to, and a native platform (real SQLite) pointed at them.
+
+#![allow(dead_code)] // each test file uses a different part of the world
+
+use std::rc::Rc;
+
+use common::configuration::{NotionConfig, OpenPhoneConfig, Secret, SyncConfig};
+use common::notion::{schema, Notion};
+use common::openphone::OpenPhone;
+use common::pages::{WriteError, Writer};
+use common::platform::native::{ManualClock, NativePlatformBuilder};
+use common::platform::Platform;
+use serde_json::Value;
+use test_servers::{NotionServer, OpenPhoneServer, Schema};
+
+/// The servers, the databases and the app's storage.
+pub struct World {
+    pub openphone: OpenPhoneServer,
+    pub notion: NotionServer,
+    pub calls_ds: String,
+    pub messages_ds: String,
+    pub canvas_ds: String,
+    pub platform: Platform,
+    pub clock: Rc<ManualClock>,
+    pub openphone_config: OpenPhoneConfig,
+    pub notion_config: NotionConfig,
+    pub sync_config: SyncConfig,
+    _state: tempfile::TempDir,
+}
+
+/// A test-server schema from the app's own list of what it writes.
+pub fn schema_of(properties: &[(&str, &str)], relation_target: Option<&str>) -> Schema {
+    properties.iter().fold(Schema::new(), |schema, (name, kind)| match *kind {
+        "title" => schema.title(name),
+        "rich_text" => schema.rich_text(name),
+        "number" => schema.number(name),
+        "select" => schema.select(name, &[]),
+        "date" => schema.date(name),
+        "checkbox" => schema.checkbox(name),
+        "url" => schema.url(name),
+        "email" => schema.email(name),
+        "phone_number" => schema.phone_number(name),
+        "relation" => schema.relation(name, relation_target.expect("relation needs a target")),
+        other => panic!("no test schema for {other}"),
+    })
+}
+
+impl World {
+    pub async fn new() -> World {
+        let openphone = OpenPhoneServer::start("op-test-key").unwrap();
+        let notion = NotionServer::start("secret_test").unwrap();
+        // Real-time budgets would only slow the tests: the servers' own limits are tested separately.
+        openphone.set_rate_limit(None);
+        notion.set_rate_limit(None);
+        let (canvas_db, canvas_ds) = notion.create_database("Canvas", &schema_of(schema::CANVAS, None)).unwrap();
+        let (calls_db, calls_ds) = notion
+            .create_database("Calls", &schema_of(schema::CALLS, Some(&canvas_ds)))
+            .unwrap();
+        let (messages_db, messages_ds) = notion
+            .create_database("Messages", &schema_of(schema::MESSAGES, Some(&canvas_ds)))
+            .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(chrono::Utc::now().timestamp_millis()));
+        let platform = NativePlatformBuilder::new(state.path()).clock(clock.clone()).build().unwrap();
+        common::migrations::run(&platform, common::migrations::MIGRATIONS).await.unwrap();
+        World {
+            openphone_config: OpenPhoneConfig {
+                api_key: Secret::new(openphone.api_key()),
+                api_base: openphone.base_url(),
+                media_base: openphone.media_base_url(),
+            },
+            notion_config: NotionConfig {
+                api_key: Secret::new(notion.token()),
+                api_base: notion.base_url(),
+                calls_database_id: calls_db,
+                messages_database_id: messages_db,
+                canvas_database_id: Some(canvas_db),
+            },
+            sync_config: SyncConfig {
+                sync_interval_minutes: 360,
+                queue_max_attempts: 10,
+                drain_concurrency: 4,
+                self_phone_numbers: Vec::new(),
+            },
+            openphone,
+            notion,
+            calls_ds,
+            messages_ds,
+            canvas_ds,
+            platform,
+            clock,
+            _state: state,
+        }
+    }
+
+    /// Writes one event the way the drain does.
+    pub async fn apply(&self, event_type: &str, payload: &Value) -> Result<String, WriteError> {
+        let notion = Notion::new(&self.platform, &self.notion_config);
+        let openphone = OpenPhone::new(&self.platform, &self.openphone_config);
+        let writer = Writer::new(&self.platform, &notion, &openphone, &self.notion_config, &self.sync_config);
+        writer.apply_event(event_type, payload).await
+    }
+
+    /// Applies an event until it succeeds (the queue's retries, without the waiting).
+    pub async fn apply_until_done(&self, event_type: &str, payload: &Value) -> String {
+        for _ in 0..50 {
+            match self.apply(event_type, payload).await {
+                Ok(page) => return page,
+                Err(e) if e.is_transient() => self.clock.advance_ms(200_000),
+                Err(e) => panic!("{event_type} failed for good: {e}"),
+            }
+        }
+        panic!("{event_type} never succeeded");
+    }
+
+    /// Adds a Canvas record with `phone` written the way a person typed it.
+    pub fn add_canvas(&self, name: &str, phone: &str) -> String {
+        self.notion
+            .insert_page(
+                &self.canvas_ds,
+                serde_json::json!({
+                    "Name": { "title": [{ "text": { "content": name } }] },
+                    "Phone": { "phone_number": phone },
+                }),
+            )
+            .unwrap()
+    }
+
+    pub fn notion_writes(&self) -> u64 {
+        self.notion
+            .request_counts()
+            .iter()
+            .filter(|(endpoint, _)| endpoint.starts_with("POST /v1/pages") || endpoint.starts_with("PATCH"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The plain text of a page property as the Notion server stores it.
+pub fn text(page: &Value, property: &str) -> String {
+    test_servers::notion::property_text(&page["properties"][property]).unwrap_or_default()
+}
