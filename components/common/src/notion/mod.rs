@@ -4,6 +4,7 @@
 //! on a rate limit, because after a `5xx` it may have landed (the caller checks before trying again).
 
 pub mod properties;
+pub mod schema;
 
 use serde_json::{json, Value};
 
