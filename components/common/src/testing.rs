@@ -30,6 +30,10 @@ pub fn platform_in(dir: &Path, clock: Rc<dyn Clock>) -> Platform {
         ("notion_api_base", "http://127.0.0.1:9"),
         ("notion_calls_database_id", "calls"),
         ("notion_messages_database_id", "messages"),
+        ("s3_endpoint", "http://127.0.0.1:9"),
+        ("r2_bucket", "recordings"),
+        ("r2_access_key_id", "key"),
+        ("r2_secret_access_key", "secret"),
     ]);
     NativePlatformBuilder::new(dir)
         .vars(vars)

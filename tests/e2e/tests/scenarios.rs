@@ -67,7 +67,7 @@ async fn a_signed_message_becomes_exactly_one_messages_page() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_calls_page() {
-    let app = TestApp::start(TestAppOptions::default()).await.unwrap();
+    let app = TestApp::start(TestAppOptions { with_s3: true, ..Default::default() }).await.unwrap();
     app.openphone.add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
     let now = chrono::Utc::now();
     let mut call = CallFixture::example().with_ids("ACe2ecall1", "EVe2ecall1");
@@ -106,8 +106,14 @@ async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_c
     for heading in ["Recordings", "Transcript", "Summary", "Next steps"] {
         assert_eq!(body.iter().filter(|b| *b == heading).count(), 1, "{heading}: {body:?}");
     }
-    // The link in Notion downloads the recording.
+    // The recording was copied to the S3 store under the call's date, and the link in Notion (presigned:
+    // no public base URL is set) downloads it from there, not from OpenPhone.
+    let s3 = app.s3.as_ref().unwrap();
+    let key = format!("recordings/{}/ACe2ecall1-1.mp3", now.format("%Y/%m/%d"));
+    let objects = s3.objects().unwrap();
+    assert_eq!(objects.iter().filter(|o| o.key == key).count(), 1, "{objects:?}");
     let link = text(page, "Recording URL");
+    assert!(link.starts_with(s3.endpoint()), "Notion links OpenPhone, not our copy: {link}");
     let downloaded = reqwest::get(&link).await.unwrap().bytes().await.unwrap();
     assert_eq!(downloaded.as_ref(), audio.as_slice(), "the Recording URL {link} does not serve the recording");
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 pub use handler::{EventHandler, ProcessError, Router};
 
 use crate::api::{self, Request, Response};
-use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
 use crate::lease::{Lease, LeaseConfig};
 use crate::pages::handler::PageHandler;
 use crate::platform::{HttpClient, HttpRequest, Method, Platform};
@@ -157,7 +157,15 @@ pub async fn run(platform: &Platform) -> anyhow::Result<DrainReport> {
     let openphone = OpenPhoneConfig::load(&mut loader);
     loader.finish().context("drain configuration")?;
     let options = DrainOptions::from_config(&sync);
-    let pages = PageHandler::new(platform.clone(), notion, openphone, sync);
+    let mut pages = PageHandler::new(platform.clone(), notion, openphone, sync);
+    // Without object storage the pages still get written, linking OpenPhone's media URLs; /health names
+    // what is missing.
+    let mut storage_loader = Loader::new(&*platform.vars);
+    let storage = StorageConfig::load(&mut storage_loader);
+    match storage_loader.finish() {
+        Ok(()) => pages = pages.with_storage(storage),
+        Err(e) => tracing::error!(error = %e, "recordings are not copied: object storage is not configured"),
+    }
     drain(platform, &Router::production(Rc::new(pages)), &options).await
 }
 

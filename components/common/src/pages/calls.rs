@@ -49,6 +49,9 @@ pub struct CallFacts {
     pub summary: Option<Summary>,
     /// The voicemail.
     pub voicemail: Option<VoicemailLink>,
+    /// Some media could not be copied yet: link what we have in the properties, but leave the body's
+    /// Recordings and Voicemail sections for the retry that has our copies.
+    pub media_pending: bool,
 }
 
 fn fmt_duration(seconds: f64) -> String {
@@ -75,7 +78,7 @@ pub fn transcript_line(segment: &DialogueSegment, users: &[PhoneNumberUser]) -> 
 impl CallFacts {
     fn sections(&self, users: &[PhoneNumberUser]) -> Vec<Section> {
         let mut sections = Vec::new();
-        if let Some(recordings) = self.recordings.as_ref().filter(|r| !r.is_empty()) {
+        if let Some(recordings) = self.recordings.as_ref().filter(|r| !r.is_empty() && !self.media_pending) {
             let body = recordings
                 .iter()
                 .enumerate()
@@ -89,7 +92,7 @@ impl CallFacts {
                 .collect();
             sections.push(Section { name: "recordings", title: "Recordings", body });
         }
-        if let Some(voicemail) = &self.voicemail {
+        if let Some(voicemail) = self.voicemail.as_ref().filter(|_| !self.media_pending) {
             let mut body = Vec::new();
             if let Some(url) = &voicemail.url {
                 body.push(p::link_paragraph("Voicemail recording", url));

@@ -7,13 +7,14 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use super::{WriteError, Writer};
-use crate::configuration::{NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::configuration::{NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
 use crate::drain::{EventHandler, ProcessError};
 use crate::lease::Lease;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
 use crate::platform::Platform;
 use crate::queue::QueuedEvent;
+use crate::storage::media::MediaCopier;
 
 /// Writes calls and messages to Notion.
 pub struct PageHandler {
@@ -21,12 +22,20 @@ pub struct PageHandler {
     notion: NotionConfig,
     openphone: OpenPhoneConfig,
     sync: SyncConfig,
+    storage: Option<StorageConfig>,
 }
 
 impl PageHandler {
-    /// A handler with the request's platform and configuration.
+    /// A handler with the request's platform and configuration; pages link OpenPhone's media URLs
+    /// until [`PageHandler::with_storage`] gives it object storage to copy them to.
     pub fn new(platform: Platform, notion: NotionConfig, openphone: OpenPhoneConfig, sync: SyncConfig) -> Self {
-        Self { platform, notion, openphone, sync }
+        Self { platform, notion, openphone, sync, storage: None }
+    }
+
+    /// Copies recordings and voicemails to `storage` and links the copies.
+    pub fn with_storage(mut self, storage: StorageConfig) -> Self {
+        self.storage = Some(storage);
+        self
     }
 }
 
@@ -50,7 +59,12 @@ impl EventHandler for PageHandler {
             .map_err(|e| ProcessError::permanent(format!("stored payload is not JSON: {e}")))?;
         let notion = Notion::new(&self.platform, &self.notion);
         let openphone = OpenPhone::new(&self.platform, &self.openphone);
-        let writer = Writer::new(&self.platform, &notion, &openphone, &self.notion, &self.sync).under_lease(lease);
+        let mut writer = Writer::new(&self.platform, &notion, &openphone, &self.notion, &self.sync).under_lease(lease);
+        if let Some(storage) = &self.storage {
+            let media = MediaCopier::new(&self.platform, storage, &self.openphone.media_base)
+                .map_err(|e| ProcessError::permanent(format!("object storage is misconfigured: {e:#}")))?;
+            writer = writer.with_media(media);
+        }
         let span = tracing::info_span!("write_page", event_id = %event.id, event_type = %event.event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());

@@ -17,6 +17,7 @@ use crate::openphone::OpenPhone;
 use crate::outbound::ApiError;
 use crate::phone_numbers::ResolveError;
 use crate::platform::Platform;
+use crate::storage::media::{MediaCopier, MediaError};
 use map::{CreatePlan, Kind, PageMap};
 
 /// Why writing a page did not complete.
@@ -37,6 +38,10 @@ pub enum WriteError {
     /// The number's lease passed to another worker before a write: stop, the event comes back.
     #[error(transparent)]
     LeaseLost(#[from] LeaseLost),
+    /// A recording or voicemail could not be copied to object storage (the page was written with
+    /// OpenPhone's link meanwhile).
+    #[error("media copy: {0}")]
+    Media(#[from] MediaError),
 }
 
 impl From<ResolveError> for WriteError {
@@ -54,6 +59,7 @@ impl WriteError {
         match self {
             WriteError::Api(e) => e.is_transient(),
             WriteError::Busy | WriteError::Storage(_) | WriteError::LeaseLost(_) => true,
+            WriteError::Media(e) => e.is_transient(),
             WriteError::BadData(_) => false,
         }
     }
@@ -62,6 +68,7 @@ impl WriteError {
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
             WriteError::Api(e) => e.retry_after_ms(),
+            WriteError::Media(e) => e.retry_after_ms(),
             WriteError::Busy => Some(30_000),
             _ => None,
         }
@@ -77,6 +84,7 @@ pub struct Writer<'a> {
     sync_config: &'a SyncConfig,
     map: PageMap<'a>,
     lease: Option<&'a Lease>,
+    media: Option<MediaCopier<'a>>,
 }
 
 impl<'a> Writer<'a> {
@@ -96,7 +104,15 @@ impl<'a> Writer<'a> {
             sync_config,
             map: PageMap::new(platform),
             lease: None,
+            media: None,
         }
+    }
+
+    /// Copies recordings and voicemails to object storage with `media`, linking our copies (without it,
+    /// pages link OpenPhone's URLs).
+    pub fn with_media(mut self, media: MediaCopier<'a>) -> Self {
+        self.media = Some(media);
+        self
     }
 
     /// Checks `lease` before every write, and stops when it has passed to another worker.
