@@ -106,8 +106,10 @@ pub struct Stats {
     pub media: MediaCounts,
     /// Calls still waiting for a recording, transcript, summary or voicemail, and those given up on.
     pub pending_work: PendingCounts,
-    /// The current or last periodic run.
+    /// The current or last periodic sync.
     pub last_run: Option<Run>,
+    /// Object storage as the last housekeeping counted it (object count and bytes per prefix).
+    pub storage: Option<serde_json::Value>,
 }
 
 /// Media copied to object storage.
@@ -227,7 +229,8 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         .transpose()?
         .unwrap_or_default();
     let pending = sql.execute(
-        "SELECT SUM(gave_up_at IS NULL) AS waiting, SUM(gave_up_at IS NOT NULL) AS gave_up FROM pending_work",
+        "SELECT SUM(needs != 0 AND gave_up_at IS NULL) AS waiting, SUM(gave_up_at IS NOT NULL) AS gave_up
+         FROM pending_work",
         &[],
     )?;
     let pending_work = pending
@@ -243,7 +246,7 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
     let last_run = sql
         .execute(
             "SELECT id, kind, started_at, finished_at, numbers_done, requests, errors FROM sync_runs
-             ORDER BY started_at DESC LIMIT 1",
+             WHERE kind = 'sync' ORDER BY started_at DESC LIMIT 1",
             &[],
         )?
         .first()
@@ -260,8 +263,19 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         })
         .transpose()?;
 
+    let storage = sql
+        .execute(
+            "SELECT json_extract(details, '$.housekeeping.storage') AS storage FROM sync_runs
+             WHERE kind = 'sync' AND json_extract(details, '$.housekeeping.storage') IS NOT NULL
+             ORDER BY started_at DESC LIMIT 1",
+            &[],
+        )?
+        .first()
+        .and_then(|r| r.opt_str("storage").ok().flatten().and_then(|j| serde_json::from_str(j).ok()));
+
     Ok(Stats {
         dlq_size: queue.dead,
+        storage,
         queue,
         dlq_recent,
         oldest_pending_age_seconds,

@@ -1,9 +1,10 @@
 //! `queue-drain`: drains the event queue into Notion — kicked by the webhook on the private
 //! `http://queue-drain.spin.internal/drain` — and serves `/stats`, the status page and the admin routes
-//! (drain, dead letters, Notion check, Canvas lookup).
+//! (drain, the tick, dead letters, Notion check, Canvas lookup).
 
 use common::platform::spin::{platform, read_request, send_response};
-use common::{admin, api, drain};
+use common::sync::http::Handled;
+use common::{admin, api, drain, sync};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use tracing::Instrument;
@@ -41,6 +42,16 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             tracing::error!(error = %format!("{e:#}"), "migrations failed");
             let refusal = api::Response::error(503, format!("the database is not ready: {e:#}"));
             return send_response(out, refusal).await;
+        }
+        // The tick answers 202 with its run id, then drains and (when due) syncs, after the response.
+        if request.path == "/admin/tick" {
+            return match sync::http::admin_tick(&platform, &request) {
+                Handled::Done(response) => send_response(out, response).await,
+                Handled::Accepted(response, work) => {
+                    send_response(out, response).await;
+                    work.run(&platform).await;
+                }
+            };
         }
         // Routes that change the queue answer first and drain after the response is sent.
         let (response, drain_after) = match request.path.as_str() {

@@ -7,18 +7,33 @@ use serde_json::{json, Map, Value};
 
 use super::map::Kind;
 use super::{split_for_create, Section, WriteError, Writer};
+use crate::canvas::Source;
 use crate::domain::E164;
 use crate::notion::properties as p;
-use crate::openphone::types::{Call, DialogueSegment, PhoneNumberUser, Summary, Transcript};
+use crate::openphone::types::{Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript};
 use crate::phone_numbers::{self, KnownNumber};
+use crate::sync::pending::{self, Needs};
 
 /// A recording segment to link.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingLink {
     /// Where the audio is.
     pub url: String,
+    /// MIME type, when OpenPhone says.
+    pub content_type: Option<String>,
     /// Seconds.
     pub duration: Option<f64>,
+}
+
+impl RecordingLink {
+    /// The link of a segment OpenPhone lists, if it has a URL.
+    pub fn from_recording(recording: &Recording) -> Option<Self> {
+        Some(Self {
+            url: recording.url.clone().filter(|u| !u.is_empty())?,
+            content_type: recording.content_type.clone(),
+            duration: recording.duration,
+        })
+    }
 }
 
 /// A voicemail to link.
@@ -49,6 +64,8 @@ pub struct CallFacts {
     pub summary: Option<Summary>,
     /// The voicemail.
     pub voicemail: Option<VoicemailLink>,
+    /// When the call was made (ISO-8601), when `call` is not known: dates the media's storage keys.
+    pub call_created_at: Option<String>,
     /// Some media could not be copied yet: link what we have in the properties, but leave the body's
     /// Recordings and Voicemail sections for the retry that has our copies.
     pub media_pending: bool,
@@ -224,10 +241,51 @@ fn participants(call: &Call, own: Option<&str>) -> Vec<String> {
 
 impl Writer<'_> {
     /// Writes what `facts` know about a call to its page, creating the page if this is the first event.
+    /// Recordings and the voicemail are copied to object storage first (when the writer has it) and
+    /// linked there; a copy that failed is reported after the page is written with OpenPhone's link, so
+    /// the event is retried and the page is complete meanwhile.
     pub async fn apply_call(&self, facts: &CallFacts) -> Result<String, WriteError> {
         if facts.call_id.trim().is_empty() {
             return Err(WriteError::BadData("call event without a call id".into()));
         }
+        let (facts, copy_error) = self.copy_media(facts).await;
+        let page_id = self.write_call(&facts).await?;
+        // What the page now has is no longer awaited by the periodic re-check.
+        pending::satisfied(self.platform, &facts.call_id, Needs::delivered_by(&facts))?;
+        match copy_error {
+            Some(e) => Err(e.into()),
+            None => Ok(page_id),
+        }
+    }
+
+    /// Records what OpenPhone should still produce for a finished call that a webhook brought (a
+    /// transcript, a summary, …), minus what the page already has, so the periodic work asks for it if its
+    /// webhook never comes. (The backfill keeps its own account.)
+    pub(super) fn await_the_rest(&self, facts: &CallFacts) -> Result<(), WriteError> {
+        let Some(call) = &facts.call else {
+            return Ok(());
+        };
+        let row = self.map.get(Kind::Call, &facts.call_id)?.unwrap_or_default();
+        let mut present = Needs::delivered_by(facts);
+        for (section, need) in [
+            ("recordings", Needs::RECORDING),
+            ("transcript", Needs::TRANSCRIPT),
+            ("summary", Needs::SUMMARY),
+            ("voicemail", Needs::VOICEMAIL),
+        ] {
+            if row.section_done(section) {
+                present = present.with(need);
+            }
+        }
+        let now = self.platform.clock.now_ms();
+        let created = call.created_at.as_deref().and_then(crate::sync::parse_iso).unwrap_or(now);
+        let number = call.phone_number_id.as_deref().or(facts.phone_number_id.as_deref()).unwrap_or_default();
+        let needs = Needs::expected(call).without(present);
+        pending::record_needs(self.platform, &facts.call_id, number, created, needs, pending::next_check_after(now, 0))?;
+        Ok(())
+    }
+
+    async fn write_call(&self, facts: &CallFacts) -> Result<String, WriteError> {
         let phone_number_id = facts
             .phone_number_id
             .clone()
@@ -280,12 +338,21 @@ impl Writer<'_> {
 
     async fn find_canvas(&self, call: &Call, workspace: Option<&KnownNumber>) -> Result<Option<String>, WriteError> {
         let canvas = self.canvas();
+        let mut first_miss = None;
         for number in participants(call, workspace.map(|w| w.number.as_str())) {
-            if let Some(page) = canvas.by_phone(&number).await?.page_id {
-                return Ok(Some(page));
+            let found = canvas.by_phone(&number).await?;
+            if found.page_id.is_some() {
+                return Ok(found.page_id);
+            }
+            if found.source != Source::Skipped {
+                first_miss.get_or_insert(found);
             }
         }
-        Ok(None)
+        // No participant has a record: the first one gets a new record, when that is on.
+        match first_miss {
+            Some(miss) => Ok(canvas.create_if_unknown(miss).await?.page_id),
+            None => Ok(None),
+        }
     }
 }
 
@@ -332,7 +399,7 @@ mod tests {
     fn stored_recording_links_win_over_openphone_urls() {
         let facts = CallFacts {
             call_id: "AC1".into(),
-            recordings: Some(vec![RecordingLink { url: "https://storage.googleapis.com/x.mp3".into(), duration: Some(10.0) }]),
+            recordings: Some(vec![RecordingLink { url: "https://storage.googleapis.com/x.mp3".into(), content_type: None, duration: Some(10.0) }]),
             ..Default::default()
         };
         let ours = vec!["https://recordings.example.com/recordings/AC1-1.mp3".to_owned()];
@@ -345,8 +412,8 @@ mod tests {
         let facts = CallFacts {
             call_id: "AC1".into(),
             recordings: Some(vec![
-                RecordingLink { url: "https://a/1.mp3".into(), duration: Some(61.0) },
-                RecordingLink { url: "https://a/2.mp3".into(), duration: None },
+                RecordingLink { url: "https://a/1.mp3".into(), content_type: None, duration: Some(61.0) },
+                RecordingLink { url: "https://a/2.mp3".into(), content_type: None, duration: None },
             ]),
             ..Default::default()
         };

@@ -5,12 +5,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use chrono::{DateTime, Utc};
-
 use super::calls::{CallFacts, RecordingLink, VoicemailLink};
 use super::{WriteError, Writer};
 use crate::openphone::types::{Call, Message, Summary, Transcript};
-use crate::storage::media::{MediaError, MediaSource, StoredMedia};
 
 /// The resource inside an event envelope: `data.object` (v1 webhooks) or `data.resource` (Quo 2026).
 fn resource(payload: &Value) -> Option<&Value> {
@@ -53,50 +50,48 @@ impl Writer<'_> {
                 if voicemail.is_none() && !payload_has_voicemail && unanswered {
                     voicemail = self.fetch_voicemail(&call.id).await?;
                 }
-                let created = call_time(&call);
-                let copy_error = match voicemail.as_mut() {
-                    Some(v) => self.copy_voicemail(&call.id, created, v).await,
-                    None => None,
-                };
                 let facts = CallFacts {
                     call_id: call.id.clone(),
                     phone_number_id: call.phone_number_id.clone(),
                     voicemail,
-                    media_pending: copy_error.is_some(),
                     call: Some(call),
                     ..Default::default()
                 };
-                self.apply_call_then_report(&facts, copy_error).await
+                let page_id = self.apply_call(&facts).await?;
+                self.await_the_rest(&facts)?;
+                Ok(page_id)
             }
             "call.recording.completed" => {
                 let call: Call = parse(payload, "call")?;
-                let mut sources: Vec<MediaSource> = self
+                let mut recordings: Vec<RecordingLink> = self
                     .openphone
                     .call_recordings(&call.id)
                     .await?
-                    .into_iter()
+                    .iter()
                     .filter(|r| r.status.as_deref().is_none_or(|s| s == "completed"))
-                    .filter_map(|r| Some(MediaSource { url: r.url?, content_type: r.content_type, duration: r.duration }))
+                    .filter_map(RecordingLink::from_recording)
                     .collect();
-                if sources.is_empty() {
-                    sources = call
+                if recordings.is_empty() {
+                    recordings = call
                         .media
                         .iter()
                         .filter_map(|m| {
-                            Some(MediaSource { url: m.url.clone()?, content_type: m.content_type.clone(), duration: m.duration })
+                            Some(RecordingLink {
+                                url: m.url.clone()?,
+                                content_type: m.content_type.clone(),
+                                duration: m.duration,
+                            })
                         })
                         .collect();
                 }
-                let (recordings, copy_error) = self.copy_recordings(&call.id, call_time(&call), &sources).await;
                 let facts = CallFacts {
                     call_id: call.id.clone(),
                     phone_number_id: call.phone_number_id.clone(),
                     recordings: Some(recordings),
-                    media_pending: copy_error.is_some(),
                     call: Some(call),
                     ..Default::default()
                 };
-                self.apply_call_then_report(&facts, copy_error).await
+                self.apply_call(&facts).await
             }
             "call.transcript.completed" => {
                 let transcript: Transcript = parse(payload, "transcript")?;
@@ -112,93 +107,13 @@ impl Writer<'_> {
             }
             "call.voicemail.completed" => {
                 let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
-                let mut voicemail = self.fetch_voicemail(&call_id).await?;
+                let voicemail = self.fetch_voicemail(&call_id).await?;
                 // The Quo voicemail event carries the call's time, if at all, as the resource's createdAt.
-                let created = resource(payload)
-                    .and_then(|r| r["createdAt"].as_str())
-                    .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-                    .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
-                let copy_error = match voicemail.as_mut() {
-                    Some(v) => self.copy_voicemail(&call_id, created, v).await,
-                    None => None,
-                };
-                let facts = CallFacts { call_id, voicemail, media_pending: copy_error.is_some(), ..Default::default() };
-                self.apply_call_then_report(&facts, copy_error).await
+                let call_created_at = resource(payload).and_then(|r| r["createdAt"].as_str()).map(String::from);
+                let facts = CallFacts { call_id, voicemail, call_created_at, ..Default::default() };
+                self.apply_call(&facts).await
             }
             other => Err(WriteError::BadData(format!("no page is written for {other} events"))),
-        }
-    }
-
-    /// Writes the page, then reports a media copy that failed: the page has what is known meanwhile, and
-    /// the retry links our copy.
-    async fn apply_call_then_report(&self, facts: &CallFacts, copy_error: Option<MediaError>) -> Result<String, WriteError> {
-        let page_id = self.apply_call(facts).await?;
-        match copy_error {
-            Some(e) => Err(e.into()),
-            None => Ok(page_id),
-        }
-    }
-
-    /// Copies every recording segment; returns the links for the page (our copy where it is stored,
-    /// OpenPhone's URL while it is not, nothing for a segment OpenPhone no longer has) and the first
-    /// copy failure worth retrying.
-    async fn copy_recordings(
-        &self,
-        call_id: &str,
-        created: DateTime<Utc>,
-        sources: &[MediaSource],
-    ) -> (Vec<RecordingLink>, Option<MediaError>) {
-        let Some(media) = &self.media else {
-            let links = sources.iter().map(|s| RecordingLink { url: s.url.clone(), duration: s.duration }).collect();
-            return (links, None);
-        };
-        let mut links = Vec::new();
-        let mut first_error = None;
-        let mut stored = Vec::new();
-        for (result, source) in media.copy_recordings(call_id, created, sources).await.into_iter().zip(sources) {
-            match result {
-                Ok(StoredMedia::Stored(object)) => {
-                    stored.push(object.url.clone());
-                    links.push(RecordingLink { url: object.url, duration: source.duration });
-                }
-                Ok(StoredMedia::Gone { .. }) => {}
-                Err(e) => {
-                    links.push(RecordingLink { url: source.url.clone(), duration: source.duration });
-                    tracing::warn!(call_id, error = %e, "recording not copied");
-                    if e.is_transient() && first_error.is_none() {
-                        first_error = Some(e);
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.map.set_media_urls(call_id, &stored, None) {
-            tracing::warn!(error = %format!("{e:#}"), "could not record the stored links");
-        }
-        (links, first_error)
-    }
-
-    /// Copies a voicemail and points `voicemail` at our copy; returns a copy failure worth retrying.
-    async fn copy_voicemail(&self, call_id: &str, created: DateTime<Utc>, voicemail: &mut VoicemailLink) -> Option<MediaError> {
-        let (Some(media), Some(url)) = (&self.media, voicemail.url.clone()) else {
-            return None;
-        };
-        let source = MediaSource { url, content_type: None, duration: voicemail.duration };
-        match media.copy_voicemail(call_id, created, &source).await {
-            Ok(StoredMedia::Stored(object)) => {
-                if let Err(e) = self.map.set_media_urls(call_id, &[], Some(&object.url)) {
-                    tracing::warn!(error = %format!("{e:#}"), "could not record the stored link");
-                }
-                voicemail.url = Some(object.url);
-                None
-            }
-            Ok(StoredMedia::Gone { .. }) => {
-                voicemail.url = None;
-                None
-            }
-            Err(e) => {
-                tracing::warn!(call_id, error = %e, "voicemail not copied");
-                e.is_transient().then_some(e)
-            }
         }
     }
 
@@ -214,14 +129,6 @@ impl Writer<'_> {
                 duration: v.duration,
             }))
     }
-}
-
-/// When a call was created, for the date in its media keys.
-fn call_time(call: &Call) -> DateTime<Utc> {
-    call.created_at
-        .as_deref()
-        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

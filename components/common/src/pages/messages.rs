@@ -48,7 +48,7 @@ impl Writer<'_> {
         .or_else(|| if outgoing { from.first().cloned() } else { to.first().cloned() });
         let counterpart = if outgoing { to.first() } else { from.first() };
         let canvas = match counterpart {
-            Some(number) => self.canvas().by_phone(number).await?.page_id,
+            Some(number) => self.canvas().link_phone(number).await?.page_id,
             None => None,
         };
         let rank = status_rank(message.status.as_deref());

@@ -5,11 +5,12 @@ pub mod calls;
 pub mod events;
 pub mod handler;
 pub mod map;
+mod media;
 pub mod messages;
 
 use serde_json::Value;
 
-use crate::canvas::Canvas;
+use crate::canvas::{Canvas, LinkError};
 use crate::configuration::{NotionConfig, SyncConfig};
 use crate::lease::{Lease, LeaseLost};
 use crate::notion::{properties, Notion};
@@ -49,6 +50,16 @@ impl From<ResolveError> for WriteError {
         match e {
             ResolveError::Api(e) => WriteError::Api(e),
             ResolveError::Storage(e) => WriteError::Storage(e),
+        }
+    }
+}
+
+impl From<LinkError> for WriteError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Api(e) => WriteError::Api(e),
+            LinkError::Busy => WriteError::Busy,
+            LinkError::Storage(e) => WriteError::Storage(e),
         }
     }
 }
@@ -129,12 +140,17 @@ impl<'a> Writer<'a> {
     }
 
     fn canvas(&self) -> Canvas<'_> {
-        Canvas::new(
+        let canvas = Canvas::new(
             self.platform,
             self.notion,
             self.notion_config.canvas_database_id.as_deref(),
             &self.sync_config.self_phone_numbers,
-        )
+        );
+        if self.sync_config.canvas_create_unknown {
+            canvas.creating_unknown(self.openphone)
+        } else {
+            canvas
+        }
     }
 
     /// Whether an item created at `created_at` (ISO-8601) is older than the app's database, so a page may

@@ -1,0 +1,81 @@
+//! A call page's media links: recordings and voicemails are copied to object storage before the page is
+//! written, so Notion links our copy, never OpenPhone's short-lived URL once the copy exists.
+
+use chrono::{DateTime, Utc};
+
+use super::calls::{CallFacts, RecordingLink};
+use super::Writer;
+use crate::storage::media::{MediaError, MediaSource, StoredMedia};
+
+impl Writer<'_> {
+    /// `facts` with every copyable media link replaced by our copy's, and the first copy failure worth
+    /// retrying (the link stays OpenPhone's meanwhile, and `media_pending` keeps the body sections for the
+    /// retry). A segment OpenPhone no longer has is dropped; a link not on the media host is kept as is.
+    pub(super) async fn copy_media(&self, facts: &CallFacts) -> (CallFacts, Option<MediaError>) {
+        let mut facts = facts.clone();
+        let Some(media) = &self.media else {
+            return (facts, None);
+        };
+        let created = facts
+            .call
+            .as_ref()
+            .and_then(|c| c.created_at.clone())
+            .or_else(|| facts.call_created_at.clone())
+            .and_then(|c| DateTime::parse_from_rfc3339(&c).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+        let mut first_error: Option<MediaError> = None;
+        let mut keep_error = |e: MediaError, what: &str| {
+            tracing::warn!(call_id = %facts.call_id, error = %e, "{what} not copied");
+            if e.is_transient() && first_error.is_none() {
+                first_error = Some(e);
+            }
+        };
+
+        if let Some(recordings) = facts.recordings.take() {
+            let sources: Vec<MediaSource> = recordings
+                .iter()
+                .map(|r| MediaSource { url: r.url.clone(), content_type: r.content_type.clone(), duration: r.duration })
+                .collect();
+            let mut links = Vec::with_capacity(recordings.len());
+            let mut stored = Vec::new();
+            let results = media.copy_recordings(&facts.call_id, created, &sources).await;
+            for (result, link) in results.into_iter().zip(recordings) {
+                match result {
+                    Ok(StoredMedia::Stored(object)) => {
+                        stored.push(object.url.clone());
+                        links.push(RecordingLink { url: object.url, ..link });
+                    }
+                    Ok(StoredMedia::Gone { .. }) => {}
+                    Err(MediaError::NotOnMediaHost { .. }) => links.push(link),
+                    Err(e) => {
+                        keep_error(e, "recording");
+                        links.push(link);
+                    }
+                }
+            }
+            if let Err(e) = self.map.set_media_urls(&facts.call_id, &stored, None) {
+                tracing::warn!(error = %format!("{e:#}"), "could not record the stored links");
+            }
+            facts.recordings = Some(links);
+        }
+
+        if let Some(voicemail) = facts.voicemail.as_mut() {
+            if let Some(url) = voicemail.url.clone() {
+                let source = MediaSource { url, content_type: None, duration: voicemail.duration };
+                match media.copy_voicemail(&facts.call_id, created, &source).await {
+                    Ok(StoredMedia::Stored(object)) => {
+                        if let Err(e) = self.map.set_media_urls(&facts.call_id, &[], Some(&object.url)) {
+                            tracing::warn!(error = %format!("{e:#}"), "could not record the stored link");
+                        }
+                        voicemail.url = Some(object.url);
+                    }
+                    Ok(StoredMedia::Gone { .. }) => voicemail.url = None,
+                    Err(MediaError::NotOnMediaHost { .. }) => {}
+                    Err(e) => keep_error(e, "voicemail"),
+                }
+            }
+        }
+        facts.media_pending = first_error.is_some();
+        (facts, first_error)
+    }
+}

@@ -1,0 +1,190 @@
+//! The HTTP side of the periodic sync, free of Spin types.
+//!
+//! The `phone-sync` component's routes ([`handle`]):
+//!
+//! - `POST /admin/sync` (admin token; `?phone_number_id=PN…`, `?since=<ISO-8601>`): records a run and
+//!   answers `202 {"run_id": …}` at once; the component then runs it ([`Accepted::run`]) after the
+//!   response, reaching each number through service chaining.
+//! - `POST /sync/<phone_number_id>` (the private route, `http://phone-sync.spin.internal/sync/…`; optional
+//!   `?since=`): one number's sync, answered with its [`NumberReport`](super::number::NumberReport) when
+//!   it is done.
+//!
+//! And `POST /admin/tick` ([`admin_tick`]), served by the `queue-drain` component: answers
+//! `202 {"run_id": …}`, then runs [`tick`](super::tick) with the periodic sync's numbers reached through
+//! `phone-sync`'s private route.
+
+use serde_json::json;
+
+use super::runs::{self, RunKind};
+use super::{number, RunRequest, SyncSettings, Via, PHONE_SYNC_URL};
+use crate::api::{self, Request, Response};
+use crate::configuration::{AdminConfig, Loader};
+use crate::domain::PhoneNumberId;
+use crate::platform::Platform;
+
+/// How a request was handled.
+#[derive(Debug)]
+pub enum Handled {
+    /// The whole answer.
+    Done(Response),
+    /// A run was accepted: send `response` (`202`), then call [`Accepted::run`].
+    Accepted(Response, Accepted),
+}
+
+/// Work accepted with a `202`, to run after the response is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// A periodic sync (`POST /admin/sync`).
+    Sync {
+        /// Its `sync_runs` id.
+        run_id: String,
+        /// What it covers.
+        request: RunRequest,
+    },
+    /// A tick (`POST /admin/tick`).
+    Tick {
+        /// Its `sync_runs` id.
+        run_id: String,
+    },
+}
+
+/// What accepted work did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finished {
+    /// A periodic sync's report.
+    Sync(super::RunReport),
+    /// A tick's report.
+    Tick(super::TickReport),
+}
+
+impl Accepted {
+    /// The run's id, as answered.
+    pub fn run_id(&self) -> &str {
+        match self {
+            Accepted::Sync { run_id, .. } | Accepted::Tick { run_id } => run_id,
+        }
+    }
+
+    /// Runs the work, each number's sync through `phone-sync`'s private route.
+    pub async fn run(self, platform: &Platform) -> Finished {
+        let via = Via::Chained(PHONE_SYNC_URL.to_owned());
+        match self {
+            Accepted::Sync { run_id, request } => {
+                Finished::Sync(super::run(platform, &run_id, &request, &via).await)
+            }
+            Accepted::Tick { run_id } => Finished::Tick(super::tick(platform, &run_id, &via).await),
+        }
+    }
+}
+
+/// `POST /admin/tick` (admin token): records a tick and accepts it; other methods are `405`.
+pub fn admin_tick(platform: &Platform, request: &Request) -> Handled {
+    if request.method != "POST" {
+        return Handled::Done(api::method_not_allowed("POST"));
+    }
+    let mut loader = Loader::new(&*platform.vars);
+    let admin = AdminConfig::load(&mut loader);
+    if let Err(refusal) = api::require_admin(request, &admin.token) {
+        return Handled::Done(refusal);
+    }
+    match runs::start(platform, RunKind::Tick, None) {
+        Ok(run_id) => Handled::Accepted(
+            Response::json(202, &json!({ "run_id": run_id })),
+            Accepted::Tick { run_id },
+        ),
+        Err(e) => Handled::Done(Response::error(
+            503,
+            format!("recording the tick failed: {e:#}"),
+        )),
+    }
+}
+
+/// Handles a request to the `phone-sync` component.
+pub async fn handle(platform: &Platform, request: &Request) -> Handled {
+    let path = request.path.as_str();
+    match (request.method.as_str(), path) {
+        ("POST", "/admin/sync") => admin_sync(platform, request),
+        (_, "/admin/sync") => Handled::Done(api::method_not_allowed("POST")),
+        ("POST", _) if path.starts_with("/sync/") => {
+            Handled::Done(sync_one(platform, request).await)
+        }
+        (_, _) if path.starts_with("/sync/") => Handled::Done(api::method_not_allowed("POST")),
+        _ => Handled::Done(api::not_found(path)),
+    }
+}
+
+fn admin_sync(platform: &Platform, request: &Request) -> Handled {
+    let mut loader = Loader::new(&*platform.vars);
+    let admin = AdminConfig::load(&mut loader);
+    if let Err(refusal) = api::require_admin(request, &admin.token) {
+        return Handled::Done(refusal);
+    }
+    // Refused now rather than accepted and failed in the background.
+    if let Err(e) = SyncSettings::load(platform) {
+        return Handled::Done(Response::error(503, e.to_string()));
+    }
+    let phone_number_id = match request
+        .query_param("phone_number_id")
+        .filter(|v| !v.is_empty())
+    {
+        None => None,
+        Some(raw) => match PhoneNumberId::parse(&raw) {
+            Ok(id) => Some(id.as_str().to_owned()),
+            Err(e) => return Handled::Done(Response::error(400, format!("phone_number_id: {e}"))),
+        },
+    };
+    let since = match parse_since(request) {
+        Ok(since) => since,
+        Err(refusal) => return Handled::Done(refusal),
+    };
+    match runs::start(platform, RunKind::Sync, phone_number_id.as_deref()) {
+        Ok(run_id) => Handled::Accepted(
+            Response::json(202, &json!({ "run_id": run_id })),
+            Accepted::Sync {
+                run_id,
+                request: RunRequest {
+                    phone_number_id,
+                    since,
+                },
+            },
+        ),
+        Err(e) => Handled::Done(Response::error(
+            503,
+            format!("recording the run failed: {e:#}"),
+        )),
+    }
+}
+
+async fn sync_one(platform: &Platform, request: &Request) -> Response {
+    let raw = request.path.trim_start_matches("/sync/");
+    let id = match PhoneNumberId::parse(raw) {
+        Ok(id) => id,
+        Err(e) => return Response::error(400, format!("phone number id: {e}")),
+    };
+    let since = match parse_since(request) {
+        Ok(since) => since,
+        Err(refusal) => return refusal,
+    };
+    let settings = match SyncSettings::load(platform) {
+        Ok(settings) => settings,
+        Err(e) => return Response::error(503, e.to_string()),
+    };
+    let report = number::sync_number(platform, &settings, id.as_str(), since).await;
+    match serde_json::to_value(&report) {
+        Ok(body) => Response::json(200, &body),
+        Err(e) => Response::error(500, format!("encoding the report: {e}")),
+    }
+}
+
+/// The optional `since` query parameter, ISO-8601.
+fn parse_since(request: &Request) -> Result<Option<i64>, Response> {
+    match request.query_param("since").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => super::parse_iso(&raw).map(Some).ok_or_else(|| {
+            Response::error(
+                400,
+                "since: not an ISO-8601 date-time such as 2025-10-20T00:00:00Z",
+            )
+        }),
+    }
+}

@@ -1,0 +1,710 @@
+//! Calls that still lack something OpenPhone produces after the call: its recording, transcript, summary
+//! or voicemail, or its final state (a call synced while it was still ringing). Kept in `pending_work`
+//! as a bit set per call, so that:
+//!
+//! - the periodic sync re-checks only those calls, and only for what they lack (a call with nothing
+//!   pending costs no request at all);
+//! - whatever delivers the thing — a webhook through the [`Writer`](crate::pages::Writer), or a re-check —
+//!   clears its bit with one statement ([`satisfied`]);
+//! - after 7 days the sync gives up ([`give_up_old`]); the row keeps what never came, for `/stats`.
+//!
+//! What a call *should* have is decided from the call itself ([`Needs::expected`]): a conversation that
+//! took place may have a recording, transcript and summary; an unanswered incoming call may have a
+//! voicemail. OpenPhone produces them after the call, so within [`SyncOptions::pending_grace_ms`] of the
+//! call "not there" means "not yet"; after it, "never" (the plan has no transcripts, recording is off).
+
+use serde::{Deserialize, Serialize};
+
+use super::SyncOptions;
+use crate::lease::Lease;
+use crate::openphone::types::{Call, Recording, Summary, Transcript, Voicemail};
+use crate::openphone::OpenPhone;
+use crate::outbound::ApiError;
+use crate::pages::calls::{CallFacts, RecordingLink, VoicemailLink};
+use crate::pages::{WriteError, Writer};
+use crate::platform::{Platform, Value};
+
+/// A set of things a call lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs(u8);
+
+impl Needs {
+    /// Nothing.
+    pub const NONE: Needs = Needs(0);
+    /// Every recording segment.
+    pub const RECORDING: Needs = Needs(1);
+    /// The transcript.
+    pub const TRANSCRIPT: Needs = Needs(2);
+    /// The summary and next steps.
+    pub const SUMMARY: Needs = Needs(4);
+    /// The voicemail.
+    pub const VOICEMAIL: Needs = Needs(8);
+    /// The call's final state (it was synced while still in progress).
+    pub const CALL: Needs = Needs(16);
+
+    const NAMES: [(Needs, &'static str); 5] = [
+        (Needs::CALL, "call"),
+        (Needs::RECORDING, "recording"),
+        (Needs::TRANSCRIPT, "transcript"),
+        (Needs::SUMMARY, "summary"),
+        (Needs::VOICEMAIL, "voicemail"),
+    ];
+
+    /// The set stored in `pending_work.needs`.
+    pub fn from_bits(bits: i64) -> Needs {
+        Needs(u8::try_from(bits & 31).unwrap_or(0))
+    }
+
+    /// The bits of `pending_work.needs`.
+    pub fn bits(self) -> i64 {
+        i64::from(self.0)
+    }
+
+    /// Whether nothing is in the set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every member of `other` is in the set.
+    pub fn contains(self, other: Needs) -> bool {
+        self.0 & other.0 == other.0 && !other.is_empty()
+    }
+
+    /// Members of either set.
+    pub fn with(self, other: Needs) -> Needs {
+        Needs(self.0 | other.0)
+    }
+
+    /// Members of this set that are not in `other`.
+    pub fn without(self, other: Needs) -> Needs {
+        Needs(self.0 & !other.0)
+    }
+
+    /// The members' names, e.g. `["transcript", "summary"]`.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES
+            .iter()
+            .filter(|(need, _)| self.contains(*need))
+            .map(|(_, name)| *name)
+            .collect()
+    }
+
+    /// What OpenPhone may still produce for `call`: a recording, transcript and summary for a
+    /// conversation that took place, a voicemail for an unanswered incoming call, and the final state of a
+    /// call still in progress.
+    pub fn expected(call: &Call) -> Needs {
+        if !is_final(call) {
+            return Needs::CALL;
+        }
+        let talked = call.answered_at.is_some() && call.duration.unwrap_or(0.0) > 0.0;
+        let unanswered_incoming =
+            call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
+        match (talked, unanswered_incoming) {
+            (true, _) => Needs::RECORDING
+                .with(Needs::TRANSCRIPT)
+                .with(Needs::SUMMARY),
+            (false, true) => Needs::VOICEMAIL,
+            (false, false) => Needs::NONE,
+        }
+    }
+
+    /// What a page write of `facts` delivered, i.e. what to clear with [`satisfied`] once it succeeded.
+    /// Media whose copy to object storage is still pending is not delivered yet.
+    pub fn delivered_by(facts: &CallFacts) -> Needs {
+        let mut delivered = Needs::NONE;
+        if facts.call.as_ref().is_some_and(is_final) {
+            delivered = delivered.with(Needs::CALL);
+        }
+        let media = !facts.media_pending;
+        if media && facts.recordings.as_ref().is_some_and(|r| !r.is_empty()) {
+            delivered = delivered.with(Needs::RECORDING);
+        }
+        if facts
+            .transcript
+            .as_ref()
+            .is_some_and(|t| t.status.as_deref() == Some("completed"))
+        {
+            delivered = delivered.with(Needs::TRANSCRIPT);
+        }
+        if facts.summary.as_ref().is_some_and(|s| {
+            s.status
+                .as_deref()
+                .is_none_or(|status| status == "completed")
+        }) {
+            delivered = delivered.with(Needs::SUMMARY);
+        }
+        if media && facts.voicemail.as_ref().is_some_and(|v| v.url.is_some()) {
+            delivered = delivered.with(Needs::VOICEMAIL);
+        }
+        delivered
+    }
+}
+
+/// Whether a call has ended, so its metadata will not change any more.
+pub fn is_final(call: &Call) -> bool {
+    call.completed_at.is_some()
+        || matches!(
+            call.status.as_deref(),
+            Some(
+                "completed"
+                    | "busy"
+                    | "failed"
+                    | "no-answer"
+                    | "canceled"
+                    | "missed"
+                    | "forwarded"
+                    | "abandoned"
+            )
+        )
+}
+
+/// Records that `call_id` (on number `phone_number_id`, made at `call_created_at`, epoch ms) still needs
+/// `needs`, checked again no sooner than `next_check_at`. Needs already recorded are kept.
+pub fn record_needs(
+    platform: &Platform,
+    call_id: &str,
+    phone_number_id: &str,
+    call_created_at: i64,
+    needs: Needs,
+    next_check_at: i64,
+) -> anyhow::Result<()> {
+    if needs.is_empty() {
+        return Ok(());
+    }
+    platform.sql.execute(
+        "INSERT INTO pending_work (call_id, phone_number_id, call_created_at, needs, next_check_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (call_id) DO UPDATE SET needs = pending_work.needs | excluded.needs,
+             next_check_at = min(pending_work.next_check_at, excluded.next_check_at),
+             updated_at = excluded.updated_at",
+        &[
+            call_id.into(),
+            phone_number_id.into(),
+            call_created_at.into(),
+            needs.bits().into(),
+            next_check_at.into(),
+            platform.clock.now_ms().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records that `delivered` reached the call's page (by a webhook or a re-check), so nobody checks for it
+/// again. Calls with nothing pending are not touched.
+pub fn satisfied(platform: &Platform, call_id: &str, delivered: Needs) -> anyhow::Result<()> {
+    if delivered.is_empty() {
+        return Ok(());
+    }
+    platform.sql.execute(
+        "UPDATE pending_work SET needs = needs & ~?2, updated_at = ?3 WHERE call_id = ?1 AND needs & ?2 != 0",
+        &[call_id.into(), delivered.bits().into(), platform.clock.now_ms().into()],
+    )?;
+    Ok(())
+}
+
+/// Gives up on every call made before `cutoff` that still lacks something; returns how many.
+pub fn give_up_old(platform: &Platform, cutoff: i64) -> anyhow::Result<u64> {
+    let rows = platform.sql.execute(
+        "UPDATE pending_work SET gave_up_at = ?2, updated_at = ?2
+         WHERE needs != 0 AND gave_up_at IS NULL AND call_created_at < ?1
+         RETURNING call_id",
+        &[cutoff.into(), platform.clock.now_ms().into()],
+    )?;
+    Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+}
+
+/// What a call still needs, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCall {
+    /// `AC…`.
+    pub call_id: String,
+    /// When the call was made, epoch ms.
+    pub call_created_at: i64,
+    /// What it lacks.
+    pub needs: Needs,
+    /// Checks made so far.
+    pub attempts: i64,
+}
+
+/// The calls of a number due for a re-check at `now`, oldest check first.
+pub fn due(
+    platform: &Platform,
+    phone_number_id: &str,
+    now: i64,
+    limit: u32,
+) -> anyhow::Result<Vec<PendingCall>> {
+    let rows = platform.sql.execute(
+        "SELECT call_id, call_created_at, needs, attempts FROM pending_work
+         WHERE phone_number_id = ?1 AND needs != 0 AND gave_up_at IS NULL AND next_check_at <= ?2
+         ORDER BY next_check_at LIMIT ?3",
+        &[phone_number_id.into(), now.into(), limit.into()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(PendingCall {
+                call_id: r.str("call_id")?.to_owned(),
+                call_created_at: r.i64("call_created_at")?,
+                needs: Needs::from_bits(r.i64("needs")?),
+                attempts: r.i64("attempts")?,
+            })
+        })
+        .collect()
+}
+
+/// Records a re-check: `cleared` (delivered, or known never to come) is done, the rest is checked again
+/// at `next_check_at`.
+fn checked(
+    platform: &Platform,
+    call_id: &str,
+    cleared: Needs,
+    next_check_at: i64,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    platform.sql.execute(
+        "UPDATE pending_work SET needs = needs & ~?2, attempts = attempts + 1, next_check_at = ?3,
+                                 last_error = ?4, updated_at = ?5
+         WHERE call_id = ?1",
+        &[
+            call_id.into(),
+            cleared.bits().into(),
+            next_check_at.into(),
+            Value::from(error),
+            platform.clock.now_ms().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// When to look again after `attempts` checks: 15 minutes, doubling, at most 6 hours.
+pub fn next_check_after(now: i64, attempts: i64) -> i64 {
+    let minutes = 15i64 << attempts.clamp(0, 5);
+    now + minutes.min(360) * 60_000
+}
+
+/// What asking OpenPhone for a call's missing things found.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// What to write to the page (only what arrived).
+    pub facts: CallFacts,
+    /// What arrived.
+    pub delivered: Needs,
+    /// What will never come (absent after the grace period, failed, refused).
+    pub settled: Needs,
+    /// What may still come.
+    pub waiting: Needs,
+    /// Failures worth showing (transient ones leave the need waiting).
+    pub errors: Vec<String>,
+}
+
+/// How OpenPhone answered for one need.
+enum Answer {
+    Delivered,
+    InProgress,
+    Absent,
+    Never,
+}
+
+fn status_answer(status: Option<&str>) -> Answer {
+    match status {
+        Some("completed") | None => Answer::Delivered,
+        Some("in-progress" | "processing" | "queued") => Answer::InProgress,
+        Some("failed") => Answer::Never,
+        Some(_) => Answer::Absent,
+    }
+}
+
+/// Asks OpenPhone for what `call_id` lacks (`needs`; only those), as a call of number
+/// `phone_number_id` made at `call_created_at`. A call whose final state arrives is also asked for what
+/// that state says it should have.
+pub async fn fetch(
+    openphone: &OpenPhone<'_>,
+    call_id: &str,
+    phone_number_id: &str,
+    call_created_at: i64,
+    needs: Needs,
+    now: i64,
+    options: &SyncOptions,
+) -> Fetched {
+    let young = now - call_created_at < options.pending_grace_ms;
+    let mut fetched = Fetched {
+        facts: CallFacts {
+            call_id: call_id.to_owned(),
+            phone_number_id: Some(phone_number_id.to_owned()),
+            ..CallFacts::default()
+        },
+        ..Fetched::default()
+    };
+    let mut needs = needs;
+    if needs.contains(Needs::CALL) {
+        let answer = match openphone.call(call_id).await {
+            Ok(Some(call)) if is_final(&call) => {
+                needs = needs.with(Needs::expected(&call));
+                fetched.facts.call = Some(call);
+                Ok(Answer::Delivered)
+            }
+            Ok(Some(_)) => Ok(Answer::InProgress),
+            Ok(None) => Ok(Answer::Never),
+            Err(e) => Err(e),
+        };
+        fetched.settle(Needs::CALL, answer, young);
+    }
+    if needs.contains(Needs::RECORDING) {
+        let answer = openphone.call_recordings(call_id).await.map(|segments| {
+            let answer = recordings_answer(&segments);
+            if matches!(answer, Answer::Delivered) {
+                fetched.facts.recordings = Some(links(&segments));
+            }
+            answer
+        });
+        fetched.settle(Needs::RECORDING, answer, young);
+    }
+    if needs.contains(Needs::TRANSCRIPT) {
+        let answer = openphone.call_transcript(call_id).await.map(|t| match t {
+            None => Answer::Absent,
+            Some(t) => {
+                let answer = status_answer(t.status.as_deref());
+                if matches!(answer, Answer::Delivered) {
+                    fetched.facts.transcript = Some(Transcript {
+                        status: Some("completed".into()),
+                        ..t
+                    });
+                }
+                answer
+            }
+        });
+        fetched.settle(Needs::TRANSCRIPT, answer, young);
+    }
+    if needs.contains(Needs::SUMMARY) {
+        let answer = openphone.call_summary(call_id).await.map(|s| match s {
+            None => Answer::Absent,
+            Some(s) => {
+                let answer = status_answer(s.status.as_deref());
+                if matches!(answer, Answer::Delivered) {
+                    fetched.facts.summary = Some(Summary {
+                        status: Some("completed".into()),
+                        ..s
+                    });
+                }
+                answer
+            }
+        });
+        fetched.settle(Needs::SUMMARY, answer, young);
+    }
+    if needs.contains(Needs::VOICEMAIL) {
+        let answer = openphone.call_voicemail(call_id).await.map(|v| match v {
+            None => Answer::Absent,
+            Some(v) => {
+                let answer = voicemail_answer(&v);
+                if matches!(answer, Answer::Delivered) {
+                    fetched.facts.voicemail = Some(VoicemailLink {
+                        url: v.audio_url().map(String::from),
+                        transcript: v.transcript.clone(),
+                        duration: v.duration,
+                    });
+                }
+                answer
+            }
+        });
+        fetched.settle(Needs::VOICEMAIL, answer, young);
+    }
+    fetched
+}
+
+impl Fetched {
+    fn settle(&mut self, need: Needs, answer: Result<Answer, ApiError>, young: bool) {
+        let answer = match answer {
+            Ok(answer) => answer,
+            // 404 is read as absent by the client; another refusal (403: not on the plan, not the
+            // number's user) will not change by asking again.
+            Err(e) if !e.is_transient() => {
+                self.errors.push(format!("{}: {e}", need.names().join(",")));
+                Answer::Never
+            }
+            Err(e) => {
+                self.errors.push(format!("{}: {e}", need.names().join(",")));
+                Answer::InProgress
+            }
+        };
+        match answer {
+            Answer::Delivered => self.delivered = self.delivered.with(need),
+            Answer::InProgress => self.waiting = self.waiting.with(need),
+            Answer::Absent if young => self.waiting = self.waiting.with(need),
+            Answer::Absent | Answer::Never => self.settled = self.settled.with(need),
+        }
+    }
+}
+
+fn recordings_answer(segments: &[Recording]) -> Answer {
+    if segments.is_empty() {
+        return Answer::Absent;
+    }
+    let unfinished = segments.iter().any(|s| {
+        matches!(
+            s.status.as_deref(),
+            Some("in-progress" | "processing" | "paused" | "stopping" | "queued")
+        )
+    });
+    if unfinished {
+        Answer::InProgress
+    } else if links(segments).is_empty() {
+        Answer::Never
+    } else {
+        Answer::Delivered
+    }
+}
+
+/// The completed segments with a URL, in order.
+fn links(segments: &[Recording]) -> Vec<RecordingLink> {
+    segments
+        .iter()
+        .filter(|r| r.status.as_deref().is_none_or(|s| s == "completed"))
+        .filter_map(RecordingLink::from_recording)
+        .collect()
+}
+
+fn voicemail_answer(voicemail: &Voicemail) -> Answer {
+    match (voicemail.status.as_deref(), voicemail.audio_url()) {
+        (Some("in-progress"), _) => Answer::InProgress,
+        (_, Some(_)) => Answer::Delivered,
+        (_, None) => Answer::Absent,
+    }
+}
+
+/// What re-checking a number's pending calls did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecheckReport {
+    /// Calls checked.
+    pub checked: u32,
+    /// Calls whose page got something new.
+    pub filled: u32,
+    /// Calls still waiting after the check.
+    pub still_waiting: u32,
+    /// Failures writing a page.
+    pub errors: Vec<String>,
+}
+
+/// Re-checks the due pending calls of one number (under its `lease`), writing what arrived to each
+/// call's page through `writer`. Stops when the lease is lost.
+pub async fn recheck(
+    platform: &Platform,
+    openphone: &OpenPhone<'_>,
+    writer: &Writer<'_>,
+    lease: &Lease,
+    phone_number_id: &str,
+    options: &SyncOptions,
+) -> anyhow::Result<RecheckReport> {
+    let mut report = RecheckReport::default();
+    let now = platform.clock.now_ms();
+    for call in due(platform, phone_number_id, now, options.pending_batch)? {
+        lease.check()?;
+        report.checked += 1;
+        let fetched = fetch(
+            openphone,
+            &call.call_id,
+            phone_number_id,
+            call.call_created_at,
+            call.needs,
+            platform.clock.now_ms(),
+            options,
+        )
+        .await;
+        let mut cleared = fetched.settled;
+        let mut error = fetched.errors.first().cloned();
+        if !fetched.delivered.is_empty() {
+            match writer.apply_call(&fetched.facts).await {
+                Ok(page_id) => {
+                    cleared = cleared.with(fetched.delivered);
+                    report.filled += 1;
+                    super::record_history(
+                        platform,
+                        phone_number_id,
+                        "call",
+                        &call.call_id,
+                        "pending",
+                        Ok(&page_id),
+                    );
+                }
+                Err(WriteError::LeaseLost(lost)) => return Err(lost.into()),
+                Err(e) => {
+                    let message = format!("{}: {e}", call.call_id);
+                    super::record_history(
+                        platform,
+                        phone_number_id,
+                        "call",
+                        &call.call_id,
+                        "pending",
+                        Err(&message),
+                    );
+                    report.errors.push(message.clone());
+                    error = Some(message);
+                    // A page that can never be written will not take what is still missing either.
+                    if !e.is_transient() {
+                        cleared = call.needs;
+                    }
+                }
+            }
+        }
+        // A call whose final state arrived may need more than it was waiting for.
+        let new_needs = fetched.waiting.without(call.needs);
+        let next = next_check_after(platform.clock.now_ms(), call.attempts + 1);
+        record_needs(
+            platform,
+            &call.call_id,
+            phone_number_id,
+            call.call_created_at,
+            new_needs,
+            next,
+        )?;
+        checked(platform, &call.call_id, cleared, next, error.as_deref())?;
+        if !call.needs.with(new_needs).without(cleared).is_empty() {
+            report.still_waiting += 1;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::platform::Clock;
+    use crate::testing::migrated_platform;
+
+    fn call(status: &str, direction: &str, answered: bool, duration: f64) -> Call {
+        Call {
+            id: "AC1".into(),
+            status: Some(status.into()),
+            direction: Some(direction.into()),
+            answered_at: answered.then(|| "2025-10-20T19:00:00Z".into()),
+            duration: Some(duration),
+            ..Call::default()
+        }
+    }
+
+    #[test]
+    fn what_a_call_should_have_depends_on_how_it_went() {
+        let talk = Needs::RECORDING
+            .with(Needs::TRANSCRIPT)
+            .with(Needs::SUMMARY);
+        assert_eq!(
+            Needs::expected(&call("completed", "incoming", true, 120.0)),
+            talk
+        );
+        assert_eq!(
+            Needs::expected(&call("completed", "outgoing", true, 5.0)),
+            talk
+        );
+        assert_eq!(
+            Needs::expected(&call("missed", "incoming", false, 0.0)),
+            Needs::VOICEMAIL
+        );
+        assert_eq!(
+            Needs::expected(&call("no-answer", "outgoing", false, 0.0)),
+            Needs::NONE
+        );
+        assert_eq!(
+            Needs::expected(&call("ringing", "incoming", false, 0.0)),
+            Needs::CALL
+        );
+        assert_eq!(talk.names(), vec!["recording", "transcript", "summary"]);
+        assert_eq!(Needs::from_bits(talk.bits()), talk);
+    }
+
+    #[test]
+    fn deliveries_are_read_from_what_a_write_carries() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            transcript: Some(Transcript {
+                status: Some("in-progress".into()),
+                ..Transcript::default()
+            }),
+            summary: Some(Summary {
+                status: Some("completed".into()),
+                ..Summary::default()
+            }),
+            recordings: Some(vec![]),
+            ..CallFacts::default()
+        };
+        assert_eq!(Needs::delivered_by(&facts), Needs::SUMMARY);
+        let voicemail = Some(VoicemailLink {
+            url: Some("https://x/vm.mp3".into()),
+            ..VoicemailLink::default()
+        });
+        let copied = CallFacts {
+            call_id: "AC1".into(),
+            voicemail,
+            ..CallFacts::default()
+        };
+        assert_eq!(Needs::delivered_by(&copied), Needs::VOICEMAIL);
+        let not_copied = CallFacts {
+            media_pending: true,
+            ..copied
+        };
+        assert_eq!(Needs::delivered_by(&not_copied), Needs::NONE);
+    }
+
+    #[tokio::test]
+    async fn needs_accumulate_clear_one_by_one_and_old_ones_are_given_up() {
+        let (_dir, platform, clock) = migrated_platform().await;
+        let now = clock.now_ms();
+        record_needs(&platform, "AC1", "PN1", now - 1_000, Needs::TRANSCRIPT, now).unwrap();
+        record_needs(
+            &platform,
+            "AC1",
+            "PN1",
+            now - 1_000,
+            Needs::SUMMARY,
+            now + 5,
+        )
+        .unwrap();
+        record_needs(
+            &platform,
+            "AC2",
+            "PN1",
+            now - 8 * 86_400_000,
+            Needs::VOICEMAIL,
+            now,
+        )
+        .unwrap();
+        record_needs(&platform, "AC3", "PN2", now, Needs::NONE, now).unwrap();
+        let due_now = due(&platform, "PN1", now, 10).unwrap();
+        assert_eq!(due_now.len(), 2);
+        let ac1 = due_now.iter().find(|c| c.call_id == "AC1").unwrap();
+        assert_eq!(ac1.needs, Needs::TRANSCRIPT.with(Needs::SUMMARY));
+
+        satisfied(&platform, "AC1", Needs::TRANSCRIPT).unwrap();
+        satisfied(&platform, "AC-unknown", Needs::TRANSCRIPT).unwrap();
+        assert_eq!(
+            due(&platform, "PN1", now, 10)
+                .unwrap()
+                .iter()
+                .find(|c| c.call_id == "AC1")
+                .unwrap()
+                .needs,
+            Needs::SUMMARY
+        );
+        satisfied(&platform, "AC1", Needs::SUMMARY).unwrap();
+        assert!(due(&platform, "PN1", now, 10)
+            .unwrap()
+            .iter()
+            .all(|c| c.call_id != "AC1"));
+
+        assert_eq!(give_up_old(&platform, now - 7 * 86_400_000).unwrap(), 1);
+        assert!(due(&platform, "PN1", now, 10).unwrap().is_empty());
+        assert_eq!(
+            give_up_old(&platform, now - 7 * 86_400_000).unwrap(),
+            0,
+            "given up once"
+        );
+        assert!(
+            due(&platform, "PN2", now, 10).unwrap().is_empty(),
+            "nothing recorded for no needs"
+        );
+    }
+
+    #[test]
+    fn checks_back_off_up_to_six_hours() {
+        assert_eq!(next_check_after(0, 0), 15 * 60_000);
+        assert_eq!(next_check_after(0, 1), 30 * 60_000);
+        assert_eq!(next_check_after(0, 9), 360 * 60_000);
+    }
+}

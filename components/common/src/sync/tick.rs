@@ -1,0 +1,97 @@
+//! The tick: what the cron component does every minute and `POST /admin/tick` does when called. Both run
+//! this same function in-process:
+//!
+//! 1. drain the events that are due (retries whose backoff ended, events a webhook kick missed);
+//! 2. if `sync_interval_minutes` have passed since the periodic sync last started, claim it in
+//!    `schedules` (one upsert: overlapping ticks never both run it), run it, and release the claim.
+
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::runs::{self, Ending, RunKind};
+use super::schedule;
+use super::{RunRequest, Via};
+use crate::configuration::{Loader, SyncConfig};
+use crate::platform::Platform;
+
+/// What a tick did, as stored in its `sync_runs` row.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TickReport {
+    /// The tick's run id.
+    pub run_id: String,
+    /// The drain's counts (`done`, `retried`, `dead`, …), when it ran.
+    pub drain: Option<serde_json::Value>,
+    /// The periodic sync this tick started, when it was due.
+    pub sync_run_id: Option<String>,
+    /// API requests of the periodic sync, when it ran.
+    pub sync_requests: u64,
+    /// What went wrong.
+    pub errors: Vec<String>,
+}
+
+/// Runs one tick recorded as `run_id` (from [`runs::start`] with [`RunKind::Tick`]); the periodic sync,
+/// when due, reaches numbers through `via`. Never fails: the report and `sync_runs` say what happened.
+pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
+    let span = tracing::info_span!("tick", run_id);
+    async {
+        let mut report = TickReport {
+            run_id: run_id.to_owned(),
+            ..TickReport::default()
+        };
+        match crate::drain::run(platform).await {
+            Ok(drained) => {
+                let mut counts = drained.to_json();
+                // The per-event list can be long; the counts are what a tick row is for.
+                if let Some(counts) = counts.as_object_mut() {
+                    counts.remove("events");
+                }
+                report.drain = Some(counts);
+            }
+            Err(e) => report.errors.push(format!("drain: {e:#}")),
+        }
+        if let Err(e) = periodic(platform, run_id, via, &mut report).await {
+            report.errors.push(format!("periodic sync: {e:#}"));
+        }
+        let ending = Ending {
+            requests: report.sync_requests,
+            errors: u64::try_from(report.errors.len()).unwrap_or(u64::MAX),
+            last_error: report.errors.last().cloned(),
+            details: serde_json::to_value(&report).unwrap_or_default(),
+        };
+        if let Err(e) = runs::end(platform, run_id, &ending) {
+            tracing::error!(error = %format!("{e:#}"), "recording the end of the tick failed");
+        }
+        report
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the periodic sync and housekeeping if they are due and this tick wins the claim.
+async fn periodic(
+    platform: &Platform,
+    run_id: &str,
+    via: &Via,
+    report: &mut TickReport,
+) -> anyhow::Result<()> {
+    let mut loader = Loader::new(&*platform.vars);
+    let config = SyncConfig::load(&mut loader);
+    loader.finish()?;
+    let interval_ms = i64::from(config.sync_interval_minutes) * 60_000;
+    let Some(claim) = schedule::claim(platform, schedule::PERIODIC, interval_ms, run_id)? else {
+        return Ok(());
+    };
+    let sync_run_id = runs::start(platform, RunKind::Sync, None);
+    let result = match sync_run_id {
+        Ok(sync_run_id) => {
+            report.sync_run_id = Some(sync_run_id.clone());
+            let sync = super::run(platform, &sync_run_id, &RunRequest::default(), via).await;
+            report.sync_requests = sync.requests.total();
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    // Released whatever happened: the next run is due one interval after this one started.
+    schedule::finish(platform, &claim)?;
+    result
+}
