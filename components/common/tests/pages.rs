@@ -215,3 +215,42 @@ async fn a_transient_openphone_failure_is_retried_not_taken_for_absent() {
     assert_eq!(pages[0]["properties"]["Has Recording"]["checkbox"], true);
 }
 
+
+#[tokio::test]
+async fn expiring_recording_links_are_renewed_on_the_page_and_in_its_body() {
+    let world = World::new().await;
+    let s3 = test_servers::S3Server::start().unwrap();
+    let storage = World::storage(&s3);
+    world.openphone.add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    let call = answered_call(&world);
+    world
+        .apply_storing_media("call.recording.completed", &call.call_recording_completed(), Some(&storage))
+        .await
+        .unwrap();
+    let page = world.notion.pages(&world.calls_ds).remove(0);
+    let first = text(&page, "Recording URL");
+    assert!(first.starts_with(s3.endpoint()), "linked to our copy: {first}");
+
+    let settings = common::sync::SyncSettings {
+        openphone: world.openphone_config.clone(),
+        notion: world.notion_config.clone(),
+        sync: world.sync_config.clone(),
+        options: common::sync::SyncOptions::default(),
+        storage: Some(storage),
+    };
+    assert_eq!(common::sync::links::renew(&world.platform, &settings).await, (0, vec![]), "nothing expires yet");
+    world.clock.advance_ms(6 * 24 * 3600 * 1000 + 12 * 3600 * 1000);
+    let (renewed, errors) = common::sync::links::renew(&world.platform, &settings).await;
+    assert_eq!((renewed, errors), (1, vec![]));
+
+    let page = world.notion.page(page["id"].as_str().unwrap()).unwrap();
+    let renewed_link = text(&page, "Recording URL");
+    assert!(renewed_link.starts_with(s3.endpoint()) && renewed_link != first, "{renewed_link}");
+    let blocks = world.notion.blocks(page["id"].as_str().unwrap());
+    let body_link = blocks
+        .iter()
+        .find_map(|b| b["paragraph"]["rich_text"][0]["text"]["link"]["url"].as_str())
+        .unwrap();
+    assert_eq!(body_link, renewed_link, "the body links the renewed URL too");
+    assert_eq!(common::sync::links::renew(&world.platform, &settings).await, (0, vec![]), "renewed once");
+}

@@ -191,6 +191,13 @@ impl<'a> Notion<'a> {
         .map(drop)
     }
 
+    /// Replaces the content of a block (`content` is `{"<its type>": {...}}`).
+    pub async fn update_block(&self, block_id: &str, content: &Value) -> Result<(), ApiError> {
+        self.call(Method::Patch, &format!("/v1/blocks/{block_id}"), Some(content), Retry::Idempotent)
+            .await
+            .map(drop)
+    }
+
     /// Every child block of a page or block, in order.
     pub async fn children(&self, block_id: &str) -> Result<Vec<Value>, ApiError> {
         let mut blocks = Vec::new();

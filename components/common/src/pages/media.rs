@@ -2,10 +2,13 @@
 //! written, so Notion links our copy, never OpenPhone's short-lived URL once the copy exists.
 
 use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
 
 use super::calls::{CallFacts, RecordingLink};
-use super::Writer;
-use crate::storage::media::{MediaError, MediaSource, StoredMedia};
+use super::map::Kind;
+use super::{WriteError, Writer};
+use crate::notion::properties as p;
+use crate::storage::media::{CallLinks, MediaError, MediaSource, StoredMedia};
 
 impl Writer<'_> {
     /// `facts` with every copyable media link replaced by our copy's, and the first copy failure worth
@@ -78,4 +81,64 @@ impl Writer<'_> {
         facts.media_pending = first_error.is_some();
         (facts, first_error)
     }
+}
+
+impl Writer<'_> {
+    /// Puts renewed media links on a call's page: the `Recording URL` and `Voicemail URL` properties and
+    /// the links in the body's Recordings and Voicemail sections (blocks whose link already matches are
+    /// left alone). A call without a page yet needs nothing.
+    pub async fn relink(&self, links: &CallLinks) -> Result<(), WriteError> {
+        let Some(page_id) = self.map.get(Kind::Call, &links.call_id)?.and_then(|row| row.page_id) else {
+            return Ok(());
+        };
+        let mut props = Map::new();
+        if let Some((_, first)) = links.recordings.first() {
+            props.insert("Recording URL".into(), p::url(Some(first)));
+        }
+        if let Some(voicemail) = &links.voicemail {
+            props.insert("Voicemail URL".into(), p::url(Some(voicemail)));
+        }
+        if !props.is_empty() {
+            self.check_lease()?;
+            self.notion.update_page(&page_id, &Value::Object(props)).await?;
+        }
+        let children = self.notion.children(&page_id).await?;
+        let recording_urls: Vec<&str> = links.recordings.iter().map(|(_, url)| url.as_str()).collect();
+        let voicemail_urls: Vec<&str> = links.voicemail.iter().map(String::as_str).collect();
+        for (title, urls) in [("Recordings", recording_urls), ("Voicemail", voicemail_urls)] {
+            for (block, url) in section_links(&children, title).into_iter().zip(urls) {
+                if link_of(block) == Some(url) {
+                    continue;
+                }
+                let id = block["id"].as_str().unwrap_or_default();
+                let label = p::block_text(block);
+                let content = json!({ "paragraph": p::link_paragraph(&label, url)["paragraph"].clone() });
+                self.check_lease()?;
+                self.notion.update_block(id, &content).await?;
+            }
+        }
+        let recordings: Vec<String> = links.recordings.iter().map(|(_, url)| url.clone()).collect();
+        self.map.set_media_urls(&links.call_id, &recordings, links.voicemail.as_deref())?;
+        Ok(())
+    }
+}
+
+/// The paragraphs with a link in the body section titled `title`, in order.
+fn section_links<'v>(children: &'v [Value], title: &str) -> Vec<&'v Value> {
+    let Some(start) = children
+        .iter()
+        .position(|b| b["type"] == "heading_2" && p::block_text(b) == title)
+    else {
+        return Vec::new();
+    };
+    children[start + 1..]
+        .iter()
+        .take_while(|b| b["type"] != "heading_2")
+        .filter(|b| link_of(b).is_some())
+        .collect()
+}
+
+fn link_of(block: &Value) -> Option<&str> {
+    let item = &block["paragraph"]["rich_text"][0];
+    item["text"]["link"]["url"].as_str().or_else(|| item["href"].as_str())
 }

@@ -14,7 +14,8 @@
 //!   store already has an object of that size under the key; only if not are the bytes uploaded.
 //! - **Links.** Notion gets `recordings_public_base_url/<key>` when that is set, else a presigned `GET`
 //!   URL valid for 7 days (the longest SigV4 allows), whose expiry is kept in `media_objects`;
-//!   [`MediaCopier::refresh_expiring_links`] renews those about to expire.
+//!   [`MediaCopier::refresh_expiring_links`] proposes new links for those about to expire, and
+//!   [`MediaCopier::record_links`] records them once the call's page has them.
 //! - **Failures.** A `404` (or `410`) from the media host is not an error: the media is recorded as
 //!   `gone` ([`StoredMedia::Gone`], which `/stats` counts). A failed download or upload is a
 //!   [`MediaError`] whose [`MediaError::is_transient`] says whether retrying the event can help; nothing
@@ -198,8 +199,8 @@ impl From<anyhow::Error> for MediaError {
     }
 }
 
-/// The current links of a call's stored media, after [`MediaCopier::refresh_expiring_links`] changed
-/// some of them.
+/// The current links of a call's stored media, as [`MediaCopier::refresh_expiring_links`] proposes them
+/// (renewed ones included, not yet recorded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallLinks {
     /// `AC…`.
@@ -208,6 +209,21 @@ pub struct CallLinks {
     pub recordings: Vec<(u32, String)>,
     /// The stored voicemail's link.
     pub voicemail: Option<String>,
+    /// The links that changed, to record with [`MediaCopier::record_links`] once the page has them.
+    pub renewed: Vec<RenewedLink>,
+}
+
+/// A link that a renewal changed, not yet recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewedLink {
+    /// `recording` or `voicemail`.
+    pub kind: String,
+    /// Segment number (1 for a voicemail).
+    pub segment: i64,
+    /// The new link.
+    pub url: String,
+    /// When a presigned link stops working.
+    pub expires_at: Option<i64>,
 }
 
 /// The extension of an object key for `content_type`: `mp3`, `m4a`, `wav`, `ogg`, `webm`, else `bin`.
@@ -428,10 +444,11 @@ impl<'a> MediaCopier<'a> {
         self.copy(&target, source).await
     }
 
-    /// Renews the links that stop working within `within_days` days (and, when
+    /// Proposes new links for those that stop working within `within_days` days (and, when
     /// `recordings_public_base_url` changed, those that no longer follow it); returns, per call whose
-    /// links changed, all of its current links, for the caller to write to the call's page. No request
-    /// is sent: presigning is local.
+    /// links change, all of its current links, for the caller to write to the call's page and then
+    /// [`MediaCopier::record_links`]. Nothing is recorded here, so a page write that fails leaves the
+    /// links due. No request is sent: presigning is local.
     pub fn refresh_expiring_links(&self, within_days: u32) -> anyhow::Result<Vec<CallLinks>> {
         let now = self.platform.clock.now_ms();
         let valid_until = now + i64::from(within_days) * DAY_MS;
@@ -450,7 +467,7 @@ impl<'a> MediaCopier<'a> {
                 &[valid_until.into()],
             )?,
         };
-        let mut changed: Vec<String> = Vec::new();
+        let mut changed: Vec<(String, Vec<RenewedLink>)> = Vec::new();
         for row in rows.iter() {
             let call_id = row.str("call_id")?;
             let key = row.str("key")?;
@@ -462,27 +479,61 @@ impl<'a> MediaCopier<'a> {
             ) else {
                 continue;
             };
+            let renewed = RenewedLink {
+                kind: row.str("kind")?.to_owned(),
+                segment: row.i64("segment")?,
+                url,
+                expires_at,
+            };
+            match changed.last_mut() {
+                Some((id, links)) if id == call_id => links.push(renewed),
+                _ => changed.push((call_id.to_owned(), vec![renewed])),
+            }
+        }
+        changed
+            .into_iter()
+            .map(|(call_id, renewed)| {
+                let mut links = self.call_links(&call_id)?;
+                for r in &renewed {
+                    match r.kind.as_str() {
+                        "recording" => {
+                            let segment = u32::try_from(r.segment).context("segment number")?;
+                            match links.recordings.iter_mut().find(|(s, _)| *s == segment) {
+                                Some(entry) => entry.1 = r.url.clone(),
+                                None => links.recordings.push((segment, r.url.clone())),
+                            }
+                        }
+                        _ => links.voicemail = Some(r.url.clone()),
+                    }
+                }
+                links.recordings.sort_by_key(|(segment, _)| *segment);
+                links.renewed = renewed;
+                Ok(links)
+            })
+            .collect()
+    }
+
+    /// Records the renewed links of `links` once they are on the call's page, so a page write that
+    /// failed leaves them due for the next run.
+    pub fn record_links(&self, links: &CallLinks) -> anyhow::Result<()> {
+        let now = self.platform.clock.now_ms();
+        for r in &links.renewed {
             self.platform.sql.execute(
                 "UPDATE media_objects SET url = ?4, url_expires_at = ?5, updated_at = ?6
                  WHERE call_id = ?1 AND kind = ?2 AND segment = ?3",
                 &[
-                    call_id.into(),
-                    row.str("kind")?.into(),
-                    row.i64("segment")?.into(),
-                    url.into(),
-                    Value::from(expires_at),
+                    links.call_id.as_str().into(),
+                    r.kind.as_str().into(),
+                    r.segment.into(),
+                    r.url.as_str().into(),
+                    Value::from(r.expires_at),
                     now.into(),
                 ],
             )?;
-            if changed.last().map(String::as_str) != Some(call_id) {
-                changed.push(call_id.to_owned());
-            }
         }
-        changed
-            .iter()
-            .map(|call_id| self.call_links(call_id))
-            .collect()
+        Ok(())
     }
+
 
     fn call_links(&self, call_id: &str) -> anyhow::Result<CallLinks> {
         let rows = self.platform.sql.execute(
@@ -494,6 +545,7 @@ impl<'a> MediaCopier<'a> {
             call_id: call_id.to_owned(),
             recordings: Vec::new(),
             voicemail: None,
+            renewed: Vec::new(),
         };
         for row in rows.iter() {
             let url = row.str("url")?.to_owned();
@@ -1473,6 +1525,11 @@ mod tests {
         env.test.clock.advance_ms(6 * DAY_MS + DAY_MS / 2);
         let refreshed = copier.refresh_expiring_links(1).unwrap();
         let now = env.test.platform.clock.now_ms();
+        // Proposed, not recorded: a run whose page writes fail proposes them again.
+        assert_eq!(copier.refresh_expiring_links(1).unwrap(), refreshed);
+        for links in &refreshed {
+            copier.record_links(links).unwrap();
+        }
         assert_eq!(refreshed.len(), 2, "{refreshed:?}");
         assert_eq!(refreshed[0].call_id, CALL);
         assert_eq!(refreshed[0].recordings.len(), 1);
@@ -1515,6 +1572,9 @@ mod tests {
         let copier =
             MediaCopier::new(&env.test.platform, &public, &env.media.media_base_url()).unwrap();
         let moved = copier.refresh_expiring_links(1).unwrap();
+        for links in &moved {
+            copier.record_links(links).unwrap();
+        }
         assert_eq!(moved.len(), 2);
         assert!(moved[0].recordings[0]
             .1

@@ -13,6 +13,7 @@
 //! calls that still wait for a recording, transcript, summary or voicemail ([`pending`]).
 
 pub mod housekeeping;
+pub mod links;
 pub mod http;
 pub mod number;
 pub mod pending;
@@ -172,6 +173,9 @@ pub struct RunReport {
     pub pending_given_up: u64,
     /// The housekeeping, when the run covered every number.
     pub housekeeping: Option<housekeeping::HousekeepingReport>,
+    /// Calls whose expiring recording links were renewed on their pages.
+    #[serde(default)]
+    pub links_renewed: usize,
     /// API requests of the whole run.
     pub requests: Requests,
     /// Problems that stopped a part of the run.
@@ -263,6 +267,9 @@ pub async fn run_with(
 
     if request.phone_number_id.is_none() {
         report.housekeeping = Some(housekeeping::run_configured(own, &settings.options).await);
+        let (renewed, errors) = links::renew(own, settings).await;
+        report.links_renewed = renewed;
+        report.errors.extend(errors);
     }
     report.requests.add(&counter.requests());
 }

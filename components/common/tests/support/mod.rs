@@ -5,12 +5,13 @@
 
 use std::rc::Rc;
 
-use common::configuration::{NotionConfig, OpenPhoneConfig, Secret, SyncConfig};
+use common::configuration::{NotionConfig, OpenPhoneConfig, Secret, StorageConfig, SyncConfig};
 use common::notion::{schema, Notion};
 use common::openphone::OpenPhone;
 use common::pages::{WriteError, Writer};
 use common::platform::native::{ManualClock, NativePlatformBuilder};
 use common::platform::Platform;
+use common::storage::media::MediaCopier;
 use serde_json::Value;
 use test_servers::{NotionServer, OpenPhoneServer, Schema};
 
@@ -82,6 +83,7 @@ impl World {
                 queue_max_attempts: 10,
                 drain_concurrency: 4,
                 self_phone_numbers: Vec::new(),
+                canvas_create_unknown: false,
             },
             openphone,
             notion,
@@ -96,10 +98,36 @@ impl World {
 
     /// Writes one event the way the drain does.
     pub async fn apply(&self, event_type: &str, payload: &Value) -> Result<String, WriteError> {
+        self.apply_storing_media(event_type, payload, None).await
+    }
+
+    /// Writes one event, copying its media to `storage` when given.
+    pub async fn apply_storing_media(
+        &self,
+        event_type: &str,
+        payload: &Value,
+        storage: Option<&StorageConfig>,
+    ) -> Result<String, WriteError> {
         let notion = Notion::new(&self.platform, &self.notion_config);
         let openphone = OpenPhone::new(&self.platform, &self.openphone_config);
-        let writer = Writer::new(&self.platform, &notion, &openphone, &self.notion_config, &self.sync_config);
+        let mut writer = Writer::new(&self.platform, &notion, &openphone, &self.notion_config, &self.sync_config);
+        if let Some(storage) = storage {
+            let media = MediaCopier::new(&self.platform, storage, &self.openphone_config.media_base).unwrap();
+            writer = writer.with_media(media);
+        }
         writer.apply_event(event_type, payload).await
+    }
+
+    /// Object storage configuration for `s3`.
+    pub fn storage(s3: &test_servers::S3Server) -> StorageConfig {
+        StorageConfig {
+            endpoint: s3.endpoint().to_owned(),
+            bucket: s3.bucket().to_owned(),
+            access_key_id: Secret::new(s3.access_key()),
+            secret_access_key: Secret::new(s3.secret_key()),
+            public_base_url: None,
+            retention_days: 0,
+        }
     }
 
     /// Applies an event until it succeeds (the queue's retries, without the waiting).

@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -29,6 +29,7 @@ const WRITES: &[&str] = &[
     "POST /v1/pages",
     "PATCH /v1/pages/{id}",
     "PATCH /v1/blocks/{id}/children",
+    "PATCH /v1/blocks/{id}",
     "PATCH /v1/data_sources/{id}",
 ];
 
@@ -47,6 +48,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             "/v1/blocks/{id}/children",
             get(list_children).patch(append_children),
         )
+        .route("/v1/blocks/{id}", patch(update_block))
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared)
@@ -548,6 +550,39 @@ fn visible_children<'a>(
     state
         .children_of(id)
         .ok_or_else(|| NotionError::not_found("block", id))
+}
+
+/// `PATCH /v1/blocks/{id}`: replaces a block's content (`{"<its type>": {...}}`), with the limits of a
+/// new block; the type cannot change.
+async fn update_block(State(shared): Ctx, Path(id): Path<String>, body: Bytes) -> Answer {
+    let id = path_id(&id, "block_id")?;
+    let body = json_body(&body, false)?;
+    let fields = object(&body, "body")?;
+    let mut state = shared.lock();
+    let kind = state
+        .blocks
+        .get(&id)
+        .map(|b| b.kind.clone())
+        .ok_or_else(|| NotionError::not_found("block", &id))?;
+    visible_children(&state, &id)?;
+    only_keys(fields, &[kind.as_str()], "body")?;
+    let content = fields.get(&kind).ok_or_else(|| {
+        NotionError::validation(format!(
+            "body failed validation: body.{kind} should be defined (a block keeps its type)."
+        ))
+    })?;
+    let parsed = parse_children(
+        &json!([{ "object": "block", "type": kind, kind.clone(): content }]),
+        "body",
+    )?;
+    let page_id = state.owning_page(&id).map(|page| page.id.clone());
+    let block = state.blocks.get_mut(&id).expect("looked up above");
+    block.data = parsed[0].data.clone();
+    if let Some(page_id) = page_id {
+        state.touch(&page_id);
+    }
+    let block = state.blocks.get(&id).expect("looked up above");
+    ok(state.render_block(block))
 }
 
 async fn append_children(State(shared): Ctx, Path(id): Path<String>, body: Bytes) -> Answer {

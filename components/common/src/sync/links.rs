@@ -1,0 +1,44 @@
+//! Presigned recording links last 7 days (the longest SigV4 allows): each periodic run renews those that
+//! expire within a day and puts them on the call pages, recording them only once the page has them.
+
+use crate::notion::Notion;
+use crate::openphone::OpenPhone;
+use crate::pages::Writer;
+use crate::platform::Platform;
+use crate::storage::media::MediaCopier;
+
+use super::SyncSettings;
+
+/// Links are renewed when they would stop working within this many days.
+const RENEW_WITHIN_DAYS: u32 = 1;
+
+/// Renews expiring links; returns how many calls' pages were updated, and the problems met.
+pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<String>) {
+    let Some(storage) = &settings.storage else {
+        return (0, Vec::new());
+    };
+    let copier = match MediaCopier::new(platform, storage, &settings.openphone.media_base) {
+        Ok(copier) => copier,
+        Err(e) => return (0, vec![format!("link renewal: {e:#}")]),
+    };
+    let due = match copier.refresh_expiring_links(RENEW_WITHIN_DAYS) {
+        Ok(due) => due,
+        Err(e) => return (0, vec![format!("link renewal: {e:#}")]),
+    };
+    let notion = Notion::new(platform, &settings.notion);
+    let openphone = OpenPhone::new(platform, &settings.openphone);
+    let writer = Writer::new(platform, &notion, &openphone, &settings.notion, &settings.sync);
+    let mut renewed = 0;
+    let mut errors = Vec::new();
+    for links in &due {
+        let result = match writer.relink(links).await {
+            Ok(()) => copier.record_links(links).map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => renewed += 1,
+            Err(e) => errors.push(format!("links of {}: {e}", links.call_id)),
+        }
+    }
+    (renewed, errors)
+}
