@@ -165,11 +165,10 @@ impl<'a> Outbound<'a> {
                 Ok(response) => return Ok(response),
                 Err(e) => e,
             };
-            let retryable = match (&error, retry) {
-                (ApiError::RateLimited { .. }, _) => true,
-                (ApiError::Unavailable { .. }, Retry::Idempotent) => true,
-                _ => false,
-            };
+            let retryable = matches!(
+                (&error, retry),
+                (ApiError::RateLimited { .. }, _) | (ApiError::Unavailable { .. }, Retry::Idempotent)
+            );
             if !retryable || attempt >= MAX_ATTEMPTS {
                 return Err(error);
             }
@@ -283,7 +282,7 @@ fn path_of(url: &str) -> &str {
 pub fn retry_after_ms(response: &HttpResponse, now_ms: i64) -> Option<u64> {
     let raw = response.header("retry-after")?.trim();
     if let Ok(seconds) = raw.parse::<f64>() {
-        return (seconds >= 0.0).then(|| (seconds * 1000.0) as u64);
+        return (seconds >= 0.0).then_some((seconds * 1000.0) as u64);
     }
     let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
     Some(u64::try_from(at.timestamp_millis() - now_ms).unwrap_or(0))

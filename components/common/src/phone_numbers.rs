@@ -101,7 +101,7 @@ mod tests {
             name: Some("Sales".into()),
             users: vec![PhoneNumberUser { id: "US1".into(), first_name: Some("Jacob".into()), ..Default::default() }],
         };
-        store(&platform, &[number.clone()]).unwrap();
+        store(&platform, std::slice::from_ref(&number)).unwrap();
         store(&platform, &[number]).unwrap();
         let found = find(&platform, "PN1").unwrap().unwrap();
         assert_eq!(found.number, "+13365550100");

@@ -92,13 +92,11 @@ pub async fn check(
     let mut checks = Vec::new();
     // Canvas first: the relations of the other two point at its data source.
     let mut canvas_data_source = None;
-    let mut targets: Vec<(&'static str, &str, &[(&str, &str)])> = Vec::new();
-    if let Some(canvas) = canvas {
-        targets.push(("canvas", canvas, schema::CANVAS));
-    }
-    targets.push(("calls", calls, schema::CALLS));
-    targets.push(("messages", messages, schema::MESSAGES));
+    let targets = [("canvas", canvas, schema::CANVAS), ("calls", Some(calls), schema::CALLS), ("messages", Some(messages), schema::MESSAGES)];
     for (role, database_id, expected) in targets {
+        let Some(database_id) = database_id else {
+            continue;
+        };
         let mut result = DatabaseCheck {
             role,
             database_id: database_id.to_owned(),
