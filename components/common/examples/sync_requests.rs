@@ -37,23 +37,6 @@ const CALLS: usize = 600;
 const MESSAGES: usize = 900;
 const HOUR_MS: i64 = 3_600_000;
 
-fn schema_of(properties: &[(&str, &str)], relation_target: Option<&str>) -> Schema {
-    properties
-        .iter()
-        .fold(Schema::new(), |schema, (name, kind)| match *kind {
-            "title" => schema.title(name),
-            "rich_text" => schema.rich_text(name),
-            "number" => schema.number(name),
-            "select" => schema.select(name, &[]),
-            "date" => schema.date(name),
-            "checkbox" => schema.checkbox(name),
-            "url" => schema.url(name),
-            "email" => schema.email(name),
-            "phone_number" => schema.phone_number(name),
-            "relation" => schema.relation(name, relation_target.unwrap_or_default()),
-            other => panic!("no test schema for {other}"),
-        })
-}
 
 fn participant(c: usize) -> String {
     format!("+1555555{c:04}")
@@ -242,11 +225,11 @@ async fn main() -> anyhow::Result<()> {
     openphone.set_rate_limit(None);
     notion.set_rate_limit(None);
     let (canvas_db, canvas_ds) =
-        notion.create_database("Canvas", &schema_of(schema::CANVAS, None))?;
+        notion.create_database("Canvas", &Schema::from_types(schema::CANVAS, None))?;
     let (calls_db, calls_ds) =
-        notion.create_database("Calls", &schema_of(schema::CALLS, Some(&canvas_ds)))?;
+        notion.create_database("Calls", &Schema::from_types(schema::CALLS, Some(&canvas_ds)))?;
     let (messages_db, messages_ds) =
-        notion.create_database("Messages", &schema_of(schema::MESSAGES, Some(&canvas_ds)))?;
+        notion.create_database("Messages", &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)))?;
     let vars = MapVariables::from_pairs([
         ("openphone_api_key", openphone.api_key().as_str()),
         ("openphone_api_base", openphone.base_url().as_str()),

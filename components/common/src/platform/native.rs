@@ -203,36 +203,7 @@ impl Default for ReqwestClient {
 #[async_trait(?Send)]
 impl HttpClient for ReqwestClient {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-        };
-        let mut builder = self.client.request(method, &request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.body(request.body).send().await.map_err(|e| {
-            if e.is_builder() {
-                HttpError::InvalidRequest(e.to_string())
-            } else {
-                HttpError::Network(e.to_string())
-            }
-        })?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let (status, headers, response) = self.start(request, None).await?;
         let body = response
             .bytes()
             .await
@@ -246,6 +217,29 @@ impl HttpClient for ReqwestClient {
     }
 
     async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
+        // The client's 35 s limit covers the whole exchange, body included, but a streamed body is read at
+        // the pace of its consumer (a copy uploads each part before reading on), so it gets longer.
+        let (status, headers, response) = self.start(request, Some(STREAMING_TIMEOUT)).await?;
+        // The state is `None` after an error, so a failed body ends instead of being polled again.
+        let body = futures::stream::unfold(Some(response), |state| async move {
+            let mut response = state?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk.to_vec()), Some(response))),
+                Ok(None) => None,
+                Err(e) => Some((Err(HttpError::Network(e.to_string())), None)),
+            }
+        });
+        Ok(StreamingResponse::new(status, headers, body))
+    }
+}
+
+impl ReqwestClient {
+    /// Sends `request` and returns once the response's status and headers are in.
+    async fn start(
+        &self,
+        request: HttpRequest,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, Vec<(String, String)>, reqwest::Response), HttpError> {
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
             Method::Head => reqwest::Method::HEAD,
@@ -254,12 +248,10 @@ impl HttpClient for ReqwestClient {
             Method::Patch => reqwest::Method::PATCH,
             Method::Delete => reqwest::Method::DELETE,
         };
-        // The client's 35 s limit covers the whole exchange, body included, but a streamed body is read at
-        // the pace of its consumer (a copy uploads each part before reading on), so it gets longer.
-        let mut builder = self
-            .client
-            .request(method, &request.url)
-            .timeout(STREAMING_TIMEOUT);
+        let mut builder = self.client.request(method, &request.url);
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout);
+        }
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
@@ -274,23 +266,9 @@ impl HttpClient for ReqwestClient {
         let headers = response
             .headers()
             .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
-        // The state is `None` after an error, so a failed body ends instead of being polled again.
-        let body = futures::stream::unfold(Some(response), |state| async move {
-            let mut response = state?;
-            match response.chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk.to_vec()), Some(response))),
-                Ok(None) => None,
-                Err(e) => Some((Err(HttpError::Network(e.to_string())), None)),
-            }
-        });
-        Ok(StreamingResponse::new(status, headers, body))
+        Ok((status, headers, response))
     }
 }
 

@@ -131,25 +131,7 @@ pub struct SpinHttp;
 #[async_trait(?Send)]
 impl HttpClient for SpinHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let method = match request.method {
-            Method::Get => spin_sdk::http::Method::Get,
-            Method::Head => spin_sdk::http::Method::Head,
-            Method::Post => spin_sdk::http::Method::Post,
-            Method::Put => spin_sdk::http::Method::Put,
-            Method::Patch => spin_sdk::http::Method::Patch,
-            Method::Delete => spin_sdk::http::Method::Delete,
-        };
-        let mut builder = spin_sdk::http::Request::builder();
-        builder.method(method).uri(&request.url);
-        for (name, value) in &request.headers {
-            builder.header(name, value);
-        }
-        let outgoing = builder.body(request.body).build();
-        let response: spin_sdk::http::Response =
-            spin_sdk::http::send(outgoing).await.map_err(|e| match e {
-                spin_sdk::http::SendError::Http(code) => classify(code),
-                other => HttpError::InvalidRequest(other.to_string()),
-            })?;
+        let response: spin_sdk::http::Response = send_as(request).await?;
         Ok(HttpResponse {
             status: *response.status(),
             headers: response
@@ -166,25 +148,7 @@ impl HttpClient for SpinHttp {
     }
 
     async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
-        let method = match request.method {
-            Method::Get => spin_sdk::http::Method::Get,
-            Method::Head => spin_sdk::http::Method::Head,
-            Method::Post => spin_sdk::http::Method::Post,
-            Method::Put => spin_sdk::http::Method::Put,
-            Method::Patch => spin_sdk::http::Method::Patch,
-            Method::Delete => spin_sdk::http::Method::Delete,
-        };
-        let mut builder = spin_sdk::http::Request::builder();
-        builder.method(method).uri(&request.url);
-        for (name, value) in &request.headers {
-            builder.header(name, value);
-        }
-        let outgoing = builder.body(request.body).build();
-        let response: spin_sdk::http::IncomingResponse =
-            spin_sdk::http::send(outgoing).await.map_err(|e| match e {
-                spin_sdk::http::SendError::Http(code) => classify(code),
-                other => HttpError::InvalidRequest(other.to_string()),
-            })?;
+        let response: spin_sdk::http::IncomingResponse = send_as(request).await?;
         let status = response.status();
         let headers = response
             .headers()
@@ -226,6 +190,32 @@ impl Stream for SpinBody {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         self.chunks.as_mut().poll_next(cx)
     }
+}
+
+/// Sends `request` through `wasi:http`, reading the response as `R` (whole, or as a stream).
+async fn send_as<R>(request: HttpRequest) -> Result<R, HttpError>
+where
+    R: spin_sdk::http::conversions::TryFromIncomingResponse,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let method = match request.method {
+        Method::Get => spin_sdk::http::Method::Get,
+        Method::Head => spin_sdk::http::Method::Head,
+        Method::Post => spin_sdk::http::Method::Post,
+        Method::Put => spin_sdk::http::Method::Put,
+        Method::Patch => spin_sdk::http::Method::Patch,
+        Method::Delete => spin_sdk::http::Method::Delete,
+    };
+    let mut builder = spin_sdk::http::Request::builder();
+    builder.method(method).uri(&request.url);
+    for (name, value) in &request.headers {
+        builder.header(name, value);
+    }
+    let outgoing = builder.body(request.body).build();
+    spin_sdk::http::send(outgoing).await.map_err(|e| match e {
+        spin_sdk::http::SendError::Http(code) => classify(code),
+        other => HttpError::InvalidRequest(other.to_string()),
+    })
 }
 
 fn classify(code: spin_sdk::http::ErrorCode) -> HttpError {

@@ -25,26 +25,6 @@ use number::NumberOutcome;
 const ADMIN_TOKEN: &str = "admin-token";
 const HOUR: i64 = 3_600_000;
 
-/// A test-server schema from the app's own list of the properties it writes.
-fn schema_of(properties: &[(&str, &str)], relation_target: Option<&str>) -> Schema {
-    properties
-        .iter()
-        .fold(Schema::new(), |schema, (name, kind)| match *kind {
-            "title" => schema.title(name),
-            "rich_text" => schema.rich_text(name),
-            "number" => schema.number(name),
-            "select" => schema.select(name, &[]),
-            "date" => schema.date(name),
-            "checkbox" => schema.checkbox(name),
-            "url" => schema.url(name),
-            "email" => schema.email(name),
-            "phone_number" => schema.phone_number(name),
-            "relation" => {
-                schema.relation(name, relation_target.expect("a relation needs a target"))
-            }
-            other => panic!("no test schema for {other}"),
-        })
-}
 
 /// The servers, the three databases, and the app's state directory and clock.
 struct World {
@@ -81,13 +61,13 @@ impl World {
         openphone.set_rate_limit(None);
         notion.set_rate_limit(None);
         let (canvas_db, canvas_ds) = notion
-            .create_database("Canvas", &schema_of(schema::CANVAS, None))
+            .create_database("Canvas", &Schema::from_types(schema::CANVAS, None))
             .unwrap();
         let (calls_db, calls_ds) = notion
-            .create_database("Calls", &schema_of(schema::CALLS, Some(&canvas_ds)))
+            .create_database("Calls", &Schema::from_types(schema::CALLS, Some(&canvas_ds)))
             .unwrap();
         let (messages_db, messages_ds) = notion
-            .create_database("Messages", &schema_of(schema::MESSAGES, Some(&canvas_ds)))
+            .create_database("Messages", &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)))
             .unwrap();
         let vars = MapVariables::from_pairs([
             ("openphone_api_key", openphone.api_key().as_str()),

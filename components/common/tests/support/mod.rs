@@ -30,22 +30,6 @@ pub struct World {
     _state: tempfile::TempDir,
 }
 
-/// A test-server schema from the app's own list of what it writes.
-pub fn schema_of(properties: &[(&str, &str)], relation_target: Option<&str>) -> Schema {
-    properties.iter().fold(Schema::new(), |schema, (name, kind)| match *kind {
-        "title" => schema.title(name),
-        "rich_text" => schema.rich_text(name),
-        "number" => schema.number(name),
-        "select" => schema.select(name, &[]),
-        "date" => schema.date(name),
-        "checkbox" => schema.checkbox(name),
-        "url" => schema.url(name),
-        "email" => schema.email(name),
-        "phone_number" => schema.phone_number(name),
-        "relation" => schema.relation(name, relation_target.expect("relation needs a target")),
-        other => panic!("no test schema for {other}"),
-    })
-}
 
 impl World {
     pub async fn new() -> World {
@@ -54,12 +38,12 @@ impl World {
         // Real-time budgets would only slow the tests: the servers' own limits are tested separately.
         openphone.set_rate_limit(None);
         notion.set_rate_limit(None);
-        let (canvas_db, canvas_ds) = notion.create_database("Canvas", &schema_of(schema::CANVAS, None)).unwrap();
+        let (canvas_db, canvas_ds) = notion.create_database("Canvas", &Schema::from_types(schema::CANVAS, None)).unwrap();
         let (calls_db, calls_ds) = notion
-            .create_database("Calls", &schema_of(schema::CALLS, Some(&canvas_ds)))
+            .create_database("Calls", &Schema::from_types(schema::CALLS, Some(&canvas_ds)))
             .unwrap();
         let (messages_db, messages_ds) = notion
-            .create_database("Messages", &schema_of(schema::MESSAGES, Some(&canvas_ds)))
+            .create_database("Messages", &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)))
             .unwrap();
         let state = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(chrono::Utc::now().timestamp_millis()));
