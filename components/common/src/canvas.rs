@@ -1,19 +1,36 @@
 //! Finding the Canvas record (customer) of a phone number or email: normalized, one Notion query for
 //! every format a person may have typed, cached in SQLite (hits and misses) with a TTL, the workspace's own
 //! numbers never matched.
+//!
+//! With `canvas_create_unknown`, a number no record has gets one ([`Canvas::create_if_unknown`]), named
+//! after its OpenPhone contact ([`crate::contacts`]) or else the formatted number, `Phone` in E.164. The
+//! record is created once per number however many events arrive at once, with the page map's protocol
+//! (`pages/map.rs`) on a `notion_pages` row of kind `canvas` keyed by the E.164 number: the create is
+//! claimed with one upsert before it is sent, the page id is written as soon as it is known, a claim left
+//! without a page id (a create whose outcome is unknown) makes the next attempt query Notion before
+//! creating, and a worker that lost the claim waits for the winner's page id.
 
 use serde_json::{json, Value};
 
+use crate::contacts::{self, ContactError};
 use crate::domain::E164;
 use crate::metrics;
-use crate::notion::Notion;
-use crate::outbound::ApiError;
+use crate::notion::{properties as p, Notion};
+use crate::openphone::OpenPhone;
+use crate::outbound::{ApiError, Service};
+use crate::pages::map::CLAIM_IN_PROGRESS_MS;
 use crate::platform::{Platform, Value as SqlValue};
 
 /// How long a found record is trusted.
 const HIT_TTL_MS: i64 = 24 * 3600 * 1000;
 /// How long "no record" is trusted (a record may be added any time).
 const MISS_TTL_MS: i64 = 3600 * 1000;
+/// A record the app created is trusted over a query that misses it for this long: Notion's search may not
+/// list a page created moments ago. Later, a miss means someone deleted the record or changed its phone.
+const FRESH_RECORD_MS: i64 = CLAIM_IN_PROGRESS_MS;
+/// How long a worker that lost the race to create a number's record waits for the winner's page id.
+const WAIT_FOR_CREATOR_MS: i64 = 15_000;
+const POLL_MS: u64 = 250;
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +41,8 @@ pub enum Source {
     Query,
     /// Not looked up: a workspace number, no Canvas database, or not a phone number.
     Skipped,
+    /// No record matched, so one was created.
+    Created,
 }
 
 impl Source {
@@ -33,6 +52,7 @@ impl Source {
             Source::Cache => "cache",
             Source::Query => "query",
             Source::Skipped => "skipped",
+            Source::Created => "created",
         }
     }
 }
@@ -48,12 +68,57 @@ pub struct Lookup {
     pub normalized: Option<String>,
 }
 
+/// Why a number could not be linked to a Canvas record.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// An API failed; [`ApiError::is_transient`] says whether to try again.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Another worker is creating this number's record, or refreshing the contact index: try again shortly.
+    #[error("another worker is creating this number's Canvas record; trying again shortly")]
+    Busy,
+    /// The app's own storage failed.
+    #[error("storage: {0:#}")]
+    Storage(#[from] anyhow::Error),
+}
+
+impl From<ContactError> for LinkError {
+    fn from(e: ContactError) -> Self {
+        match e {
+            ContactError::Api(e) => LinkError::Api(e),
+            ContactError::Storage(e) => LinkError::Storage(e),
+            ContactError::Refreshing => LinkError::Busy,
+        }
+    }
+}
+
 /// Canvas lookups for one request.
 pub struct Canvas<'a> {
     platform: &'a Platform,
     notion: &'a Notion<'a>,
     database_id: Option<&'a str>,
     own_numbers: Vec<E164>,
+    /// Set when numbers without a record get one: names come from OpenPhone's contacts.
+    create_with: Option<&'a OpenPhone<'a>>,
+}
+
+/// What became of a claim to create a number's record.
+enum Claim {
+    /// This worker creates it; `fresh` when no earlier attempt exists (so none can have landed).
+    Won { fresh: bool },
+    /// Another worker holds the claim, or the record exists.
+    Lost,
+}
+
+/// What to do once a create is claimed.
+enum Prepared {
+    /// Notion already has a record with the number.
+    Found(String),
+    /// Create one with these properties.
+    Create {
+        data_source: String,
+        properties: Value,
+    },
 }
 
 impl<'a> Canvas<'a> {
@@ -66,15 +131,29 @@ impl<'a> Canvas<'a> {
         self_numbers: &[E164],
     ) -> Self {
         let mut own_numbers = self_numbers.to_vec();
-        if let Ok(rows) = platform.sql.execute("SELECT number FROM phone_numbers", &[]) {
-            own_numbers.extend(rows.iter().filter_map(|r| r.str("number").ok().and_then(|n| E164::parse(n).ok())));
+        if let Ok(rows) = platform
+            .sql
+            .execute("SELECT number FROM phone_numbers", &[])
+        {
+            own_numbers.extend(
+                rows.iter()
+                    .filter_map(|r| r.str("number").ok().and_then(|n| E164::parse(n).ok())),
+            );
         }
         Self {
             platform,
             notion,
             database_id,
             own_numbers,
+            create_with: None,
         }
+    }
+
+    /// Creates a record for a number none matches ([`Canvas::create_if_unknown`]), named after its
+    /// contact in `openphone`.
+    pub fn creating_unknown(mut self, openphone: &'a OpenPhone<'a>) -> Self {
+        self.create_with = Some(openphone);
+        self
     }
 
     /// Whether `number` is one of the workspace's own.
@@ -85,26 +164,50 @@ impl<'a> Canvas<'a> {
     /// The Canvas record of a phone number.
     pub async fn by_phone(&self, raw: &str) -> Result<Lookup, ApiError> {
         let Ok(number) = E164::parse(raw) else {
-            return Ok(Lookup { page_id: None, source: Source::Skipped, normalized: None });
+            return Ok(Lookup {
+                page_id: None,
+                source: Source::Skipped,
+                normalized: None,
+            });
         };
         let normalized = Some(number.as_str().to_owned());
         if self.database_id.is_none() || self.is_own_number(&number) {
-            return Ok(Lookup { page_id: None, source: Source::Skipped, normalized });
+            return Ok(Lookup {
+                page_id: None,
+                source: Source::Skipped,
+                normalized,
+            });
         }
         let formats = phone_formats(&number);
-        self.lookup("phone", number.as_str(), "Phone", "phone_number", &formats).await
+        self.lookup("phone", number.as_str(), "Phone", "phone_number", &formats)
+            .await
     }
 
     /// The Canvas record of an email address.
     pub async fn by_email(&self, raw: &str) -> Result<Lookup, ApiError> {
         let email = raw.trim().to_lowercase();
         if !email.contains('@') || email.len() > 200 {
-            return Ok(Lookup { page_id: None, source: Source::Skipped, normalized: None });
+            return Ok(Lookup {
+                page_id: None,
+                source: Source::Skipped,
+                normalized: None,
+            });
         }
         if self.database_id.is_none() {
-            return Ok(Lookup { page_id: None, source: Source::Skipped, normalized: Some(email) });
+            return Ok(Lookup {
+                page_id: None,
+                source: Source::Skipped,
+                normalized: Some(email),
+            });
         }
-        self.lookup("email", &email, "Email", "email", std::slice::from_ref(&email)).await
+        self.lookup(
+            "email",
+            &email,
+            "Email",
+            "email",
+            std::slice::from_ref(&email),
+        )
+        .await
     }
 
     async fn lookup(
@@ -134,7 +237,28 @@ impl<'a> Canvas<'a> {
             }
         }
         metrics::count(self.platform, "canvas.miss", 1);
-        let database_id = self.database_id.expect("callers check that Canvas linking is on");
+        let page_id = self
+            .query(kind, key, property, default_type, values)
+            .await?;
+        Ok(Lookup {
+            page_id,
+            source: Source::Query,
+            normalized,
+        })
+    }
+
+    /// Asks Notion for the record whose `property` equals one of `values`, and caches the answer.
+    async fn query(
+        &self,
+        kind: &str,
+        key: &str,
+        property: &str,
+        default_type: &str,
+        values: &[String],
+    ) -> Result<Option<String>, ApiError> {
+        let database_id = self
+            .database_id
+            .expect("callers check that Canvas linking is on");
         let data_source = self.notion.data_source_id(database_id).await?;
         let filter_type = self.property_type(&data_source, property, default_type);
         let filter = or_filter(property, &filter_type, values);
@@ -148,19 +272,258 @@ impl<'a> Canvas<'a> {
             }
             Err(e) => return Err(e),
         };
-        let page_id = found.results.first().and_then(|p| p["id"].as_str()).map(String::from);
-        let ttl = if page_id.is_some() { HIT_TTL_MS } else { MISS_TTL_MS };
+        let page_id = found
+            .results
+            .first()
+            .and_then(|p| p["id"].as_str())
+            .map(String::from);
+        self.remember(kind, key, page_id.as_deref());
+        Ok(page_id)
+    }
+
+    /// Caches a lookup's answer (a hit for a day, a miss for an hour).
+    fn remember(&self, kind: &str, key: &str, page_id: Option<&str>) {
+        let now = self.platform.clock.now_ms();
+        let ttl = if page_id.is_some() {
+            HIT_TTL_MS
+        } else {
+            MISS_TTL_MS
+        };
         let stored = self.platform.sql.execute(
             "INSERT INTO canvas_cache (lookup_type, lookup_key, canvas_id, cached_at, expires_at, hit_count, last_used_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?4)
              ON CONFLICT (lookup_type, lookup_key) DO UPDATE SET canvas_id = excluded.canvas_id,
                  cached_at = excluded.cached_at, expires_at = excluded.expires_at, last_used_at = excluded.last_used_at",
-            &[kind.into(), key.into(), SqlValue::from(page_id.clone()), now.into(), (now + ttl).into()],
+            &[kind.into(), key.into(), SqlValue::from(page_id), now.into(), (now + ttl).into()],
         );
         if let Err(e) = stored {
             tracing::warn!(error = %format!("{e:#}"), "could not cache a Canvas lookup");
         }
-        Ok(Lookup { page_id, source: Source::Query, normalized })
+    }
+
+    /// The Canvas record of a phone number, created when none matches and creating is on
+    /// ([`Canvas::creating_unknown`]).
+    pub async fn link_phone(&self, raw: &str) -> Result<Lookup, LinkError> {
+        let found = self.by_phone(raw).await?;
+        self.create_if_unknown(found).await
+    }
+
+    /// After `miss`, a [`Canvas::by_phone`] that found nothing: the record created for its number, when
+    /// creating is on. Workspace numbers, short codes and anything that is not a phone number were skipped
+    /// by the lookup and never get one.
+    pub async fn create_if_unknown(&self, miss: Lookup) -> Result<Lookup, LinkError> {
+        let (Some(openphone), None, Source::Cache | Source::Query) =
+            (self.create_with, &miss.page_id, miss.source)
+        else {
+            return Ok(miss);
+        };
+        let Some(number) = miss.normalized.as_deref().and_then(|n| E164::parse(n).ok()) else {
+            return Ok(miss);
+        };
+        let deadline = self.platform.clock.now_ms() + WAIT_FOR_CREATOR_MS;
+        loop {
+            if let Claim::Won { fresh } = self.claim(&number)? {
+                // A cached miss may be an hour old, and a claim taken over from a worker that died may
+                // have landed: Notion is asked once more before creating in either case.
+                let ask_first = !fresh || miss.source == Source::Cache;
+                return self.create(openphone, &number, ask_first).await;
+            }
+            let now = self.platform.clock.now_ms();
+            if let Some((page_id, recorded_at)) = self.created_record(&number)? {
+                if recorded_at < now - FRESH_RECORD_MS {
+                    // Long enough ago for Notion's search to list it, so if a query misses it now,
+                    // someone deleted the record or changed its phone in Notion. That choice stands: no
+                    // link, and no new record. A cached miss may predate the record (a worker stopped
+                    // between recording it and caching it): Notion is asked.
+                    if miss.source == Source::Cache {
+                        let formats = phone_formats(&number);
+                        let page_id = self
+                            .query("phone", number.as_str(), "Phone", "phone_number", &formats)
+                            .await?;
+                        return Ok(Lookup {
+                            page_id,
+                            source: Source::Query,
+                            normalized: miss.normalized,
+                        });
+                    }
+                    return Ok(miss);
+                }
+                self.remember("phone", number.as_str(), Some(&page_id));
+                return Ok(Lookup {
+                    page_id: Some(page_id),
+                    source: Source::Cache,
+                    normalized: miss.normalized,
+                });
+            }
+            if now >= deadline {
+                return Err(LinkError::Busy);
+            }
+            self.platform.clock.sleep_ms(POLL_MS).await;
+        }
+    }
+
+    /// One upsert claims the create of `number`'s record: a new row, or a row whose create was released
+    /// or whose claim is old enough that its worker is gone; never a row with a page id.
+    fn claim(&self, number: &E164) -> anyhow::Result<Claim> {
+        let now = self.platform.clock.now_ms();
+        let claimed = self.platform.sql.execute(
+            "INSERT INTO notion_pages (kind, openphone_id, create_started_at, created_at, updated_at)
+             VALUES ('canvas', ?1, ?2, ?2, ?2)
+             ON CONFLICT (kind, openphone_id) DO UPDATE SET create_started_at = excluded.create_started_at,
+                                                            updated_at = excluded.updated_at
+             WHERE notion_pages.page_id IS NULL
+               AND (notion_pages.create_started_at IS NULL OR notion_pages.create_started_at < ?3)
+             RETURNING created_at",
+            &[number.as_str().into(), now.into(), SqlValue::Integer(now - CLAIM_IN_PROGRESS_MS)],
+        )?;
+        Ok(match claimed.first() {
+            // A row this statement inserted has created_at == now; an older row had an earlier attempt.
+            Some(row) => Claim::Won {
+                fresh: row.i64("created_at")? == now,
+            },
+            None => Claim::Lost,
+        })
+    }
+
+    /// The page created (or found) for `number`, with when it was recorded.
+    fn created_record(&self, number: &E164) -> anyhow::Result<Option<(String, i64)>> {
+        let rows = self.platform.sql.execute(
+            "SELECT page_id, updated_at FROM notion_pages
+             WHERE kind = 'canvas' AND openphone_id = ?1 AND page_id IS NOT NULL",
+            &[number.as_str().into()],
+        )?;
+        rows.first()
+            .map(|row| Ok((row.str("page_id")?.to_owned(), row.i64("updated_at")?)))
+            .transpose()
+    }
+
+    /// Ends the claim with the page id; from now on every lookup of the number finds it.
+    fn record_page(&self, number: &E164, page_id: &str) -> anyhow::Result<()> {
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET page_id = ?2, create_started_at = NULL, updated_at = ?3
+             WHERE kind = 'canvas' AND openphone_id = ?1",
+            &[
+                number.as_str().into(),
+                page_id.into(),
+                self.platform.clock.now_ms().into(),
+            ],
+        )?;
+        self.remember("phone", number.as_str(), Some(page_id));
+        Ok(())
+    }
+
+    /// Drops the claim of a create that certainly did not land.
+    fn release(&self, number: &E164) -> anyhow::Result<()> {
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET create_started_at = NULL
+             WHERE kind = 'canvas' AND openphone_id = ?1 AND page_id IS NULL",
+            &[number.as_str().into()],
+        )?;
+        Ok(())
+    }
+
+    /// Creates `number`'s record under this worker's claim.
+    async fn create(
+        &self,
+        openphone: &OpenPhone<'_>,
+        number: &E164,
+        ask_first: bool,
+    ) -> Result<Lookup, LinkError> {
+        let normalized = Some(number.as_str().to_owned());
+        let (data_source, properties) = match self.prepare(openphone, number, ask_first).await {
+            Ok(Prepared::Found(page_id)) => {
+                self.record_page(number, &page_id)?;
+                return Ok(Lookup {
+                    page_id: Some(page_id),
+                    source: Source::Query,
+                    normalized,
+                });
+            }
+            Ok(Prepared::Create {
+                data_source,
+                properties,
+            }) => (data_source, properties),
+            Err(e) => {
+                // Nothing was sent to Notion: the next attempt may create without asking first.
+                self.release(number)?;
+                return Err(e);
+            }
+        };
+        match self
+            .notion
+            .create_page(&data_source, &properties, &[])
+            .await
+        {
+            Ok(page_id) => {
+                self.record_page(number, &page_id)?;
+                metrics::count(self.platform, "canvas.created", 1);
+                tracing::info!(page_id = %page_id, "Canvas record created for a new number");
+                Ok(Lookup {
+                    page_id: Some(page_id),
+                    source: Source::Created,
+                    normalized,
+                })
+            }
+            Err(e @ (ApiError::Refused { .. } | ApiError::RateLimited { .. })) => {
+                self.release(number)?;
+                Err(e.into())
+            }
+            // The create may have landed: the claim stays, so the next attempt asks Notion first.
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Everything before the create: Notion asked first when needed, the contact's name, the database's
+    /// title property and the type of its `Phone`.
+    async fn prepare(
+        &self,
+        openphone: &OpenPhone<'_>,
+        number: &E164,
+        ask_first: bool,
+    ) -> Result<Prepared, LinkError> {
+        if ask_first {
+            let formats = phone_formats(number);
+            if let Some(page_id) = self
+                .query("phone", number.as_str(), "Phone", "phone_number", &formats)
+                .await?
+            {
+                return Ok(Prepared::Found(page_id));
+            }
+        }
+        let title = contacts::lookup(self.platform, openphone, number)
+            .await?
+            .and_then(|contact| contact.title())
+            .unwrap_or_else(|| number.formatted());
+        let database_id = self
+            .database_id
+            .expect("lookups skip numbers when Canvas linking is off");
+        let data_source = self.notion.data_source_id(database_id).await?;
+        let schema = self.notion.data_source(&data_source).await?;
+        let refused = |detail: &str| ApiError::Refused {
+            service: Service::Notion,
+            status: 400,
+            detail: detail.to_owned(),
+        };
+        let title_property = schema["properties"]
+            .as_object()
+            .and_then(|properties| properties.iter().find(|(_, p)| p["type"] == "title"))
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| refused("the Canvas database has no title property"))?;
+        let phone = match schema["properties"]["Phone"]["type"].as_str() {
+            Some("phone_number") => p::phone_number(Some(number.as_str())),
+            Some("rich_text") => p::rich_text(number.as_str()),
+            _ => {
+                return Err(refused(
+                    "the Canvas database has no Phone property of type phone_number or text",
+                )
+                .into())
+            }
+        };
+        let properties = json!({ title_property: p::title(&title), "Phone": phone });
+        Ok(Prepared::Create {
+            data_source,
+            properties,
+        })
     }
 
     fn type_key(data_source: &str, property: &str) -> String {
@@ -168,8 +531,7 @@ impl<'a> Canvas<'a> {
     }
 
     fn property_type(&self, data_source: &str, property: &str, default: &str) -> String {
-        self
-            .platform
+        self.platform
             .kv
             .get(&Self::type_key(data_source, property))
             .ok()
@@ -178,7 +540,11 @@ impl<'a> Canvas<'a> {
             .unwrap_or_else(|| default.to_owned())
     }
 
-    async fn learn_property_type(&self, data_source: &str, property: &str) -> Result<String, ApiError> {
+    async fn learn_property_type(
+        &self,
+        data_source: &str,
+        property: &str,
+    ) -> Result<String, ApiError> {
         let schema = self.notion.data_source(data_source).await?;
         let kind = schema["properties"][property]["type"]
             .as_str()
@@ -188,7 +554,11 @@ impl<'a> Canvas<'a> {
                 detail: format!("the Canvas database has no property named {property:?}"),
             })?
             .to_owned();
-        if let Err(e) = self.platform.kv.set(&Self::type_key(data_source, property), kind.as_bytes()) {
+        if let Err(e) = self
+            .platform
+            .kv
+            .set(&Self::type_key(data_source, property), kind.as_bytes())
+        {
             tracing::warn!(error = %format!("{e:#}"), "could not remember a property type");
         }
         Ok(kind)
@@ -230,8 +600,18 @@ mod tests {
     #[test]
     fn north_american_numbers_get_every_common_format() {
         let formats = phone_formats(&E164::parse("+13214436893").unwrap());
-        for expected in ["+13214436893", "13214436893", "3214436893", "321-443-6893", "321.443.6893", "(321) 443-6893"] {
-            assert!(formats.iter().any(|f| f == expected), "{expected} missing from {formats:?}");
+        for expected in [
+            "+13214436893",
+            "13214436893",
+            "3214436893",
+            "321-443-6893",
+            "321.443.6893",
+            "(321) 443-6893",
+        ] {
+            assert!(
+                formats.iter().any(|f| f == expected),
+                "{expected} missing from {formats:?}"
+            );
         }
         let uk = phone_formats(&E164::parse("+442071838750").unwrap());
         assert_eq!(uk, vec!["+442071838750", "442071838750"]);
@@ -242,5 +622,97 @@ mod tests {
         let filter = or_filter("Phone", "phone_number", &["+1".into(), "1".into()]);
         assert_eq!(filter["or"].as_array().unwrap().len(), 2);
         assert_eq!(filter["or"][0]["phone_number"]["equals"], "+1");
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod claim_tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::configuration::{NotionConfig, Secret};
+    use crate::platform::native::ManualClock;
+    use crate::testing::{platform_in, T0};
+
+    fn config() -> NotionConfig {
+        NotionConfig {
+            api_key: Secret::new("unused"),
+            api_base: "http://127.0.0.1:9".into(),
+            calls_database_id: "calls".into(),
+            messages_database_id: "messages".into(),
+            canvas_database_id: Some("canvas".into()),
+        }
+    }
+
+    fn claim_in(dir: &std::path::Path, clock: Rc<ManualClock>, number: &E164) -> bool {
+        let platform = platform_in(dir, clock);
+        let config = config();
+        let notion = Notion::new(&platform, &config);
+        let canvas = Canvas::new(&platform, &notion, Some("canvas"), &[]);
+        matches!(canvas.claim(number).unwrap(), Claim::Won { .. })
+    }
+
+    #[test]
+    fn of_twenty_workers_claiming_one_number_at_once_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(T0));
+        futures::executor::block_on(crate::migrations::run(
+            &platform_in(dir.path(), clock),
+            crate::migrations::MIGRATIONS,
+        ))
+        .unwrap();
+        let number = E164::parse("+15555550123").unwrap();
+        let wins = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..20)
+                .map(|i| {
+                    let (dir, number) = (dir.path(), &number);
+                    s.spawn(move || claim_in(dir, Rc::new(ManualClock::at(T0 + i)), number))
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .filter(|won| *won)
+                .count()
+        });
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn a_claim_is_taken_over_only_when_its_worker_is_gone_and_never_once_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(T0));
+        let platform = platform_in(dir.path(), clock.clone());
+        futures::executor::block_on(crate::migrations::run(
+            &platform,
+            crate::migrations::MIGRATIONS,
+        ))
+        .unwrap();
+        let config = config();
+        let notion = Notion::new(&platform, &config);
+        let canvas = Canvas::new(&platform, &notion, Some("canvas"), &[]);
+        let number = E164::parse("+15555550123").unwrap();
+        assert!(matches!(
+            canvas.claim(&number).unwrap(),
+            Claim::Won { fresh: true }
+        ));
+        clock.advance_ms(CLAIM_IN_PROGRESS_MS - 1);
+        assert!(matches!(canvas.claim(&number).unwrap(), Claim::Lost));
+        clock.advance_ms(2);
+        assert!(
+            matches!(canvas.claim(&number).unwrap(), Claim::Won { fresh: false }),
+            "a dead worker's claim"
+        );
+        canvas.record_page(&number, "page-1").unwrap();
+        clock.advance_ms(10 * CLAIM_IN_PROGRESS_MS);
+        assert!(matches!(canvas.claim(&number).unwrap(), Claim::Lost));
+        assert_eq!(
+            canvas
+                .created_record(&number)
+                .unwrap()
+                .map(|(page, _)| page)
+                .as_deref(),
+            Some("page-1")
+        );
     }
 }

@@ -37,11 +37,20 @@ const fn optional(name: &'static str, default: &'static str) -> VariableSpec {
     }
 }
 
+const fn optional_secret(name: &'static str) -> VariableSpec {
+    VariableSpec {
+        name,
+        default: Some(""),
+        secret: true,
+    }
+}
+
 /// Every application variable. `spin.toml` and `deploy/` are checked against this list by the tests.
 pub const VARIABLES: &[VariableSpec] = &[
     required("openphone_api_key", true),
     optional("openphone_api_base", "https://api.openphone.com"),
-    required("openphone_webhook_secret", true),
+    // Optional since `POST /admin/setup` creates the webhooks and stores their keys itself.
+    optional_secret("openphone_webhook_secret"),
     optional("openphone_media_base", "https://storage.googleapis.com"),
     required("notion_api_key", true),
     optional("notion_api_base", "https://api.notion.com"),
@@ -49,6 +58,7 @@ pub const VARIABLES: &[VariableSpec] = &[
     required("notion_messages_database_id", false),
     optional("notion_canvas_database_id", ""),
     optional("self_phone_numbers", ""),
+    optional("canvas_create_unknown", "false"),
     required("s3_endpoint", false),
     required("r2_bucket", false),
     required("r2_access_key_id", true),
@@ -191,6 +201,20 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// A yes/no switch: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+    pub fn flag(&mut self, name: &'static str) -> bool {
+        let raw = self.text(name);
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" | "" => false,
+            _ => {
+                self.invalid
+                    .push(format!("{name}: {raw:?} is not true or false"));
+                false
+            }
+        }
+    }
+
     /// Records a problem found while interpreting a value.
     pub fn invalid(&mut self, problem: String) {
         self.invalid.push(problem);
@@ -212,7 +236,8 @@ impl<'a> Loader<'a> {
 /// What the webhook intake needs.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
-    /// HMAC key(s) decoded from `openphone_webhook_secret` (base64, optional `whsec_` prefix).
+    /// HMAC key(s) decoded from `openphone_webhook_secret` (base64, optional `whsec_` prefix); empty when
+    /// only the keys stored by `POST /admin/setup` are used.
     pub signing_keys: Vec<Vec<u8>>,
 }
 
@@ -360,6 +385,8 @@ pub struct SyncConfig {
     pub drain_concurrency: u32,
     /// The workspace's own numbers, never matched to a Canvas record.
     pub self_phone_numbers: Vec<E164>,
+    /// A call or message from a number no Canvas record has creates one (`canvas_create_unknown`).
+    pub canvas_create_unknown: bool,
 }
 
 impl SyncConfig {
@@ -382,6 +409,7 @@ impl SyncConfig {
             queue_max_attempts: loader.number("queue_max_attempts"),
             drain_concurrency: loader.number("drain_concurrency"),
             self_phone_numbers,
+            canvas_create_unknown: loader.flag("canvas_create_unknown"),
         };
         if config.sync_interval_minutes == 0 {
             loader.invalid("sync_interval_minutes: must be at least 1".into());
@@ -450,6 +478,10 @@ mod tests {
         assert_eq!(storage.retention_days, 0);
         assert_eq!(sync.sync_interval_minutes, 360);
         assert!(sync.self_phone_numbers.is_empty());
+        assert!(
+            !sync.canvas_create_unknown,
+            "creating Canvas records is off by default"
+        );
     }
 
     #[test]
@@ -467,7 +499,6 @@ mod tests {
                 "r2_access_key_id",
                 "r2_secret_access_key",
                 "admin_token",
-                "openphone_webhook_secret",
             ]
         );
         let message = err.to_string();
@@ -521,6 +552,43 @@ mod tests {
             webhook.signing_keys,
             vec![b"secret-key".to_vec(), b"other".to_vec()]
         );
+    }
+
+    #[test]
+    fn switches_read_true_and_false_and_refuse_anything_else() {
+        for (raw, expected) in [
+            ("true", Some(true)),
+            (" ON ", Some(true)),
+            ("1", Some(true)),
+            ("False", Some(false)),
+            ("no", Some(false)),
+            ("sure", None),
+        ] {
+            let mut vars = full();
+            vars.0.insert("canvas_create_unknown".into(), raw.into());
+            let mut loader = Loader::new(&vars);
+            let value = loader.flag("canvas_create_unknown");
+            match (expected, loader.finish()) {
+                (Some(expected), Ok(())) => assert_eq!(value, expected, "{raw:?}"),
+                (None, Err(e)) => assert!(
+                    e.to_string()
+                        .contains("canvas_create_unknown: \"sure\" is not true or false"),
+                    "{e}"
+                ),
+                (expected, outcome) => panic!("{raw:?}: expected {expected:?}, got {outcome:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_webhook_secret_may_be_left_to_setup() {
+        let mut vars = full();
+        vars.0.remove("openphone_webhook_secret");
+        let mut loader = Loader::new(&vars);
+        let webhook = WebhookConfig::load(&mut loader);
+        loader.finish().unwrap();
+        assert!(webhook.signing_keys.is_empty());
+        assert!(missing_required(&vars).is_empty());
     }
 
     #[test]

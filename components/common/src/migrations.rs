@@ -28,11 +28,18 @@ pub struct Migration {
 }
 
 /// Every migration of the app, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial.sql",
-    sql: include_str!("../../../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial.sql",
+        sql: include_str!("../../../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_setup.sql",
+        sql: include_str!("../../../migrations/0002_setup.sql"),
+    },
+];
 
 /// A claim older than this belongs to an instance that died mid-migration.
 const STALE_CLAIM_MS: i64 = 60_000;
@@ -259,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
         let first = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(first.applied, vec![1]);
+        assert_eq!(first.applied, vec![1, 2]);
         let names = tables(&platform);
         for expected in [
             "events",
@@ -276,6 +283,9 @@ mod tests {
             "sync_stats_today",
             "canvas_cache_stats",
             "schema_migrations",
+            "webhook_keys",
+            "contacts",
+            "job_claims",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
@@ -287,7 +297,7 @@ mod tests {
             second,
             Report {
                 applied: vec![],
-                already_applied: vec![1]
+                already_applied: vec![1, 2]
             }
         );
         // The views are queryable, not just declared.
@@ -364,7 +374,7 @@ mod tests {
             )
             .unwrap();
         let report = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(report.applied, vec![1]);
+        assert_eq!(report.applied, vec![1, 2]);
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! `queue-drain`: drains the event queue into Notion — kicked by the webhook on the private
 //! `http://queue-drain.spin.internal/drain` — and serves `/stats`, the status page and the admin routes
-//! (drain, the tick, dead letters, Notion check, Canvas lookup).
+//! (drain, the tick, dead letters, Notion check, Canvas lookup, setup).
 
 use common::platform::spin::{platform, read_request, send_response};
 use common::sync::http::Handled;
@@ -67,6 +67,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             "/admin/status-link" => (admin::status_link(&platform, &request), false),
             "/admin/notion/check" => (admin::notion_check(&platform, &request).await, false),
             "/admin/canvas/lookup" => (admin::canvas_lookup(&platform, &request).await, false),
+            "/admin/setup" => (admin::setup(&platform, &request).await, false),
             path => (api::not_found(path), false),
         };
         send_response(out, response).await;

@@ -1,16 +1,17 @@
 //! Admin routes of the `queue-drain` component, behind the admin bearer token: run the drain now, the
 //! dead-letter queue ([`dlq`]), `/stats` and the status page ([`status_page`]), the Notion schema check
-//! ([`notion_check`]) and Canvas lookups ([`canvas_lookup`]).
+//! ([`notion_check`]), Canvas lookups ([`canvas_lookup`]) and the one-step [`setup`].
 
 pub mod canvas_lookup;
 pub mod dlq;
 pub mod notion_check;
+pub mod setup;
 pub mod status_page;
 
 use serde_json::json;
 
 use crate::api::{self, Request, Response};
-use crate::configuration::{AdminConfig, Loader, NotionConfig, SyncConfig};
+use crate::configuration::{AdminConfig, Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
 use crate::drain;
 use crate::notion::Notion;
 use crate::platform::Platform;
@@ -116,6 +117,23 @@ pub async fn notion_check(platform: &Platform, request: &Request) -> Response {
         }
         Err(e) => Response::error(502, format!("Notion could not be checked: {e}")),
     }
+}
+
+/// `POST /admin/setup` with `{"public_url": "https://…"}`: see [`setup`].
+pub async fn setup(platform: &Platform, request: &Request) -> Response {
+    if request.method != "POST" {
+        return api::method_not_allowed("POST");
+    }
+    if let Err(refusal) = authorize(platform, request) {
+        return refusal;
+    }
+    let mut loader = Loader::new(&*platform.vars);
+    let notion = NotionConfig::load(&mut loader);
+    let openphone = OpenPhoneConfig::load(&mut loader);
+    if let Err(e) = loader.finish() {
+        return Response::error(503, e.to_string());
+    }
+    setup::run(platform, &notion, &openphone, &request.body).await
 }
 
 /// `POST /admin/canvas/lookup`.

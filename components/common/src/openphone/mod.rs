@@ -108,6 +108,26 @@ impl<'a> OpenPhone<'a> {
         Ok(self.get::<Page<PhoneNumber>>("/v1/phone-numbers", &[]).await?.data)
     }
 
+    /// Creates a resource (`POST path` with a JSON body; `201 {"data": …}`) and returns it. Retried only
+    /// on a rate limit: after a `5xx` the create may have landed, and the caller decides what to do.
+    pub async fn create<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ApiError> {
+        let request = HttpRequest::new(Method::Post, format!("{}{path}", self.base))
+            .header("authorization", self.key)
+            .json(body);
+        let response = self.outbound.send(request, Retry::RateLimitOnly).await?;
+        serde_json::from_slice::<Single<T>>(&response.body)
+            .map(|single| single.data)
+            .map_err(|e| ApiError::Unavailable {
+                service: Service::OpenPhone,
+                status: Some(response.status),
+                detail: format!("unexpected response body for {path}: {e}"),
+            })
+    }
+
     /// One page of a list endpoint (`/v1/conversations`, `/v1/calls`, `/v1/messages`, `/v1/contacts`).
     pub async fn list<T: DeserializeOwned>(
         &self,

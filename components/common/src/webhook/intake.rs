@@ -1,5 +1,6 @@
 //! `POST /webhooks/openphone`: verify, store once, answer. No API work happens here: the answer goes out
-//! first and the component then kicks the drain.
+//! first and the component then kicks the drain. A signature verifies with the key(s) of
+//! `openphone_webhook_secret` or with a key `POST /admin/setup` stored ([`keys`]).
 //!
 //! | Status | When |
 //! |---|---|
@@ -9,7 +10,7 @@
 //! | `401` | the signature is missing, malformed, stale (±5 minutes) or does not match |
 //! | `405` | not a `POST` |
 //! | `413` | the body is over [`MAX_BODY_BYTES`] |
-//! | `503` | no signing secret is configured, or the database is unavailable (the sender retries) |
+//! | `503` | no signing key (neither `openphone_webhook_secret` nor a key stored by `/admin/setup`), or the database is unavailable (the sender retries) |
 
 use serde_json::json;
 
@@ -18,6 +19,7 @@ use crate::configuration::{Loader, WebhookConfig};
 use crate::platform::Platform;
 use crate::queue::{NewEvent, Queue};
 use crate::webhook::envelope::{self, Disposition};
+use crate::webhook::keys;
 use crate::webhook::signature::{self, SignatureHeaders, Verified};
 
 /// The largest webhook body accepted; OpenPhone's payloads are a few kilobytes.
@@ -55,15 +57,35 @@ pub fn handle(platform: &Platform, request: &Request) -> Intake {
     let mut loader = Loader::new(&*platform.vars);
     let config = WebhookConfig::load(&mut loader);
     if let Err(e) = loader.finish() {
-        tracing::error!(error = %e, "webhook signing secret not configured");
+        tracing::error!(error = %e, "webhook signing secret misconfigured");
         return Intake::answer(Response::error(
             503,
-            format!("the webhook signing secret is not configured: {e}"),
+            format!("the webhook signing secret is not usable: {e}"),
+        ));
+    }
+    let mut signing_keys = config.signing_keys;
+    match keys::signing_keys(platform) {
+        Ok(stored) => signing_keys.extend(stored),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reading the stored webhook keys failed");
+            return Intake::answer(Response::error(
+                503,
+                "the database is unavailable; deliver again later",
+            ));
+        }
+    }
+    if signing_keys.is_empty() {
+        tracing::error!(
+            "no webhook signing key: neither openphone_webhook_secret nor a stored key"
+        );
+        return Intake::answer(Response::error(
+            503,
+            "no webhook signing key is configured: run POST /admin/setup, or set openphone_webhook_secret",
         ));
     }
     let now = platform.clock.now_ms();
     let headers = SignatureHeaders::of(request);
-    let verified = match signature::verify(&headers, &request.body, &config.signing_keys, now) {
+    let verified = match signature::verify(&headers, &request.body, &signing_keys, now) {
         Ok(verified) => verified,
         Err(e) => {
             tracing::warn!(error = %e, "webhook refused");
@@ -141,7 +163,7 @@ mod tests {
     use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
     use crate::testing::{
         event_body, event_count, migrated_platform, platform_in, signed_webhook, state_of,
-        SIGNING_KEY, T0,
+        SIGNING_KEY, SIGNING_SECRET, T0,
     };
 
     const CREATED: &str = "2025-10-20T19:22:20.000Z";
@@ -332,25 +354,61 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn without_a_signing_secret_nothing_is_accepted() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Rc::new(ManualClock::at(T0));
-        let platform = NativePlatformBuilder::new(dir.path())
+    async fn platform_without_a_secret(dir: &std::path::Path) -> Platform {
+        let platform = NativePlatformBuilder::new(dir)
             .vars(MapVariables::default())
-            .clock(clock)
+            .clock(Rc::new(ManualClock::at(T0)))
             .build()
             .unwrap();
         crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
             .await
             .unwrap();
+        platform
+    }
+
+    #[tokio::test]
+    async fn without_any_signing_key_nothing_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform_without_a_secret(dir.path()).await;
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
-        assert_refused(
-            &platform,
-            &signed_webhook(&body, T0),
-            503,
-            "openphone_webhook_secret",
+        let request = signed_webhook(&body, T0);
+        assert_refused(&platform, &request, 503, "run POST /admin/setup");
+        assert_refused(&platform, &request, 503, "openphone_webhook_secret");
+    }
+
+    #[tokio::test]
+    async fn keys_stored_by_setup_verify_until_their_webhook_is_gone() {
+        use crate::configuration::Secret;
+        use crate::webhook::keys::{sync, WebhookKey};
+
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform_without_a_secret(dir.path()).await;
+        let events = vec!["call.completed".to_owned()];
+        let url = "https://sync.example.com/webhooks/openphone";
+        let (stored, other) = (Secret::new(SIGNING_SECRET), Secret::new("b3RoZXI="));
+        let hook = |id, key| WebhookKey {
+            webhook_id: id,
+            url,
+            events: &events,
+            key: Some(key),
+        };
+        sync(&platform, &[hook("WH1", &stored), hook("WH2", &other)]).unwrap();
+
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+        let first = handle(&platform, &signed_webhook(&body, T0));
+        assert_eq!(
+            first.response.status,
+            202,
+            "{:?}",
+            first.response.json_body()
         );
+
+        // WH1 was deleted in OpenPhone and setup ran again: its key no longer verifies.
+        sync(&platform, &[hook("WH2", &other)]).unwrap();
+        let body = event_body("EV2", "call.completed", "PN1", "AC2", CREATED);
+        let refused = handle(&platform, &signed_webhook(&body, T0));
+        assert_eq!(refused.response.status, 401);
+        assert_eq!(event_count(&platform), 1);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! OpenPhone webhook intake: [`signature`] verification (pure), the [`envelope`] fields read from the
-//! body (pure), and [`intake`], which stores the event in the queue and answers the HTTP request.
+//! body (pure), the signing [`keys`] stored by `/admin/setup`, and [`intake`], which stores the event in
+//! the queue and answers the HTTP request.
 
 pub mod envelope;
 pub mod intake;
+pub mod keys;
 pub mod signature;
 
 pub use envelope::EventType;

@@ -1,0 +1,197 @@
+//! Signing keys of the OpenPhone webhooks that deliver to this app, kept in `webhook_keys` by
+//! `POST /admin/setup` ([`crate::admin::setup`]) so the intake accepts their signatures besides
+//! `openphone_webhook_secret`'s.
+//!
+//! [`sync`] makes the table exactly the webhooks OpenPhone lists for the app's URL: keys of webhooks that
+//! are gone (deleted in OpenPhone, or moved to another URL) are dropped, so deleting a webhook and running
+//! setup again is how its key stops working. Keys are secrets: they are read only to verify signatures,
+//! and never returned or logged.
+
+use serde::Serialize;
+
+use crate::configuration::{decode_signing_key, Secret};
+use crate::platform::{Platform, Value};
+
+/// A webhook that delivers to the app, with its signing key (base64, as OpenPhone gives it) when known.
+pub struct WebhookKey<'a> {
+    /// `WH…`.
+    pub webhook_id: &'a str,
+    /// Where it delivers.
+    pub url: &'a str,
+    /// What it delivers.
+    pub events: &'a [String],
+    /// Its signing key; `None` when OpenPhone's listing leaves it out (a stored key is then kept).
+    pub key: Option<&'a Secret>,
+}
+
+/// What a [`sync`] changed, by webhook id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyChanges {
+    /// Keys stored for the first time.
+    pub added: Vec<String>,
+    /// Keys (or their webhook's URL or events) that changed.
+    pub updated: Vec<String>,
+    /// Keys of webhooks OpenPhone no longer lists for the app: no longer accepted.
+    pub removed: Vec<String>,
+}
+
+impl KeyChanges {
+    /// Whether anything changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Makes the stored keys exactly `current`'s: one upsert per webhook with a key (a no-op when unchanged),
+/// then one delete of the keys of every webhook not in `current`.
+pub fn sync(platform: &Platform, current: &[WebhookKey<'_>]) -> anyhow::Result<KeyChanges> {
+    let now = platform.clock.now_ms();
+    let mut changes = KeyChanges::default();
+    for webhook in current {
+        let Some(key) = webhook.key else {
+            continue;
+        };
+        let rows = platform.sql.execute(
+            "INSERT INTO webhook_keys (webhook_id, url, events, signing_key, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (webhook_id) DO UPDATE SET url = excluded.url, events = excluded.events,
+                 signing_key = excluded.signing_key, updated_at = excluded.updated_at
+             WHERE webhook_keys.url <> excluded.url OR webhook_keys.events <> excluded.events
+                OR webhook_keys.signing_key <> excluded.signing_key
+             RETURNING created_at",
+            &[
+                webhook.webhook_id.into(),
+                webhook.url.into(),
+                webhook.events.join(",").into(),
+                key.expose().into(),
+                now.into(),
+            ],
+        )?;
+        if let Some(row) = rows.first() {
+            let list = if row.i64("created_at")? == now {
+                &mut changes.added
+            } else {
+                &mut changes.updated
+            };
+            list.push(webhook.webhook_id.to_owned());
+        }
+    }
+    let ids: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
+    let removed = platform.sql.execute(
+        "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
+         RETURNING webhook_id",
+        &[Value::Text(serde_json::to_string(&ids)?)],
+    )?;
+    for row in removed.iter() {
+        changes.removed.push(row.str("webhook_id")?.to_owned());
+    }
+    Ok(changes)
+}
+
+/// The stored keys, decoded for verification (a key that does not decode is left out).
+pub fn signing_keys(platform: &Platform) -> anyhow::Result<Vec<Vec<u8>>> {
+    let rows = platform
+        .sql
+        .execute("SELECT webhook_id, signing_key FROM webhook_keys", &[])?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        match decode_signing_key(row.str("signing_key")?) {
+            Some(key) => keys.push(key),
+            None => tracing::warn!(
+                webhook_id = row.str("webhook_id")?,
+                "a stored webhook signing key is not base64; run POST /admin/setup again"
+            ),
+        }
+    }
+    Ok(keys)
+}
+
+/// The webhooks whose keys are stored.
+pub fn stored_webhook_ids(platform: &Platform) -> anyhow::Result<Vec<String>> {
+    let rows = platform.sql.execute(
+        "SELECT webhook_id FROM webhook_keys ORDER BY webhook_id",
+        &[],
+    )?;
+    rows.iter()
+        .map(|row| Ok(row.str("webhook_id")?.to_owned()))
+        .collect()
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::testing::migrated_platform;
+
+    fn key<'a>(id: &'a str, url: &'a str, events: &'a [String], key: &'a Secret) -> WebhookKey<'a> {
+        WebhookKey {
+            webhook_id: id,
+            url,
+            events,
+            key: Some(key),
+        }
+    }
+
+    #[tokio::test]
+    async fn sync_adds_updates_keeps_and_removes_keys() {
+        let (_dir, platform, clock) = migrated_platform().await;
+        let events = vec!["call.completed".to_owned()];
+        let (a, b, c) = (
+            Secret::new("YQ=="),
+            Secret::new("Yg=="),
+            Secret::new("Yw=="),
+        );
+        let url = "https://sync.example.com/webhooks/openphone";
+
+        let first = sync(
+            &platform,
+            &[key("WH1", url, &events, &a), key("WH2", url, &events, &b)],
+        )
+        .unwrap();
+        assert_eq!(
+            first,
+            KeyChanges {
+                added: vec!["WH1".into(), "WH2".into()],
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            signing_keys(&platform).unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+
+        clock.advance_ms(1_000);
+        let again = sync(
+            &platform,
+            &[key("WH1", url, &events, &a), key("WH2", url, &events, &b)],
+        )
+        .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+
+        clock.advance_ms(1_000);
+        let changed = sync(&platform, &[key("WH2", url, &events, &c)]).unwrap();
+        assert_eq!(
+            changed,
+            KeyChanges {
+                updated: vec!["WH2".into()],
+                removed: vec!["WH1".into()],
+                ..Default::default()
+            }
+        );
+        assert_eq!(signing_keys(&platform).unwrap(), vec![b"c".to_vec()]);
+        assert_eq!(stored_webhook_ids(&platform).unwrap(), vec!["WH2"]);
+
+        // A listing without the key keeps the stored one.
+        let keyless = WebhookKey {
+            webhook_id: "WH2",
+            url,
+            events: &events,
+            key: None,
+        };
+        assert!(sync(&platform, &[keyless]).unwrap().is_empty());
+        assert_eq!(signing_keys(&platform).unwrap(), vec![b"c".to_vec()]);
+
+        let emptied = sync(&platform, &[]).unwrap();
+        assert_eq!(emptied.removed, vec!["WH2"]);
+        assert!(signing_keys(&platform).unwrap().is_empty());
+    }
+}
