@@ -131,6 +131,9 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
         ("POST", "/admin/notion/check"),
         ("POST", "/admin/canvas/lookup"),
         ("GET", "/admin/status-link"),
+        ("POST", "/admin/tick"),
+        ("POST", "/admin/sync"),
+        ("POST", "/admin/setup"),
     ];
     for (method, path) in routes {
         for token in [None, Some("wrong-token")] {
