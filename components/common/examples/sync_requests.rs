@@ -37,7 +37,6 @@ const CALLS: usize = 600;
 const MESSAGES: usize = 900;
 const HOUR_MS: i64 = 3_600_000;
 
-
 fn participant(c: usize) -> String {
     format!("+1555555{c:04}")
 }
@@ -226,10 +225,14 @@ async fn main() -> anyhow::Result<()> {
     notion.set_rate_limit(None);
     let (canvas_db, canvas_ds) =
         notion.create_database("Canvas", &Schema::from_types(schema::CANVAS, None))?;
-    let (calls_db, calls_ds) =
-        notion.create_database("Calls", &Schema::from_types(schema::CALLS, Some(&canvas_ds)))?;
-    let (messages_db, messages_ds) =
-        notion.create_database("Messages", &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)))?;
+    let (calls_db, calls_ds) = notion.create_database(
+        "Calls",
+        &Schema::from_types(schema::CALLS, Some(&canvas_ds)),
+    )?;
+    let (messages_db, messages_ds) = notion.create_database(
+        "Messages",
+        &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)),
+    )?;
     let vars = MapVariables::from_pairs([
         ("openphone_api_key", openphone.api_key().as_str()),
         ("openphone_api_base", openphone.base_url().as_str()),

@@ -45,14 +45,19 @@ mod tests {
     async fn counters_add_up_per_day() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS).await.unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
         count(&platform, "requests.notion", 1);
         count(&platform, "requests.notion", 2);
         count(&platform, "requests.openphone", 1);
         count(&platform, "canvas.hit", 1);
         assert_eq!(
             today(&platform, "requests.").unwrap(),
-            vec![("requests.notion".into(), 3), ("requests.openphone".into(), 1)]
+            vec![
+                ("requests.notion".into(), 3),
+                ("requests.openphone".into(), 1)
+            ]
         );
         assert_eq!(day_of(0), "1970-01-01");
     }

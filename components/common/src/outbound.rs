@@ -95,7 +95,10 @@ pub enum ApiError {
 impl ApiError {
     /// Whether a later attempt may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ApiError::RateLimited { .. } | ApiError::Unavailable { .. })
+        matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::Unavailable { .. }
+        )
     }
 
     /// How long the server asked us to wait.
@@ -167,7 +170,8 @@ impl<'a> Outbound<'a> {
             };
             let retryable = matches!(
                 (&error, retry),
-                (ApiError::RateLimited { .. }, _) | (ApiError::Unavailable { .. }, Retry::Idempotent)
+                (ApiError::RateLimited { .. }, _)
+                    | (ApiError::Unavailable { .. }, Retry::Idempotent)
             );
             if !retryable || attempt >= MAX_ATTEMPTS {
                 return Err(error);
@@ -195,7 +199,12 @@ impl<'a> Outbound<'a> {
         let span = tracing::info_span!("outbound", service = service.name(), method = method.as_str(), path = %path);
         let started = self.platform.clock.now_ms();
         metrics::count(self.platform, &format!("requests.{}", service.name()), 1);
-        let result = self.platform.http.send(request).instrument(span.clone()).await;
+        let result = self
+            .platform
+            .http
+            .send(request)
+            .instrument(span.clone())
+            .await;
         let _entered = span.enter();
         let duration_ms = self.platform.clock.now_ms() - started;
         let response = match result {
@@ -257,7 +266,9 @@ pub fn percent_encode(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for b in raw.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -310,17 +321,28 @@ mod tests {
     fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
         HttpResponse {
             status,
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             body: body.as_bytes().to_vec(),
         }
     }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
-        assert_eq!(retry_after_ms(&response(429, &[("Retry-After", "2")], ""), 0), Some(2000));
-        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT").unwrap().timestamp_millis();
         assert_eq!(
-            retry_after_ms(&response(429, &[("retry-after", "Wed, 21 Oct 2015 07:28:05 GMT")], ""), now),
+            retry_after_ms(&response(429, &[("Retry-After", "2")], ""), 0),
+            Some(2000)
+        );
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            retry_after_ms(
+                &response(429, &[("retry-after", "Wed, 21 Oct 2015 07:28:05 GMT")], ""),
+                now
+            ),
             Some(5000)
         );
         assert_eq!(retry_after_ms(&response(429, &[], ""), 0), None);
@@ -328,7 +350,10 @@ mod tests {
 
     #[test]
     fn error_detail_keeps_code_and_message_short() {
-        let body = format!(r#"{{"object":"error","code":"validation_error","message":"{}"}}"#, "x".repeat(1000));
+        let body = format!(
+            r#"{{"object":"error","code":"validation_error","message":"{}"}}"#,
+            "x".repeat(1000)
+        );
         let detail = error_detail(&response(400, &[], &body));
         assert!(detail.starts_with("validation_error: xxx"));
         assert!(detail.len() < 330);
@@ -337,14 +362,20 @@ mod tests {
     #[test]
     fn queries_encode_plus_and_reserved_characters() {
         assert_eq!(
-            encode_query(&[("participants", "+15555550123"), ("createdAfter", "2025-10-20T00:00:00Z")]),
+            encode_query(&[
+                ("participants", "+15555550123"),
+                ("createdAfter", "2025-10-20T00:00:00Z")
+            ]),
             "participants=%2B15555550123&createdAfter=2025-10-20T00%3A00%3A00Z"
         );
     }
 
     #[test]
     fn paths_drop_scheme_host_and_query() {
-        assert_eq!(path_of("https://api.openphone.com/v1/calls?participants=%2B1555"), "/v1/calls");
+        assert_eq!(
+            path_of("https://api.openphone.com/v1/calls?participants=%2B1555"),
+            "/v1/calls"
+        );
         assert_eq!(path_of("http://127.0.0.1:9/"), "/");
     }
 

@@ -94,12 +94,18 @@ mod tests {
     async fn stored_numbers_are_found_with_their_users() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS).await.unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
         let number = PhoneNumber {
             id: "PN1".into(),
             number: Some("+13365550100".into()),
             name: Some("Sales".into()),
-            users: vec![PhoneNumberUser { id: "US1".into(), first_name: Some("Jacob".into()), ..Default::default() }],
+            users: vec![PhoneNumberUser {
+                id: "US1".into(),
+                first_name: Some("Jacob".into()),
+                ..Default::default()
+            }],
         };
         store(&platform, std::slice::from_ref(&number)).unwrap();
         store(&platform, &[number]).unwrap();

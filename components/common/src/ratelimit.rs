@@ -44,7 +44,10 @@ impl<'a> RateBudget<'a> {
                 return Ok(());
             }
             if now - started > MAX_WAIT_MS {
-                bail!("the {} request budget stayed spent for {MAX_WAIT_MS} ms", self.name);
+                bail!(
+                    "the {} request budget stayed spent for {MAX_WAIT_MS} ms",
+                    self.name
+                );
             }
             // Jitter spreads the waiters of one second over the start of the next.
             let jitter = crate::ids::random_u64() % 50;
@@ -80,7 +83,10 @@ mod tests {
     async fn no_second_ever_exceeds_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(1_700_000_000_000));
-        let platform = NativePlatformBuilder::new(dir.path()).clock(clock.clone()).build().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         let budget = RateBudget::new(&platform, "notion:test".into(), 3);
         let mut seconds = Vec::new();
         for _ in 0..10 {
@@ -88,8 +94,9 @@ mod tests {
             seconds.push(clock.now_ms() / 1000);
         }
         let first = seconds[0];
-        let per_second: Vec<usize> =
-            (0..4).map(|i| seconds.iter().filter(|s| **s == first + i).count()).collect();
+        let per_second: Vec<usize> = (0..4)
+            .map(|i| seconds.iter().filter(|s| **s == first + i).count())
+            .collect();
         assert_eq!(per_second, vec![3, 3, 3, 1], "{seconds:?}");
     }
 
@@ -97,28 +104,50 @@ mod tests {
     async fn instances_share_one_budget() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(5_000));
-        let a = NativePlatformBuilder::new(dir.path()).clock(clock.clone()).build().unwrap();
-        let b = NativePlatformBuilder::new(dir.path()).clock(clock.clone()).build().unwrap();
-        let (ba, bb) = (RateBudget::new(&a, "x".into(), 2), RateBudget::new(&b, "x".into(), 2));
+        let a = NativePlatformBuilder::new(dir.path())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let b = NativePlatformBuilder::new(dir.path())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let (ba, bb) = (
+            RateBudget::new(&a, "x".into(), 2),
+            RateBudget::new(&b, "x".into(), 2),
+        );
         ba.acquire().await.unwrap();
         bb.acquire().await.unwrap();
-        assert_eq!(clock.now_ms(), 5_000, "two requests fit in the first second");
+        assert_eq!(
+            clock.now_ms(),
+            5_000,
+            "two requests fit in the first second"
+        );
         ba.acquire().await.unwrap();
-        assert!(clock.now_ms() >= 6_000, "the third waited for the next second");
+        assert!(
+            clock.now_ms() >= 6_000,
+            "the third waited for the next second"
+        );
     }
 
     #[tokio::test]
     async fn prune_deletes_only_old_windows() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(100_000));
-        let platform = NativePlatformBuilder::new(dir.path()).clock(clock.clone()).build().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         let budget = RateBudget::new(&platform, "y".into(), 5);
         budget.acquire().await.unwrap();
         clock.advance_ms(120_000);
         budget.acquire().await.unwrap();
         platform.kv.set("lease:other", b"x").unwrap();
         assert_eq!(prune(&platform, 60_000).unwrap(), 1);
-        assert_eq!(platform.kv.keys_with_prefix(KEY_PREFIX).unwrap(), vec!["rate:y:220"]);
+        assert_eq!(
+            platform.kv.keys_with_prefix(KEY_PREFIX).unwrap(),
+            vec!["rate:y:220"]
+        );
         assert!(platform.kv.get("lease:other").unwrap().is_some());
     }
 }

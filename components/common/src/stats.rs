@@ -143,7 +143,13 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
     let now = platform.clock.now_ms();
 
     let mut queue = QueueDepth::default();
-    for row in sql.execute("SELECT state, COUNT(*) AS n FROM events GROUP BY state", &[])?.iter() {
+    for row in sql
+        .execute(
+            "SELECT state, COUNT(*) AS n FROM events GROUP BY state",
+            &[],
+        )?
+        .iter()
+    {
         let n = row.i64("n")?;
         match row.str("state")? {
             "pending" => queue.pending = n,
@@ -196,20 +202,26 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         })
         .collect::<anyhow::Result<_>>()?;
 
-    let counters: std::collections::BTreeMap<String, i64> = metrics::today(platform, "")?.into_iter().collect();
+    let counters: std::collections::BTreeMap<String, i64> =
+        metrics::today(platform, "")?.into_iter().collect();
     let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
     let (hits, misses) = (counter("canvas.hit"), counter("canvas.miss"));
-    let api = [Service::OpenPhone, Service::Notion, Service::S3, Service::Media]
-        .into_iter()
-        .map(|s| {
-            let usage = ApiUse {
-                requests_today: counter(&format!("requests.{}", s.name())),
-                errors_today: counter(&format!("errors.{}", s.name())),
-                budget_per_second: s.per_second(),
-            };
-            (s.name(), usage)
-        })
-        .collect::<std::collections::BTreeMap<_, _>>();
+    let api = [
+        Service::OpenPhone,
+        Service::Notion,
+        Service::S3,
+        Service::Media,
+    ]
+    .into_iter()
+    .map(|s| {
+        let usage = ApiUse {
+            requests_today: counter(&format!("requests.{}", s.name())),
+            errors_today: counter(&format!("errors.{}", s.name())),
+            budget_per_second: s.per_second(),
+        };
+        (s.name(), usage)
+    })
+    .collect::<std::collections::BTreeMap<_, _>>();
     let errors_today = api.values().map(|a| a.errors_today).sum();
 
     let media = sql.execute(
@@ -271,7 +283,12 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
             &[],
         )?
         .first()
-        .and_then(|r| r.opt_str("storage").ok().flatten().and_then(|j| serde_json::from_str(j).ok()));
+        .and_then(|r| {
+            r.opt_str("storage")
+                .ok()
+                .flatten()
+                .and_then(|j| serde_json::from_str(j).ok())
+        });
 
     Ok(Stats {
         dlq_size: queue.dead,
@@ -302,15 +319,24 @@ mod tests {
     async fn stats_count_what_the_tables_hold() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(1_760_000_000_000));
-        let platform = NativePlatformBuilder::new(dir.path()).clock(clock.clone()).build().unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS).await.unwrap();
+        let platform = NativePlatformBuilder::new(dir.path())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
         let empty = collect(&platform).unwrap();
         assert_eq!(empty.queue, QueueDepth::default());
         assert_eq!(empty.canvas_cache_hit_rate, None);
         assert_eq!(empty.oldest_pending_age_seconds, None);
 
         let now = clock.now_ms();
-        for (id, state, received) in [("EV1", "pending", now - 90_000), ("EV2", "dead", now), ("EV3", "done", now)] {
+        for (id, state, received) in [
+            ("EV1", "pending", now - 90_000),
+            ("EV2", "dead", now),
+            ("EV3", "done", now),
+        ] {
             platform
                 .sql
                 .execute(
@@ -325,7 +351,10 @@ mod tests {
         metrics::count(&platform, "requests.notion", 5);
         metrics::count(&platform, "errors.notion", 2);
         let stats = collect(&platform).unwrap();
-        assert_eq!((stats.queue.pending, stats.queue.dead, stats.queue.done), (1, 1, 1));
+        assert_eq!(
+            (stats.queue.pending, stats.queue.dead, stats.queue.done),
+            (1, 1, 1)
+        );
         assert_eq!(stats.dlq_size, 1);
         assert_eq!(stats.dlq_recent[0].id, "EV2");
         assert_eq!(stats.dlq_recent[0].last_error.as_deref(), Some("boom"));

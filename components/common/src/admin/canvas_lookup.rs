@@ -11,9 +11,17 @@ use crate::outbound::ApiError;
 use crate::platform::Platform;
 
 /// Answers a lookup request body.
-pub async fn lookup(platform: &Platform, notion_config: &NotionConfig, sync_config: &SyncConfig, body: &[u8]) -> Response {
+pub async fn lookup(
+    platform: &Platform,
+    notion_config: &NotionConfig,
+    sync_config: &SyncConfig,
+    body: &[u8],
+) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
-        return Response::error(400, "the body must be JSON: {\"phone\": \"...\"} or {\"email\": \"...\"}");
+        return Response::error(
+            400,
+            "the body must be JSON: {\"phone\": \"...\"} or {\"email\": \"...\"}",
+        );
     };
     let notion = Notion::new(platform, notion_config);
     let canvas = Canvas::new(

@@ -84,7 +84,10 @@ pub fn status_link(platform: &Platform, request: &Request) -> Response {
     }
     let admin = AdminConfig::load(&mut Loader::new(&*platform.vars));
     let query = status_page::signed_query(admin.token.expose(), platform.clock.now_ms());
-    Response::json(200, &json!({ "path": format!("/status?{query}"), "expires_in_seconds": status_page::LINK_TTL_MS / 1000 }))
+    Response::json(
+        200,
+        &json!({ "path": format!("/status?{query}"), "expires_in_seconds": status_page::LINK_TTL_MS / 1000 }),
+    )
 }
 
 /// `POST /admin/notion/check[?fix=true]`.

@@ -59,22 +59,30 @@ fn property_config(kind: &str, canvas_data_source: Option<&str>) -> Option<Value
 }
 
 /// Compares a data source's properties (`{name: {type: …}}`) with what the sync needs.
-pub fn compare(role: &'static str, expected: &[(&str, &str)], properties: &Value) -> (Vec<String>, Vec<String>) {
+pub fn compare(
+    role: &'static str,
+    expected: &[(&str, &str)],
+    properties: &Value,
+) -> (Vec<String>, Vec<String>) {
     let mut missing = Vec::new();
     let mut wrong_type = Vec::new();
     for (name, kind) in expected {
         let ok_types = accepted(role, name, kind);
         // Any title works for Canvas records (the sync never writes it), whatever its name.
         let found = if *kind == "title" && role == "canvas" {
-            properties.as_object().and_then(|p| p.values().find(|v| v["type"] == "title")).map(|_| "title")
+            properties
+                .as_object()
+                .and_then(|p| p.values().find(|v| v["type"] == "title"))
+                .map(|_| "title")
         } else {
             properties[*name]["type"].as_str()
         };
         match found {
             None => missing.push((*name).to_owned()),
-            Some(t) if !ok_types.contains(&t) => {
-                wrong_type.push(format!("{name}: expected {}, found {t}", ok_types.join(" or ")))
-            }
+            Some(t) if !ok_types.contains(&t) => wrong_type.push(format!(
+                "{name}: expected {}, found {t}",
+                ok_types.join(" or ")
+            )),
             Some(_) => {}
         }
     }
@@ -92,7 +100,11 @@ pub async fn check(
     let mut checks = Vec::new();
     // Canvas first: the relations of the other two point at its data source.
     let mut canvas_data_source = None;
-    let targets = [("canvas", canvas, schema::CANVAS), ("calls", Some(calls), schema::CALLS), ("messages", Some(messages), schema::MESSAGES)];
+    let targets = [
+        ("canvas", canvas, schema::CANVAS),
+        ("calls", Some(calls), schema::CALLS),
+        ("messages", Some(messages), schema::MESSAGES),
+    ];
     for (role, database_id, expected) in targets {
         let Some(database_id) = database_id else {
             continue;
@@ -109,7 +121,8 @@ pub async fn check(
         };
         let data_source = match notion.data_source_id(database_id).await {
             Ok(ds) => ds,
-            Err(ApiError::Refused { status: 404, .. }) | Err(ApiError::Refused { status: 403, .. }) => {
+            Err(ApiError::Refused { status: 404, .. })
+            | Err(ApiError::Refused { status: 403, .. }) => {
                 result.fix = Some(format!(
                     "the integration cannot see database {database_id}: open it in Notion, ⋯ → Connections, and add \
                      your integration (also check the id: it is the 32-hex part of the database URL)"
@@ -128,16 +141,25 @@ pub async fn check(
         if fix && !missing.is_empty() {
             let mut add = Map::new();
             for name in &missing {
-                let kind = expected.iter().find(|(n, _)| n == name).map(|(_, k)| *k).unwrap_or("rich_text");
+                let kind = expected
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, k)| *k)
+                    .unwrap_or("rich_text");
                 if let Some(config) = property_config(kind, canvas_data_source.as_deref()) {
                     add.insert(name.clone(), config);
                 }
             }
             if !add.is_empty() {
-                notion.add_properties(&data_source, &Value::Object(add.clone())).await?;
+                notion
+                    .add_properties(&data_source, &Value::Object(add.clone()))
+                    .await?;
                 result.added = add.keys().cloned().collect();
             }
-            result.missing = missing.into_iter().filter(|m| !add.contains_key(m)).collect();
+            result.missing = missing
+                .into_iter()
+                .filter(|m| !add.contains_key(m))
+                .collect();
         } else {
             result.missing = missing;
         }
@@ -147,7 +169,10 @@ pub async fn check(
         } else if !result.missing.is_empty() {
             Some("some properties cannot be added automatically (a title, or a relation without a Canvas database): add them in Notion".into())
         } else if !result.wrong_type.is_empty() {
-            Some("change these properties' types in Notion (the sync never retypes a property)".into())
+            Some(
+                "change these properties' types in Notion (the sync never retypes a property)"
+                    .into(),
+            )
         } else {
             None
         };
@@ -168,7 +193,16 @@ mod tests {
             "Duration": { "type": "rich_text" },
             "Status": { "type": "select" },
         });
-        let (missing, wrong) = compare("calls", &[("Call ID", "title"), ("Duration", "number"), ("Status", "select"), ("Summary", "rich_text")], &properties);
+        let (missing, wrong) = compare(
+            "calls",
+            &[
+                ("Call ID", "title"),
+                ("Duration", "number"),
+                ("Status", "select"),
+                ("Summary", "rich_text"),
+            ],
+            &properties,
+        );
         assert_eq!(missing, vec!["Summary"]);
         assert_eq!(wrong, vec!["Duration: expected number, found rich_text"]);
     }
@@ -181,14 +215,23 @@ mod tests {
             "Email": { "type": "email" },
         });
         let (missing, wrong) = compare("canvas", schema::CANVAS, &properties);
-        assert!(missing.is_empty() && wrong.is_empty(), "{missing:?} {wrong:?}");
+        assert!(
+            missing.is_empty() && wrong.is_empty(),
+            "{missing:?} {wrong:?}"
+        );
     }
 
     #[test]
     fn relations_are_added_only_with_a_target() {
         assert!(property_config("relation", None).is_none());
-        assert_eq!(property_config("relation", Some("ds")).unwrap()["relation"]["data_source_id"], "ds");
+        assert_eq!(
+            property_config("relation", Some("ds")).unwrap()["relation"]["data_source_id"],
+            "ds"
+        );
         assert!(property_config("title", Some("ds")).is_none());
-        assert_eq!(property_config("checkbox", None).unwrap(), json!({ "checkbox": {} }));
+        assert_eq!(
+            property_config("checkbox", None).unwrap(),
+            json!({ "checkbox": {} })
+        );
     }
 }

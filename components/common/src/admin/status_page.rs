@@ -11,9 +11,14 @@ use crate::stats::Stats;
 pub const LINK_TTL_MS: i64 = 15 * 60 * 1000;
 
 fn signature(admin_token: &str, expires_ms: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(admin_token.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(admin_token.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("status:{expires_ms}").as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The query string of a link valid until `now_ms + LINK_TTL_MS`.
@@ -23,7 +28,12 @@ pub fn signed_query(admin_token: &str, now_ms: i64) -> String {
 }
 
 /// Whether `expires`/`sig` make a valid, unexpired link (compared in constant time).
-pub fn link_is_valid(admin_token: &str, expires: Option<&str>, sig: Option<&str>, now_ms: i64) -> bool {
+pub fn link_is_valid(
+    admin_token: &str,
+    expires: Option<&str>,
+    sig: Option<&str>,
+    now_ms: i64,
+) -> bool {
     use subtle::ConstantTimeEq;
     let (Some(expires), Some(sig)) = (expires.and_then(|e| e.parse::<i64>().ok()), sig) else {
         return false;
@@ -31,7 +41,11 @@ pub fn link_is_valid(admin_token: &str, expires: Option<&str>, sig: Option<&str>
     !admin_token.is_empty()
         && expires > now_ms
         && expires <= now_ms + LINK_TTL_MS
-        && bool::from(signature(admin_token, expires).as_bytes().ct_eq(sig.as_bytes()))
+        && bool::from(
+            signature(admin_token, expires)
+                .as_bytes()
+                .ct_eq(sig.as_bytes()),
+        )
 }
 
 fn escape(raw: &str) -> String {
@@ -48,14 +62,20 @@ fn escape(raw: &str) -> String {
 }
 
 fn row(cells: &[String]) -> String {
-    let cells: String = cells.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
+    let cells: String = cells
+        .iter()
+        .map(|c| format!("<td>{}</td>", escape(c)))
+        .collect();
     format!("<tr>{cells}</tr>")
 }
 
 fn table(title: &str, head: &[&str], rows: Vec<String>, empty: &str) -> String {
     let head: String = head.iter().map(|h| format!("<th>{h}</th>")).collect();
     let body = if rows.is_empty() {
-        format!("<tr><td colspan=\"{}\">{empty}</td></tr>", head.len().max(1))
+        format!(
+            "<tr><td colspan=\"{}\">{empty}</td></tr>",
+            head.len().max(1)
+        )
     } else {
         rows.concat()
     };
@@ -76,7 +96,14 @@ pub fn render(stats: &Stats) -> String {
     let q = &stats.queue;
     let queue = table(
         "Queue",
-        &["pending", "leased", "done", "skipped", "dead", "oldest waiting"],
+        &[
+            "pending",
+            "leased",
+            "done",
+            "skipped",
+            "dead",
+            "oldest waiting",
+        ],
         vec![row(&[
             q.pending.to_string(),
             q.leased.to_string(),
@@ -116,7 +143,9 @@ pub fn render(stats: &Stats) -> String {
                 row(&[
                     n.number.clone(),
                     n.cursor.clone().unwrap_or_else(|| "never".into()),
-                    n.last_sync_finished_at.clone().unwrap_or_else(|| "never".into()),
+                    n.last_sync_finished_at
+                        .clone()
+                        .unwrap_or_else(|| "never".into()),
                     n.last_sync_error.clone().unwrap_or_default(),
                 ])
             })
@@ -134,7 +163,8 @@ pub fn render(stats: &Stats) -> String {
                     (*name).to_owned(),
                     u.requests_today.to_string(),
                     u.errors_today.to_string(),
-                    u.budget_per_second.map_or_else(|| "—".into(), |b| format!("{b}/s")),
+                    u.budget_per_second
+                        .map_or_else(|| "—".into(), |b| format!("{b}/s")),
                 ])
             })
             .collect(),
@@ -143,11 +173,19 @@ pub fn render(stats: &Stats) -> String {
     let (hits, queries) = stats.canvas_lookups_today;
     let other = table(
         "Canvas, recordings, pending work",
-        &["canvas cache hit rate", "recordings stored", "storage used", "media gone", "calls pending", "given up"],
+        &[
+            "canvas cache hit rate",
+            "recordings stored",
+            "storage used",
+            "media gone",
+            "calls pending",
+            "given up",
+        ],
         vec![row(&[
-            stats
-                .canvas_cache_hit_rate
-                .map_or_else(|| "no lookups today".into(), |r| format!("{:.0}% ({hits} of {})", r * 100.0, hits + queries)),
+            stats.canvas_cache_hit_rate.map_or_else(
+                || "no lookups today".into(),
+                |r| format!("{:.0}% ({hits} of {})", r * 100.0, hits + queries),
+            ),
             stats.media.stored.to_string(),
             bytes(stats.media.bytes),
             stats.media.gone.to_string(),
@@ -162,9 +200,10 @@ pub fn render(stats: &Stats) -> String {
             escape(&r.kind),
             escape(&r.id),
             escape(&r.started_at),
-            r.finished_at
-                .as_deref()
-                .map_or_else(|| ", still running".to_owned(), |f| format!(", finished {}", escape(f))),
+            r.finished_at.as_deref().map_or_else(
+                || ", still running".to_owned(),
+                |f| format!(", finished {}", escape(f))
+            ),
             r.numbers_done,
             r.requests,
             r.errors
@@ -194,14 +233,20 @@ mod tests {
         assert!(!link_is_valid("tok", e, s, 1_000 + LINK_TTL_MS), "expired");
         assert!(!link_is_valid("other", e, s, 1_000), "another token");
         let later = (1_000 + LINK_TTL_MS * 10).to_string();
-        assert!(!link_is_valid("tok", Some(&later), s, 1_000), "a moved expiry");
+        assert!(
+            !link_is_valid("tok", Some(&later), s, 1_000),
+            "a moved expiry"
+        );
         assert!(!link_is_valid("", e, s, 1_000));
         assert!(!link_is_valid("tok", None, s, 1_000));
     }
 
     #[test]
     fn values_are_escaped() {
-        assert_eq!(escape("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+        assert_eq!(
+            escape("<script>\"x\"&'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
+        );
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
     }
 }

@@ -164,7 +164,9 @@ pub async fn run(platform: &Platform) -> anyhow::Result<DrainReport> {
     let storage = StorageConfig::load(&mut storage_loader);
     match storage_loader.finish() {
         Ok(()) => pages = pages.with_storage(storage),
-        Err(e) => tracing::error!(error = %e, "recordings are not copied: object storage is not configured"),
+        Err(e) => {
+            tracing::error!(error = %e, "recordings are not copied: object storage is not configured")
+        }
     }
     drain(platform, &Router::production(Rc::new(pages)), &options).await
 }

@@ -514,11 +514,23 @@ async fn the_production_routes_send_every_processed_type_to_the_page_handler() {
     let handler = Scripted::ok();
     let router = Router::production(handler.clone());
     for (i, event_type) in crate::webhook::EventType::ALL.into_iter().enumerate() {
-        enqueue(&platform, &format!("E{i}"), event_type.as_str(), &format!("PN{i}"), T0 + i as i64);
+        enqueue(
+            &platform,
+            &format!("E{i}"),
+            event_type.as_str(),
+            &format!("PN{i}"),
+            T0 + i as i64,
+        );
     }
     let report = drain(&platform, &router, &options()).await.unwrap();
     assert_eq!(report.events.len(), crate::webhook::EventType::ALL.len());
-    assert!(report.events.iter().all(|e| matches!(e.outcome, Outcome::Done)), "{report:?}");
+    assert!(
+        report
+            .events
+            .iter()
+            .all(|e| matches!(e.outcome, Outcome::Done)),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]

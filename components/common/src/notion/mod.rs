@@ -73,12 +73,20 @@ impl<'a> Notion<'a> {
             &[database_id.as_str().into()],
         );
         if let Ok(rows) = &cached {
-            if let Some(Ok(id)) = rows.first().map(|r| r.str("data_source_id").map(String::from)) {
+            if let Some(Ok(id)) = rows
+                .first()
+                .map(|r| r.str("data_source_id").map(String::from))
+            {
                 return Ok(id);
             }
         }
         let database = self
-            .call(Method::Get, &format!("/v1/databases/{database_id}"), None, Retry::Idempotent)
+            .call(
+                Method::Get,
+                &format!("/v1/databases/{database_id}"),
+                None,
+                Retry::Idempotent,
+            )
             .await?;
         let data_source_id = database["data_sources"][0]["id"]
             .as_str()
@@ -86,7 +94,9 @@ impl<'a> Notion<'a> {
             .ok_or_else(|| ApiError::Refused {
                 service: Service::Notion,
                 status: 404,
-                detail: format!("database {database_id} has no data source the integration can see"),
+                detail: format!(
+                    "database {database_id} has no data source the integration can see"
+                ),
             })?;
         let stored = self.platform.sql.execute(
             "INSERT INTO notion_data_sources (database_id, data_source_id, resolved_at) VALUES (?1, ?2, ?3)
@@ -106,12 +116,21 @@ impl<'a> Notion<'a> {
 
     /// The schema of a data source (`GET /v1/data_sources/{id}`).
     pub async fn data_source(&self, data_source_id: &str) -> Result<Value, ApiError> {
-        self.call(Method::Get, &format!("/v1/data_sources/{data_source_id}"), None, Retry::Idempotent)
-            .await
+        self.call(
+            Method::Get,
+            &format!("/v1/data_sources/{data_source_id}"),
+            None,
+            Retry::Idempotent,
+        )
+        .await
     }
 
     /// Adds properties to a data source's schema (`PATCH /v1/data_sources/{id}`).
-    pub async fn add_properties(&self, data_source_id: &str, properties: &Value) -> Result<Value, ApiError> {
+    pub async fn add_properties(
+        &self,
+        data_source_id: &str,
+        properties: &Value,
+    ) -> Result<Value, ApiError> {
         let body = json!({ "properties": properties });
         self.call(
             Method::Patch,
@@ -163,23 +182,35 @@ impl<'a> Notion<'a> {
         let page = self
             .call(Method::Post, "/v1/pages", Some(&body), Retry::RateLimitOnly)
             .await?;
-        page["id"].as_str().map(String::from).ok_or_else(|| ApiError::Unavailable {
-            service: Service::Notion,
-            status: Some(200),
-            detail: "created page has no id".into(),
-        })
+        page["id"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| ApiError::Unavailable {
+                service: Service::Notion,
+                status: Some(200),
+                detail: "created page has no id".into(),
+            })
     }
 
     /// Sets the given properties of a page (the others are untouched).
     pub async fn update_page(&self, page_id: &str, properties: &Value) -> Result<(), ApiError> {
         let body = json!({ "properties": properties });
-        self.call(Method::Patch, &format!("/v1/pages/{page_id}"), Some(&body), Retry::Idempotent)
-            .await
-            .map(drop)
+        self.call(
+            Method::Patch,
+            &format!("/v1/pages/{page_id}"),
+            Some(&body),
+            Retry::Idempotent,
+        )
+        .await
+        .map(drop)
     }
 
     /// Appends up to 100 blocks to a page or block, in order.
-    pub async fn append_children(&self, block_id: &str, children: &[Value]) -> Result<(), ApiError> {
+    pub async fn append_children(
+        &self,
+        block_id: &str,
+        children: &[Value],
+    ) -> Result<(), ApiError> {
         let body = json!({ "children": children });
         self.call(
             Method::Patch,
@@ -193,9 +224,14 @@ impl<'a> Notion<'a> {
 
     /// Replaces the content of a block (`content` is `{"<its type>": {...}}`).
     pub async fn update_block(&self, block_id: &str, content: &Value) -> Result<(), ApiError> {
-        self.call(Method::Patch, &format!("/v1/blocks/{block_id}"), Some(content), Retry::Idempotent)
-            .await
-            .map(drop)
+        self.call(
+            Method::Patch,
+            &format!("/v1/blocks/{block_id}"),
+            Some(content),
+            Retry::Idempotent,
+        )
+        .await
+        .map(drop)
     }
 
     /// Every child block of a page or block, in order.
@@ -207,7 +243,10 @@ impl<'a> Notion<'a> {
             if let Some(c) = &cursor {
                 path.push_str(&format!("&start_cursor={}", percent_encode(c)));
             }
-            let page = results_page(self.call(Method::Get, &path, None, Retry::Idempotent).await?);
+            let page = results_page(
+                self.call(Method::Get, &path, None, Retry::Idempotent)
+                    .await?,
+            );
             blocks.extend(page.results);
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
@@ -231,9 +270,20 @@ fn results_page(value: Value) -> ResultsPage {
 /// Notion ids with or without dashes name the same object; keep one form (lower-case, dashed) so cache
 /// keys match.
 pub fn normalize_id(id: &str) -> String {
-    let hex: String = id.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_lowercase();
+    let hex: String = id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect::<String>()
+        .to_ascii_lowercase();
     if hex.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
     } else {
         id.trim().to_owned()
     }
@@ -249,13 +299,17 @@ mod tests {
             normalize_id("FC0E485B6570460E995B94431B08F0A7"),
             "fc0e485b-6570-460e-995b-94431b08f0a7"
         );
-        assert_eq!(normalize_id("fc0e485b-6570-460e-995b-94431b08f0a7"), "fc0e485b-6570-460e-995b-94431b08f0a7");
+        assert_eq!(
+            normalize_id("fc0e485b-6570-460e-995b-94431b08f0a7"),
+            "fc0e485b-6570-460e-995b-94431b08f0a7"
+        );
         assert_eq!(normalize_id("calls-db"), "calls-db");
     }
 
     #[test]
     fn results_pages_stop_when_has_more_is_false() {
-        let page = results_page(json!({ "results": [1, 2], "next_cursor": "abc", "has_more": false }));
+        let page =
+            results_page(json!({ "results": [1, 2], "next_cursor": "abc", "has_more": false }));
         assert_eq!(page.results.len(), 2);
         assert_eq!(page.next_cursor, None);
         let page = results_page(json!({ "results": [], "next_cursor": "abc", "has_more": true }));

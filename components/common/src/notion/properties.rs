@@ -43,7 +43,10 @@ pub fn rich_text_items(text: &str) -> Vec<Value> {
     if pieces.len() <= MAX_ITEMS {
         return pieces.into_iter().map(text_item).collect();
     }
-    let mut items: Vec<Value> = pieces[..MAX_ITEMS - 1].iter().map(|p| text_item(p)).collect();
+    let mut items: Vec<Value> = pieces[..MAX_ITEMS - 1]
+        .iter()
+        .map(|p| text_item(p))
+        .collect();
     items.push(text_item("… (cut here: the full text is in the page body)"));
     items
 }
@@ -65,7 +68,10 @@ pub fn number(value: Option<f64>) -> Value {
 
 /// A `select` value; `None` clears. Notion refuses commas in option names.
 pub fn select(name: Option<&str>) -> Value {
-    match name.map(|n| n.replace(',', " ")).filter(|n| !n.trim().is_empty()) {
+    match name
+        .map(|n| n.replace(',', " "))
+        .filter(|n| !n.trim().is_empty())
+    {
         Some(n) => json!({ "select": { "name": n.chars().take(100).collect::<String>() } }),
         None => json!({ "select": null }),
     }
@@ -179,7 +185,9 @@ mod tests {
         let text = "😀".repeat(1500); // 3000 UTF-16 units
         let pieces = chunks(&text);
         assert_eq!(pieces.len(), 2);
-        assert!(pieces.iter().all(|p| p.encode_utf16().count() <= MAX_TEXT_CHARS));
+        assert!(pieces
+            .iter()
+            .all(|p| p.encode_utf16().count() <= MAX_TEXT_CHARS));
         assert_eq!(pieces.concat(), text);
         assert!(chunks("").is_empty());
     }
@@ -188,7 +196,10 @@ mod tests {
     fn rich_text_over_200k_is_cut_with_a_marker() {
         let items = rich_text_items(&"a".repeat(250_000));
         assert_eq!(items.len(), MAX_ITEMS);
-        assert!(items[99]["text"]["content"].as_str().unwrap().contains("full text is in the page body"));
+        assert!(items[99]["text"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("full text is in the page body"));
         assert_eq!(rich_text_items(&"b".repeat(4001)).len(), 3);
     }
 
@@ -207,7 +218,13 @@ mod tests {
         assert_eq!(select(None), json!({ "select": null }));
         assert_eq!(url(Some(&"h".repeat(2001))), json!({ "url": null }));
         assert_eq!(date(Some("")), json!({ "date": null }));
-        assert_eq!(phone_number(Some(&"1".repeat(300)))["phone_number"].as_str().unwrap().len(), 200);
+        assert_eq!(
+            phone_number(Some(&"1".repeat(300)))["phone_number"]
+                .as_str()
+                .unwrap()
+                .len(),
+            200
+        );
         let ids: Vec<String> = (0..150).map(|i| i.to_string()).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         assert_eq!(relation(&refs)["relation"].as_array().unwrap().len(), 100);

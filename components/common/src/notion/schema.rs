@@ -59,7 +59,11 @@ pub const MESSAGES: &[(&str, &str)] = &[
 ];
 
 /// Canvas database: the properties lookups read (`Phone` may also be `rich_text` in older workspaces).
-pub const CANVAS: &[(&str, &str)] = &[("Name", "title"), ("Phone", "phone_number"), ("Email", "email")];
+pub const CANVAS: &[(&str, &str)] = &[
+    ("Name", "title"),
+    ("Phone", "phone_number"),
+    ("Email", "email"),
+];
 
 #[cfg(test)]
 mod tests {

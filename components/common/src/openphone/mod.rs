@@ -46,7 +46,11 @@ impl<'a> OpenPhone<'a> {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, ApiError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ApiError> {
         let mut url = format!("{}{path}", self.base);
         if !query.is_empty() {
             url.push('?');
@@ -72,40 +76,51 @@ impl<'a> OpenPhone<'a> {
 
     /// A call.
     pub async fn call(&self, id: &str) -> Result<Option<Call>, ApiError> {
-        self.get_optional(&format!("/v1/calls/{}", path_segment(id))).await
+        self.get_optional(&format!("/v1/calls/{}", path_segment(id)))
+            .await
     }
 
     /// Every recording segment of a call, oldest first (empty when it has none).
     pub async fn call_recordings(&self, call_id: &str) -> Result<Vec<Recording>, ApiError> {
         Ok(self
-            .get_optional::<Vec<Recording>>(&format!("/v1/call-recordings/{}", path_segment(call_id)))
+            .get_optional::<Vec<Recording>>(&format!(
+                "/v1/call-recordings/{}",
+                path_segment(call_id)
+            ))
             .await?
             .unwrap_or_default())
     }
 
     /// A call's summary (`None`: not generated, or not on the plan).
     pub async fn call_summary(&self, call_id: &str) -> Result<Option<Summary>, ApiError> {
-        self.get_optional(&format!("/v1/call-summaries/{}", path_segment(call_id))).await
+        self.get_optional(&format!("/v1/call-summaries/{}", path_segment(call_id)))
+            .await
     }
 
     /// A call's transcript.
     pub async fn call_transcript(&self, call_id: &str) -> Result<Option<Transcript>, ApiError> {
-        self.get_optional(&format!("/v1/call-transcripts/{}", path_segment(call_id))).await
+        self.get_optional(&format!("/v1/call-transcripts/{}", path_segment(call_id)))
+            .await
     }
 
     /// A call's voicemail.
     pub async fn call_voicemail(&self, call_id: &str) -> Result<Option<Voicemail>, ApiError> {
-        self.get_optional(&format!("/v1/call-voicemails/{}", path_segment(call_id))).await
+        self.get_optional(&format!("/v1/call-voicemails/{}", path_segment(call_id)))
+            .await
     }
 
     /// A message.
     pub async fn message(&self, id: &str) -> Result<Option<Message>, ApiError> {
-        self.get_optional(&format!("/v1/messages/{}", path_segment(id))).await
+        self.get_optional(&format!("/v1/messages/{}", path_segment(id)))
+            .await
     }
 
     /// The workspace's phone numbers (not paginated).
     pub async fn phone_numbers(&self) -> Result<Vec<PhoneNumber>, ApiError> {
-        Ok(self.get::<Page<PhoneNumber>>("/v1/phone-numbers", &[]).await?.data)
+        Ok(self
+            .get::<Page<PhoneNumber>>("/v1/phone-numbers", &[])
+            .await?
+            .data)
     }
 
     /// Creates a resource (`POST path` with a JSON body; `201 {"data": …}`) and returns it. Retried only

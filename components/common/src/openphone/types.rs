@@ -330,7 +330,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(legacy.to, vec!["+13365550100"]);
-        assert_eq!(legacy.voicemail.unwrap().audio_url(), Some("https://storage.googleapis.com/x.mp3"));
+        assert_eq!(
+            legacy.voicemail.unwrap().audio_url(),
+            Some("https://storage.googleapis.com/x.mp3")
+        );
         let v4: Call = serde_json::from_value(json!({
             "id": "AC2", "direction": "outgoing", "status": "completed", "duration": 333,
             "participants": ["+15555550123"], "forwardedFrom": null, "aiHandled": null, "newField": {"x": 1}
@@ -351,8 +354,10 @@ mod tests {
         assert_eq!(legacy.text.as_deref(), Some("hi"));
         assert_eq!(legacy.to, vec!["+1336"]);
         assert_eq!(legacy.media.len(), 1);
-        let newer: Message =
-            serde_json::from_value(json!({ "id": "AC4", "to": ["+1", "+2", null], "text": "yo", "to2": 1 })).unwrap();
+        let newer: Message = serde_json::from_value(
+            json!({ "id": "AC4", "to": ["+1", "+2", null], "text": "yo", "to2": 1 }),
+        )
+        .unwrap();
         assert_eq!(newer.to, vec!["+1", "+2"]);
         assert_eq!(newer.text.as_deref(), Some("yo"));
     }
@@ -376,9 +381,17 @@ mod tests {
 
     #[test]
     fn user_display_names_fall_back() {
-        let u = PhoneNumberUser { id: "US1".into(), first_name: Some("Jacob".into()), ..Default::default() };
+        let u = PhoneNumberUser {
+            id: "US1".into(),
+            first_name: Some("Jacob".into()),
+            ..Default::default()
+        };
         assert_eq!(u.display_name(), "Jacob");
-        let u = PhoneNumberUser { id: "US1".into(), email: Some("j@x.com".into()), ..Default::default() };
+        let u = PhoneNumberUser {
+            id: "US1".into(),
+            email: Some("j@x.com".into()),
+            ..Default::default()
+        };
         assert_eq!(u.display_name(), "j@x.com");
     }
 }

@@ -10,7 +10,9 @@ use super::{split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
 use crate::domain::E164;
 use crate::notion::properties as p;
-use crate::openphone::types::{Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript};
+use crate::openphone::types::{
+    Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript,
+};
 use crate::phone_numbers::{self, KnownNumber};
 use crate::sync::pending::{self, Needs};
 
@@ -85,17 +87,26 @@ pub fn transcript_line(segment: &DialogueSegment, users: &[PhoneNumberUser]) -> 
             .find(|u| &u.id == user)
             .map(PhoneNumberUser::display_name)
             .unwrap_or_else(|| "Workspace user".to_owned()),
-        (None, Some(number)) => E164::parse(number).map_or_else(|_| number.clone(), |n| n.to_string()),
+        (None, Some(number)) => {
+            E164::parse(number).map_or_else(|_| number.clone(), |n| n.to_string())
+        }
         (None, None) => "Unknown".to_owned(),
     };
-    let at = segment.start.map(fmt_duration).unwrap_or_else(|| "--:--".into());
+    let at = segment
+        .start
+        .map(fmt_duration)
+        .unwrap_or_else(|| "--:--".into());
     format!("[{at}] {speaker}: {}", segment.content.trim())
 }
 
 impl CallFacts {
     fn sections(&self, users: &[PhoneNumberUser]) -> Vec<Section> {
         let mut sections = Vec::new();
-        if let Some(recordings) = self.recordings.as_ref().filter(|r| !r.is_empty() && !self.media_pending) {
+        if let Some(recordings) = self
+            .recordings
+            .as_ref()
+            .filter(|r| !r.is_empty() && !self.media_pending)
+        {
             let body = recordings
                 .iter()
                 .enumerate()
@@ -107,35 +118,67 @@ impl CallFacts {
                     p::link_paragraph(&label, &r.url)
                 })
                 .collect();
-            sections.push(Section { name: "recordings", title: "Recordings", body });
+            sections.push(Section {
+                name: "recordings",
+                title: "Recordings",
+                body,
+            });
         }
         if let Some(voicemail) = self.voicemail.as_ref().filter(|_| !self.media_pending) {
             let mut body = Vec::new();
             if let Some(url) = &voicemail.url {
                 body.push(p::link_paragraph("Voicemail recording", url));
             }
-            if let Some(text) = voicemail.transcript.as_deref().filter(|t| !t.trim().is_empty()) {
+            if let Some(text) = voicemail
+                .transcript
+                .as_deref()
+                .filter(|t| !t.trim().is_empty())
+            {
                 body.extend(p::paragraphs(text));
             }
             if !body.is_empty() {
-                sections.push(Section { name: "voicemail", title: "Voicemail", body });
+                sections.push(Section {
+                    name: "voicemail",
+                    title: "Voicemail",
+                    body,
+                });
             }
         }
         if let Some(summary) = &self.summary {
             let points = summary.summary.clone().unwrap_or_default();
             if !points.is_empty() {
                 let body = points.iter().flat_map(|s| p::bullets(s)).collect();
-                sections.push(Section { name: "summary", title: "Summary", body });
+                sections.push(Section {
+                    name: "summary",
+                    title: "Summary",
+                    body,
+                });
             }
             let steps = summary.next_steps.clone().unwrap_or_default();
             if !steps.is_empty() {
                 let body = steps.iter().flat_map(|s| p::bullets(s)).collect();
-                sections.push(Section { name: "next_steps", title: "Next steps", body });
+                sections.push(Section {
+                    name: "next_steps",
+                    title: "Next steps",
+                    body,
+                });
             }
         }
-        if let Some(dialogue) = self.transcript.as_ref().and_then(|t| t.dialogue.as_ref()).filter(|d| !d.is_empty()) {
-            let body = dialogue.iter().flat_map(|s| p::paragraphs(&transcript_line(s, users))).collect();
-            sections.push(Section { name: "transcript", title: "Transcript", body });
+        if let Some(dialogue) = self
+            .transcript
+            .as_ref()
+            .and_then(|t| t.dialogue.as_ref())
+            .filter(|d| !d.is_empty())
+        {
+            let body = dialogue
+                .iter()
+                .flat_map(|s| p::paragraphs(&transcript_line(s, users)))
+                .collect();
+            sections.push(Section {
+                name: "transcript",
+                title: "Transcript",
+                body,
+            });
         }
         sections
     }
@@ -156,37 +199,65 @@ impl CallFacts {
             props.insert("Direction".into(), p::select(call.direction.as_deref()));
             props.insert("Status".into(), p::select(call.status.as_deref()));
             props.insert("Duration".into(), p::number(call.duration));
-            props.insert("Participants".into(), p::rich_text(&participants.join(", ")));
+            props.insert(
+                "Participants".into(),
+                p::rich_text(&participants.join(", ")),
+            );
             let user = call.user_id.as_deref().map(|id| {
-                users.iter().find(|u| u.id == id).map_or_else(|| id.to_owned(), PhoneNumberUser::display_name)
+                users
+                    .iter()
+                    .find(|u| u.id == id)
+                    .map_or_else(|| id.to_owned(), PhoneNumberUser::display_name)
             });
-            props.insert("OpenPhone User".into(), p::rich_text(user.as_deref().unwrap_or_default()));
+            props.insert(
+                "OpenPhone User".into(),
+                p::rich_text(user.as_deref().unwrap_or_default()),
+            );
             if let Some(w) = workspace {
                 props.insert("Phone Number Used".into(), p::rich_text(&w.number));
             }
             props.insert("Created At".into(), p::date(call.created_at.as_deref()));
             props.insert("Answered At".into(), p::date(call.answered_at.as_deref()));
             props.insert("Completed At".into(), p::date(call.completed_at.as_deref()));
-            props.insert("Call Route".into(), p::rich_text(call.call_route.as_deref().unwrap_or_default()));
-            props.insert("Forwarded From".into(), p::rich_text(call.forwarded_from.as_deref().unwrap_or_default()));
-            props.insert("Forwarded To".into(), p::rich_text(call.forwarded_to.as_deref().unwrap_or_default()));
+            props.insert(
+                "Call Route".into(),
+                p::rich_text(call.call_route.as_deref().unwrap_or_default()),
+            );
+            props.insert(
+                "Forwarded From".into(),
+                p::rich_text(call.forwarded_from.as_deref().unwrap_or_default()),
+            );
+            props.insert(
+                "Forwarded To".into(),
+                p::rich_text(call.forwarded_to.as_deref().unwrap_or_default()),
+            );
             let raw = json!({
                 "id": call.id, "direction": call.direction, "status": call.status, "duration": call.duration,
                 "participants": participants, "phoneNumberId": call.phone_number_id, "userId": call.user_id,
                 "createdAt": call.created_at, "answeredAt": call.answered_at, "completedAt": call.completed_at,
                 "callRoute": call.call_route, "conversationId": call.conversation_id,
             });
-            props.insert("Raw Data".into(), p::rich_text(&serde_json::to_string_pretty(&raw).expect("serializes")));
+            props.insert(
+                "Raw Data".into(),
+                p::rich_text(&serde_json::to_string_pretty(&raw).expect("serializes")),
+            );
         }
         if let Some(id) = &self.phone_number_id {
             props.insert("Phone Number ID".into(), p::rich_text(id));
         }
         if let Some(recordings) = self.recordings.as_ref().filter(|r| !r.is_empty()) {
             // Our storage's link wins over OpenPhone's, whichever event comes later.
-            let first = stored_media.0.first().map(String::as_str).unwrap_or(&recordings[0].url);
+            let first = stored_media
+                .0
+                .first()
+                .map(String::as_str)
+                .unwrap_or(&recordings[0].url);
             props.insert("Has Recording".into(), p::checkbox(true));
             props.insert("Recording URL".into(), p::url(Some(first)));
-            props.insert("Recording Duration".into(), p::number(recordings[0].duration.filter(|d| *d > 0.0)));
+            props.insert(
+                "Recording Duration".into(),
+                p::number(recordings[0].duration.filter(|d| *d > 0.0)),
+            );
         }
         if let Some(voicemail) = &self.voicemail {
             let url = stored_media.1.or(voicemail.url.as_deref());
@@ -205,16 +276,28 @@ impl CallFacts {
                 .map(|s| transcript_line(s, users))
                 .collect::<Vec<_>>()
                 .join("\n");
-            props.insert("Has Transcript".into(), p::checkbox(completed && !text.is_empty()));
+            props.insert(
+                "Has Transcript".into(),
+                p::checkbox(completed && !text.is_empty()),
+            );
             props.insert("Transcript".into(), p::rich_text(&text));
-            props.insert("Transcript Status".into(), p::select(transcript.status.as_deref()));
+            props.insert(
+                "Transcript Status".into(),
+                p::select(transcript.status.as_deref()),
+            );
         }
         if let Some(summary) = &self.summary {
             let completed = summary.status.as_deref().is_none_or(|s| s == "completed");
             let points = summary.summary.clone().unwrap_or_default();
-            props.insert("Has Summary".into(), p::checkbox(completed && !points.is_empty()));
+            props.insert(
+                "Has Summary".into(),
+                p::checkbox(completed && !points.is_empty()),
+            );
             props.insert("Summary".into(), p::rich_text(&points.join("\n\n")));
-            props.insert("Next Steps".into(), p::rich_text(&summary.next_steps.clone().unwrap_or_default().join("\n")));
+            props.insert(
+                "Next Steps".into(),
+                p::rich_text(&summary.next_steps.clone().unwrap_or_default().join("\n")),
+            );
         }
         if let Some(canvas) = canvas {
             props.insert("Canvas".into(), p::relation(&[canvas]));
@@ -265,7 +348,10 @@ impl Writer<'_> {
         let Some(call) = &facts.call else {
             return Ok(());
         };
-        let row = self.map.get(Kind::Call, &facts.call_id)?.unwrap_or_default();
+        let row = self
+            .map
+            .get(Kind::Call, &facts.call_id)?
+            .unwrap_or_default();
         let mut present = Needs::delivered_by(facts);
         for (section, need) in [
             ("recordings", Needs::RECORDING),
@@ -278,10 +364,25 @@ impl Writer<'_> {
             }
         }
         let now = self.platform.clock.now_ms();
-        let created = call.created_at.as_deref().and_then(crate::sync::parse_iso).unwrap_or(now);
-        let number = call.phone_number_id.as_deref().or(facts.phone_number_id.as_deref()).unwrap_or_default();
+        let created = call
+            .created_at
+            .as_deref()
+            .and_then(crate::sync::parse_iso)
+            .unwrap_or(now);
+        let number = call
+            .phone_number_id
+            .as_deref()
+            .or(facts.phone_number_id.as_deref())
+            .unwrap_or_default();
         let needs = Needs::expected(call).without(present);
-        pending::record_needs(self.platform, &facts.call_id, number, created, needs, pending::next_check_after(now, 0))?;
+        pending::record_needs(
+            self.platform,
+            &facts.call_id,
+            number,
+            created,
+            needs,
+            pending::next_check_after(now, 0),
+        )?;
         Ok(())
     }
 
@@ -294,8 +395,14 @@ impl Writer<'_> {
             Some(id) => phone_numbers::resolve(self.platform, self.openphone, id).await?,
             None => None,
         };
-        let users = workspace.as_ref().map(|w| w.users.clone()).unwrap_or_default();
-        let row = self.map.get(Kind::Call, &facts.call_id)?.unwrap_or_default();
+        let users = workspace
+            .as_ref()
+            .map(|w| w.users.clone())
+            .unwrap_or_default();
+        let row = self
+            .map
+            .get(Kind::Call, &facts.call_id)?
+            .unwrap_or_default();
         let canvas = match (&facts.call, &row.canvas_page_id) {
             (Some(call), None) => self.find_canvas(call, workspace.as_ref()).await?,
             _ => None,
@@ -310,33 +417,48 @@ impl Writer<'_> {
 
         let mut included = Vec::new();
         let (page_id, created) = self
-            .ensure_page(Kind::Call, &facts.call_id, phone_number_id.as_deref(), created_at.as_deref(), || {
-                let mut new_props = props.clone();
-                new_props.insert("Call ID".into(), p::title(&facts.call_id));
-                new_props.insert("Synced At".into(), p::date(Some(&now)));
-                let (children, names) = split_for_create(&sections);
-                // Sections sent with the create are in flight until it answers: if its outcome is
-                // unknown, the next attempt reads the page instead of appending them again.
-                self.map.mark_sections(Kind::Call, &facts.call_id, &names, false)?;
-                included = names;
-                Ok((Value::Object(new_props), children))
-            })
+            .ensure_page(
+                Kind::Call,
+                &facts.call_id,
+                phone_number_id.as_deref(),
+                created_at.as_deref(),
+                || {
+                    let mut new_props = props.clone();
+                    new_props.insert("Call ID".into(), p::title(&facts.call_id));
+                    new_props.insert("Synced At".into(), p::date(Some(&now)));
+                    let (children, names) = split_for_create(&sections);
+                    // Sections sent with the create are in flight until it answers: if its outcome is
+                    // unknown, the next attempt reads the page instead of appending them again.
+                    self.map
+                        .mark_sections(Kind::Call, &facts.call_id, &names, false)?;
+                    included = names;
+                    Ok((Value::Object(new_props), children))
+                },
+            )
             .await?;
         if created {
-            self.map.mark_sections(Kind::Call, &facts.call_id, &included, true)?;
+            self.map
+                .mark_sections(Kind::Call, &facts.call_id, &included, true)?;
         } else {
             props.remove("Synced At");
             self.check_lease()?;
-            self.notion.update_page(&page_id, &Value::Object(props)).await?;
+            self.notion
+                .update_page(&page_id, &Value::Object(props))
+                .await?;
         }
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Call, &facts.call_id, canvas)?;
         }
-        self.append_sections(Kind::Call, &facts.call_id, &page_id, &sections).await?;
+        self.append_sections(Kind::Call, &facts.call_id, &page_id, &sections)
+            .await?;
         Ok(page_id)
     }
 
-    async fn find_canvas(&self, call: &Call, workspace: Option<&KnownNumber>) -> Result<Option<String>, WriteError> {
+    async fn find_canvas(
+        &self,
+        call: &Call,
+        workspace: Option<&KnownNumber>,
+    ) -> Result<Option<String>, WriteError> {
         let canvas = self.canvas();
         let mut first_miss = None;
         for number in participants(call, workspace.map(|w| w.number.as_str())) {
@@ -362,10 +484,27 @@ mod tests {
 
     #[test]
     fn transcript_lines_name_users_and_numbers() {
-        let users = vec![PhoneNumberUser { id: "US1".into(), first_name: Some("Jacob".into()), ..Default::default() }];
-        let ours = DialogueSegment { content: " Thanks for calling ".into(), start: Some(0.0), user_id: Some("US1".into()), ..Default::default() };
-        let theirs = DialogueSegment { content: "Hi".into(), start: Some(63.4), identifier: Some("5555550123".into()), ..Default::default() };
-        assert_eq!(transcript_line(&ours, &users), "[0:00] Jacob: Thanks for calling");
+        let users = vec![PhoneNumberUser {
+            id: "US1".into(),
+            first_name: Some("Jacob".into()),
+            ..Default::default()
+        }];
+        let ours = DialogueSegment {
+            content: " Thanks for calling ".into(),
+            start: Some(0.0),
+            user_id: Some("US1".into()),
+            ..Default::default()
+        };
+        let theirs = DialogueSegment {
+            content: "Hi".into(),
+            start: Some(63.4),
+            identifier: Some("5555550123".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            transcript_line(&ours, &users),
+            "[0:00] Jacob: Thanks for calling"
+        );
         assert_eq!(transcript_line(&theirs, &users), "[1:03] +15555550123: Hi");
     }
 
@@ -378,20 +517,37 @@ mod tests {
             participants: vec!["+15555550123".into()],
             ..Default::default()
         };
-        assert_eq!(participants(&call, Some("+13365550100")), vec!["+15555550123"]);
+        assert_eq!(
+            participants(&call, Some("+13365550100")),
+            vec!["+15555550123"]
+        );
     }
 
     #[test]
     fn facts_set_only_their_own_properties() {
         let facts = CallFacts {
             call_id: "AC1".into(),
-            transcript: Some(Transcript { status: Some("completed".into()), dialogue: Some(vec![]), ..Default::default() }),
+            transcript: Some(Transcript {
+                status: Some("completed".into()),
+                dialogue: Some(vec![]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let props = facts.properties(None, (&[], None), None, "2025-10-20T00:00:00Z");
         assert!(props.contains_key("Transcript Status"));
-        for untouched in ["Status", "Recording URL", "Summary", "Voicemail URL", "Canvas", "Duration"] {
-            assert!(!props.contains_key(untouched), "{untouched} would be blanked");
+        for untouched in [
+            "Status",
+            "Recording URL",
+            "Summary",
+            "Voicemail URL",
+            "Canvas",
+            "Duration",
+        ] {
+            assert!(
+                !props.contains_key(untouched),
+                "{untouched} would be blanked"
+            );
         }
     }
 
@@ -399,7 +555,11 @@ mod tests {
     fn stored_recording_links_win_over_openphone_urls() {
         let facts = CallFacts {
             call_id: "AC1".into(),
-            recordings: Some(vec![RecordingLink { url: "https://storage.googleapis.com/x.mp3".into(), content_type: None, duration: Some(10.0) }]),
+            recordings: Some(vec![RecordingLink {
+                url: "https://storage.googleapis.com/x.mp3".into(),
+                content_type: None,
+                duration: Some(10.0),
+            }]),
             ..Default::default()
         };
         let ours = vec!["https://recordings.example.com/recordings/AC1-1.mp3".to_owned()];
@@ -412,8 +572,16 @@ mod tests {
         let facts = CallFacts {
             call_id: "AC1".into(),
             recordings: Some(vec![
-                RecordingLink { url: "https://a/1.mp3".into(), content_type: None, duration: Some(61.0) },
-                RecordingLink { url: "https://a/2.mp3".into(), content_type: None, duration: None },
+                RecordingLink {
+                    url: "https://a/1.mp3".into(),
+                    content_type: None,
+                    duration: Some(61.0),
+                },
+                RecordingLink {
+                    url: "https://a/2.mp3".into(),
+                    content_type: None,
+                    duration: None,
+                },
             ]),
             ..Default::default()
         };

@@ -16,7 +16,8 @@ fn resource(payload: &Value) -> Option<&Value> {
 }
 
 fn parse<T: DeserializeOwned>(payload: &Value, what: &str) -> Result<T, WriteError> {
-    let object = resource(payload).ok_or_else(|| WriteError::BadData(format!("{what} event without data.object")))?;
+    let object = resource(payload)
+        .ok_or_else(|| WriteError::BadData(format!("{what} event without data.object")))?;
     serde_json::from_value(object.clone()).map_err(|e| WriteError::BadData(format!("{what}: {e}")))
 }
 
@@ -31,7 +32,11 @@ fn call_id_of(payload: &Value) -> Option<String> {
 
 impl Writer<'_> {
     /// Writes the event `event_type` with body `payload`; returns the page written.
-    pub async fn apply_event(&self, event_type: &str, payload: &Value) -> Result<String, WriteError> {
+    pub async fn apply_event(
+        &self,
+        event_type: &str,
+        payload: &Value,
+    ) -> Result<String, WriteError> {
         match event_type {
             "message.received" | "message.delivered" => {
                 let message: Message = parse(payload, "message")?;
@@ -39,14 +44,16 @@ impl Writer<'_> {
             }
             "call.completed" | "call.missed" | "call.answered" | "call.forwarded" => {
                 let call: Call = parse(payload, "call")?;
-                let payload_has_voicemail = resource(payload).is_some_and(|o| o.get("voicemail").is_some());
+                let payload_has_voicemail =
+                    resource(payload).is_some_and(|o| o.get("voicemail").is_some());
                 let mut voicemail = call.voicemail.as_ref().map(|v| VoicemailLink {
                     url: v.audio_url().map(String::from),
                     transcript: v.transcript.clone(),
                     duration: v.duration,
                 });
                 // v4 payloads carry no voicemail: ask for one only where there can be one.
-                let unanswered = call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
+                let unanswered =
+                    call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
                 if voicemail.is_none() && !payload_has_voicemail && unanswered {
                     voicemail = self.fetch_voicemail(&call.id).await?;
                 }
@@ -95,25 +102,45 @@ impl Writer<'_> {
             }
             "call.transcript.completed" => {
                 let transcript: Transcript = parse(payload, "transcript")?;
-                let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
-                self.apply_call(&CallFacts { call_id, transcript: Some(transcript), ..Default::default() })
-                    .await
+                let call_id = call_id_of(payload)
+                    .ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
+                self.apply_call(&CallFacts {
+                    call_id,
+                    transcript: Some(transcript),
+                    ..Default::default()
+                })
+                .await
             }
             "call.summary.completed" | "callSummary" => {
                 let summary: Summary = parse(payload, "summary")?;
-                let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
-                self.apply_call(&CallFacts { call_id, summary: Some(summary), ..Default::default() })
-                    .await
+                let call_id = call_id_of(payload)
+                    .ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
+                self.apply_call(&CallFacts {
+                    call_id,
+                    summary: Some(summary),
+                    ..Default::default()
+                })
+                .await
             }
             "call.voicemail.completed" => {
-                let call_id = call_id_of(payload).ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
+                let call_id = call_id_of(payload)
+                    .ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
                 let voicemail = self.fetch_voicemail(&call_id).await?;
                 // The Quo voicemail event carries the call's time, if at all, as the resource's createdAt.
-                let call_created_at = resource(payload).and_then(|r| r["createdAt"].as_str()).map(String::from);
-                let facts = CallFacts { call_id, voicemail, call_created_at, ..Default::default() };
+                let call_created_at = resource(payload)
+                    .and_then(|r| r["createdAt"].as_str())
+                    .map(String::from);
+                let facts = CallFacts {
+                    call_id,
+                    voicemail,
+                    call_created_at,
+                    ..Default::default()
+                };
                 self.apply_call(&facts).await
             }
-            other => Err(WriteError::BadData(format!("no page is written for {other} events"))),
+            other => Err(WriteError::BadData(format!(
+                "no page is written for {other} events"
+            ))),
         }
     }
 
@@ -147,7 +174,11 @@ mod tests {
 
     #[test]
     fn malformed_objects_are_bad_data() {
-        let err = parse::<Call>(&json!({ "data": { "object": { "status": "completed" } } }), "call").unwrap_err();
+        let err = parse::<Call>(
+            &json!({ "data": { "object": { "status": "completed" } } }),
+            "call",
+        )
+        .unwrap_err();
         assert!(matches!(err, WriteError::BadData(_)));
         assert!(!err.is_transient());
     }

@@ -28,8 +28,19 @@ pub struct PageHandler {
 impl PageHandler {
     /// A handler with the request's platform and configuration; pages link OpenPhone's media URLs
     /// until [`PageHandler::with_storage`] gives it object storage to copy them to.
-    pub fn new(platform: Platform, notion: NotionConfig, openphone: OpenPhoneConfig, sync: SyncConfig) -> Self {
-        Self { platform, notion, openphone, sync, storage: None }
+    pub fn new(
+        platform: Platform,
+        notion: NotionConfig,
+        openphone: OpenPhoneConfig,
+        sync: SyncConfig,
+    ) -> Self {
+        Self {
+            platform,
+            notion,
+            openphone,
+            sync,
+            storage: None,
+        }
     }
 
     /// Copies recordings and voicemails to `storage` and links the copies.
@@ -59,16 +70,28 @@ impl EventHandler for PageHandler {
             .map_err(|e| ProcessError::permanent(format!("stored payload is not JSON: {e}")))?;
         let notion = Notion::new(&self.platform, &self.notion);
         let openphone = OpenPhone::new(&self.platform, &self.openphone);
-        let mut writer = Writer::new(&self.platform, &notion, &openphone, &self.notion, &self.sync).under_lease(lease);
+        let mut writer = Writer::new(
+            &self.platform,
+            &notion,
+            &openphone,
+            &self.notion,
+            &self.sync,
+        )
+        .under_lease(lease);
         if let Some(storage) = &self.storage {
             let media = MediaCopier::new(&self.platform, storage, &self.openphone.media_base)
-                .map_err(|e| ProcessError::permanent(format!("object storage is misconfigured: {e:#}")))?;
+                .map_err(|e| {
+                    ProcessError::permanent(format!("object storage is misconfigured: {e:#}"))
+                })?;
             writer = writer.with_media(media);
         }
         let span = tracing::info_span!("write_page", event_id = %event.id, event_type = %event.event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());
-        writer.apply_event(&event.event_type, &payload).instrument(span).await?;
+        writer
+            .apply_event(&event.event_type, &payload)
+            .instrument(span)
+            .await?;
         Ok(())
     }
 }

@@ -60,7 +60,9 @@ impl PageRow {
 
     /// Whether an append of section `name` was sent without a known outcome.
     pub fn section_in_flight(&self, name: &str) -> bool {
-        self.sections.iter().any(|s| s.strip_suffix('~') == Some(name))
+        self.sections
+            .iter()
+            .any(|s| s.strip_suffix('~') == Some(name))
     }
 }
 
@@ -154,7 +156,10 @@ impl<'a> PageMap<'a> {
             });
         }
         match self.get(kind, openphone_id)? {
-            Some(PageRow { page_id: Some(page_id), .. }) => Ok(CreatePlan::Exists(page_id)),
+            Some(PageRow {
+                page_id: Some(page_id),
+                ..
+            }) => Ok(CreatePlan::Exists(page_id)),
             _ => Ok(CreatePlan::Busy),
         }
     }
@@ -184,7 +189,13 @@ impl<'a> PageMap<'a> {
     }
 
     /// Marks sections as in flight (`done = false`) or appended (`done = true`).
-    pub fn mark_sections(&self, kind: Kind, openphone_id: &str, names: &[&str], done: bool) -> anyhow::Result<()> {
+    pub fn mark_sections(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        names: &[&str],
+        done: bool,
+    ) -> anyhow::Result<()> {
         let Some(row) = self.get(kind, openphone_id)? else {
             return Ok(());
         };
@@ -193,7 +204,11 @@ impl<'a> PageMap<'a> {
             .into_iter()
             .filter(|s| !names.contains(&s.trim_end_matches('~')))
             .collect();
-        sections.extend(names.iter().map(|n| if done { n.to_string() } else { format!("{n}~") }));
+        sections.extend(
+            names
+                .iter()
+                .map(|n| if done { n.to_string() } else { format!("{n}~") }),
+        );
         self.platform.sql.execute(
             "UPDATE notion_pages SET sections = ?3, updated_at = ?4 WHERE kind = ?1 AND openphone_id = ?2",
             &[
@@ -207,10 +222,19 @@ impl<'a> PageMap<'a> {
     }
 
     /// Records the Canvas page written to the relation.
-    pub fn set_canvas(&self, kind: Kind, openphone_id: &str, canvas_page_id: &str) -> anyhow::Result<()> {
+    pub fn set_canvas(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        canvas_page_id: &str,
+    ) -> anyhow::Result<()> {
         self.platform.sql.execute(
             "UPDATE notion_pages SET canvas_page_id = ?3 WHERE kind = ?1 AND openphone_id = ?2",
-            &[kind.as_str().into(), openphone_id.into(), canvas_page_id.into()],
+            &[
+                kind.as_str().into(),
+                openphone_id.into(),
+                canvas_page_id.into(),
+            ],
         )?;
         Ok(())
     }
@@ -240,7 +264,11 @@ impl<'a> PageMap<'a> {
             "UPDATE notion_pages SET recording_urls = COALESCE(?2, recording_urls),
                                      voicemail_url = COALESCE(?3, voicemail_url)
              WHERE kind = 'call' AND openphone_id = ?1",
-            &[call_id.into(), Value::from(recordings), Value::from(voicemail_url)],
+            &[
+                call_id.into(),
+                Value::from(recordings),
+                Value::from(voicemail_url),
+            ],
         )?;
         Ok(())
     }
@@ -254,8 +282,13 @@ mod tests {
     use crate::platform::native::{ManualClock, NativePlatformBuilder};
 
     async fn platform(dir: &std::path::Path, clock: Rc<ManualClock>) -> Platform {
-        let platform = NativePlatformBuilder::new(dir).clock(clock).build().unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS).await.unwrap();
+        let platform = NativePlatformBuilder::new(dir)
+            .clock(clock)
+            .build()
+            .unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
         platform
     }
 
@@ -265,9 +298,17 @@ mod tests {
         let clock = Rc::new(ManualClock::at(1_000_000));
         let p = platform(dir.path(), clock.clone()).await;
         let map = PageMap::new(&p);
-        assert_eq!(map.plan_create(Kind::Call, "AC1", Some("PN1"), false).unwrap(), CreatePlan::CreateFresh);
+        assert_eq!(
+            map.plan_create(Kind::Call, "AC1", Some("PN1"), false)
+                .unwrap(),
+            CreatePlan::CreateFresh
+        );
         clock.advance_ms(1);
-        assert_eq!(map.plan_create(Kind::Call, "AC1", Some("PN1"), false).unwrap(), CreatePlan::Busy);
+        assert_eq!(
+            map.plan_create(Kind::Call, "AC1", Some("PN1"), false)
+                .unwrap(),
+            CreatePlan::Busy
+        );
         map.record_page(Kind::Call, "AC1", "page-1").unwrap();
         assert_eq!(
             map.plan_create(Kind::Call, "AC1", None, false).unwrap(),
@@ -281,9 +322,15 @@ mod tests {
         let clock = Rc::new(ManualClock::at(1_000_000));
         let p = platform(dir.path(), clock.clone()).await;
         let map = PageMap::new(&p);
-        assert_eq!(map.plan_create(Kind::Message, "AC2", None, false).unwrap(), CreatePlan::CreateFresh);
+        assert_eq!(
+            map.plan_create(Kind::Message, "AC2", None, false).unwrap(),
+            CreatePlan::CreateFresh
+        );
         clock.advance_ms(CLAIM_IN_PROGRESS_MS + 1);
-        assert_eq!(map.plan_create(Kind::Message, "AC2", None, false).unwrap(), CreatePlan::QueryThenCreate);
+        assert_eq!(
+            map.plan_create(Kind::Message, "AC2", None, false).unwrap(),
+            CreatePlan::QueryThenCreate
+        );
     }
 
     #[tokio::test]
@@ -295,7 +342,10 @@ mod tests {
         map.plan_create(Kind::Message, "AC3", None, false).unwrap();
         map.release_claim(Kind::Message, "AC3").unwrap();
         clock.advance_ms(1);
-        assert_eq!(map.plan_create(Kind::Message, "AC3", None, false).unwrap(), CreatePlan::QueryThenCreate);
+        assert_eq!(
+            map.plan_create(Kind::Message, "AC3", None, false).unwrap(),
+            CreatePlan::QueryThenCreate
+        );
     }
 
     #[tokio::test]
@@ -303,7 +353,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = platform(dir.path(), Rc::new(ManualClock::at(5))).await;
         assert_eq!(
-            PageMap::new(&p).plan_create(Kind::Call, "AC4", None, true).unwrap(),
+            PageMap::new(&p)
+                .plan_create(Kind::Call, "AC4", None, true)
+                .unwrap(),
             CreatePlan::QueryThenCreate
         );
     }
@@ -314,15 +366,20 @@ mod tests {
         let p = platform(dir.path(), Rc::new(ManualClock::at(5))).await;
         let map = PageMap::new(&p);
         map.plan_create(Kind::Message, "AC5", None, false).unwrap();
-        map.mark_sections(Kind::Message, "AC5", &["transcript"], false).unwrap();
+        map.mark_sections(Kind::Message, "AC5", &["transcript"], false)
+            .unwrap();
         let row = map.get(Kind::Message, "AC5").unwrap().unwrap();
         assert!(row.section_in_flight("transcript") && !row.section_done("transcript"));
-        map.mark_sections(Kind::Message, "AC5", &["transcript", "summary"], true).unwrap();
+        map.mark_sections(Kind::Message, "AC5", &["transcript", "summary"], true)
+            .unwrap();
         let row = map.get(Kind::Message, "AC5").unwrap().unwrap();
         assert!(row.section_done("transcript") && row.section_done("summary"));
         assert!(!row.section_in_flight("transcript"));
         assert!(map.advance_status("AC5", 2).unwrap());
-        assert!(!map.advance_status("AC5", 1).unwrap(), "an older status must not win");
+        assert!(
+            !map.advance_status("AC5", 1).unwrap(),
+            "an older status must not win"
+        );
         assert!(map.advance_status("AC5", 2).unwrap());
     }
 }

@@ -37,16 +37,25 @@ impl Writer<'_> {
         if let Some(recordings) = facts.recordings.take() {
             let sources: Vec<MediaSource> = recordings
                 .iter()
-                .map(|r| MediaSource { url: r.url.clone(), content_type: r.content_type.clone(), duration: r.duration })
+                .map(|r| MediaSource {
+                    url: r.url.clone(),
+                    content_type: r.content_type.clone(),
+                    duration: r.duration,
+                })
                 .collect();
             let mut links = Vec::with_capacity(recordings.len());
             let mut stored = Vec::new();
-            let results = media.copy_recordings(&facts.call_id, created, &sources).await;
+            let results = media
+                .copy_recordings(&facts.call_id, created, &sources)
+                .await;
             for (result, link) in results.into_iter().zip(recordings) {
                 match result {
                     Ok(StoredMedia::Stored(object)) => {
                         stored.push(object.url.clone());
-                        links.push(RecordingLink { url: object.url, ..link });
+                        links.push(RecordingLink {
+                            url: object.url,
+                            ..link
+                        });
                     }
                     Ok(StoredMedia::Gone { .. }) => {}
                     Err(MediaError::NotOnMediaHost { .. }) => links.push(link),
@@ -64,10 +73,17 @@ impl Writer<'_> {
 
         if let Some(voicemail) = facts.voicemail.as_mut() {
             if let Some(url) = voicemail.url.clone() {
-                let source = MediaSource { url, content_type: None, duration: voicemail.duration };
+                let source = MediaSource {
+                    url,
+                    content_type: None,
+                    duration: voicemail.duration,
+                };
                 match media.copy_voicemail(&facts.call_id, created, &source).await {
                     Ok(StoredMedia::Stored(object)) => {
-                        if let Err(e) = self.map.set_media_urls(&facts.call_id, &[], Some(&object.url)) {
+                        if let Err(e) =
+                            self.map
+                                .set_media_urls(&facts.call_id, &[], Some(&object.url))
+                        {
                             tracing::warn!(error = %format!("{e:#}"), "could not record the stored link");
                         }
                         voicemail.url = Some(object.url);
@@ -88,7 +104,11 @@ impl Writer<'_> {
     /// the links in the body's Recordings and Voicemail sections (blocks whose link already matches are
     /// left alone). A call without a page yet needs nothing.
     pub async fn relink(&self, links: &CallLinks) -> Result<(), WriteError> {
-        let Some(page_id) = self.map.get(Kind::Call, &links.call_id)?.and_then(|row| row.page_id) else {
+        let Some(page_id) = self
+            .map
+            .get(Kind::Call, &links.call_id)?
+            .and_then(|row| row.page_id)
+        else {
             return Ok(());
         };
         let mut props = Map::new();
@@ -100,25 +120,40 @@ impl Writer<'_> {
         }
         if !props.is_empty() {
             self.check_lease()?;
-            self.notion.update_page(&page_id, &Value::Object(props)).await?;
+            self.notion
+                .update_page(&page_id, &Value::Object(props))
+                .await?;
         }
         let children = self.notion.children(&page_id).await?;
-        let recording_urls: Vec<&str> = links.recordings.iter().map(|(_, url)| url.as_str()).collect();
+        let recording_urls: Vec<&str> = links
+            .recordings
+            .iter()
+            .map(|(_, url)| url.as_str())
+            .collect();
         let voicemail_urls: Vec<&str> = links.voicemail.iter().map(String::as_str).collect();
-        for (title, urls) in [("Recordings", recording_urls), ("Voicemail", voicemail_urls)] {
+        for (title, urls) in [
+            ("Recordings", recording_urls),
+            ("Voicemail", voicemail_urls),
+        ] {
             for (block, url) in section_links(&children, title).into_iter().zip(urls) {
                 if link_of(block) == Some(url) {
                     continue;
                 }
                 let id = block["id"].as_str().unwrap_or_default();
                 let label = p::block_text(block);
-                let content = json!({ "paragraph": p::link_paragraph(&label, url)["paragraph"].clone() });
+                let content =
+                    json!({ "paragraph": p::link_paragraph(&label, url)["paragraph"].clone() });
                 self.check_lease()?;
                 self.notion.update_block(id, &content).await?;
             }
         }
-        let recordings: Vec<String> = links.recordings.iter().map(|(_, url)| url.clone()).collect();
-        self.map.set_media_urls(&links.call_id, &recordings, links.voicemail.as_deref())?;
+        let recordings: Vec<String> = links
+            .recordings
+            .iter()
+            .map(|(_, url)| url.clone())
+            .collect();
+        self.map
+            .set_media_urls(&links.call_id, &recordings, links.voicemail.as_deref())?;
         Ok(())
     }
 }
@@ -140,5 +175,7 @@ fn section_links<'v>(children: &'v [Value], title: &str) -> Vec<&'v Value> {
 
 fn link_of(block: &Value) -> Option<&str> {
     let item = &block["paragraph"]["rich_text"][0];
-    item["text"]["link"]["url"].as_str().or_else(|| item["href"].as_str())
+    item["text"]["link"]["url"]
+        .as_str()
+        .or_else(|| item["href"].as_str())
 }

@@ -37,7 +37,11 @@ impl Writer<'_> {
             return Err(WriteError::BadData("message without an id".into()));
         }
         let outgoing = message.direction.as_deref() == Some("outgoing");
-        let from = message.from.as_deref().map(|f| normalized(&[f.to_owned()])).unwrap_or_default();
+        let from = message
+            .from
+            .as_deref()
+            .map(|f| normalized(&[f.to_owned()]))
+            .unwrap_or_default();
         let to = normalized(&message.to);
         // The stored list gives the number of a PN id; without it the direction says which side is ours
         // (no OpenPhone request is spent on a message).
@@ -45,7 +49,13 @@ impl Writer<'_> {
             Some(id) => phone_numbers::find(self.platform, id)?.map(|k| k.number),
             None => None,
         }
-        .or_else(|| if outgoing { from.first().cloned() } else { to.first().cloned() });
+        .or_else(|| {
+            if outgoing {
+                from.first().cloned()
+            } else {
+                to.first().cloned()
+            }
+        });
         let counterpart = if outgoing { to.first() } else { from.first() };
         let canvas = match counterpart {
             Some(number) => self.canvas().link_phone(number).await?.page_id,
@@ -60,7 +70,13 @@ impl Writer<'_> {
                 message.phone_number_id.as_deref(),
                 message.created_at.as_deref(),
                 || {
-                    let props = self.message_properties(message, &from, &to, workspace_number.as_deref(), canvas.as_deref());
+                    let props = self.message_properties(
+                        message,
+                        &from,
+                        &to,
+                        workspace_number.as_deref(),
+                        canvas.as_deref(),
+                    );
                     Ok((props, Vec::new()))
                 },
             )
@@ -82,13 +98,21 @@ impl Writer<'_> {
         if let Some(text) = message.text.as_deref() {
             update.insert("Content".into(), p::rich_text(text));
         }
-        let row = self.map.get(Kind::Message, &message.id)?.unwrap_or_default();
-        if let Some(canvas) = canvas.as_deref().filter(|c| row.canvas_page_id.as_deref() != Some(*c)) {
+        let row = self
+            .map
+            .get(Kind::Message, &message.id)?
+            .unwrap_or_default();
+        if let Some(canvas) = canvas
+            .as_deref()
+            .filter(|c| row.canvas_page_id.as_deref() != Some(*c))
+        {
             update.insert("Canvas".into(), p::relation(&[canvas]));
         }
         if !update.is_empty() {
             self.check_lease()?;
-            self.notion.update_page(&page_id, &Value::Object(update)).await?;
+            self.notion
+                .update_page(&page_id, &Value::Object(update))
+                .await?;
         }
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Message, &message.id, canvas)?;
@@ -104,7 +128,11 @@ impl Writer<'_> {
         workspace_number: Option<&str>,
         canvas: Option<&str>,
     ) -> Value {
-        let media: Vec<&str> = message.media.iter().filter_map(|m| m.url.as_deref()).collect();
+        let media: Vec<&str> = message
+            .media
+            .iter()
+            .filter_map(|m| m.url.as_deref())
+            .collect();
         let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
             .unwrap_or_default()
             .to_rfc3339();

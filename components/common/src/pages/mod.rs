@@ -156,14 +156,17 @@ impl<'a> Writer<'a> {
     /// Whether an item created at `created_at` (ISO-8601) is older than the app's database, so a page may
     /// exist from an earlier tool.
     fn predates_app(&self, created_at: Option<&str>) -> anyhow::Result<bool> {
-        let Some(created) = created_at.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
+        let Some(created) = created_at.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        else {
             return Ok(false);
         };
-        let rows = self
-            .platform
-            .sql
-            .execute("SELECT MIN(applied_at) AS installed_at FROM schema_migrations", &[])?;
-        let installed = rows.first().and_then(|r| r.opt_i64("installed_at").ok().flatten());
+        let rows = self.platform.sql.execute(
+            "SELECT MIN(applied_at) AS installed_at FROM schema_migrations",
+            &[],
+        )?;
+        let installed = rows
+            .first()
+            .and_then(|r| r.opt_i64("installed_at").ok().flatten());
         Ok(matches!(installed, Some(at) if created.timestamp_millis() < at))
     }
 
@@ -182,7 +185,9 @@ impl<'a> Writer<'a> {
             Kind::Message => (&self.notion_config.messages_database_id, "Message ID"),
         };
         let predates = self.predates_app(created_at)?;
-        let plan = self.map.plan_create(kind, openphone_id, phone_number_id, predates)?;
+        let plan = self
+            .map
+            .plan_create(kind, openphone_id, phone_number_id, predates)?;
         let data_source = match plan {
             CreatePlan::Exists(page_id) => return Ok((page_id, false)),
             CreatePlan::Busy => return Err(WriteError::Busy),
@@ -200,7 +205,11 @@ impl<'a> Writer<'a> {
         }
         let (props, children) = new_page()?;
         self.check_lease()?;
-        match self.notion.create_page(&data_source, &props, &children).await {
+        match self
+            .notion
+            .create_page(&data_source, &props, &children)
+            .await
+        {
             Ok(page_id) => {
                 self.map.record_page(kind, openphone_id, &page_id)?;
                 Ok((page_id, true))
@@ -235,15 +244,18 @@ impl<'a> Writer<'a> {
                 if existing.is_none() {
                     existing = Some(self.notion.children(page_id).await?);
                 }
-                let already = blocks_already_appended(existing.as_deref().unwrap_or_default(), section.title);
+                let already =
+                    blocks_already_appended(existing.as_deref().unwrap_or_default(), section.title);
                 blocks.drain(..already.min(blocks.len()));
             }
-            self.map.mark_sections(kind, openphone_id, &[section.name], false)?;
+            self.map
+                .mark_sections(kind, openphone_id, &[section.name], false)?;
             for batch in blocks.chunks(properties::MAX_ITEMS) {
                 self.check_lease()?;
                 self.notion.append_children(page_id, batch).await?;
             }
-            self.map.mark_sections(kind, openphone_id, &[section.name], true)?;
+            self.map
+                .mark_sections(kind, openphone_id, &[section.name], true)?;
         }
         Ok(())
     }
@@ -307,7 +319,9 @@ mod tests {
         Section {
             name,
             title,
-            body: (0..n).flat_map(|i| properties::paragraphs(&format!("{title} {i}"))).collect(),
+            body: (0..n)
+                .flat_map(|i| properties::paragraphs(&format!("{title} {i}")))
+                .collect(),
         }
     }
 
@@ -323,7 +337,10 @@ mod tests {
 
     #[test]
     fn create_requests_carry_whole_sections_up_to_100_blocks() {
-        let sections = [section("summary", "Summary", 3), section("transcript", "Transcript", 150)];
+        let sections = [
+            section("summary", "Summary", 3),
+            section("transcript", "Transcript", 150),
+        ];
         let (children, included) = split_for_create(&sections);
         assert_eq!(included, vec!["summary"]);
         assert_eq!(children.len(), 4);

@@ -534,7 +534,6 @@ impl<'a> MediaCopier<'a> {
         Ok(())
     }
 
-
     fn call_links(&self, call_id: &str) -> anyhow::Result<CallLinks> {
         let rows = self.platform.sql.execute(
             "SELECT kind, segment, url FROM media_objects

@@ -27,7 +27,13 @@ pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<
     };
     let notion = Notion::new(platform, &settings.notion);
     let openphone = OpenPhone::new(platform, &settings.openphone);
-    let writer = Writer::new(platform, &notion, &openphone, &settings.notion, &settings.sync);
+    let writer = Writer::new(
+        platform,
+        &notion,
+        &openphone,
+        &settings.notion,
+        &settings.sync,
+    );
     let mut renewed = 0;
     let mut errors = Vec::new();
     for links in &due {

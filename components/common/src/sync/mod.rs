@@ -13,8 +13,8 @@
 //! calls that still wait for a recording, transcript, summary or voicemail ([`pending`]).
 
 pub mod housekeeping;
-pub mod links;
 pub mod http;
+pub mod links;
 pub mod number;
 pub mod pending;
 pub mod requests;

@@ -25,7 +25,6 @@ use number::NumberOutcome;
 const ADMIN_TOKEN: &str = "admin-token";
 const HOUR: i64 = 3_600_000;
 
-
 /// The servers, the three databases, and the app's state directory and clock.
 struct World {
     /// Object storage, for the tests that need it (the drain copies media).
@@ -64,10 +63,16 @@ impl World {
             .create_database("Canvas", &Schema::from_types(schema::CANVAS, None))
             .unwrap();
         let (calls_db, calls_ds) = notion
-            .create_database("Calls", &Schema::from_types(schema::CALLS, Some(&canvas_ds)))
+            .create_database(
+                "Calls",
+                &Schema::from_types(schema::CALLS, Some(&canvas_ds)),
+            )
             .unwrap();
         let (messages_db, messages_ds) = notion
-            .create_database("Messages", &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)))
+            .create_database(
+                "Messages",
+                &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)),
+            )
             .unwrap();
         let vars = MapVariables::from_pairs([
             ("openphone_api_key", openphone.api_key().as_str()),

@@ -30,7 +30,6 @@ pub struct World {
     _state: tempfile::TempDir,
 }
 
-
 impl World {
     pub async fn new() -> World {
         let openphone = OpenPhoneServer::start("op-test-key").unwrap();
@@ -38,17 +37,30 @@ impl World {
         // Real-time budgets would only slow the tests: the servers' own limits are tested separately.
         openphone.set_rate_limit(None);
         notion.set_rate_limit(None);
-        let (canvas_db, canvas_ds) = notion.create_database("Canvas", &Schema::from_types(schema::CANVAS, None)).unwrap();
+        let (canvas_db, canvas_ds) = notion
+            .create_database("Canvas", &Schema::from_types(schema::CANVAS, None))
+            .unwrap();
         let (calls_db, calls_ds) = notion
-            .create_database("Calls", &Schema::from_types(schema::CALLS, Some(&canvas_ds)))
+            .create_database(
+                "Calls",
+                &Schema::from_types(schema::CALLS, Some(&canvas_ds)),
+            )
             .unwrap();
         let (messages_db, messages_ds) = notion
-            .create_database("Messages", &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)))
+            .create_database(
+                "Messages",
+                &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)),
+            )
             .unwrap();
         let state = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(chrono::Utc::now().timestamp_millis()));
-        let platform = NativePlatformBuilder::new(state.path()).clock(clock.clone()).build().unwrap();
-        common::migrations::run(&platform, common::migrations::MIGRATIONS).await.unwrap();
+        let platform = NativePlatformBuilder::new(state.path())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        common::migrations::run(&platform, common::migrations::MIGRATIONS)
+            .await
+            .unwrap();
         World {
             openphone_config: OpenPhoneConfig {
                 api_key: Secret::new(openphone.api_key()),
@@ -94,9 +106,17 @@ impl World {
     ) -> Result<String, WriteError> {
         let notion = Notion::new(&self.platform, &self.notion_config);
         let openphone = OpenPhone::new(&self.platform, &self.openphone_config);
-        let mut writer = Writer::new(&self.platform, &notion, &openphone, &self.notion_config, &self.sync_config);
+        let mut writer = Writer::new(
+            &self.platform,
+            &notion,
+            &openphone,
+            &self.notion_config,
+            &self.sync_config,
+        );
         if let Some(storage) = storage {
-            let media = MediaCopier::new(&self.platform, storage, &self.openphone_config.media_base).unwrap();
+            let media =
+                MediaCopier::new(&self.platform, storage, &self.openphone_config.media_base)
+                    .unwrap();
             writer = writer.with_media(media);
         }
         writer.apply_event(event_type, payload).await
@@ -143,7 +163,9 @@ impl World {
         self.notion
             .request_counts()
             .iter()
-            .filter(|(endpoint, _)| endpoint.starts_with("POST /v1/pages") || endpoint.starts_with("PATCH"))
+            .filter(|(endpoint, _)| {
+                endpoint.starts_with("POST /v1/pages") || endpoint.starts_with("PATCH")
+            })
             .map(|(_, n)| n)
             .sum()
     }

@@ -24,20 +24,24 @@ impl Schema {
     /// # Panics
     /// On a type this builder does not know, or a relation without a target.
     pub fn from_types(properties: &[(&str, &str)], relation_target: Option<&str>) -> Self {
-        properties.iter().fold(Self::new(), |schema, (name, kind)| match *kind {
-            "title" => schema.title(name),
-            "rich_text" => schema.rich_text(name),
-            "number" => schema.number(name),
-            "select" => schema.select(name, &[]),
-            "date" => schema.date(name),
-            "checkbox" => schema.checkbox(name),
-            "url" => schema.url(name),
-            "email" => schema.email(name),
-            "phone_number" => schema.phone_number(name),
-            "files" => schema.files(name),
-            "relation" => schema.relation(name, relation_target.expect("a relation needs a target")),
-            other => panic!("Schema::from_types does not know the type {other}"),
-        })
+        properties
+            .iter()
+            .fold(Self::new(), |schema, (name, kind)| match *kind {
+                "title" => schema.title(name),
+                "rich_text" => schema.rich_text(name),
+                "number" => schema.number(name),
+                "select" => schema.select(name, &[]),
+                "date" => schema.date(name),
+                "checkbox" => schema.checkbox(name),
+                "url" => schema.url(name),
+                "email" => schema.email(name),
+                "phone_number" => schema.phone_number(name),
+                "files" => schema.files(name),
+                "relation" => {
+                    schema.relation(name, relation_target.expect("a relation needs a target"))
+                }
+                other => panic!("Schema::from_types does not know the type {other}"),
+            })
     }
 
     fn with(mut self, name: &str, kind: &str, config: Value) -> Self {
