@@ -3,7 +3,7 @@
 //! real `spin up`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use spin_test_host::{HostOptions, SpinHost};
 use test_servers::webhooks::SignedDelivery;
 use test_servers::{NotionServer, OpenPhoneServer, S3Server, Schema};
 
+use crate::s3_proxy::FlakyS3;
 use crate::workspace_root;
 
 /// The admin token the app is started with.
@@ -25,15 +26,34 @@ enum Backend {
     Spin(Child),
 }
 
+/// What runs the app.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Runner {
+    /// `SPIN_BIN` when it is set, else the test host.
+    #[default]
+    FromEnvironment,
+    /// The wasmtime test host, whatever `SPIN_BIN` says.
+    TestHost,
+    /// `spin up` with this binary.
+    Spin(PathBuf),
+}
+
 /// Options for [`TestApp::start`].
 #[derive(Default)]
 pub struct TestAppOptions {
     /// Start a real S3 server (s3s-fs) for recordings.
     pub with_s3: bool,
+    /// Put a [`FlakyS3`] proxy between the app and the S3 server, refusing this fraction of uploads
+    /// (implies `with_s3`).
+    pub s3_refuse_puts: Option<f64>,
     /// Extra or overriding variables.
     pub variables: HashMap<String, String>,
     /// The Messages database's schema, when not the one the sync writes (e.g. a hand-made database).
     pub messages_schema: Option<Schema>,
+    /// What runs the app.
+    pub runner: Runner,
+    /// The test host's request timeout, when not its default (60 s); also the client's timeout.
+    pub request_timeout: Option<Duration>,
 }
 
 /// The app under test and the servers it talks to.
@@ -46,6 +66,8 @@ pub struct TestApp {
     pub notion: NotionServer,
     /// S3, when started.
     pub s3: Option<S3Server>,
+    /// The proxy in front of S3 that refuses some uploads, when asked for.
+    pub s3_proxy: Option<FlakyS3>,
     /// Data source of the Calls database.
     pub calls_ds: String,
     /// Data source of the Messages database.
@@ -55,25 +77,44 @@ pub struct TestApp {
     /// The webhook signing key, base64.
     pub webhook_key: String,
     backend: Option<Backend>,
+    /// How to start the backend again after [`TestApp::crash_and_restart`].
+    launch: Launch,
+    /// What the hosts stopped by [`TestApp::crash_and_restart`] logged.
+    earlier_logs: String,
     http: reqwest::Client,
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
-/// A test-server schema from the app's own list of what it writes.
-pub fn schema_of(properties: &[(&str, &str)], relation_target: Option<&str>) -> Schema {
-    properties.iter().fold(Schema::new(), |schema, (name, kind)| match *kind {
-        "title" => schema.title(name),
-        "rich_text" => schema.rich_text(name),
-        "number" => schema.number(name),
-        "select" => schema.select(name, &[]),
-        "date" => schema.date(name),
-        "checkbox" => schema.checkbox(name),
-        "url" => schema.url(name),
-        "email" => schema.email(name),
-        "phone_number" => schema.phone_number(name),
-        "relation" => schema.relation(name, relation_target.expect("relation needs a target")),
-        other => panic!("no test schema for {other}"),
-    })
+/// What starting the backend takes, kept for restarts.
+struct Launch {
+    spin: Option<PathBuf>,
+    variables: HashMap<String, String>,
+    request_timeout: Option<Duration>,
+}
+
+/// How long [`TestApp::crash_and_restart`] keeps the app down, as far as the app can tell: longer than
+/// an event lease (5 minutes), a per-number lease (two 2-minute slots) and a page-create claim (2
+/// minutes).
+pub const DOWNTIME: Duration = Duration::from_secs(10 * 60);
+
+/// The app's stored times that decide when something may happen again (epoch ms): when a retry is
+/// due, when an event's lease expires, when a page create that may have been cut off is taken over.
+/// Moving them back is how [`TestApp::let_time_pass`] and [`TestApp::crash_and_restart`] make time
+/// pass; a window missing here shows as events stuck behind it (e.g. dead after retries that all
+/// came too early).
+pub const TIME_WINDOWS: &[(&str, &str)] = &[
+    ("events", "available_at"),
+    ("events", "lease_expires_at"),
+    ("notion_pages", "create_started_at"),
+];
+
+/// What [`TestApp::crash_and_restart`] found when the app was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crash {
+    /// Events a stopped drain held: they were leased, mid-batch, when the app stopped.
+    pub orphaned_events: usize,
+    /// Per-number lease keys that were live or left behind.
+    pub lease_keys: usize,
 }
 
 impl TestApp {
@@ -81,14 +122,30 @@ impl TestApp {
     pub async fn start(options: TestAppOptions) -> anyhow::Result<TestApp> {
         let openphone = OpenPhoneServer::start("op-e2e-key")?;
         let notion = NotionServer::start("secret_e2e")?;
-        let s3 = if options.with_s3 { Some(S3Server::start()?) } else { None };
-        let (canvas_db, canvas_ds) = notion.create_database("Canvas", &schema_of(common_schema::CANVAS, None))?;
-        let (calls_db, calls_ds) = notion.create_database("Calls", &schema_of(common_schema::CALLS, Some(&canvas_ds)))?;
+        let with_s3 = options.with_s3 || options.s3_refuse_puts.is_some();
+        let s3 = if with_s3 {
+            Some(S3Server::start()?)
+        } else {
+            None
+        };
+        let s3_proxy = match (&s3, options.s3_refuse_puts) {
+            (Some(s3), Some(fraction)) => {
+                Some(FlakyS3::start(s3.endpoint(), fraction, 0x5315).await?)
+            }
+            _ => None,
+        };
+        let (canvas_db, canvas_ds) =
+            notion.create_database("Canvas", &Schema::from_types(common_schema::CANVAS, None))?;
+        let (calls_db, calls_ds) = notion.create_database(
+            "Calls",
+            &Schema::from_types(common_schema::CALLS, Some(&canvas_ds)),
+        )?;
         let messages_schema = options
             .messages_schema
-            .unwrap_or_else(|| schema_of(common_schema::MESSAGES, Some(&canvas_ds)));
+            .unwrap_or_else(|| Schema::from_types(common_schema::MESSAGES, Some(&canvas_ds)));
         let (messages_db, messages_ds) = notion.create_database("Messages", &messages_schema)?;
-        let webhook_key = base64::engine::general_purpose::STANDARD.encode(b"e2e webhook signing key");
+        let webhook_key =
+            base64::engine::general_purpose::STANDARD.encode(b"e2e webhook signing key");
 
         let mut variables: HashMap<String, String> = [
             ("openphone_api_key", openphone.api_key()),
@@ -107,7 +164,8 @@ impl TestApp {
         .collect();
         match &s3 {
             Some(s3) => {
-                variables.insert("s3_endpoint".into(), s3.endpoint().to_owned());
+                let endpoint = s3_proxy.as_ref().map_or(s3.endpoint(), FlakyS3::endpoint);
+                variables.insert("s3_endpoint".into(), endpoint.to_owned());
                 variables.insert("r2_bucket".into(), s3.bucket().to_owned());
                 variables.insert("r2_access_key_id".into(), s3.access_key().to_owned());
                 variables.insert("r2_secret_access_key".into(), s3.secret_key().to_owned());
@@ -123,43 +181,143 @@ impl TestApp {
         variables.extend(options.variables);
 
         let state = tempfile::tempdir()?;
-        let backend = match std::env::var_os("SPIN_BIN") {
-            Some(spin) => Backend::Spin(start_spin(Path::new(&spin), state.path(), &variables)?),
-            None => {
-                for (id, _) in crate::COMPONENTS {
-                    crate::component_wasm(id)?;
-                }
-                let mut options = HostOptions::new(workspace_root().join("spin.toml"), state.path());
-                options.variables = variables;
-                options.components = Some(vec!["webhook".into(), "queue-drain".into(), "phone-sync".into(), "cron".into()]);
-                Backend::Host(SpinHost::start(options).await?)
-            }
+        let spin = match options.runner {
+            Runner::FromEnvironment => std::env::var_os("SPIN_BIN").map(PathBuf::from),
+            Runner::TestHost => None,
+            Runner::Spin(path) => Some(path),
         };
-        let base_url = match &backend {
-            Backend::Host(host) => host.base_url(),
-            Backend::Spin(_) => format!("http://127.0.0.1:{}", spin_port()),
+        let launch = Launch {
+            spin,
+            variables,
+            request_timeout: options.request_timeout,
         };
+        let backend = launch.start(state.path()).await?;
+        let client_timeout = options.request_timeout.unwrap_or(Duration::from_secs(60));
         let app = TestApp {
-            base_url,
+            base_url: backend.base_url(),
             openphone,
             notion,
             s3,
+            s3_proxy,
             calls_ds,
             messages_ds,
             canvas_ds,
             webhook_key,
             backend: Some(backend),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
-            _state: state,
+            launch,
+            earlier_logs: String::new(),
+            http: reqwest::Client::builder().timeout(client_timeout).build()?,
+            state,
         };
         app.wait_until_healthy().await?;
         Ok(app)
     }
 
+    /// Stops the app abruptly, as a crash or `kill -9` would: every running instance stops where it is,
+    /// work after a response and drains in the middle of a batch included. Then lets [`DOWNTIME`] pass
+    /// and starts it again on the same state (the same database and key-value store).
+    ///
+    /// Neither the test host nor `spin up` can move the guests' clock, so the time passes in the stored
+    /// state instead: the app's time windows (see [`TIME_WINDOWS`]) are moved back by [`DOWNTIME`] and
+    /// the per-number lease slots, which last at most two 2-minute windows, are deleted. So the events
+    /// the stopped drains held come back at once, and the numbers and page creations they held are free,
+    /// as they would be after a restart minutes later. Nothing a running instance holds is touched: none
+    /// is running.
+    pub async fn crash_and_restart(&mut self) -> anyhow::Result<Crash> {
+        let host_logs = self.logs_of_current_run();
+        match self.backend.take() {
+            Some(Backend::Host(host)) => {
+                host.shutdown().await;
+                self.earlier_logs.push_str(&host_logs);
+            }
+            Some(Backend::Spin(mut child)) => {
+                child.kill().context("killing spin")?;
+                child.wait().context("waiting for spin to exit")?;
+            }
+            None => bail!("the app is not running"),
+        }
+        let crash = self.let_downtime_pass()?;
+        let backend = self
+            .launch
+            .start(self.state.path())
+            .await
+            .context("restarting the app")?;
+        self.base_url = backend.base_url();
+        self.backend = Some(backend);
+        self.wait_until_healthy().await?;
+        Ok(crash)
+    }
+
+    fn let_downtime_pass(&self) -> anyhow::Result<Crash> {
+        let db = self.open_database(self.launch.sqlite_file())?;
+        let orphaned_events = db
+            .query_row(
+                "SELECT count(*) FROM events WHERE state = 'leased'",
+                [],
+                |row| row.get(0),
+            )
+            .context("counting the stopped drains' events")?;
+        self.move_time_windows(DOWNTIME)?;
+        let kv = self.open_database(self.launch.key_value_file())?;
+        let lease_keys = kv
+            .execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
+            .context("ending the stopped drains' lease windows")?;
+        Ok(Crash {
+            orphaned_events,
+            lease_keys,
+        })
+    }
+
+    /// Lets `time` pass for the app while it is idle (test host only): waits until no instance runs,
+    /// then moves the app's time windows ([`TIME_WINDOWS`]) back by `time`, so retries whose backoff
+    /// would have run out are due, and page creates cut off by a failure are taken over, as they would
+    /// be after waiting that long. With no instance running, nothing moved is in use.
+    pub async fn let_time_pass(&self, time: Duration) -> anyhow::Result<()> {
+        match &self.backend {
+            Some(Backend::Host(host)) => host.wait_idle().await,
+            _ => bail!("moving time needs the test host, which can tell when the app is idle"),
+        }
+        self.move_time_windows(time)
+    }
+
+    fn move_time_windows(&self, time: Duration) -> anyhow::Result<()> {
+        let db = self.open_database(self.launch.sqlite_file())?;
+        let millis = i64::try_from(time.as_millis())?;
+        for (table, column) in TIME_WINDOWS {
+            db.execute(
+                &format!("UPDATE {table} SET {column} = {column} - ?1 WHERE {column} IS NOT NULL"),
+                [millis],
+            )
+            .with_context(|| format!("moving {table}.{column} back"))?;
+        }
+        Ok(())
+    }
+
+    fn open_database(&self, file: &str) -> anyhow::Result<rusqlite::Connection> {
+        let path = self.state.path().join(file);
+        let db = rusqlite::Connection::open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // The app writes to the same file; wait for its statements rather than fail.
+        db.busy_timeout(Duration::from_secs(10))?;
+        Ok(db)
+    }
+
+    /// Waits until no instance runs (test host; on `spin up`, returns at once).
+    pub async fn wait_idle(&self) {
+        if let Some(Backend::Host(host)) = &self.backend {
+            host.wait_idle().await;
+        }
+    }
+
     async fn wait_until_healthy(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = self.http.get(format!("{}/health", self.base_url)).send().await {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/health", self.base_url))
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     return Ok(());
                 }
@@ -173,7 +331,11 @@ impl TestApp {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.base_url)).send().await.expect("the app answers")
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("the app answers")
     }
 
     /// `GET path` with the admin token.
@@ -219,13 +381,23 @@ impl TestApp {
 
     /// Drains the queue now (`POST /admin/drain`) until nothing is due; returns the last report.
     pub async fn drain(&self) -> Value {
-        let response = self.admin_post("/admin/drain", &serde_json::json!({})).await;
-        assert!(response.status().is_success(), "drain: {}", response.status());
+        let response = self
+            .admin_post("/admin/drain", &serde_json::json!({}))
+            .await;
+        assert!(
+            response.status().is_success(),
+            "drain: {}",
+            response.status()
+        );
         response.json().await.expect("JSON report")
     }
 
     /// Waits until `condition` holds, checking every 100 ms, for at most `timeout`.
-    pub async fn eventually(&self, timeout: Duration, mut condition: impl FnMut(&TestApp) -> bool) -> bool {
+    pub async fn eventually(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&TestApp) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if condition(self) {
@@ -236,8 +408,12 @@ impl TestApp {
         condition(self)
     }
 
-    /// What the app's components logged (test host only).
+    /// What the app's components logged (test host only), restarts included.
     pub fn logs(&self) -> String {
+        format!("{}{}", self.earlier_logs, self.logs_of_current_run())
+    }
+
+    fn logs_of_current_run(&self) -> String {
         match &self.backend {
             Some(Backend::Host(host)) => host.logs(),
             _ => String::new(),
@@ -262,18 +438,78 @@ impl Drop for TestApp {
     }
 }
 
+impl Backend {
+    fn base_url(&self) -> String {
+        match self {
+            Backend::Host(host) => host.base_url(),
+            Backend::Spin(_) => format!("http://127.0.0.1:{}", spin_port()),
+        }
+    }
+}
+
+impl Launch {
+    async fn start(&self, state_dir: &Path) -> anyhow::Result<Backend> {
+        match &self.spin {
+            Some(spin) => Ok(Backend::Spin(start_spin(spin, state_dir, &self.variables)?)),
+            None => {
+                for (id, _) in crate::COMPONENTS {
+                    crate::component_wasm(id)?;
+                }
+                let mut options = HostOptions::new(workspace_root().join("spin.toml"), state_dir);
+                options.variables = self.variables.clone();
+                options.components = Some(vec![
+                    "webhook".into(),
+                    "queue-drain".into(),
+                    "phone-sync".into(),
+                    "cron".into(),
+                ]);
+                if let Some(timeout) = self.request_timeout {
+                    options.request_timeout = timeout;
+                }
+                Ok(Backend::Host(SpinHost::start(options).await?))
+            }
+        }
+    }
+
+    /// The SQLite database file in the state directory (the runtime config `start_spin` writes names
+    /// Spin's).
+    fn sqlite_file(&self) -> &'static str {
+        if self.spin.is_some() {
+            "db.db"
+        } else {
+            "sqlite_db.db"
+        }
+    }
+
+    /// The key-value store's file in the state directory.
+    fn key_value_file(&self) -> &'static str {
+        if self.spin.is_some() {
+            "kv.db"
+        } else {
+            "sqlite_key_value.db"
+        }
+    }
+}
+
 /// The app's own property lists (what the sync writes).
 mod common_schema {
     pub use common::notion::schema::{CALLS, CANVAS, MESSAGES};
 }
 
 fn spin_port() -> u16 {
-    std::env::var("SPIN_TEST_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3917)
+    std::env::var("SPIN_TEST_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3917)
 }
 
 /// Starts `spin up` on the app with a runtime config in `state_dir` and the variables in the environment,
 /// without the cron component (the trigger plugin is not assumed).
-fn start_spin(spin: &Path, state_dir: &Path, variables: &HashMap<String, String>) -> anyhow::Result<Child> {
+fn start_spin(
+    spin: &Path,
+    state_dir: &Path,
+    variables: &HashMap<String, String>,
+) -> anyhow::Result<Child> {
     let runtime_config = state_dir.join("runtime-config.toml");
     std::fs::write(
         &runtime_config,
@@ -294,5 +530,7 @@ fn start_spin(spin: &Path, state_dir: &Path, variables: &HashMap<String, String>
     for (name, value) in variables {
         command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
     }
-    command.spawn().with_context(|| format!("starting {}", spin.display()))
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", spin.display()))
 }

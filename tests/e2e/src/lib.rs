@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 
 pub mod app;
+pub mod s3_proxy;
+pub mod workload;
 
 /// The four components: Spin component id and the `.wasm` file cargo writes.
 pub const COMPONENTS: &[(&str, &str)] = &[

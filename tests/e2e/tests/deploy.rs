@@ -16,7 +16,8 @@ fn documents(path: &str) -> Vec<Value> {
 
 fn spin_variables() -> toml::Table {
     let manifest: toml::Table =
-        toml::from_str(&std::fs::read_to_string(workspace_root().join("spin.toml")).unwrap()).unwrap();
+        toml::from_str(&std::fs::read_to_string(workspace_root().join("spin.toml")).unwrap())
+            .unwrap();
     manifest["variables"].as_table().unwrap().clone()
 }
 
@@ -25,17 +26,29 @@ fn the_spinapp_provides_every_variable_with_secrets_from_secrets() {
     let app = &documents("deploy/spinkube/spinapp.yaml")[0];
     assert_eq!(app["kind"], "SpinApp");
     let spec = &app["spec"];
-    assert!(spec["replicas"].as_u64().unwrap() > 1, "several replicas share the work");
+    assert!(
+        spec["replicas"].as_u64().unwrap() > 1,
+        "several replicas share the work"
+    );
     let declared = spin_variables();
     let provided: Vec<&Value> = spec["variables"].as_sequence().unwrap().iter().collect();
-    let names: BTreeSet<&str> = provided.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: BTreeSet<&str> = provided
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     let expected: BTreeSet<&str> = declared.keys().map(String::as_str).collect();
     assert_eq!(names, expected);
     for variable in provided {
         let name = variable["name"].as_str().unwrap();
         let entry = &declared[name];
-        let secret = entry.get("secret").and_then(|s| s.as_bool()).unwrap_or(false);
-        let required = entry.get("required").and_then(|s| s.as_bool()).unwrap_or(false);
+        let secret = entry
+            .get("secret")
+            .and_then(|s| s.as_bool())
+            .unwrap_or(false);
+        let required = entry
+            .get("required")
+            .and_then(|s| s.as_bool())
+            .unwrap_or(false);
         let from_secret = !variable["valueFrom"]["secretKeyRef"].is_null();
         if secret || required {
             assert!(from_secret, "{name} must come from a Secret");
@@ -46,7 +59,12 @@ fn the_spinapp_provides_every_variable_with_secrets_from_secrets() {
 #[test]
 fn the_spinapp_leaves_out_cron_and_checks_health() {
     let spec = &documents("deploy/spinkube/spinapp.yaml")[0]["spec"];
-    let components: Vec<&str> = spec["components"].as_sequence().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let components: Vec<&str> = spec["components"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     assert_eq!(components, ["webhook", "queue-drain", "phone-sync"]);
     assert_eq!(spec["checks"]["readiness"]["httpGet"]["path"], "/health");
     assert_eq!(spec["checks"]["liveness"]["httpGet"]["path"], "/health");
@@ -61,14 +79,31 @@ fn the_runtime_config_secret_matches_the_spinapp_and_uses_shared_stores() {
         .iter()
         .find(|d| d["metadata"]["name"] == secret_name)
         .unwrap_or_else(|| panic!("no Secret named {secret_name}"));
-    let config: toml::Table = toml::from_str(runtime["stringData"]["runtime-config.toml"].as_str().unwrap()).unwrap();
-    assert_eq!(config["key_value_store"]["default"]["type"].as_str(), Some("redis"));
-    assert_eq!(config["sqlite_database"]["default"]["type"].as_str(), Some("libsql"));
+    let config: toml::Table = toml::from_str(
+        runtime["stringData"]["runtime-config.toml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["key_value_store"]["default"]["type"].as_str(),
+        Some("redis")
+    );
+    assert_eq!(
+        config["sqlite_database"]["default"]["type"].as_str(),
+        Some("libsql")
+    );
     // Every secret key the SpinApp reads exists in the example Secret.
-    let variables = secrets.iter().find(|d| d["metadata"]["name"] == "openphone-notion-sync").unwrap();
+    let variables = secrets
+        .iter()
+        .find(|d| d["metadata"]["name"] == "openphone-notion-sync")
+        .unwrap();
     for v in spec["variables"].as_sequence().unwrap() {
         if let Some(key) = v["valueFrom"]["secretKeyRef"]["key"].as_str() {
-            assert!(!variables["stringData"][key].is_null(), "secret.example.yaml lacks {key}");
+            assert!(
+                !variables["stringData"][key].is_null(),
+                "secret.example.yaml lacks {key}"
+            );
         }
     }
 }
@@ -80,9 +115,17 @@ fn a_cronjob_ticks_every_minute_with_the_admin_token() {
     assert_eq!(job["spec"]["schedule"], "* * * * *");
     assert_eq!(job["spec"]["concurrencyPolicy"], "Forbid");
     let container = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert!(args.iter().any(|a| a.ends_with("/admin/tick")), "{args:?}");
     assert!(args.contains(&"POST"));
     assert!(args.contains(&"Authorization: Bearer $(ADMIN_TOKEN)"));
-    assert_eq!(container["env"][0]["valueFrom"]["secretKeyRef"]["key"], "admin_token");
+    assert_eq!(
+        container["env"][0]["valueFrom"]["secretKeyRef"]["key"],
+        "admin_token"
+    );
 }

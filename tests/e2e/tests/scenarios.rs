@@ -7,7 +7,9 @@ use e2e::app::{TestApp, TestAppOptions};
 use serde_json::{json, Value};
 use test_servers::notion::property_text;
 use test_servers::openphone::model::{PhoneNumber, Recording};
-use test_servers::webhooks::{CallFixture, MessageFixture, SignedDelivery, SummaryFixture, TranscriptFixture};
+use test_servers::webhooks::{
+    CallFixture, MessageFixture, SignedDelivery, SummaryFixture, TranscriptFixture,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -17,7 +19,11 @@ fn text(page: &Value, property: &str) -> String {
 
 fn fresh_message() -> MessageFixture {
     let now = chrono::Utc::now();
-    MessageFixture { created_at: now, event_created_at: now, ..MessageFixture::example() }
+    MessageFixture {
+        created_at: now,
+        event_created_at: now,
+        ..MessageFixture::example()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -30,7 +36,12 @@ async fn health_answers_with_the_configuration_complete_and_no_secret() {
     assert_eq!(json["status"], "ok");
     assert_eq!(json["configuration"]["complete"], true, "{body}");
     assert_eq!(json["database"], "ok");
-    for secret in [e2e::app::ADMIN_TOKEN, app.webhook_key.as_str(), "op-e2e-key", "secret_e2e"] {
+    for secret in [
+        e2e::app::ADMIN_TOKEN,
+        app.webhook_key.as_str(),
+        "op-e2e-key",
+        "secret_e2e",
+    ] {
         assert!(!body.contains(secret), "/health shows a secret: {body}");
     }
 }
@@ -49,7 +60,11 @@ async fn a_signed_message_becomes_exactly_one_messages_page() {
     let first = app.deliver(&payload).await;
     assert_eq!(first.status(), 202, "{:?}", first.text().await);
     // The webhook kicks the drain itself after answering: no admin call needed.
-    let created = app.eventually(PATIENCE, |app| app.notion.pages(&app.messages_ds).len() == 1).await;
+    let created = app
+        .eventually(PATIENCE, |app| {
+            app.notion.pages(&app.messages_ds).len() == 1
+        })
+        .await;
     assert!(created, "no Messages page appeared; logs:\n{}", app.logs());
 
     let again = app.deliver(&payload).await;
@@ -67,22 +82,46 @@ async fn a_signed_message_becomes_exactly_one_messages_page() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_calls_page() {
-    let app = TestApp::start(TestAppOptions { with_s3: true, ..Default::default() }).await.unwrap();
-    app.openphone.add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    let app = TestApp::start(TestAppOptions {
+        with_s3: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    app.openphone
+        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
     let now = chrono::Utc::now();
     let mut call = CallFixture::example().with_ids("ACe2ecall1", "EVe2ecall1");
     call.created_at = now;
     call.answered_at = Some(now);
     call.voicemail = None;
     let audio: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-    let url = app.openphone.add_media("/opstatics/ACe2ecall1-1.mp3", "audio/mpeg", audio.clone());
-    app.openphone.set_recordings(&call.call_id, vec![Recording::completed("CR1", &url, "audio/mpeg", 42)]);
-    let transcript = TranscriptFixture { call_id: call.call_id.clone(), event_id: "EVe2etr".into(), ..TranscriptFixture::example() };
-    let summary = SummaryFixture { call_id: call.call_id.clone(), event_id: "EVe2esum".into(), ..SummaryFixture::example() };
+    let url = app
+        .openphone
+        .add_media("/opstatics/ACe2ecall1-1.mp3", "audio/mpeg", audio.clone());
+    app.openphone.set_recordings(
+        &call.call_id,
+        vec![Recording::completed("CR1", &url, "audio/mpeg", 42)],
+    );
+    let transcript = TranscriptFixture {
+        call_id: call.call_id.clone(),
+        event_id: "EVe2etr".into(),
+        ..TranscriptFixture::example()
+    };
+    let summary = SummaryFixture {
+        call_id: call.call_id.clone(),
+        event_id: "EVe2esum".into(),
+        ..SummaryFixture::example()
+    };
 
     let mut recording_event = call.call_recording_completed();
     recording_event["id"] = "EVe2erec".into();
-    for payload in [call.call_completed_v2(), recording_event, transcript.to_event(), summary.to_event()] {
+    for payload in [
+        call.call_completed_v2(),
+        recording_event,
+        transcript.to_event(),
+        summary.to_event(),
+    ] {
         let response = app.deliver(&payload).await;
         assert_eq!(response.status(), 202, "{}", payload["type"]);
     }
@@ -94,7 +133,11 @@ async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_c
                     .iter()
                     .all(|p| pages[0]["properties"][p]["checkbox"] == true)
                 && text(&pages[0], "Status") == "completed"
-                && app.notion.block_texts(pages[0]["id"].as_str().unwrap_or_default()).len() >= 11
+                && app
+                    .notion
+                    .block_texts(pages[0]["id"].as_str().unwrap_or_default())
+                    .len()
+                    >= 11
         })
         .await;
     let pages = app.notion.pages(&app.calls_ds);
@@ -104,18 +147,33 @@ async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_c
     assert_eq!(text(page, "Phone Number Used"), "+13365550100");
     let body = app.notion.block_texts(page["id"].as_str().unwrap());
     for heading in ["Recordings", "Transcript", "Summary", "Next steps"] {
-        assert_eq!(body.iter().filter(|b| *b == heading).count(), 1, "{heading}: {body:?}");
+        assert_eq!(
+            body.iter().filter(|b| *b == heading).count(),
+            1,
+            "{heading}: {body:?}"
+        );
     }
     // The recording was copied to the S3 store under the call's date, and the link in Notion (presigned:
     // no public base URL is set) downloads it from there, not from OpenPhone.
     let s3 = app.s3.as_ref().unwrap();
     let key = format!("recordings/{}/ACe2ecall1-1.mp3", now.format("%Y/%m/%d"));
     let objects = s3.objects().unwrap();
-    assert_eq!(objects.iter().filter(|o| o.key == key).count(), 1, "{objects:?}");
+    assert_eq!(
+        objects.iter().filter(|o| o.key == key).count(),
+        1,
+        "{objects:?}"
+    );
     let link = text(page, "Recording URL");
-    assert!(link.starts_with(s3.endpoint()), "Notion links OpenPhone, not our copy: {link}");
+    assert!(
+        link.starts_with(s3.endpoint()),
+        "Notion links OpenPhone, not our copy: {link}"
+    );
     let downloaded = reqwest::get(&link).await.unwrap().bytes().await.unwrap();
-    assert_eq!(downloaded.as_ref(), audio.as_slice(), "the Recording URL {link} does not serve the recording");
+    assert_eq!(
+        downloaded.as_ref(),
+        audio.as_slice(),
+        "the Recording URL {link} does not serve the recording"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,18 +195,28 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
     ];
     for (method, path) in routes {
         for token in [None, Some("wrong-token")] {
-            let mut request = client.request(method.parse().unwrap(), format!("{}{path}", app.base_url)).json(&json!({}));
+            let mut request = client
+                .request(method.parse().unwrap(), format!("{}{path}", app.base_url))
+                .json(&json!({}));
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 401, "{method} {path} with {token:?}");
             let body: Value = response.json().await.unwrap();
-            assert_eq!(body, json!({ "error": "unauthorized" }), "{method} {path}: no detail");
+            assert_eq!(
+                body,
+                json!({ "error": "unauthorized" }),
+                "{method} {path}: no detail"
+            );
         }
     }
     // The private drain route is not public.
-    let response = client.post(format!("{}/drain", app.base_url)).send().await.unwrap();
+    let response = client
+        .post(format!("{}/drain", app.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 }
 
@@ -160,20 +228,41 @@ async fn stats_and_the_status_page_report_the_same_numbers() {
     skipped["id"] = "EVringing".into();
     assert_eq!(app.deliver(&skipped).await.status(), 202);
     app.deliver(&fresh_message().message_received()).await;
-    app.eventually(PATIENCE, |app| app.notion.pages(&app.messages_ds).len() == 1).await;
+    app.eventually(PATIENCE, |app| {
+        app.notion.pages(&app.messages_ds).len() == 1
+    })
+    .await;
 
     let stats: Value = app.admin_get("/stats").await.json().await.unwrap();
     assert_eq!(stats["queue"]["skipped"], 1, "{stats}");
     assert_eq!(stats["queue"]["done"], 1, "{stats}");
-    assert!(stats["api"]["notion"]["requests_today"].as_i64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["api"]["notion"]["requests_today"].as_i64().unwrap() >= 1,
+        "{stats}"
+    );
 
-    let link: Value = app.admin_get("/admin/status-link").await.json().await.unwrap();
+    let link: Value = app
+        .admin_get("/admin/status-link")
+        .await
+        .json()
+        .await
+        .unwrap();
     let page = app.get(link["path"].as_str().unwrap()).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    let notion_row = format!("<td>notion</td><td>{}</td>", stats["api"]["notion"]["requests_today"]);
-    assert!(html.contains(&notion_row), "status page lacks {notion_row}: {html}");
-    assert!(html.contains("<td>1</td><td>0</td><td>1</td><td>1</td><td>0</td>") || html.contains("skipped"), "{html}");
+    let notion_row = format!(
+        "<td>notion</td><td>{}</td>",
+        stats["api"]["notion"]["requests_today"]
+    );
+    assert!(
+        html.contains(&notion_row),
+        "status page lacks {notion_row}: {html}"
+    );
+    assert!(
+        html.contains("<td>1</td><td>0</td><td>1</td><td>1</td><td>0</td>")
+            || html.contains("skipped"),
+        "{html}"
+    );
     let forged = app.get("/status?expires=99999999999999&sig=00").await;
     assert_eq!(forged.status(), 401);
 }
@@ -181,23 +270,67 @@ async fn stats_and_the_status_page_report_the_same_numbers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_notion_check_finds_missing_properties_and_fix_adds_them() {
     // A Messages database made by hand, with a title and the content only.
-    let hand_made = test_servers::Schema::new().title("Message ID").rich_text("Content").number("Status");
-    let options = TestAppOptions { messages_schema: Some(hand_made), ..Default::default() };
+    let hand_made = test_servers::Schema::new()
+        .title("Message ID")
+        .rich_text("Content")
+        .number("Status");
+    let options = TestAppOptions {
+        messages_schema: Some(hand_made),
+        ..Default::default()
+    };
     let app = TestApp::start(options).await.unwrap();
 
-    let check: Value = app.admin_post("/admin/notion/check", &json!({})).await.json().await.unwrap();
+    let check: Value = app
+        .admin_post("/admin/notion/check", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(check["ok"], false, "{check}");
-    let messages = check["databases"].as_array().unwrap().iter().find(|d| d["role"] == "messages").unwrap().clone();
-    let missing: Vec<&str> = messages["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    assert!(missing.contains(&"From") && missing.contains(&"Canvas"), "{messages}");
-    assert_eq!(messages["wrong_type"][0], "Status: expected select, found number");
+    let messages = check["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["role"] == "messages")
+        .unwrap()
+        .clone();
+    let missing: Vec<&str> = messages["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        missing.contains(&"From") && missing.contains(&"Canvas"),
+        "{messages}"
+    );
+    assert_eq!(
+        messages["wrong_type"][0],
+        "Status: expected select, found number"
+    );
     for role in ["calls", "canvas"] {
-        let db = check["databases"].as_array().unwrap().iter().find(|d| d["role"] == role).unwrap();
+        let db = check["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["role"] == role)
+            .unwrap();
         assert_eq!(db["missing"], json!([]), "{role}: {db}");
     }
 
-    let fixed: Value = app.admin_post("/admin/notion/check?fix=true", &json!({})).await.json().await.unwrap();
-    let messages = fixed["databases"].as_array().unwrap().iter().find(|d| d["role"] == "messages").unwrap().clone();
+    let fixed: Value = app
+        .admin_post("/admin/notion/check?fix=true", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let messages = fixed["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["role"] == "messages")
+        .unwrap()
+        .clone();
     assert_eq!(messages["missing"], json!([]), "{fixed}");
     assert!(messages["added"].as_array().unwrap().len() >= missing.len());
     let schema = app.notion.data_source(&app.messages_ds).unwrap();
@@ -205,19 +338,40 @@ async fn the_notion_check_finds_missing_properties_and_fix_adds_them() {
     assert_eq!(schema["properties"]["Canvas"]["type"], "relation");
     // Never retyped: the wrong type is still reported, and still a number.
     assert_eq!(schema["properties"]["Status"]["type"], "number");
-    let again: Value = app.admin_post("/admin/notion/check", &json!({})).await.json().await.unwrap();
+    let again: Value = app
+        .admin_post("/admin/notion/check", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["ok"], false, "Status is still the wrong type");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unshared_database_is_reported_with_the_fix() {
     let app = TestApp::start(TestAppOptions::default()).await.unwrap();
-    let calls_db = app.notion.data_source(&app.calls_ds).unwrap()["parent"]["database_id"].as_str().unwrap().to_owned();
+    let calls_db = app.notion.data_source(&app.calls_ds).unwrap()["parent"]["database_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.notion.unshare(&calls_db);
-    let check: Value = app.admin_post("/admin/notion/check", &json!({})).await.json().await.unwrap();
-    let calls = check["databases"].as_array().unwrap().iter().find(|d| d["role"] == "calls").unwrap();
+    let check: Value = app
+        .admin_post("/admin/notion/check", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let calls = check["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["role"] == "calls")
+        .unwrap();
     assert_eq!(calls["visible"], false, "{check}");
-    assert!(calls["fix"].as_str().unwrap().contains("Connections"), "{calls}");
+    assert!(
+        calls["fix"].as_str().unwrap().contains("Connections"),
+        "{calls}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,6 +29,15 @@ pub enum ProcessError {
         /// What failed.
         message: String,
     },
+    /// Nothing failed, but another worker holds what the event needs (a page being created): back to
+    /// `pending` after `retry_after`, without spending an attempt.
+    #[error("{message}")]
+    Busy {
+        /// What is busy.
+        message: String,
+        /// When to look again.
+        retry_after: Duration,
+    },
 }
 
 impl ProcessError {

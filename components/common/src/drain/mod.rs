@@ -86,7 +86,8 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
-    /// Given back unprocessed, not counted as an attempt (its number is busy elsewhere).
+    /// Given back unprocessed, not counted as an attempt (its number, or the page it writes, is busy
+    /// elsewhere).
     Released {
         /// Why.
         reason: String,
@@ -352,6 +353,14 @@ fn record(
             tracing::warn!(error = %message, "permanent failure");
             let recorded = queue.bury(event, &message, now);
             settle(recorded.map(|ok| ok.then_some(Outcome::Dead { error: message })))
+        }
+        Verdict::Handled(Err(ProcessError::Busy {
+            message,
+            retry_after,
+        })) => {
+            let delay = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
+            let recorded = queue.release(event, now.saturating_add(delay), now);
+            settle(recorded.map(|ok| ok.then_some(Outcome::Released { reason: message })))
         }
         Verdict::Handled(Err(ProcessError::Retryable {
             message,

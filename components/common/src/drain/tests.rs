@@ -400,6 +400,31 @@ async fn a_permanent_error_is_dead_at_once() {
 }
 
 #[tokio::test]
+async fn a_busy_page_releases_the_event_without_spending_an_attempt() {
+    let (_dir, platform, _clock) = migrated_platform().await;
+    enqueue(&platform, "E1", "call.transcript.completed", "PN1", T0);
+    let handler = Scripted::new(|_| {
+        Err(ProcessError::Busy {
+            message: "another worker is creating this page".into(),
+            retry_after: Duration::from_secs(30),
+        })
+    });
+    let report = drain(&platform, &router_for(handler), &options())
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.events[0].outcome, Outcome::Released { .. }),
+        "{report:?}"
+    );
+    assert_eq!(state_of(&platform, "E1"), "pending");
+    assert_eq!(column(&platform, "E1", "attempts"), 0i64.into());
+    assert_eq!(
+        column(&platform, "E1", "available_at"),
+        (T0 + 30_000).into()
+    );
+}
+
+#[tokio::test]
 async fn retry_after_from_the_handler_sets_available_at() {
     let (_dir, platform, _clock) = migrated_platform().await;
     enqueue(&platform, "E1", "call.completed", "PN1", T0);

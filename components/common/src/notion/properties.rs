@@ -51,6 +51,28 @@ pub fn rich_text_items(text: &str) -> Vec<Value> {
     items
 }
 
+/// Whether `text` fits in a rich-text property whole (at most 100 items of 2000 characters).
+pub fn fits_in_property(text: &str) -> bool {
+    chunks(text).len() <= MAX_ITEMS
+}
+
+/// Phone numbers joined with `, `, as many whole numbers as fit in a `phone_number` property: a number
+/// cut in the middle would look like another, real number.
+pub fn whole_numbers(numbers: &[String]) -> String {
+    let mut joined = String::new();
+    for number in numbers {
+        let separator = if joined.is_empty() { "" } else { ", " };
+        if joined.encode_utf16().count() + separator.len() + number.encode_utf16().count()
+            > MAX_SHORT_TEXT_CHARS
+        {
+            break;
+        }
+        joined.push_str(separator);
+        joined.push_str(number);
+    }
+    joined
+}
+
 /// A `title` value.
 pub fn title(text: &str) -> Value {
     json!({ "title": rich_text_items(text) })
@@ -210,6 +232,19 @@ mod tests {
         assert_eq!(blocks.len(), 2);
         let total: String = blocks.iter().map(block_text).collect();
         assert_eq!(total, text);
+    }
+
+    #[test]
+    fn phone_lists_keep_whole_numbers_only() {
+        let numbers: Vec<String> = (0..100).map(|i| format!("+1555555{i:04}")).collect();
+        let joined = whole_numbers(&numbers);
+        assert!(joined.len() <= MAX_SHORT_TEXT_CHARS);
+        assert!(numbers.join(", ").starts_with(&joined));
+        assert!(
+            joined.ends_with(&numbers[joined.split(", ").count() - 1]),
+            "{joined}"
+        );
+        assert_eq!(whole_numbers(&numbers[..2]), "+15555550000, +15555550001");
     }
 
     #[test]

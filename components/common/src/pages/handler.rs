@@ -52,6 +52,14 @@ impl PageHandler {
 
 impl From<WriteError> for ProcessError {
     fn from(error: WriteError) -> Self {
+        if let WriteError::Busy = error {
+            // A create claimed by another worker (or by one that crashed: the claim goes stale) is
+            // waited for, not failed: attempts are for failures.
+            return ProcessError::Busy {
+                message: error.to_string(),
+                retry_after: Duration::from_millis(error.retry_after_ms().unwrap_or(30_000)),
+            };
+        }
         if error.is_transient() {
             ProcessError::Retryable {
                 message: error.to_string(),

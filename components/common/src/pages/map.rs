@@ -32,6 +32,9 @@ impl Kind {
 
 /// A claim younger than this may still be in progress elsewhere: wait rather than query.
 pub const CLAIM_IN_PROGRESS_MS: i64 = 120_000;
+/// After a create whose outcome is unknown (5xx, timeout), how long to give Notion before querying for
+/// the page it may have made (its query index lags the write a little).
+pub const UNKNOWN_OUTCOME_SETTLE_MS: i64 = 10_000;
 
 /// What the map knows about one OpenPhone item.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -175,6 +178,18 @@ impl<'a> PageMap<'a> {
                 page_id.into(),
                 self.platform.clock.now_ms().into(),
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Ends the claim of a create whose outcome is unknown: the attempt is over, so after a short settle
+    /// the next attempt (which queries first, the row being old) need not wait out a live claim.
+    pub fn end_claim_unknown(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<()> {
+        let settled_at =
+            self.platform.clock.now_ms() - CLAIM_IN_PROGRESS_MS + UNKNOWN_OUTCOME_SETTLE_MS;
+        self.platform.sql.execute(
+            "UPDATE notion_pages SET create_started_at = ?3 WHERE kind = ?1 AND openphone_id = ?2 AND page_id IS NULL",
+            &[kind.as_str().into(), openphone_id.into(), settled_at.into()],
         )?;
         Ok(())
     }
@@ -329,6 +344,25 @@ mod tests {
         clock.advance_ms(CLAIM_IN_PROGRESS_MS + 1);
         assert_eq!(
             map.plan_create(Kind::Message, "AC2", None, false).unwrap(),
+            CreatePlan::QueryThenCreate
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_outcome_waits_a_few_seconds_then_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(1_000_000));
+        let p = platform(dir.path(), clock.clone()).await;
+        let map = PageMap::new(&p);
+        map.plan_create(Kind::Call, "AC9", None, false).unwrap();
+        map.end_claim_unknown(Kind::Call, "AC9").unwrap();
+        assert_eq!(
+            map.plan_create(Kind::Call, "AC9", None, false).unwrap(),
+            CreatePlan::Busy
+        );
+        clock.advance_ms(UNKNOWN_OUTCOME_SETTLE_MS + 1);
+        assert_eq!(
+            map.plan_create(Kind::Call, "AC9", None, false).unwrap(),
             CreatePlan::QueryThenCreate
         );
     }

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::map::Kind;
-use super::{WriteError, Writer};
+use super::{Section, WriteError, Writer};
 use crate::domain::E164;
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
@@ -86,6 +86,7 @@ impl Writer<'_> {
             if let Some(canvas) = &canvas {
                 self.map.set_canvas(Kind::Message, &message.id, canvas)?;
             }
+            self.append_long_text(message, &page_id).await?;
             return Ok(page_id);
         }
         let mut update = Map::new();
@@ -117,7 +118,22 @@ impl Writer<'_> {
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Message, &message.id, canvas)?;
         }
+        self.append_long_text(message, &page_id).await?;
         Ok(page_id)
+    }
+
+    /// A text longer than the `Content` property holds goes into the page body too, whole, once.
+    async fn append_long_text(&self, message: &Message, page_id: &str) -> Result<(), WriteError> {
+        let Some(text) = message.text.as_deref().filter(|t| !p::fits_in_property(t)) else {
+            return Ok(());
+        };
+        let section = Section {
+            name: "content",
+            title: "Message",
+            body: p::paragraphs(text),
+        };
+        self.append_sections(Kind::Message, &message.id, page_id, &[section])
+            .await
     }
 
     fn message_properties(
@@ -147,7 +163,7 @@ impl Writer<'_> {
             "Message ID": p::title(&message.id),
             "Direction": p::select(message.direction.as_deref()),
             "From": p::phone_number(from.first().map(String::as_str)),
-            "To": p::phone_number(Some(&to.join(", "))),
+            "To": p::phone_number(Some(&p::whole_numbers(to))),
             "Content": p::rich_text(message.text.as_deref().unwrap_or_default()),
             "Status": p::select(message.status.as_deref()),
             "OpenPhone Number": p::rich_text(workspace_number.unwrap_or_default()),

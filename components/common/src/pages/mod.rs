@@ -80,7 +80,7 @@ impl WriteError {
         match self {
             WriteError::Api(e) => e.retry_after_ms(),
             WriteError::Media(e) => e.retry_after_ms(),
-            WriteError::Busy => Some(30_000),
+            WriteError::Busy => Some(map::UNKNOWN_OUTCOME_SETTLE_MS as u64),
             _ => None,
         }
     }
@@ -215,11 +215,15 @@ impl<'a> Writer<'a> {
                 Ok((page_id, true))
             }
             Err(e @ ApiError::Refused { .. }) | Err(e @ ApiError::RateLimited { .. }) => {
-                // Nothing landed: the next attempt may create without asking Notion first.
+                // Nothing landed: the claim ends (the next attempt still queries, being a retry).
                 self.map.release_claim(kind, openphone_id)?;
                 Err(e.into())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                // It may have landed: the next attempt queries for it, after a short settle.
+                self.map.end_claim_unknown(kind, openphone_id)?;
+                Err(e.into())
+            }
         }
     }
 
@@ -250,7 +254,7 @@ impl<'a> Writer<'a> {
             }
             self.map
                 .mark_sections(kind, openphone_id, &[section.name], false)?;
-            for batch in blocks.chunks(properties::MAX_ITEMS) {
+            for batch in batches(&blocks) {
                 self.check_lease()?;
                 self.notion.append_children(page_id, batch).await?;
             }
@@ -259,6 +263,27 @@ impl<'a> Writer<'a> {
         }
         Ok(())
     }
+}
+
+/// Most bytes of blocks per append: Notion refuses requests over 500 KB.
+const MAX_APPEND_BYTES: usize = 400_000;
+
+/// `blocks` in appendable runs: at most 100 blocks and [`MAX_APPEND_BYTES`] each, in order.
+fn batches(blocks: &[Value]) -> Vec<&[Value]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, block) in blocks.iter().enumerate() {
+        let size = block.to_string().len();
+        if i > start && (i - start == properties::MAX_ITEMS || bytes + size > MAX_APPEND_BYTES) {
+            out.push(&blocks[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < blocks.len() {
+        out.push(&blocks[start..]);
+    }
+    out
 }
 
 /// A titled part of a page's body.
@@ -333,6 +358,27 @@ mod tests {
         page.push(json!({ "type": "heading_2", "heading_2": { "rich_text": [{ "plain_text": "Other" }] } }));
         assert_eq!(blocks_already_appended(&page, "Transcript"), 4);
         assert_eq!(blocks_already_appended(&page, "Next steps"), 0);
+    }
+
+    #[test]
+    fn appends_are_cut_by_count_and_by_size() {
+        let small: Vec<Value> = (0..250)
+            .flat_map(|i| properties::paragraphs(&format!("line {i}")))
+            .collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+        let big = properties::paragraphs(&"x".repeat(500_000));
+        let runs = batches(&big);
+        assert!(
+            runs.len() >= 2,
+            "{} blocks in {} runs",
+            big.len(),
+            runs.len()
+        );
+        assert!(runs
+            .iter()
+            .all(|r| r.iter().map(|b| b.to_string().len()).sum::<usize>() <= MAX_APPEND_BYTES));
+        assert_eq!(runs.concat(), big);
     }
 
     #[test]

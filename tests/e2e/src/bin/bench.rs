@@ -1,0 +1,741 @@
+//! The benchmarks: one table of where the app stands, measured on the built components in the test host
+//! (and, for intake, on a real `spin up` when `SPIN_BIN` is set), against the local OpenPhone, Notion and
+//! S3 servers. Not a test: nothing here fails on a number; the table says which targets are met.
+//!
+//! ```text
+//! scripts/bench                              # builds the components first
+//! cargo run --release -p e2e --bin bench     # with the components already built
+//! SPIN_BIN=/path/to/spin scripts/bench       # intake also on spin up
+//! ```
+//!
+//! Rows: `.wasm` sizes; peak memory of copying a 100 MiB recording; each component's cold start
+//! (compiled from scratch, then its first answer); OpenPhone, Notion and S3 requests per event type and
+//! per call lifecycle with a cold and a warm Canvas cache; drain throughput with the servers' rate limits
+//! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use chrono::Utc;
+use e2e::app::{Runner, TestApp, TestAppOptions, ADMIN_TOKEN};
+use e2e::workload::{contact, CallScript, Line, MessageScript};
+use e2e::{component_wasm, workspace_root, COMPONENTS};
+use serde_json::{json, Value};
+use spin_test_host::{HostOptions, SpinHost};
+use test_servers::webhooks::SignedDelivery;
+use test_servers::{NotionServer, OpenPhoneServer};
+
+/// No phase of the benchmark runs longer than this.
+const PHASE_LIMIT: Duration = Duration::from_secs(300);
+/// Intake: (clients, deliveries of each kind).
+const INTAKE_LOADS: [(usize, usize); 3] = [(1, 200), (16, 800), (64, 1280)];
+/// Drain throughput: messages, and calls with their four events each.
+const DRAIN_MESSAGES: usize = 60;
+const DRAIN_CALLS: usize = 15;
+const MIB: u64 = 1024 * 1024;
+
+/// One line of the table.
+struct Row {
+    metric: String,
+    value: String,
+    note: String,
+}
+
+#[derive(Default)]
+struct Table(Vec<Row>);
+
+impl Table {
+    fn add(
+        &mut self,
+        metric: impl Into<String>,
+        value: impl Into<String>,
+        note: impl Into<String>,
+    ) {
+        let row = Row {
+            metric: metric.into(),
+            value: value.into(),
+            note: note.into(),
+        };
+        eprintln!("bench: {} = {}", row.metric, row.value);
+        self.0.push(row);
+    }
+
+    fn print(&self) {
+        let width = |f: fn(&Row) -> &str, title: &str| {
+            self.0
+                .iter()
+                .map(|r| f(r).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(title.len())
+        };
+        let (m, v) = (width(|r| &r.metric, "metric"), width(|r| &r.value, "value"));
+        println!("| {:m$} | {:v$} | note |", "metric", "value");
+        println!("|{}|{}|------|", "-".repeat(m + 2), "-".repeat(v + 2));
+        for row in &self.0 {
+            println!("| {:m$} | {:v$} | {} |", row.metric, row.value, row.note);
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut table = Table::default();
+    sizes(&mut table)?;
+    // First, while the process's peak memory is still low: later phases run hundreds of instances.
+    memory_per_recording(&mut table)
+        .await
+        .context("memory per recording")?;
+    cold_starts(&mut table).await.context("cold starts")?;
+    requests_per_event(&mut table)
+        .await
+        .context("requests per event")?;
+    drain_throughput(&mut table)
+        .await
+        .context("drain throughput")?;
+    intake(&mut table, Runner::TestHost, "test host")
+        .await
+        .context("intake on the test host")?;
+    if let Some(spin) = std::env::var_os("SPIN_BIN") {
+        intake(&mut table, Runner::Spin(spin.into()), "spin up")
+            .await
+            .context("intake on spin up")?;
+    }
+    table.print();
+    Ok(())
+}
+
+fn sizes(table: &mut Table) -> anyhow::Result<()> {
+    for (id, _) in COMPONENTS {
+        let path = component_wasm(id)?;
+        let bytes = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        table.add(
+            format!("size: {id}.wasm"),
+            format!("{} KiB", bytes / 1024),
+            "release, wasm32-wasip2",
+        );
+    }
+    Ok(())
+}
+
+/// A fresh app on `runner` with the servers' rate limits off (the app keeps its own budgets), its
+/// migrations applied, and line 0 registered.
+async fn start(runner: Runner, with_s3: bool) -> anyhow::Result<(TestApp, Line)> {
+    let app = TestApp::start(TestAppOptions {
+        with_s3,
+        runner,
+        ..Default::default()
+    })
+    .await?;
+    app.notion.set_rate_limit(None);
+    app.openphone.set_rate_limit(None);
+    let line = Line::register(&app.openphone, 0);
+    stats(&app).await?;
+    Ok((app, line))
+}
+
+async fn stats(app: &TestApp) -> anyhow::Result<Value> {
+    let response = app.admin_get("/stats").await;
+    ensure!(
+        response.status() == 200,
+        "/stats answered {}",
+        response.status()
+    );
+    response.json().await.context("/stats is JSON")
+}
+
+fn finished(stats: &Value) -> i64 {
+    ["done", "dead", "skipped"]
+        .iter()
+        .map(|s| stats["queue"][s].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Waits until `n` events are finished (done, dead or skipped), polling `/stats`.
+async fn until_finished(app: &TestApp, n: i64, limit: Duration) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = stats(app).await?;
+        if finished(&now) >= n {
+            ensure!(
+                now["queue"]["dead"] == 0,
+                "events died: {}",
+                now["dlq_recent"]
+            );
+            app.wait_idle().await;
+            return Ok(now);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{n} events were not finished within {limit:?}: {}",
+                now["queue"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn vm_kib(field: &str) -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no {field} in /proc/self/status"))
+}
+
+async fn memory_per_recording(table: &mut Table) -> anyhow::Result<()> {
+    let (app, line) = start(Runner::TestHost, true).await?;
+    let started = Utc::now();
+    // A call with a 1 MiB recording first, so what a copy allocates once is allocated before measuring.
+    app.openphone.add_generated_recording("ACwarmup", MIB);
+    let mut warmup =
+        CallScript::answered(&app.openphone, &line, &contact(1), "ACwarmup", started).events();
+    warmup.truncate(2);
+    for event in &warmup {
+        app.deliver(event).await;
+    }
+    until_finished(&app, 2, PHASE_LIMIT).await?;
+    // Resets the peak to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`).
+    std::fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")?;
+    let before = vm_kib("VmHWM:")?;
+    let size = 100 * MIB;
+    let call = CallScript::answered(&app.openphone, &line, &contact(2), "ACbig", started);
+    // `answered` gave the call a small segment; the one measured is the second, of 100 MiB.
+    app.openphone.add_generated_recording("ACbig", size);
+    let copied = Instant::now();
+    for event in call.events().iter().take(2) {
+        app.deliver(event).await;
+    }
+    until_finished(&app, 4, PHASE_LIMIT).await?;
+    let took = copied.elapsed();
+    let after = vm_kib("VmHWM:")?;
+    let s3 = app.s3.as_ref().context("S3 is running")?;
+    let stored = s3
+        .objects()?
+        .into_iter()
+        .find(|o| o.key.ends_with("ACbig-2.mp3"))
+        .context("the 100 MiB recording is not in the bucket")?;
+    ensure!(
+        stored.size == size,
+        "the stored recording has {} bytes",
+        stored.size
+    );
+    table.add(
+        "memory: peak RSS growth copying a 100 MiB recording",
+        format!("+{} MiB", after.saturating_sub(before) / 1024),
+        format!(
+            "VmHWM {} → {} MiB of the host process (local servers included; s3s-fs is another process); copied in {:.1?}",
+            before / 1024,
+            after / 1024,
+            took
+        ),
+    );
+    Ok(())
+}
+
+/// Each component alone in the test host, compiled without any cache, then its first answers.
+async fn cold_starts(table: &mut Table) -> anyhow::Result<()> {
+    let manifest: toml::Table = std::fs::read_to_string(workspace_root().join("spin.toml"))?
+        .parse()
+        .context("parsing spin.toml")?;
+    let openphone = OpenPhoneServer::start("op-bench-key")?;
+    let notion = NotionServer::start("secret_bench")?;
+    let variables: std::collections::HashMap<String, String> = [
+        ("openphone_api_key", openphone.api_key()),
+        ("openphone_api_base", openphone.base_url()),
+        ("openphone_media_base", openphone.media_base_url()),
+        ("openphone_webhook_secret", "YmVuY2g=".into()),
+        ("notion_api_key", notion.token()),
+        ("notion_api_base", notion.base_url()),
+        (
+            "notion_calls_database_id",
+            "11111111111111111111111111111111".into(),
+        ),
+        (
+            "notion_messages_database_id",
+            "22222222222222222222222222222222".into(),
+        ),
+        ("s3_endpoint", "http://127.0.0.1:9".into()),
+        ("r2_bucket", "recordings".into()),
+        ("r2_access_key_id", "unused".into()),
+        ("r2_secret_access_key", "unused".into()),
+        ("admin_token", ADMIN_TOKEN.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let dir = tempfile::tempdir()?;
+    // The host keeps compiled code next to the `target` directory a component is in: here, a fresh one
+    // in the temporary directory, so nothing is cached and nothing is left behind.
+    let wasm_dir = dir.path().join("target").join("cold");
+    std::fs::create_dir_all(&wasm_dir)?;
+    let client = reqwest::Client::new();
+    for (id, file) in COMPONENTS {
+        let source = wasm_dir.join(file);
+        std::fs::copy(component_wasm(id)?, &source)?;
+        let manifest_path = dir.path().join(format!("{id}.toml"));
+        std::fs::write(
+            &manifest_path,
+            single_component_manifest(&manifest, id, &source)?,
+        )?;
+        let mut options = HostOptions::new(&manifest_path, dir.path().join(format!("state-{id}")));
+        options.variables = variables.clone();
+        let compiling = Instant::now();
+        let host = SpinHost::start(options).await?;
+        let compiled = compiling.elapsed();
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let answering = Instant::now();
+            let status = match *id {
+                "cron" => host.invoke_cron().await?.map(|()| 200).unwrap_or(500),
+                other => {
+                    let (method, path) = match other {
+                        "webhook" => ("GET", "/health"),
+                        "queue-drain" => ("GET", "/stats"),
+                        // `/admin/sync` answers at once and syncs after answering.
+                        _ => ("POST", "/admin/sync"),
+                    };
+                    let request = client
+                        .request(method.parse()?, format!("{}{path}", host.base_url()))
+                        .bearer_auth(ADMIN_TOKEN);
+                    request.send().await?.status().as_u16()
+                }
+            };
+            ensure!(status < 300, "{id} answered {status}:\n{}", host.logs());
+            answers.push(answering.elapsed());
+        }
+        host.shutdown().await;
+        let answer = match *id {
+            "cron" => "first tick (instantiate, database set-up, drain, periodic sync)",
+            _ => "first answer (instantiate, database set-up, handle)",
+        };
+        table.add(
+            format!("cold start: {id}"),
+            format!("{} ms", (compiled + answers[0]).as_millis()),
+            format!(
+                "compile and link {} ms (no .cwasm cache), {answer} {} ms, next {} ms",
+                compiled.as_millis(),
+                answers[0].as_millis(),
+                answers[1].as_millis()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// `spin.toml` reduced to component `id` (source at `source`), its public triggers, and no chaining to
+/// the components left out.
+fn single_component_manifest(
+    manifest: &toml::Table,
+    id: &str,
+    source: &Path,
+) -> anyhow::Result<String> {
+    let mut out = toml::Table::new();
+    for key in ["spin_manifest_version", "application", "variables"] {
+        out.insert(
+            key.into(),
+            manifest
+                .get(key)
+                .with_context(|| format!("spin.toml has no {key}"))?
+                .clone(),
+        );
+    }
+    let mut triggers = toml::Table::new();
+    for (kind, list) in manifest
+        .get("trigger")
+        .and_then(|t| t.as_table())
+        .context("spin.toml has no triggers")?
+    {
+        let kept: Vec<toml::Value> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t.get("component").and_then(|c| c.as_str()) == Some(id)
+                    && !t.get("route").is_some_and(|r| r.is_table())
+            })
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            triggers.insert(kind.clone(), toml::Value::Array(kept));
+        }
+    }
+    let mut component = manifest
+        .get("component")
+        .and_then(|c| c.get(id))
+        .and_then(|c| c.as_table())
+        .with_context(|| format!("spin.toml has no component {id}"))?
+        .clone();
+    component.insert("source".into(), source.display().to_string().into());
+    component.remove("build");
+    if let Some(hosts) = component
+        .get_mut("allowed_outbound_hosts")
+        .and_then(|h| h.as_array_mut())
+    {
+        hosts.retain(|h| !h.as_str().is_some_and(|h| h.contains(".spin.internal")));
+    }
+    out.insert("trigger".into(), toml::Value::Table(triggers));
+    out.insert(
+        "component".into(),
+        toml::Value::Table(
+            [(id.to_owned(), toml::Value::Table(component))]
+                .into_iter()
+                .collect(),
+        ),
+    );
+    Ok(toml::to_string(&out)?)
+}
+
+/// Requests the servers saw, and the app's own S3 and media counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Spent {
+    openphone: u64,
+    notion: u64,
+    appends: u64,
+    s3: i64,
+}
+
+impl Spent {
+    async fn now(app: &TestApp) -> anyhow::Result<Self> {
+        let stats = stats(app).await?;
+        Ok(Spent {
+            openphone: app.openphone.total_requests(),
+            notion: app.notion.total_requests(),
+            appends: app.notion.request_count("PATCH /v1/blocks/{id}/children"),
+            s3: stats["api"]["s3"]["requests_today"].as_i64().unwrap_or(0),
+        })
+    }
+
+    fn since(self, before: Spent) -> Spent {
+        Spent {
+            openphone: self.openphone - before.openphone,
+            notion: self.notion - before.notion,
+            appends: self.appends - before.appends,
+            s3: self.s3 - before.s3,
+        }
+    }
+
+    fn add(self, other: Spent) -> Spent {
+        Spent {
+            openphone: self.openphone + other.openphone,
+            notion: self.notion + other.notion,
+            appends: self.appends + other.appends,
+            s3: self.s3 + other.s3,
+        }
+    }
+
+    fn describe(self) -> String {
+        format!(
+            "OpenPhone {}, Notion {} (+{} block appends), S3 {}",
+            self.openphone,
+            self.notion - self.appends,
+            self.appends,
+            self.s3
+        )
+    }
+}
+
+/// Delivers one event, waits until it is processed and everything it started has ended, and returns
+/// the requests it cost.
+async fn cost(app: &TestApp, event: &Value) -> anyhow::Result<Spent> {
+    let before = Spent::now(app).await?;
+    let expected = finished(&stats(app).await?) + 1;
+    let status = app.deliver(event).await.status();
+    ensure!(status == 202, "{} answered {status}", event["id"]);
+    until_finished(app, expected, PHASE_LIMIT).await?;
+    Ok(Spent::now(app).await?.since(before))
+}
+
+async fn requests_per_event(table: &mut Table) -> anyhow::Result<()> {
+    let (app, line) = start(Runner::TestHost, true).await?;
+    let at = Utc::now();
+    // Contacts 1, 3 and 4 have a Canvas record; 2 has none (a cached miss costs the same as a hit).
+    for i in [1, 3, 4] {
+        app.notion.insert_page(
+            &app.canvas_ds,
+            json!({ "Name": { "title": [{ "text": { "content": format!("Merchant {i}") } }] },
+                    "Phone": { "phone_number": contact(i) } }),
+        )?;
+    }
+    let message = |id: &str, who: usize, outgoing: bool| {
+        MessageScript::new(&line, &[contact(who)], id, at, outgoing).event()
+    };
+    let rows = [
+        (
+            "message.received, first event of a fresh app",
+            message("ACm1", 1, false),
+            "",
+        ),
+        (
+            "message.received, warm Canvas cache",
+            message("ACm2", 1, false),
+            "target: Notion 1",
+        ),
+        (
+            "message.delivered, warm Canvas cache",
+            message("ACm3", 1, true),
+            "target: Notion 1",
+        ),
+        (
+            "message.received, cold Canvas cache",
+            message("ACm4", 2, false),
+            "one Canvas query",
+        ),
+    ];
+    for (name, event, target) in rows {
+        let spent = cost(&app, &event).await?;
+        let met = match target {
+            "target: Notion 1" if spent.notion == 1 => "target: Notion 1 — met",
+            "target: Notion 1" => "target: Notion 1 — NOT MET",
+            other => other,
+        };
+        table.add(format!("requests: {name}"), spent.describe(), met);
+    }
+    // The first call also looks up the Calls database and the workspace's numbers; then a call with
+    // someone the Canvas cache has not seen, then one with someone it has.
+    for (who, case, judged) in [
+        (3, "first call of the app", false),
+        (4, "cold Canvas cache", true),
+        (1, "warm Canvas cache", true),
+    ] {
+        let call = CallScript::answered(
+            &app.openphone,
+            &line,
+            &contact(who),
+            &format!("AClife{who}"),
+            at,
+        );
+        let mut total = Spent::default();
+        for event in call.events() {
+            let spent = cost(&app, &event).await?;
+            table.add(
+                format!(
+                    "requests: {}, {case}",
+                    event["type"].as_str().unwrap_or_default()
+                ),
+                spent.describe(),
+                "",
+            );
+            total = total.add(spent);
+        }
+        let met = total.notion - total.appends <= 4 && total.openphone <= 3;
+        let verdict = match (judged, met) {
+            (false, _) => "",
+            (true, true) => "; target: Notion ≤ 4 + appends, OpenPhone ≤ 3 — met",
+            (true, false) => "; target: Notion ≤ 4 + appends, OpenPhone ≤ 3 — NOT MET",
+        };
+        table.add(
+            format!("requests: call lifecycle, {case}"),
+            total.describe(),
+            format!("completed + recording + transcript + summary{verdict}"),
+        );
+    }
+    Ok(())
+}
+
+async fn drain_throughput(table: &mut Table) -> anyhow::Result<()> {
+    let (app, line) = start(Runner::TestHost, false).await?;
+    let at = Utc::now();
+    let events: Vec<Value> = (0..DRAIN_MESSAGES)
+        .map(|i| {
+            MessageScript::new(&line, &[contact(i % 5)], &format!("ACdm{i}"), at, false).event()
+        })
+        .collect();
+    let rate = drain_rate(&app, &events).await?;
+    table.add("drain: messages", format!("{rate:.2} events/s"), format!("{DRAIN_MESSAGES} texts; servers not rate limiting, the app's own Notion budget (3 requests/s) is the bound"));
+
+    let (app, line) = start(Runner::TestHost, true).await?;
+    let events: Vec<Value> = (0..DRAIN_CALLS)
+        .flat_map(|i| {
+            CallScript::answered(
+                &app.openphone,
+                &line,
+                &contact(i % 5),
+                &format!("ACdc{i}"),
+                at,
+            )
+            .events()
+        })
+        .collect();
+    let rate = drain_rate(&app, &events).await?;
+    table.add(
+        "drain: call events",
+        format!("{rate:.2} events/s"),
+        format!("{DRAIN_CALLS} calls × 4 events, recordings copied to S3; same bound"),
+    );
+    Ok(())
+}
+
+/// Events per second from the first delivery until all `events` are processed.
+async fn drain_rate(app: &TestApp, events: &[Value]) -> anyhow::Result<f64> {
+    let already = finished(&stats(app).await?);
+    let started = Instant::now();
+    for event in events {
+        let status = app.deliver(event).await.status();
+        ensure!(status == 202, "{} answered {status}", event["id"]);
+    }
+    until_finished(app, already + events.len() as i64, PHASE_LIMIT).await?;
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// What one intake load measured.
+struct Load {
+    answered: usize,
+    unexpected: BTreeMap<u16, usize>,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn percentile(&self, p: usize) -> Duration {
+        let index = (self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1));
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+            self.answered as f64 / self.elapsed.as_secs_f64(),
+            self.percentile(50).as_secs_f64() * 1000.0,
+            self.percentile(99).as_secs_f64() * 1000.0
+        )
+    }
+}
+
+/// Sends `deliveries` from `clients` concurrent clients (stopping at [`PHASE_LIMIT`]).
+async fn fire(
+    base_url: &str,
+    deliveries: Vec<SignedDelivery>,
+    clients: usize,
+    expected: u16,
+) -> anyhow::Result<Load> {
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let url = format!("{base_url}/webhooks/openphone");
+    let started = Instant::now();
+    let deadline = started + PHASE_LIMIT;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (deliveries, next, client, url) = (
+            deliveries.clone(),
+            next.clone(),
+            client.clone(),
+            url.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut unexpected: BTreeMap<u16, usize> = BTreeMap::new();
+            while Instant::now() < deadline {
+                let Some(delivery) = deliveries.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let mut request = client.post(&url).body(delivery.body.clone());
+                for (name, value) in &delivery.headers {
+                    request = request.header(name.as_str(), value.as_str());
+                }
+                let sent = Instant::now();
+                let status = request.send().await.map_or(0, |r| r.status().as_u16());
+                latencies.push(sent.elapsed());
+                if status != expected {
+                    *unexpected.entry(status).or_default() += 1;
+                }
+            }
+            (latencies, unexpected)
+        }));
+    }
+    let mut load = Load {
+        answered: 0,
+        unexpected: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, unexpected) = task.await.context("an intake client failed")?;
+        load.latencies.extend(latencies);
+        for (status, n) in unexpected {
+            *load.unexpected.entry(status).or_default() += n;
+        }
+    }
+    load.elapsed = started.elapsed();
+    load.answered = load.latencies.len();
+    load.latencies.sort();
+    Ok(load)
+}
+
+async fn intake(table: &mut Table, runner: Runner, label: &str) -> anyhow::Result<()> {
+    for (clients, n) in INTAKE_LOADS {
+        let (app, line) = start(runner.clone(), false).await?;
+        let at = Utc::now();
+        let messages: Vec<Value> = (0..n)
+            .map(|i| {
+                MessageScript::new(&line, &[contact(i % 50)], &format!("ACin{i}"), at, false)
+                    .event()
+            })
+            .collect();
+        // The same events as a type the sync ignores: stored as skipped, so no drain is kicked and the
+        // queue stays idle while their duplicates are measured.
+        let ignored: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let mut event = m.clone();
+                event["id"] = format!("{}-ringing", m["id"].as_str().unwrap_or_default()).into();
+                event["type"] = "call.ringing".into();
+                event
+            })
+            .collect();
+        let sign = |payloads: &[Value]| -> anyhow::Result<Vec<SignedDelivery>> {
+            let now = Utc::now().timestamp_millis();
+            payloads
+                .iter()
+                .map(|p| SignedDelivery::legacy(&app.webhook_key, now, p))
+                .collect()
+        };
+        let loads = [
+            (
+                "new events (a type the sync ignores: no drain kicked)",
+                &ignored,
+                202,
+            ),
+            ("duplicates (queue idle)", &ignored, 200),
+            ("new events (each kicks a drain)", &messages, 202),
+        ];
+        for (kind, payloads, expected) in loads {
+            let load = fire(&app.base_url, sign(payloads)?, clients, expected).await?;
+            let note = if load.unexpected.is_empty() {
+                format!(
+                    "{} deliveries, every one answered {expected}",
+                    load.answered
+                )
+            } else {
+                format!(
+                    "{} deliveries; answers other than {expected}: {:?}",
+                    load.answered, load.unexpected
+                )
+            };
+            table.add(
+                format!("intake ({label}), {clients} clients: {kind}"),
+                load.describe(),
+                note,
+            );
+        }
+    }
+    Ok(())
+}
