@@ -31,7 +31,7 @@ impl Line {
     }
 }
 
-/// Person `i` the workspace talks to, E.164.
+/// Person `i` (below 9000, so the number stays 11 digits) the workspace talks to, E.164.
 pub fn contact(i: usize) -> String {
     format!("+1555555{:04}", 1000 + i)
 }
