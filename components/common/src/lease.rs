@@ -70,6 +70,8 @@ pub struct Lease {
     kv: Rc<dyn KeyValue>,
     clock: Rc<dyn Clock>,
     name: String,
+    /// Names this holder in the logs, which say when each holder won, renewed and released the lease.
+    holder: String,
     config: LeaseConfig,
     /// Slots won, ascending and consecutive; empty once released.
     held: RefCell<Vec<Held>>,
@@ -79,6 +81,7 @@ impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
             .field("name", &self.name)
+            .field("holder", &self.holder)
             .field("held", &self.held.borrow())
             .finish()
     }
@@ -121,12 +124,16 @@ impl Lease {
             kv: platform.kv.clone(),
             clock: platform.clock.clone(),
             name: name.to_owned(),
+            holder: crate::ids::new_id("LH"),
             config,
             held: RefCell::new(vec![Held { slot, generation }]),
         };
         // Won at the very end of a slot, possibly without the next one: not enough time to use.
         match lease.check() {
-            Ok(()) => Ok(Some(lease)),
+            Ok(()) => {
+                tracing::info!(lease = %lease.name, holder = %lease.holder, until = lease.held_until(), "lease acquired");
+                Ok(Some(lease))
+            }
             Err(_) => Ok(None),
         }
     }
@@ -169,10 +176,13 @@ impl Lease {
             return;
         }
         match win(&*self.kv, &self.name, next_slot) {
-            Ok(Some(generation)) => self.held.borrow_mut().push(Held {
-                slot: next_slot,
-                generation,
-            }),
+            Ok(Some(generation)) => {
+                self.held.borrow_mut().push(Held {
+                    slot: next_slot,
+                    generation,
+                });
+                tracing::info!(lease = %self.name, holder = %self.holder, until = self.held_until(), "lease renewed");
+            }
             // Someone else has the next slot: keep going until this one ends, then stop.
             Ok(None) => tracing::warn!(name = %self.name, slot = next_slot, "lease renewal lost"),
             Err(e) => {
@@ -188,6 +198,11 @@ impl Lease {
 
     fn release_held(&self) {
         let held = std::mem::take(&mut *self.held.borrow_mut());
+        if held.is_empty() {
+            return;
+        }
+        // Logged before the release takes effect, so the next holder's "acquired" always comes later.
+        tracing::info!(lease = %self.name, holder = %self.holder, "lease released");
         let now = self.clock.now_ms();
         // Later slots first: whoever takes the current slot next finds the next one open to renew into.
         for h in held.iter().rev() {

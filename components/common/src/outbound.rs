@@ -132,6 +132,13 @@ pub enum Retry {
 
 /// Attempts per call; the queue retries the event later with its own backoff.
 const MAX_ATTEMPTS: u32 = 3;
+/// The longest one [`Outbound::send`] may take, waits for the rate budget and inline retries included.
+/// Work runs under a lease that guarantees half a slot after each check, less its margin (60 s − 10 s
+/// with [`crate::lease::LeaseConfig::default`]): a call that ended later could write after the lease
+/// passed to someone else. What does not fit is left to the queue's retry.
+pub const MAX_SEND_MS: i64 = 40_000;
+/// An attempt is not started with less time than this left.
+const MIN_ATTEMPT_MS: i64 = 1_000;
 /// A `Retry-After` longer than this is not waited for inline: the event is rescheduled instead.
 const MAX_INLINE_WAIT_MS: u64 = 10_000;
 
@@ -158,12 +165,14 @@ impl<'a> Outbound<'a> {
         }
     }
 
-    /// Sends `request`, retrying as `retry` allows.
+    /// Sends `request`, retrying as `retry` allows, within [`MAX_SEND_MS`] in all.
     pub async fn send(&self, request: HttpRequest, retry: Retry) -> Result<HttpResponse, ApiError> {
+        let clock = &self.platform.clock;
+        let deadline = clock.now_ms() + MAX_SEND_MS;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.send_once(request.clone()).await;
+            let result = self.send_once(request.clone(), deadline).await;
             let error = match result {
                 Ok(response) => return Ok(response),
                 Err(e) => e,
@@ -181,19 +190,44 @@ impl<'a> Outbound<'a> {
                 Some(ms) => ms,
                 None => backoff_ms(attempt),
             };
-            self.platform.clock.sleep_ms(wait).await;
+            let left = deadline - clock.now_ms();
+            if i64::try_from(wait).unwrap_or(i64::MAX) + MIN_ATTEMPT_MS > left {
+                return Err(error);
+            }
+            clock.sleep_ms(wait).await;
         }
     }
 
-    async fn send_once(&self, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    /// One attempt, started and answered before `deadline` (epoch ms) or given up as unavailable.
+    async fn send_once(
+        &self,
+        mut request: HttpRequest,
+        deadline: i64,
+    ) -> Result<HttpResponse, ApiError> {
         let service = self.service;
+        let out_of_time = || ApiError::Unavailable {
+            service,
+            status: None,
+            detail: format!("no answer within the {MAX_SEND_MS} ms a request may take"),
+        };
         if let Some(budget) = &self.budget {
-            budget.acquire().await.map_err(|e| ApiError::Unavailable {
-                service,
-                status: None,
-                detail: format!("rate budget unavailable: {e:#}"),
-            })?;
+            let left = deadline - self.platform.clock.now_ms() - MIN_ATTEMPT_MS;
+            budget
+                .acquire_within(left.min(crate::ratelimit::MAX_WAIT_MS))
+                .await
+                .map_err(|e| ApiError::Unavailable {
+                    service,
+                    status: None,
+                    detail: format!("rate budget unavailable: {e:#}"),
+                })?;
         }
+        let left = deadline - self.platform.clock.now_ms();
+        if left < MIN_ATTEMPT_MS {
+            return Err(out_of_time());
+        }
+        request.timeouts = request
+            .timeouts
+            .first_byte_within(u64::try_from(left).unwrap_or(0));
         let method = request.method;
         let path = path_of(&request.url).to_owned();
         let span = tracing::info_span!("outbound", service = service.name(), method = method.as_str(), path = %path);

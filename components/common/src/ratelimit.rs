@@ -10,7 +10,7 @@ use crate::platform::Platform;
 /// The key prefix of every budget window.
 pub const KEY_PREFIX: &str = "rate:";
 /// Give up waiting for a budget after this long (the queue retries the event later).
-const MAX_WAIT_MS: i64 = 30_000;
+pub const MAX_WAIT_MS: i64 = 30_000;
 
 /// A per-second request budget.
 pub struct RateBudget<'a> {
@@ -31,6 +31,11 @@ impl<'a> RateBudget<'a> {
 
     /// Takes one request from the current second's budget, waiting for a later second if it is spent.
     pub async fn acquire(&self) -> anyhow::Result<()> {
+        self.acquire_within(MAX_WAIT_MS).await
+    }
+
+    /// Like [`RateBudget::acquire`], giving up once `max_wait_ms` have passed.
+    pub async fn acquire_within(&self, max_wait_ms: i64) -> anyhow::Result<()> {
         let clock = &self.platform.clock;
         let started = clock.now_ms();
         loop {
@@ -43,9 +48,9 @@ impl<'a> RateBudget<'a> {
             if taken <= self.per_second {
                 return Ok(());
             }
-            if now - started > MAX_WAIT_MS {
+            if now - started > max_wait_ms {
                 bail!(
-                    "the {} request budget stayed spent for {MAX_WAIT_MS} ms",
+                    "the {} request budget stayed spent for {max_wait_ms} ms",
                     self.name
                 );
             }

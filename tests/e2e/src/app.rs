@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use base64::Engine;
 use serde_json::Value;
 use spin_test_host::{HostOptions, SpinHost};
@@ -15,6 +15,7 @@ use test_servers::webhooks::SignedDelivery;
 use test_servers::{NotionServer, OpenPhoneServer, S3Server, Schema};
 
 use crate::s3_proxy::FlakyS3;
+use crate::spin::{KeyValueBackend, RedisServer, SpinProcess};
 use crate::workspace_root;
 
 /// The admin token the app is started with.
@@ -23,7 +24,8 @@ pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 /// How the app runs.
 enum Backend {
     Host(SpinHost),
-    Spin(Child),
+    /// One `spin up` per replica.
+    Spin(Vec<SpinProcess>),
 }
 
 /// What runs the app.
@@ -54,6 +56,17 @@ pub struct TestAppOptions {
     pub runner: Runner,
     /// The test host's request timeout, when not its default (60 s); also the client's timeout.
     pub request_timeout: Option<Duration>,
+    /// Real Spin only: how many `spin up` processes serve the app, sharing one database and one
+    /// key-value store (0 means 1). Webhooks go to them in turn, as a load balancer sends them.
+    pub replicas: usize,
+    /// Real Spin only: put the key-value store on a Redis of the test's own, as on SpinKube, whatever
+    /// `E2E_KEY_VALUE` says.
+    pub redis: bool,
+}
+
+/// Whether `E2E_KEY_VALUE=redis` asks for Redis as the key-value store of every app on real Spin.
+fn redis_from_environment() -> bool {
+    std::env::var("E2E_KEY_VALUE").is_ok_and(|v| v.eq_ignore_ascii_case("redis"))
 }
 
 /// The app under test and the servers it talks to.
@@ -77,6 +90,11 @@ pub struct TestApp {
     /// The webhook signing key, base64.
     pub webhook_key: String,
     backend: Option<Backend>,
+    /// Where each replica answers; webhooks go to them in turn.
+    replica_urls: Vec<String>,
+    next_replica: AtomicUsize,
+    /// The Redis holding the key-value store, when the app runs on real Spin with Redis.
+    pub redis: Option<RedisServer>,
     /// How to start the backend again after [`TestApp::crash_and_restart`].
     launch: Launch,
     /// What the hosts stopped by [`TestApp::crash_and_restart`] logged.
@@ -90,6 +108,8 @@ struct Launch {
     spin: Option<PathBuf>,
     variables: HashMap<String, String>,
     request_timeout: Option<Duration>,
+    replicas: usize,
+    key_value: KeyValueBackend,
 }
 
 /// How long [`TestApp::crash_and_restart`] keeps the app down, as far as the app can tell: longer than
@@ -186,15 +206,26 @@ impl TestApp {
             Runner::TestHost => None,
             Runner::Spin(path) => Some(path),
         };
+        let redis = if spin.is_some() && (options.redis || redis_from_environment()) {
+            Some(RedisServer::start()?)
+        } else {
+            None
+        };
         let launch = Launch {
             spin,
             variables,
             request_timeout: options.request_timeout,
+            replicas: options.replicas.max(1),
+            key_value: redis.as_ref().map_or(KeyValueBackend::SpinSqlite, |r| {
+                KeyValueBackend::Redis(r.url())
+            }),
         };
-        let backend = launch.start(state.path()).await?;
         let client_timeout = options.request_timeout.unwrap_or(Duration::from_secs(60));
+        let http = reqwest::Client::builder().timeout(client_timeout).build()?;
+        let backend = launch.start(state.path(), &http).await?;
+        let replica_urls = backend.base_urls();
         let app = TestApp {
-            base_url: backend.base_url(),
+            base_url: replica_urls[0].clone(),
             openphone,
             notion,
             s3,
@@ -204,9 +235,12 @@ impl TestApp {
             canvas_ds,
             webhook_key,
             backend: Some(backend),
+            replica_urls,
+            next_replica: AtomicUsize::new(0),
+            redis,
             launch,
             earlier_logs: String::new(),
-            http: reqwest::Client::builder().timeout(client_timeout).build()?,
+            http,
             state,
         };
         app.wait_until_healthy().await?;
@@ -230,19 +264,17 @@ impl TestApp {
                 host.shutdown().await;
                 self.earlier_logs.push_str(&host_logs);
             }
-            Some(Backend::Spin(mut child)) => {
-                child.kill().context("killing spin")?;
-                child.wait().context("waiting for spin to exit")?;
-            }
+            Some(Backend::Spin(replicas)) => replicas.into_iter().for_each(SpinProcess::kill),
             None => bail!("the app is not running"),
         }
         let crash = self.let_downtime_pass()?;
         let backend = self
             .launch
-            .start(self.state.path())
+            .start(self.state.path(), &self.http)
             .await
             .context("restarting the app")?;
-        self.base_url = backend.base_url();
+        self.replica_urls = backend.base_urls();
+        self.base_url = self.replica_urls[0].clone();
         self.backend = Some(backend);
         self.wait_until_healthy().await?;
         Ok(crash)
@@ -258,26 +290,73 @@ impl TestApp {
             )
             .context("counting the stopped drains' events")?;
         self.move_time_windows(DOWNTIME)?;
-        let kv = self.open_database(self.launch.key_value_file())?;
-        let lease_keys = kv
-            .execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
-            .context("ending the stopped drains' lease windows")?;
+        let lease_keys = match &self.redis {
+            Some(redis) => redis
+                .delete_matching("lease:*")
+                .context("ending the stopped drains' lease windows")?,
+            None => self
+                .open_database(self.launch.key_value_file())?
+                .execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
+                .context("ending the stopped drains' lease windows")?,
+        };
         Ok(Crash {
             orphaned_events,
             lease_keys,
         })
     }
 
-    /// Lets `time` pass for the app while it is idle (test host only): waits until no instance runs,
-    /// then moves the app's time windows ([`TIME_WINDOWS`]) back by `time`, so retries whose backoff
-    /// would have run out are due, and page creates cut off by a failure are taken over, as they would
-    /// be after waiting that long. With no instance running, nothing moved is in use.
+    /// Lets `time` pass for the app's retries.
+    ///
+    /// On the test host, which can tell when no instance runs: waits until none does, then moves the
+    /// app's time windows ([`TIME_WINDOWS`]) back by `time`, so retries whose backoff would have run out
+    /// are due, and page creates cut off by a failure are taken over, as they would be after waiting
+    /// that long. With no instance running, nothing moved is in use.
+    ///
+    /// On real Spin, which cannot tell, and whose cron trigger starts drains by itself: waits until no
+    /// event is leased, then moves only the due times of pending events. That is safe while a drain
+    /// runs (a retry comes sooner, nothing held is touched); a page create cut off without a crash is
+    /// not taken over sooner — after an unknown outcome the app settles its claim within seconds itself.
     pub async fn let_time_pass(&self, time: Duration) -> anyhow::Result<()> {
         match &self.backend {
-            Some(Backend::Host(host)) => host.wait_idle().await,
-            _ => bail!("moving time needs the test host, which can tell when the app is idle"),
+            Some(Backend::Host(host)) => {
+                host.wait_idle().await;
+                self.move_time_windows(time)
+            }
+            Some(Backend::Spin(_)) => {
+                self.wait_until_no_event_is_leased(Duration::from_secs(120))
+                    .await?;
+                let db = self.open_database(self.launch.sqlite_file())?;
+                db.execute(
+                    "UPDATE events SET available_at = available_at - ?1 WHERE state = 'pending'",
+                    [i64::try_from(time.as_millis())?],
+                )
+                .context("moving pending events' due times back")?;
+                Ok(())
+            }
+            None => bail!("the app is not running"),
         }
-        self.move_time_windows(time)
+    }
+
+    async fn wait_until_no_event_is_leased(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leased: i64 = self
+                .open_database(self.launch.sqlite_file())?
+                .query_row(
+                    "SELECT count(*) FROM events WHERE state = 'leased'",
+                    [],
+                    |row| row.get(0),
+                )
+                .context("counting leased events")?;
+            if leased == 0 {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{leased} events stayed leased for {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn move_time_windows(&self, time: Duration) -> anyhow::Result<()> {
@@ -302,10 +381,17 @@ impl TestApp {
         Ok(db)
     }
 
-    /// Waits until no instance runs (test host; on `spin up`, returns at once).
+    /// Waits until no instance runs (test host), or until no event is leased (real Spin, which cannot
+    /// tell whether an instance runs).
     pub async fn wait_idle(&self) {
-        if let Some(Backend::Host(host)) = &self.backend {
-            host.wait_idle().await;
+        match &self.backend {
+            Some(Backend::Host(host)) => host.wait_idle().await,
+            Some(Backend::Spin(_)) => {
+                let _ = self
+                    .wait_until_no_event_is_leased(Duration::from_secs(120))
+                    .await;
+            }
+            None => {}
         }
     }
 
@@ -366,11 +452,13 @@ impl TestApp {
         self.send_delivery(&delivery).await
     }
 
-    /// Sends a prepared delivery (any headers, any body).
+    /// Sends a prepared delivery (any headers, any body), to the replicas in turn.
     pub async fn send_delivery(&self, delivery: &SignedDelivery) -> reqwest::Response {
+        let turn = self.next_replica.fetch_add(1, Ordering::Relaxed);
+        let base_url = &self.replica_urls[turn % self.replica_urls.len()];
         let mut request = self
             .http
-            .post(format!("{}/webhooks/openphone", self.base_url))
+            .post(format!("{base_url}/webhooks/openphone"))
             .header("content-type", "application/json")
             .body(delivery.body.clone());
         for (name, value) in &delivery.headers {
@@ -408,7 +496,7 @@ impl TestApp {
         condition(self)
     }
 
-    /// What the app's components logged (test host only), restarts included.
+    /// What the app's components logged, restarts included (on real Spin, with Spin's own output).
     pub fn logs(&self) -> String {
         format!("{}{}", self.earlier_logs, self.logs_of_current_run())
     }
@@ -416,11 +504,32 @@ impl TestApp {
     fn logs_of_current_run(&self) -> String {
         match &self.backend {
             Some(Backend::Host(host)) => host.logs(),
-            _ => String::new(),
+            // Each replica appends to its own file in the state directory, across restarts.
+            Some(Backend::Spin(replicas)) => {
+                replicas.iter().map(SpinProcess::output).collect::<String>()
+            }
+            None => String::new(),
         }
     }
 
-    /// Invokes the cron component's export (test host only; real Spin needs the trigger plugin).
+    /// What replica `index` logged (real Spin; the test host has one replica, all its logs).
+    pub fn replica_logs(&self, index: usize) -> String {
+        match &self.backend {
+            Some(Backend::Spin(replicas)) => replicas
+                .get(index)
+                .map(SpinProcess::output)
+                .unwrap_or_default(),
+            _ => self.logs(),
+        }
+    }
+
+    /// Whether the app runs on real Spin.
+    pub fn on_spin(&self) -> bool {
+        self.launch.spin.is_some()
+    }
+
+    /// Invokes the cron component's export (test host only: on real Spin the trigger plugin runs it
+    /// every minute by itself).
     pub async fn cron_tick(&self) -> anyhow::Result<Result<(), String>> {
         match &self.backend {
             Some(Backend::Host(host)) => host.invoke_cron().await,
@@ -429,28 +538,39 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(Backend::Spin(mut child)) = self.backend.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 impl Backend {
-    fn base_url(&self) -> String {
+    fn base_urls(&self) -> Vec<String> {
         match self {
-            Backend::Host(host) => host.base_url(),
-            Backend::Spin(_) => format!("http://127.0.0.1:{}", spin_port()),
+            Backend::Host(host) => vec![host.base_url()],
+            Backend::Spin(replicas) => replicas.iter().map(SpinProcess::base_url).collect(),
         }
     }
 }
 
 impl Launch {
-    async fn start(&self, state_dir: &Path) -> anyhow::Result<Backend> {
+    async fn start(&self, state_dir: &Path, http: &reqwest::Client) -> anyhow::Result<Backend> {
         match &self.spin {
-            Some(spin) => Ok(Backend::Spin(start_spin(spin, state_dir, &self.variables)?)),
+            Some(spin) => {
+                let runtime_config = state_dir.join("runtime-config.toml");
+                crate::spin::write_runtime_config(
+                    &runtime_config,
+                    &self.key_value,
+                    &state_dir.join(self.key_value_file()),
+                    &state_dir.join(self.sqlite_file()),
+                )?;
+                let variables: Vec<(String, String)> = self
+                    .variables
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let mut replicas = Vec::new();
+                for replica in 0..self.replicas {
+                    let dir = state_dir.join(format!("replica-{replica}"));
+                    replicas
+                        .push(start_replica(spin, &dir, &runtime_config, &variables, http).await?);
+                }
+                Ok(Backend::Spin(replicas))
+            }
             None => {
                 for (id, _) in crate::COMPONENTS {
                     crate::component_wasm(id)?;
@@ -471,8 +591,8 @@ impl Launch {
         }
     }
 
-    /// The SQLite database file in the state directory (the runtime config `start_spin` writes names
-    /// Spin's).
+    /// The SQLite database file in the state directory (the test host's name, or the one the runtime
+    /// config for Spin gives it).
     fn sqlite_file(&self) -> &'static str {
         if self.spin.is_some() {
             "db.db"
@@ -496,41 +616,26 @@ mod common_schema {
     pub use common::notion::schema::{CALLS, CANVAS, MESSAGES};
 }
 
-fn spin_port() -> u16 {
-    std::env::var("SPIN_TEST_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3917)
-}
-
-/// Starts `spin up` on the app with a runtime config in `state_dir` and the variables in the environment,
-/// without the cron component (the trigger plugin is not assumed).
-fn start_spin(
+/// Starts one `spin up` and waits for its `/health`; a port taken between choosing it and Spin binding
+/// it makes Spin exit, and the start is tried again on another port.
+async fn start_replica(
     spin: &Path,
     state_dir: &Path,
-    variables: &HashMap<String, String>,
-) -> anyhow::Result<Child> {
-    let runtime_config = state_dir.join("runtime-config.toml");
-    std::fs::write(
-        &runtime_config,
-        "[key_value_store.default]\ntype = \"spin\"\npath = \"kv.db\"\n\n[sqlite_database.default]\ntype = \"spin\"\npath = \"db.db\"\n",
-    )?;
-    let mut command = Command::new(spin);
-    command
-        .current_dir(workspace_root())
-        .args(["up", "--from", "spin.toml", "--listen"])
-        .arg(format!("127.0.0.1:{}", spin_port()))
-        .arg("--runtime-config-file")
-        .arg(&runtime_config)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .args(["-c", "webhook", "-c", "queue-drain", "-c", "phone-sync"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (name, value) in variables {
-        command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
+    runtime_config: &Path,
+    variables: &[(String, String)],
+    http: &reqwest::Client,
+) -> anyhow::Result<SpinProcess> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut process = SpinProcess::start(spin, state_dir, runtime_config, variables)?;
+        match crate::spin::wait_until_healthy(&mut process, http).await {
+            Ok(()) => return Ok(process),
+            Err(e) if tries < 3 && process.output().contains("in use") => {
+                eprintln!("spin up lost its port, starting it again: {e:#}");
+                process.kill();
+            }
+            Err(e) => return Err(e),
+        }
     }
-    command
-        .spawn()
-        .with_context(|| format!("starting {}", spin.display()))
 }

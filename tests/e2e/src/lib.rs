@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 
 pub mod app;
 pub mod s3_proxy;
+pub mod spin;
 pub mod workload;
 
 /// The four components: Spin component id and the `.wasm` file cargo writes.

@@ -14,7 +14,7 @@
 //! Retries are due 15 s to an hour after a failure, and a killed drain's leases and a cut-off page
 //! create hold for minutes, so the test moves the app's time instead of waiting
 //! ([`TestApp::let_time_pass`] between drain rounds, [`TestApp::crash_and_restart`]); everything else
-//! runs in real time on the test host, Notion's 3 requests/s included, which is what bounds the run
+//! runs in real time, on the test host or on real Spin (`SPIN_BIN`), Notion's 3 requests/s included, which is what bounds the run
 //! time: about 2.3 Notion requests per event under these faults, so a little over one event a second.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, Utc};
-use e2e::app::{Crash, Runner, TestApp, TestAppOptions};
+use e2e::app::{Crash, TestApp, TestAppOptions};
 use e2e::workload::{contact, CallScript, Line, MessageScript, MEDIA_BYTES};
 use futures::stream::{self, StreamExt};
 use rand::seq::SliceRandom;
@@ -492,9 +492,9 @@ fn first(problems: &[String]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn under_faults_and_crashes_every_event_lands_exactly_once() -> anyhow::Result<()> {
     let size = Size::from_env()?;
-    // The test host, also when SPIN_BIN is set: moving time needs to know when the app is idle.
+    // The test host, or real Spin with SPIN_BIN: there the kills take the whole `spin up` process
+    // group, and time moves only for pending retries (see `TestApp::let_time_pass`).
     let mut app = TestApp::start(TestAppOptions {
-        runner: Runner::TestHost,
         s3_refuse_puts: Some(0.2),
         request_timeout: Some(REQUEST_TIMEOUT),
         ..Default::default()

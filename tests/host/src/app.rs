@@ -217,6 +217,16 @@ impl App {
         let Some(route) = self.router.route(path) else {
             return text_response(404, "Not Found");
         };
+        // Spin refuses a header value that is not UTF-8 before any component sees the request: `500`,
+        // no body, and "invalid utf-8 sequence" in its own log.
+        if request
+            .headers()
+            .values()
+            .any(|value| std::str::from_utf8(value.as_bytes()).is_err())
+        {
+            eprintln!("spin-test-host: a header value is not UTF-8; answering 500 as Spin does");
+            return text_response(500, "");
+        }
         let (mut parts, body) = request.into_parts();
         let host = parts
             .headers

@@ -53,6 +53,7 @@ pub struct FaultRule {
     fault: Fault,
     trigger: Trigger,
     endpoint: Option<String>,
+    body_contains: Option<Vec<u8>>,
 }
 
 impl FaultRule {
@@ -62,6 +63,7 @@ impl FaultRule {
             fault,
             trigger: Trigger::Next(n),
             endpoint: None,
+            body_contains: None,
         }
     }
 
@@ -72,6 +74,7 @@ impl FaultRule {
             fault,
             trigger: Trigger::Fraction(p.clamp(0.0, 1.0)),
             endpoint: None,
+            body_contains: None,
         }
     }
 
@@ -82,8 +85,19 @@ impl FaultRule {
         self
     }
 
-    fn applies_to(&self, endpoint: &str) -> bool {
+    /// Restricts the rule to requests whose body contains `needle` (e.g. one phone number, to slow down
+    /// the work of one number only). The OpenPhone server matches the path and query instead: its
+    /// requests carry their parameters there.
+    pub fn when_body_contains(mut self, needle: impl Into<String>) -> Self {
+        self.body_contains = Some(needle.into().into_bytes());
+        self
+    }
+
+    fn applies_to(&self, endpoint: &str, body: &[u8]) -> bool {
         self.endpoint.as_deref().is_none_or(|only| only == endpoint)
+            && self.body_contains.as_deref().is_none_or(|needle| {
+                !needle.is_empty() && body.windows(needle.len()).any(|w| w == needle)
+            })
     }
 }
 
@@ -120,20 +134,20 @@ impl Faults {
         self.triggered
     }
 
-    /// The fault to apply before handling a request to `endpoint`, if one fires.
-    pub(crate) fn before(&mut self, endpoint: &str) -> Option<Fault> {
-        self.fire(endpoint, false)
+    /// The fault to apply before handling a request to `endpoint` with `body`, if one fires.
+    pub(crate) fn before(&mut self, endpoint: &str, body: &[u8]) -> Option<Fault> {
+        self.fire(endpoint, body, false)
     }
 
-    /// The fault to apply after a write to `endpoint` succeeded, if one fires.
-    pub(crate) fn after_write(&mut self, endpoint: &str) -> Option<Fault> {
-        self.fire(endpoint, true)
+    /// The fault to apply after a write to `endpoint` with `body` succeeded, if one fires.
+    pub(crate) fn after_write(&mut self, endpoint: &str, body: &[u8]) -> Option<Fault> {
+        self.fire(endpoint, body, true)
     }
 
-    fn fire(&mut self, endpoint: &str, after_write: bool) -> Option<Fault> {
+    fn fire(&mut self, endpoint: &str, body: &[u8], after_write: bool) -> Option<Fault> {
         let index = self.rules.iter().position(|rule| {
             rule.fault.after_write() == after_write
-                && rule.applies_to(endpoint)
+                && rule.applies_to(endpoint, body)
                 && match rule.trigger {
                     Trigger::Next(n) => n > 0,
                     Trigger::Fraction(p) => self.rng.gen_bool(p),
@@ -160,12 +174,36 @@ mod tests {
     fn next_n_fires_exactly_n_times_on_its_endpoint_only() {
         let mut faults = Faults::new(0);
         faults.add(FaultRule::next(2, Fault::Status(503)).on("POST /v1/pages"));
-        assert_eq!(faults.before("GET /v1/pages/{id}"), None);
-        assert_eq!(faults.before("POST /v1/pages"), Some(Fault::Status(503)));
-        assert_eq!(faults.after_write("POST /v1/pages"), None);
-        assert_eq!(faults.before("POST /v1/pages"), Some(Fault::Status(503)));
-        assert_eq!(faults.before("POST /v1/pages"), None);
+        assert_eq!(faults.before("GET /v1/pages/{id}", b""), None);
+        assert_eq!(
+            faults.before("POST /v1/pages", b""),
+            Some(Fault::Status(503))
+        );
+        assert_eq!(faults.after_write("POST /v1/pages", b""), None);
+        assert_eq!(
+            faults.before("POST /v1/pages", b""),
+            Some(Fault::Status(503))
+        );
+        assert_eq!(faults.before("POST /v1/pages", b""), None);
         assert_eq!(faults.triggered(), 2);
+    }
+
+    #[test]
+    fn a_body_rule_fires_only_on_bodies_with_its_needle() {
+        let mut faults = Faults::new(0);
+        faults.add(FaultRule::next(1, Fault::Status(503)).when_body_contains("+15550001"));
+        assert_eq!(
+            faults.before("POST /v1/pages", b"{\"to\":\"+15550002\"}"),
+            None
+        );
+        assert_eq!(
+            faults.before("POST /v1/pages", b"{\"to\":\"+15550001\"}"),
+            Some(Fault::Status(503))
+        );
+        assert_eq!(
+            faults.before("POST /v1/pages", b"{\"to\":\"+15550001\"}"),
+            None
+        );
     }
 
     #[test]
@@ -174,7 +212,7 @@ mod tests {
             let mut faults = Faults::new(seed);
             faults.add(FaultRule::fraction(0.3, Fault::Status(500)));
             (0..200)
-                .map(|_| faults.before("GET /x").is_some())
+                .map(|_| faults.before("GET /x", b"").is_some())
                 .collect::<Vec<_>>()
         };
         let first = draw(7);

@@ -74,6 +74,43 @@ impl Method {
     }
 }
 
+/// How long an outbound request may wait at each stage, as `wasi:http` request options carry them (Spin
+/// honours all three; without them a request may wait ten minutes for an answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To open the connection (TCP and TLS).
+    pub connect_ms: u64,
+    /// From sending the request to the response's status and headers.
+    pub first_byte_ms: u64,
+    /// Between two pieces of the response body.
+    pub between_bytes_ms: u64,
+}
+
+impl Timeouts {
+    /// The limits of every API request. They keep one request well inside a lease's guaranteed half
+    /// slot (see [`crate::lease::LeaseConfig`]): an API that has not started answering in 20 s is
+    /// treated as unavailable, and the work is retried from the queue.
+    pub const API: Timeouts = Timeouts {
+        connect_ms: 5_000,
+        first_byte_ms: 20_000,
+        between_bytes_ms: 20_000,
+    };
+
+    /// These limits with the first byte due within `ms` at the latest (never below a second).
+    pub fn first_byte_within(self, ms: u64) -> Timeouts {
+        Timeouts {
+            first_byte_ms: self.first_byte_ms.min(ms.max(1_000)),
+            ..self
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts::API
+    }
+}
+
 /// An outbound HTTP request with a buffered body.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
@@ -85,6 +122,8 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body bytes (empty for none).
     pub body: Vec<u8>,
+    /// How long each stage of the exchange may take.
+    pub timeouts: Timeouts,
 }
 
 impl HttpRequest {
@@ -95,7 +134,14 @@ impl HttpRequest {
             url: url.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            timeouts: Timeouts::API,
         }
+    }
+
+    /// Sets the stage limits.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     /// Adds a header.

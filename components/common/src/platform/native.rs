@@ -14,7 +14,7 @@ use rusqlite::{params, types::ValueRef, Connection, OptionalExtension, Transacti
 
 use super::{
     Clock, HttpClient, HttpError, HttpRequest, HttpResponse, KeyValue, Method, Platform, Rows, Sql,
-    StreamingResponse, Value, Variables,
+    StreamingResponse, Timeouts, Value, Variables,
 };
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,16 +178,19 @@ fn from_sql(value: ValueRef<'_>) -> Value {
     }
 }
 
-/// Outbound HTTP with `reqwest`.
+/// Outbound HTTP with `reqwest`, with each request's [`Timeouts`] enforced the way `wasi:http` does on
+/// Spin: connecting, waiting for the status and headers, and each wait between two body chunks have
+/// their own limit, and nothing bounds a body that keeps arriving.
 pub struct ReqwestClient {
     client: reqwest::Client,
 }
 
 impl ReqwestClient {
-    /// A client with a 35 s timeout (a little above the APIs' own 30 s).
+    /// A client whose connections time out after [`Timeouts::API`]'s connect limit (reqwest sets it per
+    /// client, not per request).
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(35))
+            .connect_timeout(Duration::from_millis(Timeouts::API.connect_ms))
             .build()
             .expect("a reqwest client with default TLS settings builds");
         Self { client }
@@ -203,30 +206,35 @@ impl Default for ReqwestClient {
 #[async_trait(?Send)]
 impl HttpClient for ReqwestClient {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let (status, headers, response) = self.start(request, None).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| HttpError::Network(e.to_string()))?
-            .to_vec();
+        let mut response = self.send_streaming(request).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.next_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
         Ok(HttpResponse {
-            status,
-            headers,
+            status: response.status,
+            headers: response.headers,
             body,
         })
     }
 
     async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
-        // The client's 35 s limit covers the whole exchange, body included, but a streamed body is read at
-        // the pace of its consumer (a copy uploads each part before reading on), so it gets longer.
-        let (status, headers, response) = self.start(request, Some(STREAMING_TIMEOUT)).await?;
+        let between_bytes = Duration::from_millis(request.timeouts.between_bytes_ms);
+        let (status, headers, response) = self.start(request).await?;
         // The state is `None` after an error, so a failed body ends instead of being polled again.
-        let body = futures::stream::unfold(Some(response), |state| async move {
+        let body = futures::stream::unfold(Some(response), move |state| async move {
             let mut response = state?;
-            match response.chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk.to_vec()), Some(response))),
-                Ok(None) => None,
-                Err(e) => Some((Err(HttpError::Network(e.to_string())), None)),
+            match tokio::time::timeout(between_bytes, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => Some((Ok(chunk.to_vec()), Some(response))),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => Some((Err(HttpError::Network(e.to_string())), None)),
+                Err(_) => Some((
+                    Err(HttpError::Network(format!(
+                        "timed out: no body data for {} ms",
+                        between_bytes.as_millis()
+                    ))),
+                    None,
+                )),
             }
         });
         Ok(StreamingResponse::new(status, headers, body))
@@ -238,7 +246,6 @@ impl ReqwestClient {
     async fn start(
         &self,
         request: HttpRequest,
-        timeout: Option<Duration>,
     ) -> Result<(u16, Vec<(String, String)>, reqwest::Response), HttpError> {
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
@@ -248,20 +255,23 @@ impl ReqwestClient {
             Method::Patch => reqwest::Method::PATCH,
             Method::Delete => reqwest::Method::DELETE,
         };
+        let first_byte = Duration::from_millis(request.timeouts.first_byte_ms);
         let mut builder = self.client.request(method, &request.url);
-        if let Some(timeout) = timeout {
-            builder = builder.timeout(timeout);
-        }
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let response = builder.body(request.body).send().await.map_err(|e| {
-            if e.is_builder() {
-                HttpError::InvalidRequest(e.to_string())
-            } else {
-                HttpError::Network(e.to_string())
+        let sent = tokio::time::timeout(first_byte, builder.body(request.body).send()).await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) if e.is_builder() => return Err(HttpError::InvalidRequest(e.to_string())),
+            Ok(Err(e)) => return Err(HttpError::Network(e.to_string())),
+            Err(_) => {
+                return Err(HttpError::Network(format!(
+                    "timed out: no response within {} ms",
+                    first_byte.as_millis()
+                )))
             }
-        })?;
+        };
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -276,9 +286,6 @@ impl ReqwestClient {
         Ok((status, headers, response))
     }
 }
-
-/// Longest a streamed exchange may take, body included.
-const STREAMING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// The system clock; sleeps with tokio.
 pub struct SystemClock;

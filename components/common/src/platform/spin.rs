@@ -15,7 +15,7 @@ use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 use super::{
     Clock, HttpClient, HttpError, HttpRequest, HttpResponse, KeyValue, Method, Platform, Rows, Sql,
-    StreamingResponse, Value, Variables,
+    StreamingResponse, Timeouts, Value, Variables,
 };
 
 /// The `default` key-value store through `wasi:keyvalue`.
@@ -192,12 +192,18 @@ impl Stream for SpinBody {
     }
 }
 
-/// Sends `request` through `wasi:http`, reading the response as `R` (whole, or as a stream).
+/// Sends `request` through `wasi:http/outgoing-handler` with its [`Timeouts`] as request options, reading
+/// the response as `R` (whole, or as a stream). spin-sdk's own `send` passes no options, and a request
+/// without them may wait ten minutes for an answer — longer than any lease the work runs under.
 async fn send_as<R>(request: HttpRequest) -> Result<R, HttpError>
 where
     R: spin_sdk::http::conversions::TryFromIncomingResponse,
     R::Error: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
+    use futures::SinkExt;
+    use spin_sdk::http::conversions::TryIntoOutgoingRequest;
+    use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+
     let method = match request.method {
         Method::Get => spin_sdk::http::Method::Get,
         Method::Head => spin_sdk::http::Method::Head,
@@ -211,11 +217,74 @@ where
     for (name, value) in &request.headers {
         builder.header(name, value);
     }
-    let outgoing = builder.body(request.body).build();
-    spin_sdk::http::send(outgoing).await.map_err(|e| match e {
-        spin_sdk::http::SendError::Http(code) => classify(code),
-        other => HttpError::InvalidRequest(other.to_string()),
+    let (outgoing, body) = builder
+        .body(request.body)
+        .build()
+        .try_into_outgoing_request()
+        .map_err(|e| HttpError::InvalidRequest(format!("{e:#}")))?;
+    let mut body_sink = outgoing.take_body();
+    let response = outgoing_handler::handle(outgoing, Some(request_options(request.timeouts)))
+        .map_err(classify)?;
+    if let Some(body) = body.filter(|b| !b.is_empty()) {
+        body_sink
+            .send(body)
+            .await
+            .map_err(|e| HttpError::Network(format!("writing the request body: {e}")))?;
+    }
+    // Dropping the sink finishes the body, which lets the host complete the request.
+    drop(body_sink);
+    let response = incoming_response(response).await.map_err(classify)?;
+    R::try_from_incoming_response(response)
+        .await
+        .map_err(|e| HttpError::Network(format!("reading the response: {}", e.into())))
+}
+
+fn request_options(timeouts: Timeouts) -> spin_sdk::wit::wasi::http0_2_0::types::RequestOptions {
+    const NANOS_PER_MS: u64 = 1_000_000;
+    let options = spin_sdk::wit::wasi::http0_2_0::types::RequestOptions::new();
+    // Each setter fails only when the host does not support that option; the request then goes without it.
+    let _ = options.set_connect_timeout(Some(timeouts.connect_ms * NANOS_PER_MS));
+    let _ = options.set_first_byte_timeout(Some(timeouts.first_byte_ms * NANOS_PER_MS));
+    let _ = options.set_between_bytes_timeout(Some(timeouts.between_bytes_ms * NANOS_PER_MS));
+    options
+}
+
+/// Waits for the response's status and headers, yielding to the instance's other tasks meanwhile.
+async fn incoming_response(
+    response: spin_sdk::wit::wasi::http0_2_0::types::FutureIncomingResponse,
+) -> Result<spin_sdk::http::IncomingResponse, spin_sdk::http::ErrorCode> {
+    until_ready(
+        || {
+            response.get().map(|taken| {
+                taken.unwrap_or_else(|()| {
+                    Err(spin_sdk::http::ErrorCode::InternalError(Some(
+                        "the response was already taken".into(),
+                    )))
+                })
+            })
+        },
+        || response.subscribe(),
+    )
+    .await
+}
+
+/// Waits until `ready` gives a value. While it does not, the pollable from `subscribe` is registered
+/// with spin-sdk's executor, which runs the instance's other tasks until the pollable is ready.
+async fn until_ready<T>(
+    mut ready: impl FnMut() -> Option<T>,
+    subscribe: impl Fn() -> wasi::io::poll::Pollable,
+) -> T {
+    let mut registration: Option<spin_executor::CancelOnDropToken> = None;
+    futures::future::poll_fn(|cx| {
+        if let Some(value) = ready() {
+            return Poll::Ready(value);
+        }
+        // Replacing the token cancels the previous registration.
+        let token = spin_executor::push_waker_and_get_token(subscribe(), cx.waker().clone());
+        registration.replace(token.into());
+        Poll::Pending
     })
+    .await
 }
 
 fn classify(code: spin_sdk::http::ErrorCode) -> HttpError {
@@ -223,6 +292,9 @@ fn classify(code: spin_sdk::http::ErrorCode) -> HttpError {
     match code {
         E::HttpRequestDenied => HttpError::NotAllowed("denied by allowed_outbound_hosts".into()),
         E::HttpRequestUriInvalid => HttpError::InvalidRequest(format!("{code:?}")),
+        E::ConnectionTimeout | E::ConnectionReadTimeout | E::HttpResponseTimeout => {
+            HttpError::Network(format!("timed out ({code:?})"))
+        }
         other => HttpError::Network(format!("{other:?}")),
     }
 }
@@ -240,9 +312,15 @@ impl Clock for SpinClock {
     }
 
     async fn sleep_ms(&self, ms: u64) {
-        // Blocks the instance: waits here are short pacing for the shared rate budgets, which every task of
-        // the instance would wait for anyway.
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        // A `wasi:clocks` pollable handed to spin-sdk's executor: the instance's other tasks (other numbers'
+        // groups of a drain) run while this one waits. `std::thread::sleep` would block them all.
+        use wasi::clocks::monotonic_clock;
+        let deadline = monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000));
+        until_ready(
+            || (monotonic_clock::now() >= deadline).then_some(()),
+            || monotonic_clock::subscribe_instant(deadline),
+        )
+        .await
     }
 }
 

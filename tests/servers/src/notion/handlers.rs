@@ -141,7 +141,7 @@ async fn gated(
             .with_retry_after(seconds)
             .into_response();
         }
-        state.faults.before(endpoint)
+        state.faults.before(endpoint, &bytes)
     };
     match fault {
         Some(Fault::Delay(wait)) => tokio::time::sleep(wait).await,
@@ -156,12 +156,12 @@ async fn gated(
         .into_response();
     }
     let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
     if !WRITES.contains(&endpoint) || !response.status().is_success() {
         return response;
     }
-    let after = shared.lock().faults.after_write(endpoint);
+    let after = shared.lock().faults.after_write(endpoint, &bytes);
     match after {
         Some(Fault::AppliedThenDelay(wait)) => {
             tokio::time::sleep(wait).await;

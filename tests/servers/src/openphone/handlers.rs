@@ -125,18 +125,24 @@ async fn gate(
             .with_retry_after(1)
             .into_response();
         }
-        state.faults.before(&endpoint)
+        state
+            .faults
+            .before(&endpoint, request.uri().to_string().as_bytes())
     };
     match fault {
         Some(Fault::Delay(wait)) => tokio::time::sleep(wait).await,
         Some(fault) => return fault_response(&fault, family),
         None => {}
     }
+    let target = request.uri().to_string();
     let response = next.run(request).await;
     if method == Method::GET || !response.status().is_success() {
         return response;
     }
-    let after = shared.lock().faults.after_write(&endpoint);
+    let after = shared
+        .lock()
+        .faults
+        .after_write(&endpoint, target.as_bytes());
     match after {
         Some(Fault::AppliedThenDelay(wait)) => {
             tokio::time::sleep(wait).await;

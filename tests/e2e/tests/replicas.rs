@@ -1,0 +1,263 @@
+//! Two replicas, as SpinKube runs the app: two `spin up` processes of the same app sharing one Redis
+//! key-value store and one SQLite database, webhooks alternating between them, the cron trigger ticking
+//! in both. Each call and each text must end as exactly one complete page, and the per-number leases
+//! must have one holder at a time (read from both replicas' logs).
+//!
+//! Needs real Spin (`SPIN_BIN`, as `scripts/test-spin` sets it); on the test host it is skipped, saying
+//! so: the test host is one process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use e2e::app::{TestApp, TestAppOptions};
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
+use test_servers::notion::property_text;
+use test_servers::openphone::model::{PhoneNumber, Recording};
+use test_servers::webhooks::{CallFixture, MessageFixture, SummaryFixture, TranscriptFixture};
+
+const NUMBERS: usize = 5;
+const MESSAGES: usize = 200;
+
+fn text(page: &Value, property: &str) -> String {
+    property_text(&page["properties"][property]).unwrap_or_default()
+}
+
+/// Delivers `payload` as OpenPhone does: a `503` (a replica busy on the shared database) is delivered
+/// again after a pause, up to 20 times.
+async fn deliver(app: &TestApp, payload: &Value) -> u16 {
+    for _ in 0..20 {
+        let status = app.deliver(payload).await.status().as_u16();
+        if status != 503 {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    503
+}
+
+/// One holder's time with a lease, from the JSON log lines of a replica: acquired, renewed until,
+/// released.
+#[derive(Debug, Clone)]
+struct Tenure {
+    replica: usize,
+    holder: String,
+    from: String,
+    /// The release time, or (held to the end of its slot) `None` with `until_ms` set.
+    to: Option<String>,
+    until_ms: i64,
+}
+
+/// Every lease tenure in `logs`, per lease name.
+fn tenures(logs: &[String]) -> BTreeMap<String, Vec<Tenure>> {
+    let mut open: HashMap<String, Tenure> = HashMap::new();
+    let mut done: BTreeMap<String, Vec<Tenure>> = BTreeMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (replica, log) in logs.iter().enumerate() {
+        for line in log.lines() {
+            let Some(start) = line.find('{') else {
+                continue;
+            };
+            let Ok(entry) = serde_json::from_str::<Value>(&line[start..]) else {
+                continue;
+            };
+            let fields = &entry["fields"];
+            let (Some(message), Some(holder)) =
+                (fields["message"].as_str(), fields["holder"].as_str())
+            else {
+                continue;
+            };
+            let timestamp = entry["timestamp"].as_str().unwrap_or_default().to_owned();
+            let until_ms = fields["until"].as_i64().unwrap_or(0);
+            match message {
+                "lease acquired" => {
+                    let name = fields["lease"].as_str().unwrap_or_default().to_owned();
+                    names.insert(holder.to_owned(), name);
+                    open.insert(
+                        holder.to_owned(),
+                        Tenure {
+                            replica,
+                            holder: holder.to_owned(),
+                            from: timestamp,
+                            to: None,
+                            until_ms,
+                        },
+                    );
+                }
+                "lease renewed" => {
+                    if let Some(tenure) = open.get_mut(holder) {
+                        tenure.until_ms = until_ms;
+                    }
+                }
+                "lease released" => {
+                    if let Some(mut tenure) = open.remove(holder) {
+                        tenure.to = Some(timestamp);
+                        done.entry(names[holder].clone()).or_default().push(tenure);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (holder, tenure) in open {
+        done.entry(names[&holder].clone()).or_default().push(tenure);
+    }
+    done
+}
+
+fn millis(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(i64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_redis_and_one_database_write_each_page_once() {
+    if std::env::var_os("SPIN_BIN").is_none() {
+        eprintln!("skipped: two replicas need real Spin (set SPIN_BIN; scripts/test-spin does)");
+        return;
+    }
+    let app = TestApp::start(TestAppOptions {
+        with_s3: true,
+        replicas: 2,
+        redis: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // A call with everything that follows it, on the first number.
+    app.openphone
+        .add_phone_number(PhoneNumber::new("PNreplica0", "+13365550200"));
+    let now = chrono::Utc::now();
+    let mut call = CallFixture::example().with_ids("ACreplicacall", "EVreplicacall");
+    call.phone_number_id = "PNreplica0".into();
+    call.created_at = now;
+    call.answered_at = Some(now);
+    call.voicemail = None;
+    let audio: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+    let url = app
+        .openphone
+        .add_media("/opstatics/ACreplicacall-1.mp3", "audio/mpeg", audio);
+    app.openphone.set_recordings(
+        &call.call_id,
+        vec![Recording::completed("CRreplica", &url, "audio/mpeg", 30)],
+    );
+    let mut recording = call.call_recording_completed();
+    recording["id"] = "EVreplicarec".into();
+    let transcript = TranscriptFixture {
+        call_id: call.call_id.clone(),
+        event_id: "EVreplicatr".into(),
+        ..TranscriptFixture::example()
+    };
+    let summary = SummaryFixture {
+        call_id: call.call_id.clone(),
+        event_id: "EVreplicasum".into(),
+        ..SummaryFixture::example()
+    };
+    let mut payloads = vec![
+        call.call_completed_v2(),
+        recording,
+        transcript.to_event(),
+        summary.to_event(),
+    ];
+    // 200 texts over 5 numbers, each number talking to two people.
+    for i in 0..MESSAGES {
+        let number = i % NUMBERS;
+        let text = MessageFixture {
+            event_id: format!("EVreplicamsg{i:04}"),
+            message_id: format!("ACreplicamsg{i:04}"),
+            from: format!("+1555555{:04}", 3000 + number * 2 + i % 2),
+            phone_number_id: format!("PNreplica{number}"),
+            body: format!("text {i}"),
+            media: Vec::new(),
+            created_at: now,
+            event_created_at: now,
+            ..MessageFixture::example()
+        };
+        payloads.push(text.message_received());
+    }
+
+    let statuses: Vec<u16> = stream::iter(&payloads)
+        .map(|payload| deliver(&app, payload))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let refused: Vec<&u16> = statuses.iter().filter(|s| **s != 202).collect();
+    assert!(refused.is_empty(), "answers other than 202: {refused:?}");
+
+    // The webhooks kick drains on both replicas and both crons tick: no admin call.
+    let settled = app
+        .eventually(Duration::from_secs(300), |app| {
+            let calls = app.notion.pages(&app.calls_ds);
+            app.notion.pages(&app.messages_ds).len() >= MESSAGES
+                && calls.len() == 1
+                && ["Has Recording", "Has Transcript", "Has Summary"]
+                    .iter()
+                    .all(|p| calls[0]["properties"][p]["checkbox"] == true)
+        })
+        .await;
+    assert!(
+        settled,
+        "{} message pages, calls: {:#?}; logs:\n{}",
+        app.notion.pages(&app.messages_ds).len(),
+        app.notion.pages(&app.calls_ds),
+        app.logs()
+    );
+    // Give a late duplicate the time to show.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut per_message: BTreeMap<String, usize> = BTreeMap::new();
+    for page in app.notion.pages(&app.messages_ds) {
+        *per_message.entry(text(&page, "Message ID")).or_default() += 1;
+    }
+    assert_eq!(per_message.len(), MESSAGES, "one page per text");
+    let twice: Vec<_> = per_message.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "texts with more than one page: {twice:?}");
+    let calls = app.notion.pages(&app.calls_ds);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(text(&calls[0], "Status"), "completed");
+    let body = app
+        .notion
+        .block_texts(calls[0]["id"].as_str().unwrap_or_default());
+    for heading in ["Recordings", "Transcript", "Summary", "Next steps"] {
+        assert_eq!(
+            body.iter().filter(|b| b.as_str() == heading).count(),
+            1,
+            "{heading} once in {body:#?}"
+        );
+    }
+
+    // Both replicas worked, and no lease ever had two holders at once.
+    let logs = [app.replica_logs(0), app.replica_logs(1)];
+    let tenures = tenures(&logs);
+    let by_replica = |replica| {
+        tenures
+            .values()
+            .flatten()
+            .filter(|t| t.replica == replica)
+            .count()
+    };
+    assert!(
+        by_replica(0) > 0 && by_replica(1) > 0,
+        "lease tenures per replica: {} and {}",
+        by_replica(0),
+        by_replica(1)
+    );
+    for (name, list) in &tenures {
+        let mut list = list.clone();
+        list.sort_by_key(|t| millis(&t.from));
+        for pair in list.windows(2) {
+            let (earlier, later) = (&pair[0], &pair[1]);
+            let earlier_end = earlier.to.as_deref().map_or(earlier.until_ms, millis);
+            assert!(
+                earlier_end <= millis(&later.from),
+                "lease {name}: {} (replica {}) held it until {earlier_end} when {} (replica {}) took it at {}",
+                earlier.holder,
+                earlier.replica,
+                later.holder,
+                later.replica,
+                later.from
+            );
+        }
+    }
+}
