@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_setup.sql",
         sql: include_str!("../../../migrations/0002_setup.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_notion_schemas.sql",
+        sql: include_str!("../../../migrations/0003_notion_schemas.sql"),
+    },
 ];
 
 /// A claim older than this belongs to an instance that died mid-migration.
@@ -266,7 +271,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
         let first = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(first.applied, vec![1, 2]);
+        assert_eq!(first.applied, vec![1, 2, 3]);
         let names = tables(&platform);
         for expected in [
             "events",
@@ -286,6 +291,9 @@ mod tests {
             "webhook_keys",
             "contacts",
             "job_claims",
+            "notion_schemas",
+            "canvas_relinks",
+            "notion_pages_gone",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
@@ -297,7 +305,7 @@ mod tests {
             second,
             Report {
                 applied: vec![],
-                already_applied: vec![1, 2]
+                already_applied: vec![1, 2, 3]
             }
         );
         // The views are queryable, not just declared.
@@ -374,7 +382,7 @@ mod tests {
             )
             .unwrap();
         let report = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(report.applied, vec![1, 2]);
+        assert_eq!(report.applied, vec![1, 2, 3]);
     }
 
     #[tokio::test]

@@ -413,6 +413,63 @@ mod tests {
         assert_eq!(path_of("http://127.0.0.1:9/"), "/");
     }
 
+    /// An API that takes each request's whole first-byte limit and then fails, on a clock the fake
+    /// moves: what one `send` would cost in real time.
+    struct HangingApi {
+        clock: std::rc::Rc<crate::platform::native::ManualClock>,
+        first_byte_limits: std::cell::RefCell<Vec<u64>>,
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl crate::platform::HttpClient for HangingApi {
+        async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+            self.first_byte_limits
+                .borrow_mut()
+                .push(request.timeouts.first_byte_ms);
+            self.clock
+                .advance_ms(i64::try_from(request.timeouts.first_byte_ms).unwrap());
+            Err(HttpError::Network("timed out".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_ends_within_its_deadline_however_long_each_attempt_hangs() {
+        use crate::platform::native::{ManualClock, NativePlatformBuilder};
+        use crate::platform::Clock;
+        use std::rc::Rc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(1_760_000_000_000));
+        let api = Rc::new(HangingApi {
+            clock: clock.clone(),
+            first_byte_limits: Default::default(),
+        });
+        let platform = NativePlatformBuilder::new(dir.path())
+            .clock(clock.clone())
+            .http(api.clone())
+            .build()
+            .unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
+        let outbound = Outbound::new(&platform, Service::OpenPhone, "key");
+        let started = clock.now_ms();
+        let error = outbound
+            .send(
+                HttpRequest::new(Method::Get, "http://127.0.0.1:9/v1/calls"),
+                Retry::Idempotent,
+            )
+            .await
+            .unwrap_err();
+        let took = clock.now_ms() - started;
+        assert!(error.is_transient(), "{error}");
+        assert!(took <= MAX_SEND_MS, "one send took {took} ms");
+        let limits = api.first_byte_limits.borrow().clone();
+        // 20 s, then what is left after the backoff (less than 20 s): never past the deadline.
+        assert_eq!(limits[0], crate::platform::Timeouts::API.first_byte_ms);
+        assert!(limits.len() >= 2 && limits[1] < limits[0], "{limits:?}");
+    }
+
     #[test]
     fn backoff_grows_and_stays_jittered() {
         for attempt in 1..5 {

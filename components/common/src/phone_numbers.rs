@@ -1,6 +1,7 @@
 //! The workspace's OpenPhone numbers, kept in SQLite (`phone_numbers`): refreshed from
 //! `GET /v1/phone-numbers` by the periodic sync, or on demand when an event names a number we do not know.
-//! They give `PN…` ids their E.164 number and transcripts their speakers' names.
+//! They give `PN…` ids their E.164 number, transcripts their speakers' names, and the backfill the users
+//! whose calls it lists (`GET /v1/calls` lists one user's calls at a time; see [`crate::sync::number`]).
 
 use crate::openphone::types::{PhoneNumber, PhoneNumberUser};
 use crate::openphone::OpenPhone;
@@ -14,7 +15,7 @@ pub struct KnownNumber {
     pub id: String,
     /// E.164.
     pub number: String,
-    /// Users sharing it.
+    /// Users sharing it, as OpenPhone last listed them (empty when never listed).
     pub users: Vec<PhoneNumberUser>,
 }
 

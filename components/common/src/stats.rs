@@ -106,6 +106,10 @@ pub struct Stats {
     pub media: MediaCounts,
     /// Calls still waiting for a recording, transcript, summary or voicemail, and those given up on.
     pub pending_work: PendingCounts,
+    /// Pages written without their Canvas relation because the lookup failed, waiting for a retry.
+    pub canvas_relinks_waiting: i64,
+    /// Pages a person deleted or trashed in Notion, which the sync leaves alone.
+    pub pages_deleted_in_notion: i64,
     /// The current or last periodic sync.
     pub last_run: Option<Run>,
     /// Object storage as the last housekeeping counted it (object count and bytes per prefix).
@@ -255,6 +259,11 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         })
         .transpose()?
         .unwrap_or_default();
+    let canvas_relinks_waiting = crate::pages::canvas_relink::waiting(platform)?;
+    let pages_deleted_in_notion = sql
+        .execute("SELECT count(*) AS n FROM notion_pages_gone", &[])?
+        .first()
+        .map_or(Ok(0), |r| r.i64("n"))?;
     let last_run = sql
         .execute(
             "SELECT id, kind, started_at, finished_at, numbers_done, requests, errors FROM sync_runs
@@ -303,6 +312,8 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         errors_today,
         media,
         pending_work,
+        canvas_relinks_waiting,
+        pages_deleted_in_notion,
         last_run,
     })
 }

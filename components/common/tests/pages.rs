@@ -413,3 +413,251 @@ async fn expiring_recording_links_are_renewed_on_the_page_and_in_its_body() {
         "renewed once"
     );
 }
+
+/// Every order of a call's four events, in each payload generation: the legacy (app-created, `v2` and
+/// `v3`) `call.completed` that carries no duration, route or forwarding, and the API-created `v4` one; the
+/// transcript and summary under their documented alias types. Each order must end with the same complete
+/// page: the REST call fills what a legacy payload lacks, no later, poorer event blanks it, and the
+/// transcript names the workspace user speaking although transcript events carry no number.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_order_of_every_payload_version_builds_the_same_complete_call_page() {
+    use test_servers::openphone::model::Call as RestCall;
+
+    let events = ["completed", "recording", "transcript", "summary"];
+    let mut orders = Vec::new();
+    for a in 0..4 {
+        for b in 0..4 {
+            for c in 0..4 {
+                for d in 0..4 {
+                    let order = [a, b, c, d];
+                    let mut seen = order.to_vec();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    if seen.len() == 4 {
+                        orders.push(order.map(|i| events[i]));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(orders.len(), 24);
+    let runs = ["v2", "v3", "v4"].into_iter().flat_map(|version| {
+        orders
+            .iter()
+            .enumerate()
+            .map(move |(n, order)| (version, n, *order))
+    });
+    let results = futures::future::join_all(runs.map(|(version, n, order)| async move {
+        let world = World::new().await;
+        world
+            .openphone
+            .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+        let call_id = format!("ACorder{version}{n:02}");
+        let mut call = answered_call(&world).with_ids(&call_id, &format!("EV{call_id}"));
+        call.user_id = "USowner".into();
+        let url =
+            world
+                .openphone
+                .add_media(&format!("/rec/{call_id}.mp3"), "audio/mpeg", vec![1u8; 100]);
+        world.openphone.set_recordings(
+            &call_id,
+            vec![Recording::completed("CR1", &url, "audio/mpeg", 112)],
+        );
+        let mut rest = RestCall::new(&call_id, "PNtoDbDhuz", "+15555550123", call.created_at);
+        rest.duration = 187;
+        rest.answered_at = call.answered_at;
+        rest.completed_at = call.completed_at;
+        world.openphone.add_call(rest);
+        let mut transcript = TranscriptFixture {
+            call_id: call_id.clone(),
+            event_id: format!("EVtr{call_id}"),
+            ..TranscriptFixture::example()
+        };
+        transcript.dialogue[0].user_id = Some("USowner".into());
+        let summary = SummaryFixture {
+            call_id: call_id.clone(),
+            event_id: format!("EVsum{call_id}"),
+            ..SummaryFixture::example()
+        };
+        for event in order {
+            let (event_type, mut payload) = match event {
+                "completed" if version == "v4" => ("call.completed", call.call_completed_v4()),
+                "completed" => {
+                    // v3 app-created payloads have v2's shape.
+                    let mut payload = call.call_completed_v2();
+                    payload["apiVersion"] = version.into();
+                    ("call.completed", payload)
+                }
+                "recording" => {
+                    let mut payload = call.call_recording_completed();
+                    payload["id"] = format!("EVrec{call_id}").into();
+                    ("call.recording.completed", payload)
+                }
+                "transcript" => ("call.transcript.completed", transcript.to_event()),
+                _ => ("call.summary.completed", summary.to_event()),
+            };
+            // The alias types Quo's guide shows, for half the orders.
+            if n % 2 == 1 && event == "transcript" {
+                payload["type"] = "callTranscript".into();
+            }
+            if n % 2 == 1 && event == "summary" {
+                payload["type"] = "callSummary".into();
+            }
+            world.apply_until_done(event_type, &payload).await;
+        }
+        let pages = world.notion.pages(&world.calls_ds);
+        let mut problems = Vec::new();
+        if pages.len() != 1 {
+            problems.push(format!("{} pages", pages.len()));
+        }
+        let page = &pages[0];
+        // v4 carries its own duration (completed − answered); v2/v3 have none, REST's is 187 s.
+        let expected_duration = if version != "v4" {
+            187.0
+        } else {
+            (call.completed_at.unwrap() - call.answered_at.unwrap()).num_seconds() as f64
+        };
+        let duration = page["properties"]["Duration"]["number"].as_f64();
+        if duration != Some(expected_duration) {
+            problems.push(format!(
+                "Duration: {duration:?}, expected {expected_duration}"
+            ));
+        }
+        for (property, expected) in [
+            ("Call Route", "phone-number"),
+            ("Status", "completed"),
+            ("Direction", "incoming"),
+            ("Participants", "+15555550123"),
+            ("Phone Number Used", "+13365550100"),
+            ("OpenPhone User", "Olive Owner"),
+        ] {
+            let actual = text(page, property);
+            if actual != expected {
+                problems.push(format!("{property}: {actual:?}, expected {expected:?}"));
+            }
+        }
+        for flag in ["Has Recording", "Has Transcript", "Has Summary"] {
+            if page["properties"][flag]["checkbox"] != true {
+                problems.push(format!("{flag} is not set"));
+            }
+        }
+        if !text(page, "Transcript").contains("Olive Owner: Thanks for calling") {
+            problems.push(format!(
+                "the transcript does not name the user: {:?}",
+                text(page, "Transcript")
+            ));
+        }
+        let body = world.notion.block_texts(page["id"].as_str().unwrap());
+        for heading in ["Recordings", "Transcript", "Summary", "Next steps"] {
+            let times = body.iter().filter(|b| b.as_str() == heading).count();
+            if times != 1 {
+                problems.push(format!("{heading} {times} times in the body"));
+            }
+        }
+        (format!("{version} {}", order.join(" → ")), problems)
+    }))
+    .await;
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter(|(_, problems)| !problems.is_empty())
+        .map(|(order, problems)| format!("{order}: {}", problems.join("; ")))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} orders failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// A legacy `call.completed` carries the voicemail's audio but never its transcription, which REST has;
+/// a voicemail still being processed when the call completes is re-checked on the tick within minutes
+/// (not at the six-hourly sync).
+#[tokio::test]
+async fn a_voicemail_gets_its_transcription_and_a_late_one_arrives_within_minutes() {
+    use common::sync::{pending, SyncOptions, SyncSettings};
+    use test_servers::openphone::model::Voicemail;
+
+    let world = World::new().await;
+    world
+        .openphone
+        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    let voicemail = |status: &str, done: bool| Voicemail {
+        id: "VM1".into(),
+        status: status.into(),
+        duration: done.then_some(17),
+        transcript: done.then(|| "Please call me back about the offer.".into()),
+        recording_url: done.then(|| world.openphone.media_url("/vm/1.mp3")),
+    };
+
+    let mut legacy = CallFixture::example().with_ids("ACvoicemail1", "EVvoicemail1");
+    legacy.created_at = now();
+    legacy.completed_at = Some(now());
+    world
+        .openphone
+        .set_voicemail(&legacy.call_id, voicemail("completed", true));
+    world
+        .apply_until_done("call.completed", &legacy.call_completed_v2())
+        .await;
+    let page = world
+        .notion
+        .pages(&world.calls_ds)
+        .into_iter()
+        .find(|p| text(p, "Call ID") == legacy.call_id)
+        .unwrap();
+    assert_eq!(
+        text(&page, "Voicemail Transcript"),
+        "Please call me back about the offer."
+    );
+
+    // A v4 payload (no voicemail in it) for a call whose voicemail is still being processed.
+    let mut late = CallFixture::example().with_ids("ACvoicemail2", "EVvoicemail2");
+    late.created_at = now();
+    late.completed_at = Some(now());
+    late.voicemail = None;
+    world
+        .openphone
+        .set_voicemail(&late.call_id, voicemail("in-progress", false));
+    world
+        .apply_until_done("call.completed", &late.call_completed_v4())
+        .await;
+    let find = || {
+        world
+            .notion
+            .pages(&world.calls_ds)
+            .into_iter()
+            .find(|p| text(p, "Call ID") == late.call_id)
+            .unwrap()
+    };
+    assert_ne!(find()["properties"]["Has Voicemail"]["checkbox"], true);
+
+    world
+        .openphone
+        .set_voicemail(&late.call_id, voicemail("completed", true));
+    let settings = SyncSettings {
+        openphone: world.openphone_config.clone(),
+        notion: world.notion_config.clone(),
+        sync: world.sync_config.clone(),
+        options: SyncOptions::default(),
+        storage: None,
+    };
+    let numbers = vec!["PNtoDbDhuz".to_owned()];
+    // Not yet due a minute after the call…
+    world.clock.advance_ms(60_000);
+    let early = pending::recheck_numbers(&world.platform, &settings, &numbers)
+        .await
+        .unwrap();
+    assert_eq!(early.checked, 0, "{early:?}");
+    // …and checked three minutes after it.
+    world.clock.advance_ms(2 * 60_000 + 1_000);
+    let due = pending::recheck_numbers(&world.platform, &settings, &numbers)
+        .await
+        .unwrap();
+    assert_eq!((due.checked, due.filled), (1, 1), "{due:?}");
+    let page = find();
+    assert_eq!(page["properties"]["Has Voicemail"]["checkbox"], true);
+    assert_eq!(
+        text(&page, "Voicemail Transcript"),
+        "Please call me back about the offer."
+    );
+}

@@ -1,6 +1,6 @@
 //! `POST /admin/setup` against local OpenPhone and Notion servers: the webhooks it creates (and does not
 //! create twice, or touch when they point elsewhere), and the signing keys the intake then accepts — until
-//! the webhook is deleted in OpenPhone and setup runs again.
+//! the webhook is deleted in OpenPhone and setup runs again (a setup run with another URL keeps them).
 
 mod support;
 
@@ -17,7 +17,11 @@ const PUBLIC_URL: &str = "https://sync.example.com";
 const WEBHOOK_URL: &str = "https://sync.example.com/webhooks/openphone";
 
 async fn run_setup(world: &World) -> (u16, Value) {
-    let body = json!({ "public_url": PUBLIC_URL }).to_string();
+    run_setup_at(world, PUBLIC_URL).await
+}
+
+async fn run_setup_at(world: &World, public_url: &str) -> (u16, Value) {
+    let body = json!({ "public_url": public_url }).to_string();
     let response: Response = setup::run(
         &world.platform,
         &world.notion_config,
@@ -41,6 +45,18 @@ fn ids(list: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|w| w["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A list of ids (`["WH…", …]`), sorted.
+fn sorted(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
         .collect();
     ids.sort();
     ids
@@ -385,4 +401,69 @@ async fn a_disabled_or_partial_webhook_here_is_reported_not_duplicated() {
         "{report}"
     );
     assert_eq!(world.openphone.webhooks().len(), 4);
+}
+
+#[tokio::test]
+async fn setup_with_another_url_keeps_the_keys_of_webhooks_that_still_exist() {
+    const TYPO_URL: &str = "https://sync.exmaple.com";
+    let world = World::new().await;
+    assert_eq!(run_setup(&world).await.0, 200);
+    let mut first: Vec<Webhook> = world.openphone.webhooks();
+    first.sort_by(|a, b| a.id.cmp(&b.id));
+    let first_ids: Vec<String> = first.iter().map(|w| w.id.clone()).collect();
+    let messages_key = |hooks: &[Webhook]| {
+        hooks
+            .iter()
+            .find(|w| w.events.contains(&"message.received".to_owned()))
+            .unwrap()
+            .key
+            .clone()
+    };
+    let first_key = messages_key(&first);
+
+    // A mistyped public_url: new webhooks there, and the first ones' keys stay (OpenPhone still lists
+    // them, and they still deliver here).
+    let (status, report) = run_setup_at(&world, TYPO_URL).await;
+    assert_eq!(status, 200, "{report}");
+    let accepted = intake::handle(&world.platform, &delivery(&world, "EVkept1", &first_key));
+    assert_eq!(
+        accepted.response.status,
+        202,
+        "{:?}",
+        accepted.response.json_body()
+    );
+    assert_eq!(report["webhooks"]["created"].as_array().unwrap().len(), 4);
+    assert_eq!(report["webhooks"]["pointing_elsewhere"], 4);
+    let keys = &report["webhooks"]["keys"];
+    assert_eq!(keys["changes"]["removed"], json!([]), "{report}");
+    assert_eq!(ids(&keys["kept_elsewhere"]), first_ids, "{report}");
+    assert!(keys["kept_elsewhere"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["url"] == WEBHOOK_URL));
+    assert_eq!(keys["stored"].as_array().unwrap().len(), 8);
+    assert!(
+        report["webhooks"]["notes"].to_string().contains("kept"),
+        "{report}"
+    );
+
+    // The first webhooks deleted in OpenPhone, then setup again: only now are their keys dropped.
+    for id in &first_ids {
+        delete_webhook(&world, id).await;
+    }
+    let (status, report) = run_setup_at(&world, TYPO_URL).await;
+    assert_eq!(status, 200, "{report}");
+    let keys = &report["webhooks"]["keys"];
+    assert_eq!(sorted(&keys["changes"]["removed"]), first_ids, "{report}");
+    assert_eq!(keys["kept_elsewhere"], json!([]));
+    assert_eq!(report["webhooks"]["notes"], json!([]));
+    let refused = intake::handle(&world.platform, &delivery(&world, "EVkept2", &first_key));
+    assert_eq!(
+        refused.response.status, 401,
+        "a deleted webhook's key still works"
+    );
+    let second_key = messages_key(&world.openphone.webhooks());
+    let fresh = intake::handle(&world.platform, &delivery(&world, "EVkept3", &second_key));
+    assert_eq!(fresh.response.status, 202);
 }

@@ -282,7 +282,13 @@ async fn a_create_whose_answer_was_lost_is_found_rather_than_made_again() {
         .apply_until_done("message.received", &message_from("+15555550123", 1))
         .await;
     assert_eq!(world.notion.faults_triggered(), 1);
+    // The text's page is written at once, without the relation the lost answer left unknown…
+    assert_eq!(linked_canvas(&world, &page), json!([]));
 
+    // …which the tick sets when the retry is due: the record that landed is found, not made again.
+    world.clock.advance_ms(5 * 60_000 + 1_000);
+    let relinked = world.retry_canvas_relinks().await;
+    assert_eq!(relinked.linked, 1, "{relinked:?}");
     let records = canvas_records(&world);
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(

@@ -52,6 +52,9 @@ pub struct TestAppOptions {
     pub variables: HashMap<String, String>,
     /// The Messages database's schema, when not the one the sync writes (e.g. a hand-made database).
     pub messages_schema: Option<Schema>,
+    /// What a new user starts from: Calls and Messages databases made in Notion with nothing but their
+    /// default title, "Name", and no Canvas database configured (`notion_canvas_database_id` unset).
+    pub fresh_workspace: bool,
     /// What runs the app.
     pub runner: Runner,
     /// The test host's request timeout, when not its default (60 s); also the client's timeout.
@@ -126,6 +129,7 @@ pub const TIME_WINDOWS: &[(&str, &str)] = &[
     ("events", "available_at"),
     ("events", "lease_expires_at"),
     ("notion_pages", "create_started_at"),
+    ("canvas_relinks", "next_try_at"),
 ];
 
 /// What [`TestApp::crash_and_restart`] found when the app was down.
@@ -156,13 +160,18 @@ impl TestApp {
         };
         let (canvas_db, canvas_ds) =
             notion.create_database("Canvas", &Schema::from_types(common_schema::CANVAS, None))?;
-        let (calls_db, calls_ds) = notion.create_database(
-            "Calls",
-            &Schema::from_types(common_schema::CALLS, Some(&canvas_ds)),
-        )?;
-        let messages_schema = options
-            .messages_schema
-            .unwrap_or_else(|| Schema::from_types(common_schema::MESSAGES, Some(&canvas_ds)));
+        let fresh = || Schema::new().title("Name");
+        let calls_schema = if options.fresh_workspace {
+            fresh()
+        } else {
+            Schema::from_types(common_schema::CALLS, Some(&canvas_ds))
+        };
+        let (calls_db, calls_ds) = notion.create_database("Calls", &calls_schema)?;
+        let messages_schema = match options.messages_schema {
+            Some(schema) => schema,
+            None if options.fresh_workspace => fresh(),
+            None => Schema::from_types(common_schema::MESSAGES, Some(&canvas_ds)),
+        };
         let (messages_db, messages_ds) = notion.create_database("Messages", &messages_schema)?;
         let webhook_key =
             base64::engine::general_purpose::STANDARD.encode(b"e2e webhook signing key");
@@ -182,6 +191,9 @@ impl TestApp {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if options.fresh_workspace {
+            variables.remove("notion_canvas_database_id");
+        }
         match &s3 {
             Some(s3) => {
                 let endpoint = s3_proxy.as_ref().map_or(s3.endpoint(), FlakyS3::endpoint);
@@ -313,8 +325,8 @@ impl TestApp {
     /// that long. With no instance running, nothing moved is in use.
     ///
     /// On real Spin, which cannot tell, and whose cron trigger starts drains by itself: waits until no
-    /// event is leased, then moves only the due times of pending events. That is safe while a drain
-    /// runs (a retry comes sooner, nothing held is touched); a page create cut off without a crash is
+    /// event is leased, then moves only the due times of retries (pending events, Canvas relinks). That
+    /// is safe while a drain runs (a retry comes sooner, nothing held is touched); a page create cut off without a crash is
     /// not taken over sooner — after an unknown outcome the app settles its claim within seconds itself.
     pub async fn let_time_pass(&self, time: Duration) -> anyhow::Result<()> {
         match &self.backend {
@@ -326,11 +338,17 @@ impl TestApp {
                 self.wait_until_no_event_is_leased(Duration::from_secs(120))
                     .await?;
                 let db = self.open_database(self.launch.sqlite_file())?;
+                let millis = i64::try_from(time.as_millis())?;
                 db.execute(
                     "UPDATE events SET available_at = available_at - ?1 WHERE state = 'pending'",
-                    [i64::try_from(time.as_millis())?],
+                    [millis],
                 )
                 .context("moving pending events' due times back")?;
+                db.execute(
+                    "UPDATE canvas_relinks SET next_try_at = next_try_at - ?1",
+                    [millis],
+                )
+                .context("moving Canvas relink retries back")?;
                 Ok(())
             }
             None => bail!("the app is not running"),

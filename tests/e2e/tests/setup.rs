@@ -1,6 +1,7 @@
 //! Issue 10 end to end, through the built components: `POST /admin/setup` (Notion databases completed,
 //! OpenPhone webhooks created once, their keys accepted by the intake until a webhook is deleted and setup
-//! runs again), and Canvas records created for unknown callers — once, however many events arrive at once.
+//! runs again — not when setup runs with another URL), and Canvas records created for unknown callers —
+//! once, however many events arrive at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,8 +18,12 @@ fn text(page: &Value, property: &str) -> String {
 
 /// `public_url` as the app's own base URL, so the webhooks point at the app under test.
 async fn setup(app: &TestApp) -> (u16, Value, String) {
+    setup_at(app, &app.base_url).await
+}
+
+async fn setup_at(app: &TestApp, public_url: &str) -> (u16, Value, String) {
     let response = app
-        .admin_post("/admin/setup", &json!({ "public_url": app.base_url }))
+        .admin_post("/admin/setup", &json!({ "public_url": public_url }))
         .await;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap();
@@ -168,6 +173,67 @@ async fn setup_completes_notion_creates_the_webhooks_once_and_their_keys_verify_
             "setup answered with a signing key"
         );
     }
+}
+
+async fn delete_webhook(app: &TestApp, id: &str) {
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/webhooks/{id}", app.openphone.base_url()))
+        .header("authorization", app.openphone.api_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_with_a_mistyped_url_keeps_accepting_the_webhooks_that_still_exist() {
+    let app = TestApp::start(TestAppOptions::default()).await.unwrap();
+    let (status, first, _) = setup(&app).await;
+    assert_eq!(status, 200, "{first}");
+    let here = app.openphone.webhooks();
+    let old = find_webhook(&app, "message.received");
+
+    // Setup again with a typo: four more webhooks, pointing nowhere useful; the first ones still deliver
+    // here, and their deliveries are still taken.
+    let (status, typo, typo_text) = setup_at(&app, "https://sync.exmaple.com").await;
+    assert_eq!(status, 200, "{typo}");
+    let payload = message("EVtypo1", "ACtypo1", "PNtoDbDhuz", "+15555550123");
+    assert_eq!(
+        deliver_signed_with(&app, &old.key, &payload).await,
+        202,
+        "logs:\n{}",
+        app.logs()
+    );
+    assert_eq!(typo["webhooks"]["keys"]["changes"]["removed"], json!([]));
+    let kept = typo["webhooks"]["keys"]["kept_elsewhere"]
+        .as_array()
+        .unwrap();
+    assert_eq!(kept.len(), here.len(), "{typo}");
+    assert!(
+        !typo_text.contains(old.key.as_str()),
+        "setup answered with a signing key"
+    );
+
+    // Once the first webhooks are deleted in OpenPhone, setup (still with the typo) drops their keys.
+    for hook in &here {
+        delete_webhook(&app, &hook.id).await;
+    }
+    let (status, third, _) = setup_at(&app, "https://sync.exmaple.com").await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(
+        third["webhooks"]["keys"]["changes"]["removed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        here.len(),
+        "{third}"
+    );
+    let payload = message("EVtypo2", "ACtypo2", "PNtoDbDhuz", "+15555550123");
+    assert_eq!(
+        deliver_signed_with(&app, &old.key, &payload).await,
+        401,
+        "a deleted webhook's key still works"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

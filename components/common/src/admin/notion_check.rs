@@ -25,6 +25,9 @@ pub struct DatabaseCheck {
     pub wrong_type: Vec<String>,
     /// Properties added by this run (`fix=true`).
     pub added: Vec<String>,
+    /// Properties renamed by this run (`fix=true`): a fresh database's title, "Name", becomes the title the
+    /// sync writes (`Name → Call ID`).
+    pub renamed: Vec<String>,
     /// What to do about it, in words.
     pub fix: Option<String>,
 }
@@ -109,6 +112,13 @@ pub async fn check(
         let Some(database_id) = database_id else {
             continue;
         };
+        // The Canvas relation is optional, like the Canvas database: without one it is not expected.
+        let expected: Vec<(&str, &str)> = expected
+            .iter()
+            .copied()
+            .filter(|(_, kind)| canvas.is_some() || *kind != "relation")
+            .collect();
+        let expected = expected.as_slice();
         let mut result = DatabaseCheck {
             role,
             database_id: database_id.to_owned(),
@@ -117,6 +127,7 @@ pub async fn check(
             missing: Vec::new(),
             wrong_type: Vec::new(),
             added: Vec::new(),
+            renamed: Vec::new(),
             fix: None,
         };
         let data_source = match notion.data_source_id(database_id).await {
@@ -134,12 +145,26 @@ pub async fn check(
         };
         result.visible = true;
         let source = notion.data_source(&data_source).await?;
+        notion.remember_schema(&data_source, &source);
         let (missing, wrong_type) = compare(role, expected, &source["properties"]);
         if role == "canvas" {
             canvas_data_source = Some(data_source.clone());
         }
         if fix && !missing.is_empty() {
             let mut add = Map::new();
+            // A data source has exactly one title, which cannot be added: the one it has (a fresh
+            // database's "Name") is renamed to the title the sync writes.
+            let wanted_title = expected.iter().find(|(_, kind)| *kind == "title");
+            let current_title = source["properties"]
+                .as_object()
+                .and_then(|p| p.iter().find(|(_, v)| v["type"] == "title"))
+                .map(|(name, _)| name.clone());
+            if let (Some((wanted, _)), Some(current)) = (wanted_title, current_title) {
+                if role != "canvas" && missing.iter().any(|m| m == wanted) {
+                    add.insert(current.clone(), json!({ "name": wanted }));
+                    result.renamed.push(format!("{current} → {wanted}"));
+                }
+            }
             for name in &missing {
                 let kind = expected
                     .iter()
@@ -154,11 +179,20 @@ pub async fn check(
                 notion
                     .add_properties(&data_source, &Value::Object(add.clone()))
                     .await?;
-                result.added = add.keys().cloned().collect();
+                notion.forget_schema(&data_source);
+                result.added = add
+                    .keys()
+                    .filter(|name| missing.contains(name))
+                    .cloned()
+                    .collect();
             }
+            let renamed_to: Vec<&str> = add
+                .values()
+                .filter_map(|config| config["name"].as_str())
+                .collect();
             result.missing = missing
                 .into_iter()
-                .filter(|m| !add.contains_key(m))
+                .filter(|m| !add.contains_key(m) && !renamed_to.contains(&m.as_str()))
                 .collect();
         } else {
             result.missing = missing;

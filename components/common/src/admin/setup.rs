@@ -8,8 +8,11 @@
 //!    at `<public_url>/webhooks/openphone` delivers yet are subscribed with one `POST /v1/webhooks/<family>`.
 //!    Webhooks pointing elsewhere are never touched.
 //! 3. **Signing keys**: the keys of the webhooks delivering here (as listed, and as just created) are stored
-//!    ([`keys`]), and the keys of webhooks no longer listed are dropped: deleting a webhook in OpenPhone and
-//!    running setup again is how its key stops being accepted. Keys are never returned or logged.
+//!    ([`keys`]), and a stored key is dropped only when OpenPhone no longer lists its webhook at all:
+//!    deleting a webhook in OpenPhone and running setup again is how its key stops being accepted. The key
+//!    of a webhook that still exists but points at another URL stays — a setup run with a mistyped
+//!    `public_url` must not make the deliveries of the webhooks that still reach the app fail — and the
+//!    answer lists those webhooks (`keys.kept_elsewhere`). Keys are never returned or logged.
 //!
 //! The answer says what was found, created and changed; a second run finds everything and changes
 //! nothing. One setup runs at a time (a [`JobClaim`]), so two at once cannot both create a webhook.
@@ -155,6 +158,9 @@ struct WebhookReport {
     elsewhere: usize,
     keys: Option<KeyChanges>,
     stored: Vec<String>,
+    /// Webhooks pointing elsewhere whose stored keys were kept (still accepted).
+    kept_elsewhere: Vec<Value>,
+    notes: Vec<String>,
     warnings: Vec<String>,
     error: Option<String>,
 }
@@ -165,7 +171,12 @@ impl WebhookReport {
             "found": self.found,
             "created": self.created,
             "pointing_elsewhere": self.elsewhere,
-            "keys": { "stored": self.stored, "changes": self.keys },
+            "keys": {
+                "stored": self.stored,
+                "changes": self.keys,
+                "kept_elsewhere": self.kept_elsewhere,
+            },
+            "notes": self.notes,
             "warnings": self.warnings,
         });
         if let Some(error) = &self.error {
@@ -307,10 +318,29 @@ async fn set_up_webhooks(
             key: w.key.as_ref(),
         })
         .collect();
-    match keys::sync(platform, &current)
+    // Every webhook OpenPhone still lists, wherever it points: their stored keys stay.
+    let listed: Vec<&str> = here
+        .iter()
+        .chain(&elsewhere)
+        .map(|w| w.id.as_str())
+        .collect();
+    match keys::sync_listed(platform, &current, &listed)
         .and_then(|changes| Ok((changes, keys::stored_webhook_ids(platform)?)))
     {
         Ok((changes, stored)) => {
+            report.kept_elsewhere = elsewhere
+                .iter()
+                .filter(|w| stored.contains(&w.id))
+                .map(|w| json!({ "id": w.id, "url": w.url, "events": w.events }))
+                .collect();
+            if !report.kept_elsewhere.is_empty() {
+                report.notes.push(format!(
+                    "the signing keys of {} webhook(s) pointing at another URL than {url} are kept, so their \
+                     deliveries are still accepted (see webhooks.keys.kept_elsewhere): if that URL was a \
+                     mistake or is no longer used, delete those webhooks in OpenPhone and run setup again",
+                    report.kept_elsewhere.len()
+                ));
+            }
             report.keys = Some(changes);
             report.stored = stored;
         }

@@ -11,9 +11,13 @@ use serde_json::{json, Value};
 use crate::configuration::NotionConfig;
 use crate::outbound::{percent_encode, ApiError, Outbound, Retry, Service};
 use crate::platform::{HttpRequest, Method, Platform};
+pub use schema::DataSourceSchema;
 
 /// The API version this client speaks.
 pub const NOTION_VERSION: &str = "2025-09-03";
+/// How long a cached data-source schema is trusted: a property a person adds or renames in Notion is
+/// seen within the hour (at once after `/admin/setup` or `/admin/notion/check`).
+const SCHEMA_MAX_AGE_MS: i64 = 3_600_000;
 
 /// One page of query or list results.
 #[derive(Debug, Clone, Default)]
@@ -123,6 +127,59 @@ impl<'a> Notion<'a> {
             Retry::Idempotent,
         )
         .await
+    }
+
+    /// The properties of a data source: from the SQLite cache when it is under an hour old, else read
+    /// with `GET /v1/data_sources/{id}` and cached.
+    pub async fn schema(&self, data_source_id: &str) -> Result<DataSourceSchema, ApiError> {
+        let now = self.platform.clock.now_ms();
+        let cached = self.platform.sql.execute(
+            "SELECT properties FROM notion_schemas WHERE data_source_id = ?1 AND resolved_at > ?2",
+            &[data_source_id.into(), (now - SCHEMA_MAX_AGE_MS).into()],
+        );
+        if let Some(properties) = cached
+            .ok()
+            .and_then(|rows| {
+                rows.first()
+                    .and_then(|r| r.str("properties").ok().map(String::from))
+            })
+            .and_then(|json| serde_json::from_str(&json).ok())
+        {
+            return Ok(DataSourceSchema { properties });
+        }
+        let source = self.data_source(data_source_id).await?;
+        Ok(self.remember_schema(data_source_id, &source))
+    }
+
+    /// Caches the schema in `data_source` (a `GET /v1/data_sources/{id}` answer) and returns it.
+    pub fn remember_schema(&self, data_source_id: &str, data_source: &Value) -> DataSourceSchema {
+        let schema = DataSourceSchema::from_data_source(data_source);
+        let stored = self.platform.sql.execute(
+            "INSERT INTO notion_schemas (data_source_id, properties, resolved_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (data_source_id) DO UPDATE SET properties = excluded.properties,
+                                                        resolved_at = excluded.resolved_at",
+            &[
+                data_source_id.into(),
+                serde_json::to_string(&schema.properties)
+                    .expect("strings serialize")
+                    .into(),
+                self.platform.clock.now_ms().into(),
+            ],
+        );
+        if let Err(e) = stored {
+            tracing::warn!(error = %format!("{e:#}"), "could not cache the data source schema");
+        }
+        schema
+    }
+
+    /// Drops the cached schema of a data source: it changed, or Notion refused a write fitted to it.
+    pub fn forget_schema(&self, data_source_id: &str) {
+        if let Err(e) = self.platform.sql.execute(
+            "DELETE FROM notion_schemas WHERE data_source_id = ?1",
+            &[data_source_id.into()],
+        ) {
+            tracing::warn!(error = %format!("{e:#}"), "could not drop the cached schema");
+        }
     }
 
     /// Adds properties to a data source's schema (`PATCH /v1/data_sources/{id}`).

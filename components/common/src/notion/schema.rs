@@ -65,9 +65,97 @@ pub const CANVAS: &[(&str, &str)] = &[
     ("Email", "email"),
 ];
 
+/// The properties a data source has, by name, with their Notion types, as `GET /v1/data_sources/{id}`
+/// answers. Writes are fitted to it ([`DataSourceSchema::fit`]), so a database the sync did not make
+/// (a fresh one titled "Name", one without a Canvas relation) takes what it can hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataSourceSchema {
+    /// Property name → type (`title`, `rich_text`, `relation`, …).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl DataSourceSchema {
+    /// The schema in a `GET /v1/data_sources/{id}` answer.
+    pub fn from_data_source(data_source: &serde_json::Value) -> Self {
+        let properties = data_source["properties"]
+            .as_object()
+            .map(|props| {
+                props
+                    .iter()
+                    .filter_map(|(name, p)| Some((name.clone(), p["type"].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { properties }
+    }
+
+    /// The name of the title property (every data source has exactly one).
+    pub fn title_property(&self) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(_, kind)| kind.as_str() == "title")
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// `properties` (name → Notion property value) as this data source can take them: the value of the
+    /// title goes under the data source's own title name, and a property the data source lacks, or has
+    /// with another type, is left out (named in the returned list, for the logs).
+    pub fn fit(
+        &self,
+        properties: serde_json::Map<String, serde_json::Value>,
+    ) -> (serde_json::Map<String, serde_json::Value>, Vec<String>) {
+        let mut fitted = serde_json::Map::new();
+        let mut dropped = Vec::new();
+        for (name, value) in properties {
+            let kind = value
+                .as_object()
+                .and_then(|v| v.keys().find(|k| k.as_str() != "type"))
+                .cloned()
+                .unwrap_or_default();
+            if kind == "title" {
+                match self.title_property() {
+                    Some(title) => {
+                        fitted.insert(title.to_owned(), value);
+                    }
+                    None => dropped.push(name),
+                }
+                continue;
+            }
+            if self.properties.get(&name) == Some(&kind) {
+                fitted.insert(name, value);
+            } else {
+                dropped.push(name);
+            }
+        }
+        (fitted, dropped)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_write_fits_the_data_source_it_goes_to() {
+        let schema = DataSourceSchema::from_data_source(&json!({ "properties": {
+            "Name": { "id": "title", "type": "title", "title": {} },
+            "Content": { "id": "a", "type": "rich_text", "rich_text": {} },
+            "Status": { "id": "b", "type": "rich_text", "rich_text": {} },
+        }}));
+        assert_eq!(schema.title_property(), Some("Name"));
+        let write = json!({
+            "Message ID": { "title": [{ "text": { "content": "AC1" } }] },
+            "Content": { "rich_text": [] },
+            "Status": { "select": { "name": "received" } },
+            "Canvas": { "relation": [] },
+        });
+        let (fitted, mut dropped) = schema.fit(write.as_object().unwrap().clone());
+        assert_eq!(fitted["Name"]["title"][0]["text"]["content"], "AC1");
+        assert!(fitted.contains_key("Content"));
+        dropped.sort();
+        assert_eq!(dropped, ["Canvas", "Status"], "absent, and of another type");
+    }
 
     #[test]
     fn each_database_has_exactly_one_title_and_unique_names() {

@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::map::Kind;
-use super::{split_for_create, Section, WriteError, Writer};
+use super::{canvas_relink, split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
 use crate::domain::E164;
 use crate::notion::properties as p;
@@ -71,6 +71,17 @@ pub struct CallFacts {
     /// Some media could not be copied yet: link what we have in the properties, but leave the body's
     /// Recordings and Voicemail sections for the retry that has our copies.
     pub media_pending: bool,
+}
+
+/// Order of call statuses: a later event with a lower rank (a `call.answered` drained after the call
+/// completed) does not set the status back.
+pub fn status_rank(status: Option<&str>) -> i64 {
+    match status.unwrap_or_default() {
+        "queued" | "initiated" | "ringing" => 1,
+        "in-progress" | "answered" | "forwarded" => 2,
+        "completed" | "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned" => 3,
+        _ => 0,
+    }
 }
 
 fn fmt_duration(seconds: f64) -> String {
@@ -195,52 +206,66 @@ impl CallFacts {
         let users = workspace.map(|w| w.users.as_slice()).unwrap_or_default();
         props.insert("Last Updated".into(), p::date(Some(now)));
         if let Some(call) = &self.call {
+            // Only what this payload carries: a legacy (app-created) call object has no duration, route
+            // or forwarding, and writing those as empty would blank what a richer event wrote.
+            if let Some(direction) = call.direction.as_deref() {
+                props.insert("Direction".into(), p::select(Some(direction)));
+            }
+            if let Some(status) = call.status.as_deref() {
+                props.insert("Status".into(), p::select(Some(status)));
+            }
+            if let Some(duration) = call.duration {
+                props.insert("Duration".into(), p::number(Some(duration)));
+            }
             let participants = participants(call, workspace.map(|w| w.number.as_str()));
-            props.insert("Direction".into(), p::select(call.direction.as_deref()));
-            props.insert("Status".into(), p::select(call.status.as_deref()));
-            props.insert("Duration".into(), p::number(call.duration));
-            props.insert(
-                "Participants".into(),
-                p::rich_text(&participants.join(", ")),
-            );
-            let user = call.user_id.as_deref().map(|id| {
-                users
+            if !participants.is_empty() {
+                props.insert(
+                    "Participants".into(),
+                    p::rich_text(&participants.join(", ")),
+                );
+            }
+            if let Some(id) = call.user_id.as_deref() {
+                let user = users
                     .iter()
                     .find(|u| u.id == id)
-                    .map_or_else(|| id.to_owned(), PhoneNumberUser::display_name)
-            });
-            props.insert(
-                "OpenPhone User".into(),
-                p::rich_text(user.as_deref().unwrap_or_default()),
-            );
+                    .map_or_else(|| id.to_owned(), PhoneNumberUser::display_name);
+                props.insert("OpenPhone User".into(), p::rich_text(&user));
+            }
             if let Some(w) = workspace {
                 props.insert("Phone Number Used".into(), p::rich_text(&w.number));
             }
-            props.insert("Created At".into(), p::date(call.created_at.as_deref()));
-            props.insert("Answered At".into(), p::date(call.answered_at.as_deref()));
-            props.insert("Completed At".into(), p::date(call.completed_at.as_deref()));
-            props.insert(
-                "Call Route".into(),
-                p::rich_text(call.call_route.as_deref().unwrap_or_default()),
-            );
-            props.insert(
-                "Forwarded From".into(),
-                p::rich_text(call.forwarded_from.as_deref().unwrap_or_default()),
-            );
-            props.insert(
-                "Forwarded To".into(),
-                p::rich_text(call.forwarded_to.as_deref().unwrap_or_default()),
-            );
-            let raw = json!({
-                "id": call.id, "direction": call.direction, "status": call.status, "duration": call.duration,
-                "participants": participants, "phoneNumberId": call.phone_number_id, "userId": call.user_id,
-                "createdAt": call.created_at, "answeredAt": call.answered_at, "completedAt": call.completed_at,
-                "callRoute": call.call_route, "conversationId": call.conversation_id,
-            });
-            props.insert(
-                "Raw Data".into(),
-                p::rich_text(&serde_json::to_string_pretty(&raw).expect("serializes")),
-            );
+            for (property, value) in [
+                ("Created At", &call.created_at),
+                ("Answered At", &call.answered_at),
+                ("Completed At", &call.completed_at),
+            ] {
+                if let Some(at) = value.as_deref() {
+                    props.insert(property.into(), p::date(Some(at)));
+                }
+            }
+            for (property, value) in [
+                ("Call Route", &call.call_route),
+                ("Forwarded From", &call.forwarded_from),
+                ("Forwarded To", &call.forwarded_to),
+            ] {
+                if let Some(text) = value.as_deref() {
+                    props.insert(property.into(), p::rich_text(text));
+                }
+            }
+            // The raw record of a complete call (REST, v4, or legacy filled in from REST) only: a
+            // recording event's partial call object must not replace it.
+            if call.duration.is_some() {
+                let raw = json!({
+                    "id": call.id, "direction": call.direction, "status": call.status, "duration": call.duration,
+                    "participants": participants, "phoneNumberId": call.phone_number_id, "userId": call.user_id,
+                    "createdAt": call.created_at, "answeredAt": call.answered_at, "completedAt": call.completed_at,
+                    "callRoute": call.call_route, "conversationId": call.conversation_id,
+                });
+                props.insert(
+                    "Raw Data".into(),
+                    p::rich_text(&serde_json::to_string_pretty(&raw).expect("serializes")),
+                );
+            }
         }
         if let Some(id) = &self.phone_number_id {
             props.insert("Phone Number ID".into(), p::rich_text(id));
@@ -381,16 +406,23 @@ impl Writer<'_> {
             number,
             created,
             needs,
-            pending::next_check_after(now, 0),
+            pending::first_check_at(now, needs),
         )?;
         Ok(())
     }
 
     async fn write_call(&self, facts: &CallFacts) -> Result<String, WriteError> {
+        let row = self
+            .map
+            .get(Kind::Call, &facts.call_id)?
+            .unwrap_or_default();
+        // Transcript and summary events name no number: the page map knows it from the call's other
+        // events, so their speakers get names too.
         let phone_number_id = facts
             .phone_number_id
             .clone()
-            .or_else(|| facts.call.as_ref().and_then(|c| c.phone_number_id.clone()));
+            .or_else(|| facts.call.as_ref().and_then(|c| c.phone_number_id.clone()))
+            .or_else(|| row.phone_number_id.clone());
         let workspace = match &phone_number_id {
             Some(id) => phone_numbers::resolve(self.platform, self.openphone, id).await?,
             None => None,
@@ -399,12 +431,25 @@ impl Writer<'_> {
             .as_ref()
             .map(|w| w.users.clone())
             .unwrap_or_default();
-        let row = self
-            .map
-            .get(Kind::Call, &facts.call_id)?
-            .unwrap_or_default();
+        // A Canvas problem costs the page its relation for now, never the page (see `canvas_relink`).
         let canvas = match (&facts.call, &row.canvas_page_id) {
-            (Some(call), None) => self.find_canvas(call, workspace.as_ref()).await?,
+            (Some(call), None) => match self.find_canvas(call, workspace.as_ref()).await {
+                Ok(found) => found,
+                Err(WriteError::Busy) => return Err(WriteError::Busy),
+                Err(e) => {
+                    let own = workspace.as_ref().map(|w| w.number.as_str());
+                    if let Some(number) = participants(call, own).first() {
+                        canvas_relink::record_failure(
+                            self.platform,
+                            Kind::Call,
+                            &facts.call_id,
+                            number,
+                            &e.to_string(),
+                        );
+                    }
+                    None
+                }
+            },
             _ => None,
         };
         let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
@@ -436,15 +481,20 @@ impl Writer<'_> {
                 },
             )
             .await?;
+        let status = facts.call.as_ref().and_then(|c| c.status.as_deref());
+        let newest = status.is_some()
+            && self
+                .map
+                .advance_status(Kind::Call, &facts.call_id, status_rank(status))?;
         if created {
             self.map
                 .mark_sections(Kind::Call, &facts.call_id, &included, true)?;
         } else {
             props.remove("Synced At");
-            self.check_lease()?;
-            self.notion
-                .update_page(&page_id, &Value::Object(props))
-                .await?;
+            if !newest {
+                props.remove("Status");
+            }
+            self.update_page(Kind::Call, &page_id, props).await?;
         }
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Call, &facts.call_id, canvas)?;

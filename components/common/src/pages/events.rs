@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::calls::{CallFacts, RecordingLink, VoicemailLink};
+use super::map::Kind;
 use super::{WriteError, Writer};
 use crate::openphone::types::{Call, Message, Summary, Transcript};
+use crate::sync::pending;
 
 /// The resource inside an event envelope: `data.object` (v1 webhooks) or `data.resource` (Quo 2026).
 fn resource(payload: &Value) -> Option<&Value> {
@@ -43,7 +45,14 @@ impl Writer<'_> {
                 self.upsert_message(&message).await
             }
             "call.completed" | "call.missed" | "call.answered" | "call.forwarded" => {
-                let call: Call = parse(payload, "call")?;
+                let mut call: Call = parse(payload, "call")?;
+                // Legacy (app-created) payloads carry no duration, route or forwarding: the REST call
+                // has them, and the page should too.
+                if call.duration.is_none() && pending::is_final(&call) {
+                    if let Some(full) = self.openphone.call(&call.id).await? {
+                        fill_missing(&mut call, full);
+                    }
+                }
                 let payload_has_voicemail =
                     resource(payload).is_some_and(|o| o.get("voicemail").is_some());
                 let mut voicemail = call.voicemail.as_ref().map(|v| VoicemailLink {
@@ -51,11 +60,24 @@ impl Writer<'_> {
                     transcript: v.transcript.clone(),
                     duration: v.duration,
                 });
-                // v4 payloads carry no voicemail: ask for one only where there can be one.
+                // v4 payloads carry no voicemail: ask for one only where there can be one. A legacy
+                // payload's voicemail has the audio but never the transcription, which REST has.
                 let unanswered =
                     call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
-                if voicemail.is_none() && !payload_has_voicemail && unanswered {
-                    voicemail = self.fetch_voicemail(&call.id).await?;
+                let lacks_transcript = voicemail.as_ref().is_some_and(|v| v.transcript.is_none());
+                if (voicemail.is_none() && !payload_has_voicemail && unanswered) || lacks_transcript
+                {
+                    if let Some(fetched) = self.fetch_voicemail(&call.id).await? {
+                        voicemail = Some(match voicemail {
+                            // Our link stays the payload's when REST has none yet.
+                            Some(own) => VoicemailLink {
+                                url: fetched.url.or(own.url),
+                                transcript: fetched.transcript,
+                                duration: fetched.duration.or(own.duration),
+                            },
+                            None => fetched,
+                        });
+                    }
                 }
                 let facts = CallFacts {
                     call_id: call.id.clone(),
@@ -100,12 +122,15 @@ impl Writer<'_> {
                 };
                 self.apply_call(&facts).await
             }
-            "call.transcript.completed" => {
+            "call.transcript.completed" | "callTranscript" => {
                 let transcript: Transcript = parse(payload, "transcript")?;
                 let call_id = call_id_of(payload)
                     .ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
+                let call = self.call_unless_known(&call_id).await?;
                 self.apply_call(&CallFacts {
                     call_id,
+                    phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
+                    call,
                     transcript: Some(transcript),
                     ..Default::default()
                 })
@@ -115,8 +140,11 @@ impl Writer<'_> {
                 let summary: Summary = parse(payload, "summary")?;
                 let call_id = call_id_of(payload)
                     .ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
+                let call = self.call_unless_known(&call_id).await?;
                 self.apply_call(&CallFacts {
                     call_id,
+                    phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
+                    call,
                     summary: Some(summary),
                     ..Default::default()
                 })
@@ -144,6 +172,20 @@ impl Writer<'_> {
         }
     }
 
+    /// The call from REST when nothing about it is known yet (a transcript or summary drained before the
+    /// call's own event): its number names the transcript's speakers, and its metadata fills the page.
+    /// Costs nothing once any event of the call was written.
+    async fn call_unless_known(&self, call_id: &str) -> Result<Option<Call>, WriteError> {
+        let known = self
+            .map
+            .get(Kind::Call, call_id)?
+            .is_some_and(|row| row.phone_number_id.is_some());
+        if known {
+            return Ok(None);
+        }
+        Ok(self.openphone.call(call_id).await?)
+    }
+
     async fn fetch_voicemail(&self, call_id: &str) -> Result<Option<VoicemailLink>, WriteError> {
         Ok(self
             .openphone
@@ -155,6 +197,31 @@ impl Writer<'_> {
                 transcript: v.transcript.clone(),
                 duration: v.duration,
             }))
+    }
+}
+
+/// Fills what `call` (a webhook payload) lacks from `rest` (the same call from the REST API); what the
+/// payload says stays.
+fn fill_missing(call: &mut Call, rest: Call) {
+    fn keep<T>(field: &mut Option<T>, other: Option<T>) {
+        if field.is_none() {
+            *field = other;
+        }
+    }
+    keep(&mut call.phone_number_id, rest.phone_number_id);
+    keep(&mut call.user_id, rest.user_id);
+    keep(&mut call.direction, rest.direction);
+    keep(&mut call.status, rest.status);
+    keep(&mut call.created_at, rest.created_at);
+    keep(&mut call.answered_at, rest.answered_at);
+    keep(&mut call.completed_at, rest.completed_at);
+    keep(&mut call.duration, rest.duration);
+    keep(&mut call.call_route, rest.call_route);
+    keep(&mut call.forwarded_from, rest.forwarded_from);
+    keep(&mut call.forwarded_to, rest.forwarded_to);
+    keep(&mut call.conversation_id, rest.conversation_id);
+    if call.participants.is_empty() {
+        call.participants = rest.participants;
     }
 }
 
@@ -170,6 +237,29 @@ mod tests {
         assert_eq!(call_id_of(&legacy).as_deref(), Some("AC1"));
         assert_eq!(call_id_of(&quo).as_deref(), Some("AC2"));
         assert_eq!(call_id_of(&json!({ "data": {} })), None);
+    }
+
+    #[test]
+    fn a_legacy_call_is_filled_from_rest_without_losing_what_it_says() {
+        let mut legacy: Call = serde_json::from_value(json!({
+            "id": "AC1", "from": "+15555550123", "to": "+13365550100", "direction": "incoming",
+            "status": "completed", "answeredAt": "2025-10-20T19:28:38.000Z", "phoneNumberId": "PN1"
+        }))
+        .unwrap();
+        let rest: Call = serde_json::from_value(json!({
+            "id": "AC1", "direction": "outgoing", "status": "completed", "duration": 112,
+            "callRoute": "phone-number", "participants": ["+15555550123"], "phoneNumberId": "PN1"
+        }))
+        .unwrap();
+        fill_missing(&mut legacy, rest);
+        assert_eq!(legacy.duration, Some(112.0));
+        assert_eq!(legacy.call_route.as_deref(), Some("phone-number"));
+        assert_eq!(
+            legacy.direction.as_deref(),
+            Some("incoming"),
+            "the payload's own value stays"
+        );
+        assert_eq!(legacy.participants, vec!["+15555550123"]);
     }
 
     #[test]

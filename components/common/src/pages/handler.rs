@@ -96,10 +96,17 @@ impl EventHandler for PageHandler {
         let span = tracing::info_span!("write_page", event_id = %event.id, event_type = %event.event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());
-        writer
+        match writer
             .apply_event(&event.event_type, &payload)
             .instrument(span)
-            .await?;
-        Ok(())
+            .await
+        {
+            // The page was deleted or trashed by a person: the sync respects that (see `/stats`).
+            Err(WriteError::PageGone { page_id }) => {
+                tracing::info!(event_id = %event.id, page_id, "page deleted in Notion; the event is done without writing");
+                Ok(())
+            }
+            other => Ok(other.map(drop)?),
+        }
     }
 }

@@ -22,7 +22,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    /// The name stored in `notion_pages.kind`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Call => "call",
             Kind::Message => "message",
@@ -45,8 +46,10 @@ pub struct PageRow {
     pub create_started_at: Option<i64>,
     /// The Canvas page last written to the relation.
     pub canvas_page_id: Option<String>,
-    /// Rank of the last message status written.
+    /// Rank of the last status written (message or call).
     pub status_rank: Option<i64>,
+    /// The workspace number the item belongs to, when an event or the backfill said.
+    pub phone_number_id: Option<String>,
     /// Body sections: `name` when appended, `name~` while an append's outcome is unknown.
     pub sections: Vec<String>,
     /// Our storage URLs of the recording segments, in order.
@@ -96,7 +99,8 @@ impl<'a> PageMap<'a> {
     /// The row of an item, if any.
     pub fn get(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<Option<PageRow>> {
         let rows = self.platform.sql.execute(
-            "SELECT page_id, create_started_at, canvas_page_id, status_rank, sections, recording_urls, voicemail_url
+            "SELECT page_id, create_started_at, canvas_page_id, status_rank, sections, recording_urls, voicemail_url,
+                    phone_number_id
              FROM notion_pages WHERE kind = ?1 AND openphone_id = ?2",
             &[kind.as_str().into(), openphone_id.into()],
         )?;
@@ -108,6 +112,7 @@ impl<'a> PageMap<'a> {
             create_started_at: row.opt_i64("create_started_at")?,
             canvas_page_id: row.opt_str("canvas_page_id")?.map(String::from),
             status_rank: row.opt_i64("status_rank")?,
+            phone_number_id: row.opt_str("phone_number_id")?.map(String::from),
             sections: row
                 .str("sections")?
                 .split(',')
@@ -182,6 +187,41 @@ impl<'a> PageMap<'a> {
         Ok(())
     }
 
+    /// Records that a person deleted or trashed the page of an item in Notion: it is left alone from now on.
+    pub fn record_gone(&self, kind: Kind, openphone_id: &str, page_id: &str) -> anyhow::Result<()> {
+        self.platform.sql.execute(
+            "INSERT INTO notion_pages_gone (kind, openphone_id, page_id, seen_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, openphone_id) DO NOTHING",
+            &[
+                kind.as_str().into(),
+                openphone_id.into(),
+                page_id.into(),
+                self.platform.clock.now_ms().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The OpenPhone id of the item whose page is `page_id`.
+    pub fn openphone_id_of(&self, kind: Kind, page_id: &str) -> anyhow::Result<Option<String>> {
+        let rows = self.platform.sql.execute(
+            "SELECT openphone_id FROM notion_pages WHERE kind = ?1 AND page_id = ?2",
+            &[kind.as_str().into(), page_id.into()],
+        )?;
+        rows.first()
+            .map(|r| r.str("openphone_id").map(String::from))
+            .transpose()
+    }
+
+    /// Whether the page of an item was deleted or trashed in Notion.
+    pub fn is_gone(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<bool> {
+        let rows = self.platform.sql.execute(
+            "SELECT 1 FROM notion_pages_gone WHERE kind = ?1 AND openphone_id = ?2",
+            &[kind.as_str().into(), openphone_id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
     /// Ends the claim of a create whose outcome is unknown: the attempt is over, so after a short settle
     /// the next attempt (which queries first, the row being old) need not wait out a live claim.
     pub fn end_claim_unknown(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<()> {
@@ -254,14 +294,20 @@ impl<'a> PageMap<'a> {
         Ok(())
     }
 
-    /// Raises the stored message status rank to `rank` unless a higher one is stored; `true` when this
-    /// status is the newest and should be written.
-    pub fn advance_status(&self, openphone_id: &str, rank: i64) -> anyhow::Result<bool> {
+    /// Raises the stored status rank of an item to `rank` unless a higher one is stored; `true` when this
+    /// status is the newest and should be written (a later event with an earlier status, such as a
+    /// `call.answered` drained after `call.completed`, must not set it back).
+    pub fn advance_status(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        rank: i64,
+    ) -> anyhow::Result<bool> {
         let rows = self.platform.sql.execute(
-            "UPDATE notion_pages SET status_rank = ?2
-             WHERE kind = 'message' AND openphone_id = ?1 AND (status_rank IS NULL OR status_rank <= ?2)
+            "UPDATE notion_pages SET status_rank = ?3
+             WHERE kind = ?1 AND openphone_id = ?2 AND (status_rank IS NULL OR status_rank <= ?3)
              RETURNING status_rank",
-            &[openphone_id.into(), rank.into()],
+            &[kind.as_str().into(), openphone_id.into(), rank.into()],
         )?;
         Ok(!rows.is_empty())
     }
@@ -409,11 +455,11 @@ mod tests {
         let row = map.get(Kind::Message, "AC5").unwrap().unwrap();
         assert!(row.section_done("transcript") && row.section_done("summary"));
         assert!(!row.section_in_flight("transcript"));
-        assert!(map.advance_status("AC5", 2).unwrap());
+        assert!(map.advance_status(Kind::Message, "AC5", 2).unwrap());
         assert!(
-            !map.advance_status("AC5", 1).unwrap(),
+            !map.advance_status(Kind::Message, "AC5", 1).unwrap(),
             "an older status must not win"
         );
-        assert!(map.advance_status("AC5", 2).unwrap());
+        assert!(map.advance_status(Kind::Message, "AC5", 2).unwrap());
     }
 }

@@ -119,10 +119,7 @@ impl Writer<'_> {
             props.insert("Voicemail URL".into(), p::url(Some(voicemail)));
         }
         if !props.is_empty() {
-            self.check_lease()?;
-            self.notion
-                .update_page(&page_id, &Value::Object(props))
-                .await?;
+            self.update_page(Kind::Call, &page_id, props).await?;
         }
         let children = self.notion.children(&page_id).await?;
         let recording_urls: Vec<&str> = links

@@ -5,7 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::map::Kind;
-use super::{Section, WriteError, Writer};
+use super::{canvas_relink, Section, WriteError, Writer};
+use crate::canvas::LinkError;
 use crate::domain::E164;
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
@@ -57,8 +58,22 @@ impl Writer<'_> {
             }
         });
         let counterpart = if outgoing { to.first() } else { from.first() };
+        // A Canvas problem costs the page its relation for now, never the page (see `canvas_relink`).
         let canvas = match counterpart {
-            Some(number) => self.canvas().link_phone(number).await?.page_id,
+            Some(number) => match self.canvas().link_phone(number).await {
+                Ok(found) => found.page_id,
+                Err(LinkError::Busy) => return Err(WriteError::Busy),
+                Err(e) => {
+                    canvas_relink::record_failure(
+                        self.platform,
+                        Kind::Message,
+                        &message.id,
+                        number,
+                        &e.to_string(),
+                    );
+                    None
+                }
+            },
             None => None,
         };
         let rank = status_rank(message.status.as_deref());
@@ -81,7 +96,7 @@ impl Writer<'_> {
                 },
             )
             .await?;
-        let newest = self.map.advance_status(&message.id, rank)?;
+        let newest = self.map.advance_status(Kind::Message, &message.id, rank)?;
         if created {
             if let Some(canvas) = &canvas {
                 self.map.set_canvas(Kind::Message, &message.id, canvas)?;
@@ -110,10 +125,7 @@ impl Writer<'_> {
             update.insert("Canvas".into(), p::relation(&[canvas]));
         }
         if !update.is_empty() {
-            self.check_lease()?;
-            self.notion
-                .update_page(&page_id, &Value::Object(update))
-                .await?;
+            self.update_page(Kind::Message, &page_id, update).await?;
         }
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Message, &message.id, canvas)?;

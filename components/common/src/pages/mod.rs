@@ -2,6 +2,7 @@
 //! updated with only the fields an event knows (nothing is blanked), body sections appended once each.
 
 pub mod calls;
+pub mod canvas_relink;
 pub mod events;
 pub mod handler;
 pub mod map;
@@ -13,7 +14,7 @@ use serde_json::Value;
 use crate::canvas::{Canvas, LinkError};
 use crate::configuration::{NotionConfig, SyncConfig};
 use crate::lease::{Lease, LeaseLost};
-use crate::notion::{properties, Notion};
+use crate::notion::{properties, DataSourceSchema, Notion};
 use crate::openphone::OpenPhone;
 use crate::outbound::ApiError;
 use crate::phone_numbers::ResolveError;
@@ -43,6 +44,13 @@ pub enum WriteError {
     /// OpenPhone's link meanwhile).
     #[error("media copy: {0}")]
     Media(#[from] MediaError),
+    /// A person deleted the page or moved it to the trash in Notion: it is left alone, and the event has
+    /// nothing more to do.
+    #[error("the Notion page {page_id} was deleted or trashed in Notion; left alone")]
+    PageGone {
+        /// The page.
+        page_id: String,
+    },
 }
 
 impl From<ResolveError> for WriteError {
@@ -71,7 +79,7 @@ impl WriteError {
             WriteError::Api(e) => e.is_transient(),
             WriteError::Busy | WriteError::Storage(_) | WriteError::LeaseLost(_) => true,
             WriteError::Media(e) => e.is_transient(),
-            WriteError::BadData(_) => false,
+            WriteError::BadData(_) | WriteError::PageGone { .. } => false,
         }
     }
 
@@ -83,6 +91,22 @@ impl WriteError {
             WriteError::Busy => Some(map::UNKNOWN_OUTCOME_SETTLE_MS as u64),
             _ => None,
         }
+    }
+}
+
+/// Whether Notion refused a write to a page because a person deleted it (`404`) or moved it to the trash
+/// (`400` "Can't edit block that is archived").
+fn is_gone(error: &ApiError) -> bool {
+    match error {
+        ApiError::Refused { status: 404, .. } => true,
+        ApiError::Refused {
+            status: 400,
+            detail,
+            ..
+        } => {
+            detail.contains("archived") || detail.contains("in_trash") || detail.contains("trashed")
+        }
+        _ => false,
     }
 }
 
@@ -180,23 +204,28 @@ impl<'a> Writer<'a> {
         created_at: Option<&str>,
         new_page: impl FnOnce() -> anyhow::Result<(Value, Vec<Value>)>,
     ) -> Result<(String, bool), WriteError> {
-        let (database_id, title_property) = match kind {
-            Kind::Call => (&self.notion_config.calls_database_id, "Call ID"),
-            Kind::Message => (&self.notion_config.messages_database_id, "Message ID"),
-        };
         let predates = self.predates_app(created_at)?;
         let plan = self
             .map
             .plan_create(kind, openphone_id, phone_number_id, predates)?;
-        let data_source = match plan {
+        let (data_source, schema) = match plan {
+            CreatePlan::Exists(page_id) if self.map.is_gone(kind, openphone_id)? => {
+                return Err(WriteError::PageGone { page_id })
+            }
             CreatePlan::Exists(page_id) => return Ok((page_id, false)),
             CreatePlan::Busy => return Err(WriteError::Busy),
-            CreatePlan::CreateFresh | CreatePlan::QueryThenCreate => {
-                self.notion.data_source_id(database_id).await?
-            }
+            CreatePlan::CreateFresh | CreatePlan::QueryThenCreate => self.schema_of(kind).await?,
         };
         if plan == CreatePlan::QueryThenCreate {
-            let filter = serde_json::json!({ "property": title_property, "title": { "equals": openphone_id } });
+            let title = schema.title_property().ok_or_else(|| {
+                WriteError::Api(ApiError::Refused {
+                    service: crate::outbound::Service::Notion,
+                    status: 400,
+                    detail: "the database has no title property".into(),
+                })
+            })?;
+            let filter =
+                serde_json::json!({ "property": title, "title": { "equals": openphone_id } });
             let found = self.notion.query(&data_source, &filter, 1, None).await?;
             if let Some(page_id) = found.results.first().and_then(|p| p["id"].as_str()) {
                 self.map.record_page(kind, openphone_id, page_id)?;
@@ -204,10 +233,17 @@ impl<'a> Writer<'a> {
             }
         }
         let (props, children) = new_page()?;
+        let (props, dropped) = schema.fit(props.as_object().cloned().unwrap_or_default());
+        if !dropped.is_empty() {
+            tracing::debug!(
+                ?dropped,
+                "properties the database does not have are left out"
+            );
+        }
         self.check_lease()?;
         match self
             .notion
-            .create_page(&data_source, &props, &children)
+            .create_page(&data_source, &Value::Object(props), &children)
             .await
         {
             Ok(page_id) => {
@@ -215,6 +251,10 @@ impl<'a> Writer<'a> {
                 Ok((page_id, true))
             }
             Err(e @ ApiError::Refused { .. }) | Err(e @ ApiError::RateLimited { .. }) => {
+                if e.status() == Some(400) {
+                    // Perhaps refused for a schema that changed since it was cached.
+                    self.notion.forget_schema(&data_source);
+                }
                 // Nothing landed: the claim ends (the next attempt still queries, being a retry).
                 self.map.release_claim(kind, openphone_id)?;
                 Err(e.into())
@@ -224,6 +264,71 @@ impl<'a> Writer<'a> {
                 self.map.end_claim_unknown(kind, openphone_id)?;
                 Err(e.into())
             }
+        }
+    }
+
+    /// The data source `kind`'s pages go to, and what it has.
+    async fn schema_of(&self, kind: Kind) -> Result<(String, DataSourceSchema), WriteError> {
+        let database_id = match kind {
+            Kind::Call => &self.notion_config.calls_database_id,
+            Kind::Message => &self.notion_config.messages_database_id,
+        };
+        let data_source = self.notion.data_source_id(database_id).await?;
+        let schema = self.notion.schema(&data_source).await?;
+        Ok((data_source, schema))
+    }
+
+    /// Sets `properties` of an existing page of `kind`, as far as its database has them.
+    async fn update_page(
+        &self,
+        kind: Kind,
+        page_id: &str,
+        properties: serde_json::Map<String, Value>,
+    ) -> Result<(), WriteError> {
+        let (data_source, schema) = self.schema_of(kind).await?;
+        let (properties, dropped) = schema.fit(properties);
+        if !dropped.is_empty() {
+            tracing::debug!(
+                ?dropped,
+                "properties the database does not have are left out"
+            );
+        }
+        if properties.is_empty() {
+            return Ok(());
+        }
+        self.check_lease()?;
+        match self
+            .notion
+            .update_page(page_id, &Value::Object(properties))
+            .await
+        {
+            Err(e) if e.status() == Some(400) && !is_gone(&e) => {
+                self.notion.forget_schema(&data_source);
+                Err(e.into())
+            }
+            Err(e) => Err(self.gone_or(kind, page_id, e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// `error` from a write to the page of an item, as a [`WriteError`]: [`WriteError::PageGone`] (and
+    /// recorded) when it says a person deleted or trashed the page.
+    fn gone_or(&self, kind: Kind, page_id: &str, error: ApiError) -> WriteError {
+        if !is_gone(&error) {
+            return error.into();
+        }
+        let recorded = self
+            .map
+            .openphone_id_of(kind, page_id)
+            .and_then(|id| match id {
+                Some(id) => self.map.record_gone(kind, &id, page_id),
+                None => Ok(()),
+            });
+        if let Err(e) = recorded {
+            return WriteError::Storage(e);
+        }
+        WriteError::PageGone {
+            page_id: page_id.to_owned(),
         }
     }
 
@@ -256,7 +361,10 @@ impl<'a> Writer<'a> {
                 .mark_sections(kind, openphone_id, &[section.name], false)?;
             for batch in batches(&blocks) {
                 self.check_lease()?;
-                self.notion.append_children(page_id, batch).await?;
+                self.notion
+                    .append_children(page_id, batch)
+                    .await
+                    .map_err(|e| self.gone_or(kind, page_id, e))?;
             }
             self.map
                 .mark_sections(kind, openphone_id, &[section.name], true)?;

@@ -9,6 +9,12 @@
 //! page map costs no Notion request. Calls of every status are synced, missed calls and voicemails
 //! included; what a call still lacks is recorded as [`pending`](super::pending) work.
 //!
+//! `GET /v1/calls` lists one user's calls: `userId`'s, or the workspace owner's without it
+//! (openphone-api.md §4.2). So a conversation's calls are listed once per user of the number (its
+//! `users` in `GET /v1/phone-numbers`, as stored by [`crate::phone_numbers`]) and de-duplicated by call
+//! id; a number with one user costs one listing as before, naming that user (who need not be the owner),
+//! and one whose users are unknown is listed without `userId`.
+//!
 //! Cursor and checkpoint rules (columns of `phone_numbers`):
 //!
 //! - A pass covers conversations updated in `(pass_from, pass_until]`: `pass_from` is the cursor minus
@@ -35,7 +41,7 @@ use super::{iso, parse_iso, record_history, SyncOptions, SyncSettings};
 use crate::domain::E164;
 use crate::lease::{Lease, LeaseLost};
 use crate::notion::Notion;
-use crate::openphone::types::{Call, Message};
+use crate::openphone::types::{Call, Message, PhoneNumberUser};
 use crate::openphone::{OpenPhone, Page};
 use crate::outbound::ApiError;
 use crate::pages::map::{Kind, PageMap};
@@ -175,12 +181,10 @@ async fn sync_under_lease(
             &settings.openphone.media_base,
         )?);
     }
-    if crate::phone_numbers::resolve(platform, &openphone, phone_number_id)
-        .await?
-        .is_none()
-    {
+    let Some(known) = crate::phone_numbers::resolve(platform, &openphone, phone_number_id).await?
+    else {
         anyhow::bail!("{phone_number_id} is not one of the workspace's phone numbers");
-    }
+    };
     let started = platform.clock.now_ms();
     let pass = begin_pass(platform, phone_number_id, since, started, options)?;
     let sync = NumberSync {
@@ -192,6 +196,7 @@ async fn sync_under_lease(
         map: PageMap::new(platform),
         phone_number_id,
         own_numbers: own_numbers(platform, settings)?,
+        call_users: call_users(&known.users),
         deadline: started + options.number_budget_ms,
         pass,
     };
@@ -337,6 +342,22 @@ fn own_numbers(platform: &Platform, settings: &SyncSettings) -> anyhow::Result<H
     Ok(own)
 }
 
+/// Whose calls to list, one `GET /v1/calls` listing each: every user of the number (ids once each, in
+/// OpenPhone's order), or `[None]` (no `userId`: the owner's calls) when its users are unknown.
+fn call_users(users: &[PhoneNumberUser]) -> Vec<Option<String>> {
+    let mut ids: Vec<Option<String>> = Vec::with_capacity(users.len().max(1));
+    for user in users {
+        let id = user.id.trim();
+        if !id.is_empty() && !ids.iter().flatten().any(|known| known == id) {
+            ids.push(Some(id.to_owned()));
+        }
+    }
+    if ids.is_empty() {
+        ids.push(None);
+    }
+    ids
+}
+
 fn normalized(number: &str) -> String {
     E164::parse(number).map_or_else(|_| number.trim().to_owned(), |n| n.to_string())
 }
@@ -390,6 +411,8 @@ struct NumberSync<'a> {
     map: PageMap<'a>,
     phone_number_id: &'a str,
     own_numbers: HashSet<String>,
+    /// The `userId` of each calls listing of a conversation (see [`call_users`]).
+    call_users: Vec<Option<String>>,
     deadline: i64,
     pass: Pass,
 }
@@ -546,26 +569,14 @@ impl NumberSync<'_> {
         let mut incomplete = None;
         // Calls can be listed for exactly one participant: a group conversation has texts only.
         if let [participant] = participants.as_slice() {
-            let query = [
-                ("participants", participant.as_str()),
-                ("createdAfter", after.as_str()),
-            ];
-            let mut token = None;
-            while let Some(page) = self
-                .page::<Call>("/v1/calls", &query, token.take(), report)
-                .await?
-            {
-                for call in page.data {
-                    note(
-                        self.sync_call(call, &conversation.id, report).await,
-                        &mut incomplete,
-                    )?;
-                }
-                token = page.next_page_token;
-                if token.is_none() {
-                    break;
-                }
-            }
+            self.sync_calls(
+                &conversation.id,
+                participant,
+                &after,
+                report,
+                &mut incomplete,
+            )
+            .await?;
         }
         let mut query: Vec<(&str, &str)> = participants
             .iter()
@@ -595,6 +606,45 @@ impl NumberSync<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// The calls with `participant` created after `after`, listed for each of [`Self::call_users`] (all
+    /// pages) and synced once each: a call both listings return is skipped the second time.
+    async fn sync_calls(
+        &self,
+        conversation_id: &str,
+        participant: &str,
+        after: &str,
+        report: &mut NumberReport,
+        incomplete: &mut Option<String>,
+    ) -> Result<(), Halt> {
+        let mut seen: HashSet<String> = HashSet::new();
+        for user in &self.call_users {
+            let mut query = vec![("participants", participant), ("createdAfter", after)];
+            if let Some(user) = user {
+                query.push(("userId", user.as_str()));
+            }
+            let mut token = None;
+            while let Some(page) = self
+                .page::<Call>("/v1/calls", &query, token.take(), report)
+                .await?
+            {
+                for call in page.data {
+                    if !seen.insert(call.id.clone()) {
+                        continue;
+                    }
+                    note(
+                        self.sync_call(call, conversation_id, report).await,
+                        incomplete,
+                    )?;
+                }
+                token = page.next_page_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One page of `path` for this number: `None` when OpenPhone refuses the listing for good (reported:
@@ -839,4 +889,27 @@ fn record_outcome(
         .and_then(|r| r.opt_i64("cursor_at").ok().flatten())
         .map(iso);
     Ok(())
+}
+
+#[cfg(test)]
+mod call_users_tests {
+    use super::*;
+
+    fn user(id: &str) -> PhoneNumberUser {
+        PhoneNumberUser {
+            id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn calls_are_listed_per_user_once_or_for_the_owner_when_none_is_known() {
+        assert_eq!(call_users(&[]), vec![None]);
+        assert_eq!(call_users(&[user(" ")]), vec![None]);
+        assert_eq!(call_users(&[user("US1")]), vec![Some("US1".to_owned())]);
+        assert_eq!(
+            call_users(&[user("US1"), user("US2"), user("US1")]),
+            vec![Some("US1".to_owned()), Some("US2".to_owned())]
+        );
+    }
 }

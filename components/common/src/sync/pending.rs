@@ -96,7 +96,8 @@ impl Needs {
         if !is_final(call) {
             return Needs::CALL;
         }
-        let talked = call.answered_at.is_some() && call.duration.unwrap_or(0.0) > 0.0;
+        // A legacy payload has no duration: answered is enough to say the conversation took place.
+        let talked = call.answered_at.is_some() && call.duration.is_none_or(|d| d > 0.0);
         let unanswered_incoming =
             call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
         match (talked, unanswered_incoming) {
@@ -273,6 +274,106 @@ fn checked(
         ],
     )?;
     Ok(())
+}
+
+/// When to look first for what a call still `needs`: a voicemail is transcribed within a minute or two
+/// of the call, so it is looked for after 3 minutes; the rest (recordings, transcripts, summaries) after
+/// the usual 15.
+pub fn first_check_at(now: i64, needs: Needs) -> i64 {
+    if needs.contains(Needs::VOICEMAIL) {
+        now + 3 * 60_000
+    } else {
+        next_check_after(now, 0)
+    }
+}
+
+/// Numbers re-checked per tick, at most.
+const NUMBERS_PER_TICK: u32 = 3;
+
+/// What the tick's re-check did, when anything was due.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueRecheck {
+    /// Numbers whose due calls were re-checked.
+    pub numbers: u32,
+    /// Numbers skipped because their lease was held (the drain or the sync is writing them).
+    pub busy: u32,
+    /// Calls checked, and calls whose page got something.
+    pub checked: u32,
+    /// Calls whose page got what had arrived.
+    pub filled: u32,
+}
+
+/// Re-checks the calls that are due on every tick, not only during the periodic sync (every
+/// `sync_interval_minutes`, six hours by default): a voicemail still processing when its call completed
+/// is on the page within minutes. Each number is re-checked under its lease, taken without waiting (a
+/// number whose lease is held is left for a later tick).
+pub async fn recheck_due(platform: &Platform) -> anyhow::Result<Option<DueRecheck>> {
+    let now = platform.clock.now_ms();
+    let numbers = platform.sql.execute(
+        "SELECT DISTINCT phone_number_id FROM pending_work
+         WHERE needs != 0 AND gave_up_at IS NULL AND next_check_at <= ?1 AND phone_number_id != ''
+         LIMIT ?2",
+        &[now.into(), NUMBERS_PER_TICK.into()],
+    )?;
+    if numbers.is_empty() {
+        return Ok(None);
+    }
+    let settings = super::SyncSettings::load(platform)?;
+    let numbers: Vec<String> = numbers
+        .iter()
+        .map(|r| r.str("phone_number_id").map(String::from))
+        .collect::<anyhow::Result<_>>()?;
+    recheck_numbers(platform, &settings, &numbers)
+        .await
+        .map(Some)
+}
+
+/// Re-checks the due calls of each of `numbers` under its lease (see [`recheck_due`]).
+pub async fn recheck_numbers(
+    platform: &Platform,
+    settings: &super::SyncSettings,
+    numbers: &[String],
+) -> anyhow::Result<DueRecheck> {
+    let openphone = OpenPhone::new(platform, &settings.openphone);
+    let notion = crate::notion::Notion::new(platform, &settings.notion);
+    let mut report = DueRecheck::default();
+    for number in numbers {
+        let Some(lease) = Lease::acquire(platform, number, settings.options.lease)? else {
+            report.busy += 1;
+            continue;
+        };
+        let mut writer = Writer::new(
+            platform,
+            &notion,
+            &openphone,
+            &settings.notion,
+            &settings.sync,
+        )
+        .under_lease(&lease);
+        if let Some(storage) = &settings.storage {
+            writer = writer.with_media(crate::storage::media::MediaCopier::new(
+                platform,
+                storage,
+                &settings.openphone.media_base,
+            )?);
+        }
+        let done = recheck(
+            platform,
+            &openphone,
+            &writer,
+            &lease,
+            number,
+            &settings.options,
+        )
+        .await;
+        drop(writer);
+        lease.release();
+        let done = done?;
+        report.numbers += 1;
+        report.checked += done.checked;
+        report.filled += done.filled;
+    }
+    Ok(report)
 }
 
 /// When to look again after `attempts` checks: 15 minutes, doubling, at most 6 hours.
@@ -597,6 +698,11 @@ mod tests {
             Needs::expected(&call("missed", "incoming", false, 0.0)),
             Needs::VOICEMAIL
         );
+        let legacy = Call {
+            duration: None,
+            ..call("completed", "incoming", true, 0.0)
+        };
+        assert_eq!(Needs::expected(&legacy), talk, "answered, no duration said");
         assert_eq!(
             Needs::expected(&call("no-answer", "outgoing", false, 0.0)),
             Needs::NONE

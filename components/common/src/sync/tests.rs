@@ -1143,6 +1143,173 @@ async fn ticks_run_the_periodic_sync_once_per_interval_however_many_overlap() {
     assert_eq!(runs, vec![("sync".to_owned(), 2), ("tick".to_owned(), 5)]);
 }
 
+const BOB: &str = "USbob00001";
+
+/// A call on `number` with `participant`, taken by `user`, `minutes` after `start`.
+fn call_by(
+    id: &str,
+    number: &str,
+    participant: &str,
+    user: &str,
+    start: DateTime<Utc>,
+    minutes: i64,
+) -> op::Call {
+    let mut call = op::Call::new(id, number, participant, start + Duration::minutes(minutes));
+    call.user_id = user.into();
+    call
+}
+
+/// `PNline0001` shared by the owner and Bob, each with calls to the same participant, and `PNline0002`
+/// whose only user, Carol, is not the workspace owner: `GET /v1/calls` without `userId` lists the
+/// owner's calls only, so both need the listing per user.
+fn seed_shared_numbers(world: &World) -> DateTime<Utc> {
+    let (shared_id, shared_number) = NUMBERS[0];
+    let mut shared = op::PhoneNumber::new(shared_id, shared_number);
+    shared
+        .users
+        .push(op::PhoneNumberUser::member(BOB, "bob@example.com"));
+    world.openphone.add_phone_number(shared);
+    let (solo_id, solo_number) = NUMBERS[1];
+    let mut solo = op::PhoneNumber::new(solo_id, solo_number);
+    solo.users = vec![op::PhoneNumberUser::member(
+        "UScarol001",
+        "carol@example.com",
+    )];
+    world.openphone.add_phone_number(solo);
+
+    let start = world.now() - Duration::hours(3);
+    let alice = "+15555550001";
+    for call in [
+        call_by("ACown00001", shared_id, alice, "USowner", start, 0),
+        call_by("ACbob00001", shared_id, alice, BOB, start, 5),
+        call_by("ACown00002", shared_id, alice, "USowner", start, 10),
+        call_by("ACbob00002", shared_id, alice, BOB, start, 15),
+        call_by(
+            "ACcar00001",
+            solo_id,
+            "+15555550002",
+            "UScarol001",
+            start,
+            20,
+        ),
+    ] {
+        world.openphone.add_call(call);
+    }
+    let mut conversation = op::Conversation::new("CNshared01", shared_id, &[alice], start);
+    conversation.updated_at = Some(start + Duration::minutes(15));
+    conversation.last_activity_at = conversation.updated_at;
+    world.openphone.add_conversation(conversation);
+    let mut conversation = op::Conversation::new("CNsolo0001", solo_id, &["+15555550002"], start);
+    conversation.updated_at = Some(start + Duration::minutes(20));
+    conversation.last_activity_at = conversation.updated_at;
+    world.openphone.add_conversation(conversation);
+    start
+}
+
+#[tokio::test]
+async fn a_shared_numbers_backfill_covers_every_users_calls() {
+    let world = World::new().await;
+    let start = seed_shared_numbers(&world);
+    let settings = world.settings(options());
+
+    let first = run_all(&world.platform, &settings).await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    for number in &first.numbers {
+        assert_eq!(number.outcome, NumberOutcome::Complete, "{number:?}");
+        assert!(number.failures.is_empty(), "{number:?}");
+    }
+    let calls = world.pages_by_id(&world.calls_ds, "Call ID");
+    assert_eq!(
+        calls,
+        BTreeMap::from(
+            [
+                "ACbob00001",
+                "ACbob00002",
+                "ACcar00001",
+                "ACown00001",
+                "ACown00002"
+            ]
+            .map(|id| (id.to_owned(), 1))
+        ),
+        "every user's calls, once each"
+    );
+    // One listing per user of a number: two for the shared one, one (naming Carol) for the other.
+    assert_eq!(world.openphone.request_count("GET /v1/calls"), 3);
+
+    // Bob takes another call: both users' calls are listed again, only the new one is written.
+    let (shared_id, _) = NUMBERS[0];
+    world.clock.advance_ms(HOUR);
+    let new_at = world.now() - Duration::minutes(1);
+    let mut newer = op::Call::new("ACbob00003", shared_id, "+15555550001", new_at);
+    newer.user_id = BOB.into();
+    world.openphone.add_call(newer);
+    let mut conversation = op::Conversation::new("CNshared01", shared_id, &["+15555550001"], start);
+    conversation.updated_at = Some(new_at);
+    conversation.last_activity_at = Some(new_at);
+    world.openphone.add_conversation(conversation);
+    world.reset_counters();
+    let second = run_all(&world.platform, &settings).await;
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert_eq!(world.openphone.request_count("GET /v1/calls"), 2);
+    assert_eq!(world.notion.request_count("POST /v1/pages"), 1);
+    assert_eq!(
+        world
+            .pages_by_id(&world.calls_ds, "Call ID")
+            .get("ACbob00003"),
+        Some(&1)
+    );
+}
+
+#[tokio::test]
+async fn a_users_listing_that_fails_holds_the_conversation_back_until_it_succeeds() {
+    use test_servers::{Fault, FaultRule};
+    let world = World::new().await;
+    seed_shared_numbers(&world);
+    let settings = world.settings(options());
+    // Every attempt at Bob's listing fails this run; the owner's goes through.
+    world.openphone.inject(
+        FaultRule::next(100, Fault::Status(503))
+            .on("GET /v1/calls")
+            .when_body_contains(format!("userId={BOB}")),
+    );
+    let first = run_all(&world.platform, &settings).await;
+    let shared = first
+        .numbers
+        .iter()
+        .find(|n| n.phone_number_id == NUMBERS[0].0)
+        .unwrap();
+    assert_eq!(shared.outcome, NumberOutcome::Failed, "{shared:?}");
+    let calls = world.pages_by_id(&world.calls_ds, "Call ID");
+    assert!(calls.contains_key("ACown00001") && !calls.contains_key("ACbob00001"));
+    let marked = world
+        .platform
+        .sql
+        .execute(
+            "SELECT id FROM sync_conversations WHERE id = 'CNshared01'",
+            &[],
+        )
+        .unwrap();
+    assert!(marked.is_empty(), "the conversation was marked synced");
+
+    world.openphone.clear_faults();
+    world.clock.advance_ms(HOUR);
+    world.reset_counters();
+    let second = run_all(&world.platform, &settings).await;
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert!(second
+        .numbers
+        .iter()
+        .all(|n| n.outcome == NumberOutcome::Complete));
+    let calls = world.pages_by_id(&world.calls_ds, "Call ID");
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(calls.values().all(|n| *n == 1), "a duplicate page");
+    assert_eq!(
+        world.notion.request_count("POST /v1/pages"),
+        2,
+        "only Bob's calls"
+    );
+}
+
 #[test]
 fn times_round_trip_as_iso_8601() {
     let ms = 1_760_988_145_427;

@@ -2,7 +2,9 @@
 //! this same function in-process:
 //!
 //! 1. drain the events that are due (retries whose backoff ended, events a webhook kick missed);
-//! 2. if `sync_interval_minutes` have passed since the periodic sync last started, claim it in
+//! 2. re-check the calls whose pending work is due (a voicemail still processing when its call ended),
+//!    each number under its lease, and retry the Canvas relations a failed lookup left out;
+//! 3. if `sync_interval_minutes` have passed since the periodic sync last started, claim it in
 //!    `schedules` (one upsert: overlapping ticks never both run it), run it, and release the claim.
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,12 @@ pub struct TickReport {
     pub run_id: String,
     /// The drain's counts (`done`, `retried`, `dead`, …), when it ran.
     pub drain: Option<serde_json::Value>,
+    /// Canvas relations set again after a failed lookup (see `pages::canvas_relink`), when any were due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canvas_relinks: Option<crate::pages::canvas_relink::RelinkReport>,
+    /// Calls re-checked for what OpenPhone still owed them, when any were due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<super::pending::DueRecheck>,
     /// The periodic sync this tick started, when it was due.
     pub sync_run_id: Option<String>,
     /// API requests of the periodic sync, when it ran.
@@ -48,6 +56,18 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
                 report.drain = Some(counts);
             }
             Err(e) => report.errors.push(format!("drain: {e:#}")),
+        }
+        match super::pending::recheck_due(platform).await {
+            Ok(Some(rechecked)) => report.pending = Some(rechecked),
+            Ok(None) => {}
+            Err(e) => report.errors.push(format!("pending re-check: {e:#}")),
+        }
+        match crate::pages::canvas_relink::retry_due(platform).await {
+            Ok(relinked) if relinked != Default::default() => {
+                report.canvas_relinks = Some(relinked)
+            }
+            Ok(_) => {}
+            Err(e) => report.errors.push(format!("Canvas relinks: {e:#}")),
         }
         if let Err(e) = periodic(platform, run_id, via, &mut report).await {
             report.errors.push(format!("periodic sync: {e:#}"));

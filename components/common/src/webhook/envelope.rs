@@ -20,7 +20,7 @@ pub enum EventType {
     CallCompleted,
     /// `call.recording.completed`
     CallRecordingCompleted,
-    /// `call.transcript.completed`
+    /// `call.transcript.completed` (also sent as `callTranscript`, the type Quo's webhook guide shows)
     CallTranscriptCompleted,
     /// `call.summary.completed` (also sent as `callSummary` in one of OpenPhone's samples)
     CallSummaryCompleted,
@@ -51,6 +51,7 @@ impl EventType {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "callSummary" => Some(EventType::CallSummaryCompleted),
+            "callTranscript" => Some(EventType::CallTranscriptCompleted),
             _ => Self::ALL.into_iter().find(|t| t.as_str() == raw),
         }
     }
@@ -237,6 +238,18 @@ mod tests {
         );
         assert_eq!(envelope.resource_id.as_deref(), Some("ACbaee"));
         assert_eq!(envelope.phone_number_id, None);
+    }
+
+    #[test]
+    fn transcripts_sent_as_call_transcript_are_processed() {
+        let body = br#"{"id":"EV2d3e","type":"callTranscript","createdAt":"2025-10-20T19:36:40.000Z",
+            "data":{"object":{"object":"callTranscript","callId":"ACbaee","status":"completed","dialogue":[]}}}"#;
+        let envelope = parse(body, None).unwrap();
+        assert_eq!(
+            envelope.disposition,
+            Disposition::Process(EventType::CallTranscriptCompleted)
+        );
+        assert_eq!(envelope.resource_id.as_deref(), Some("ACbaee"));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! `POST /admin/setup` ([`crate::admin::setup`]) so the intake accepts their signatures besides
 //! `openphone_webhook_secret`'s.
 //!
-//! [`sync`] makes the table exactly the webhooks OpenPhone lists for the app's URL: keys of webhooks that
-//! are gone (deleted in OpenPhone, or moved to another URL) are dropped, so deleting a webhook and running
-//! setup again is how its key stops working. Keys are secrets: they are read only to verify signatures,
-//! and never returned or logged.
+//! [`sync_listed`] stores the keys of the webhooks OpenPhone lists for the app's URL, and drops a stored key
+//! only when OpenPhone no longer lists its webhook at all (by id): deleting a webhook and running setup
+//! again is how its key stops working. The key of a webhook that still exists but points elsewhere stays,
+//! because a setup run with another `public_url` (a typo, a second host) must not make the deliveries of
+//! the webhooks that still reach the app fail with `401`. Keys are secrets: they are read only to verify
+//! signatures, and never returned or logged.
 
 use serde::Serialize;
 
@@ -31,7 +33,7 @@ pub struct KeyChanges {
     pub added: Vec<String>,
     /// Keys (or their webhook's URL or events) that changed.
     pub updated: Vec<String>,
-    /// Keys of webhooks OpenPhone no longer lists for the app: no longer accepted.
+    /// Keys of webhooks OpenPhone no longer lists at all (deleted): no longer accepted.
     pub removed: Vec<String>,
 }
 
@@ -42,9 +44,22 @@ impl KeyChanges {
     }
 }
 
-/// Makes the stored keys exactly `current`'s: one upsert per webhook with a key (a no-op when unchanged),
-/// then one delete of the keys of every webhook not in `current`.
+/// [`sync_listed`] when `current` is every webhook OpenPhone lists: the stored keys become exactly
+/// `current`'s.
 pub fn sync(platform: &Platform, current: &[WebhookKey<'_>]) -> anyhow::Result<KeyChanges> {
+    let listed: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
+    sync_listed(platform, current, &listed)
+}
+
+/// Stores the keys of `current`, the webhooks delivering to the app (one upsert each with a key, a no-op
+/// when unchanged), then drops, in one delete, the keys of every webhook that is neither in `current` nor
+/// in `listed` — the ids of every webhook OpenPhone lists, whatever its URL. A stored key of a webhook
+/// that now points elsewhere is kept: only its deletion in OpenPhone retires it.
+pub fn sync_listed(
+    platform: &Platform,
+    current: &[WebhookKey<'_>],
+    listed: &[&str],
+) -> anyhow::Result<KeyChanges> {
     let now = platform.clock.now_ms();
     let mut changes = KeyChanges::default();
     for webhook in current {
@@ -76,7 +91,8 @@ pub fn sync(platform: &Platform, current: &[WebhookKey<'_>]) -> anyhow::Result<K
             list.push(webhook.webhook_id.to_owned());
         }
     }
-    let ids: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
+    let mut ids: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
+    ids.extend_from_slice(listed);
     let removed = platform.sql.execute(
         "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
          RETURNING webhook_id",
@@ -193,5 +209,44 @@ mod tests {
         let emptied = sync(&platform, &[]).unwrap();
         assert_eq!(emptied.removed, vec!["WH2"]);
         assert!(signing_keys(&platform).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_key_stays_while_its_webhook_is_listed_whatever_its_url() {
+        let (_dir, platform, clock) = migrated_platform().await;
+        let events = vec!["call.completed".to_owned()];
+        let (a, b) = (Secret::new("YQ=="), Secret::new("Yg=="));
+        let (old_url, new_url) = (
+            "https://sync.example.com/webhooks/openphone",
+            "https://typo.example.com/webhooks/openphone",
+        );
+        sync_listed(&platform, &[key("WH1", old_url, &events, &a)], &["WH1"]).unwrap();
+
+        // Setup with another URL: WH2 delivers there now, WH1 is still listed (pointing at the old one).
+        clock.advance_ms(1_000);
+        let moved = sync_listed(
+            &platform,
+            &[key("WH2", new_url, &events, &b)],
+            &["WH1", "WH2"],
+        )
+        .unwrap();
+        assert_eq!(
+            moved,
+            KeyChanges {
+                added: vec!["WH2".into()],
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            signing_keys(&platform).unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+
+        // WH1 deleted in OpenPhone: only now is its key dropped.
+        clock.advance_ms(1_000);
+        let deleted =
+            sync_listed(&platform, &[key("WH2", new_url, &events, &b)], &["WH2"]).unwrap();
+        assert_eq!(deleted.removed, vec!["WH1"]);
+        assert_eq!(stored_webhook_ids(&platform).unwrap(), vec!["WH2"]);
     }
 }

@@ -122,6 +122,22 @@ impl World {
         writer.apply_event(event_type, payload).await
     }
 
+    /// Retries the due Canvas relinks, as the tick does.
+    pub async fn retry_canvas_relinks(&self) -> common::pages::canvas_relink::RelinkReport {
+        let notion = Notion::new(&self.platform, &self.notion_config);
+        let openphone = OpenPhone::new(&self.platform, &self.openphone_config);
+        let writer = Writer::new(
+            &self.platform,
+            &notion,
+            &openphone,
+            &self.notion_config,
+            &self.sync_config,
+        );
+        common::pages::canvas_relink::retry_due_with(&self.platform, &writer)
+            .await
+            .unwrap()
+    }
+
     /// Object storage configuration for `s3`.
     pub fn storage(s3: &test_servers::S3Server) -> StorageConfig {
         StorageConfig {

@@ -1,4 +1,5 @@
-//! Routes of the Notion API and the gate every request passes (version, auth, rate limit, size, faults).
+//! Routes of the Notion API and the gate every request passes (version, auth, rate limit, faults, size,
+//! and the body's shape per Notion's OpenAPI description).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::blocks::parse_children;
 use super::error::NotionError;
+use super::openapi;
 use super::query::{matches, parse_filter, parse_sorts, sort};
 use super::values::{object, only_keys, MAX_ARRAY};
 use super::{normalize_id, LoggedRequest, Page, Shared, BOT_ID, NOTION_VERSION};
@@ -154,6 +156,11 @@ async fn gated(
             bytes.len()
         ))
         .into_response();
+    }
+    // Checked against Notion's published OpenAPI description before any handler sees the body, so a
+    // request the real API would refuse for its shape is refused here too (openapi.rs).
+    if let Err(error) = openapi::check_body(parts.method.as_str(), parts.uri.path(), &bytes) {
+        return error.into_response();
     }
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))

@@ -15,6 +15,7 @@
 mod blocks;
 mod error;
 mod handlers;
+mod openapi;
 mod query;
 mod schema;
 mod values;
@@ -386,6 +387,37 @@ impl NotionState {
                 .properties
                 .iter()
                 .position(|p| p.name == *name || p.id == *name);
+            // `{"Old name": {"name": "New name"}}` renames a property, keeping its type and values.
+            if let Some(new_name) = config
+                .as_object()
+                .filter(|c| c.len() == 1)
+                .and_then(|c| c.get("name"))
+            {
+                let new_name = new_name.as_str().ok_or_else(|| {
+                    NotionError::validation(format!(
+                        "body failed validation: body.properties.{name}.name should be a string."
+                    ))
+                })?;
+                let index = existing.ok_or_else(|| {
+                    NotionError::validation(format!(
+                        "Property \"{name}\" does not exist, so it cannot be renamed."
+                    ))
+                })?;
+                if ds
+                    .properties
+                    .iter()
+                    .enumerate()
+                    .any(|(i, p)| i != index && p.name == new_name)
+                {
+                    return Err(NotionError::validation(format!(
+                        "A property named \"{new_name}\" already exists."
+                    )));
+                }
+                let mut renamed = ds.properties[index].clone();
+                renamed.name = new_name.to_owned();
+                planned.push((Some(index), renamed));
+                continue;
+            }
             let property_id = match existing {
                 Some(index) => ds.properties[index].id.clone(),
                 None => self.new_property_id(),
@@ -709,6 +741,11 @@ impl NotionServer {
     /// for it answers `404 object_not_found`, as for a database nobody shared.
     pub fn unshare(&self, database_id: &str) {
         self.shared.lock().unshared.insert(database_id.to_owned());
+    }
+
+    /// Shares a database with the integration again (undoes [`NotionServer::unshare`]).
+    pub fn share(&self, database_id: &str) {
+        self.shared.lock().unshared.remove(database_id);
     }
 
     /// Creates a page directly (not counted as a request), with the same checks as `POST /v1/pages`;

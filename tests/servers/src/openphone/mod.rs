@@ -6,6 +6,13 @@
 //! wall-clock windows, like the real gateway), opaque page tokens bound to their query, and a
 //! deliberately inaccurate `totalItems`. Parameters the spec does not list are refused (the stricter
 //! reading: a misspelt parameter must not be silently ignored).
+//!
+//! `GET /v1/calls` lists one user's calls, as the real API does: `userId`'s (`403 Not Phone Number User`
+//! when that user is not among the number's `users`), or without it the workspace owner's
+//! (openphone-api.md §4.2). The owner is [`DEFAULT_OWNER`] — the user the model's constructors
+//! ([`PhoneNumber::new`], [`Call::new`], …) put everywhere — unless a test names another with
+//! [`OpenPhoneServer::set_owner`]. So a client that sends no `userId` misses a shared number's calls
+//! taken by anyone but the owner.
 
 mod handlers;
 mod media;
@@ -33,10 +40,16 @@ use crate::stats::{FixedWindow, RequestStats};
 /// OpenPhone's documented limit: 10 requests per second per API key.
 pub const RATE_LIMIT_PER_SECOND: u32 = 10;
 
+/// The workspace owner until [`OpenPhoneServer::set_owner`] names another: the user id the model's
+/// constructors use (the only user of [`PhoneNumber::new`], the user of [`Call::new`]).
+pub const DEFAULT_OWNER: &str = "USowner";
+
 /// Everything the API serves, and its counters.
 #[derive(Debug)]
 struct ApiState {
     api_key: String,
+    /// The workspace owner: whose calls `GET /v1/calls` lists without `userId`.
+    owner: String,
     phone_numbers: BTreeMap<String, PhoneNumber>,
     users: BTreeMap<String, User>,
     conversations: BTreeMap<String, Conversation>,
@@ -83,6 +96,7 @@ impl OpenPhoneServer {
         let shared = Arc::new(Shared {
             state: Mutex::new(ApiState {
                 api_key: api_key.to_owned(),
+                owner: DEFAULT_OWNER.to_owned(),
                 phone_numbers: BTreeMap::new(),
                 users: BTreeMap::new(),
                 conversations: BTreeMap::new(),
@@ -138,6 +152,17 @@ impl OpenPhoneServer {
             .lock()
             .phone_numbers
             .insert(number.id.clone(), number);
+    }
+
+    /// Makes `user_id` (`US…`) the workspace owner: the user whose calls `GET /v1/calls` lists when the
+    /// request names none. [`DEFAULT_OWNER`] until then.
+    pub fn set_owner(&self, user_id: &str) {
+        self.shared.lock().owner = user_id.to_owned();
+    }
+
+    /// The workspace owner (see [`OpenPhoneServer::set_owner`]).
+    pub fn owner(&self) -> String {
+        self.shared.lock().owner.clone()
     }
 
     /// Adds or replaces a user.

@@ -28,6 +28,21 @@ pub struct PhoneNumberUser {
     pub group_id: String,
 }
 
+impl PhoneNumberUser {
+    /// A `member` `id` (`US…`) with `email`, in the main group: a colleague to add to a shared number's
+    /// `users`.
+    pub fn member(id: &str, email: &str) -> Self {
+        Self {
+            id: id.into(),
+            email: email.into(),
+            first_name: None,
+            last_name: None,
+            role: "member".into(),
+            group_id: "GRmain".into(),
+        }
+    }
+}
+
 /// `GET /v1/phone-numbers` item.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,7 +76,7 @@ pub struct PhoneNumber {
 }
 
 impl PhoneNumber {
-    /// A number `id` (`PN…`) with E.164 `number` and one owner user `US_owner`.
+    /// A number `id` (`PN…`) with E.164 `number` and one user, the workspace owner `USowner`.
     pub fn new(id: &str, number: &str) -> Self {
         let unrestricted =
             json!({ "CA": "unrestricted", "Intl": "unrestricted", "US": "unrestricted" });

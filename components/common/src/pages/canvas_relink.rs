@@ -1,0 +1,172 @@
+//! Canvas relations that could not be set when a page was written. A Canvas problem — the database
+//! unshared or renamed, a `Phone` property of an unexpected type, Notion failing the lookup — never costs
+//! the call or message its page: the page is written without the relation, the miss is recorded in
+//! `canvas_relinks`, and every tick retries what is due (5 minutes, doubling, at most 6 hours apart) until
+//! the lookup answers. A lookup that answers "no record" ends the retry: there is nothing to link.
+
+use serde_json::Map;
+
+use super::map::Kind;
+use super::{WriteError, Writer};
+use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::notion::properties as p;
+use crate::notion::Notion;
+use crate::openphone::OpenPhone;
+use crate::platform::Platform;
+
+/// Due relinks handled per tick: each costs a lookup and an update.
+const PER_TICK: u32 = 20;
+/// The first retry after this long.
+const FIRST_RETRY_MS: i64 = 5 * 60_000;
+/// Retries are at most this far apart.
+const LONGEST_WAIT_MS: i64 = 6 * 60 * 60_000;
+
+/// Records that the page of `kind`/`openphone_id` lacks the Canvas record of `number` because the lookup
+/// failed with `error`. Logged, never returned: the page itself was written.
+pub fn record_failure(
+    platform: &Platform,
+    kind: Kind,
+    openphone_id: &str,
+    number: &str,
+    error: &str,
+) {
+    tracing::warn!(
+        openphone_id,
+        error,
+        "Canvas lookup failed; the page is written without its relation, retried later"
+    );
+    let now = platform.clock.now_ms();
+    let recorded = platform.sql.execute(
+        "INSERT INTO canvas_relinks (kind, openphone_id, number, last_error, next_try_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (kind, openphone_id) DO UPDATE SET last_error = excluded.last_error",
+        &[
+            kind.as_str().into(),
+            openphone_id.into(),
+            number.into(),
+            error.into(),
+            (now + FIRST_RETRY_MS).into(),
+            now.into(),
+        ],
+    );
+    if let Err(e) = recorded {
+        tracing::error!(error = %format!("{e:#}"), "could not record the missing Canvas relation");
+    }
+}
+
+/// Pages still waiting for their Canvas relation (for `/stats`).
+pub fn waiting(platform: &Platform) -> anyhow::Result<i64> {
+    let rows = platform
+        .sql
+        .execute("SELECT count(*) AS n FROM canvas_relinks", &[])?;
+    rows.first().map_or(Ok(0), |r| r.i64("n"))
+}
+
+/// What a retry round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelinkReport {
+    /// Relations set.
+    pub linked: u32,
+    /// Lookups that found no record: nothing to link.
+    pub no_record: u32,
+    /// Lookups or updates that failed again.
+    pub failed: u32,
+}
+
+/// Retries the due relinks with the app's configuration (one tick's worth).
+pub async fn retry_due(platform: &Platform) -> anyhow::Result<RelinkReport> {
+    if due(platform)?.is_empty() {
+        return Ok(RelinkReport::default());
+    }
+    let mut loader = Loader::new(&*platform.vars);
+    let notion_config = NotionConfig::load(&mut loader);
+    let openphone_config = OpenPhoneConfig::load(&mut loader);
+    let sync_config = SyncConfig::load(&mut loader);
+    loader.finish()?;
+    let notion = Notion::new(platform, &notion_config);
+    let openphone = OpenPhone::new(platform, &openphone_config);
+    let writer = Writer::new(platform, &notion, &openphone, &notion_config, &sync_config);
+    retry_due_with(platform, &writer).await
+}
+
+fn due(platform: &Platform) -> anyhow::Result<crate::platform::Rows> {
+    platform.sql.execute(
+        "SELECT kind, openphone_id, number, attempts FROM canvas_relinks WHERE next_try_at <= ?1
+         ORDER BY next_try_at LIMIT ?2",
+        &[platform.clock.now_ms().into(), PER_TICK.into()],
+    )
+}
+
+/// Retries the due relinks through `writer`.
+pub async fn retry_due_with(
+    platform: &Platform,
+    writer: &Writer<'_>,
+) -> anyhow::Result<RelinkReport> {
+    let mut report = RelinkReport::default();
+    for row in due(platform)?.iter() {
+        let kind = match row.str("kind")? {
+            "call" => Kind::Call,
+            _ => Kind::Message,
+        };
+        let openphone_id = row.str("openphone_id")?;
+        let attempts = row.i64("attempts")?;
+        match writer
+            .relink_canvas(kind, openphone_id, row.str("number")?)
+            .await
+        {
+            Ok(linked) => {
+                if linked {
+                    report.linked += 1;
+                } else {
+                    report.no_record += 1;
+                }
+                platform.sql.execute(
+                    "DELETE FROM canvas_relinks WHERE kind = ?1 AND openphone_id = ?2",
+                    &[kind.as_str().into(), openphone_id.into()],
+                )?;
+            }
+            Err(e) => {
+                report.failed += 1;
+                let wait = (FIRST_RETRY_MS << attempts.clamp(0, 10)).min(LONGEST_WAIT_MS);
+                platform.sql.execute(
+                    "UPDATE canvas_relinks SET attempts = attempts + 1, next_try_at = ?3, last_error = ?4
+                     WHERE kind = ?1 AND openphone_id = ?2",
+                    &[
+                        kind.as_str().into(),
+                        openphone_id.into(),
+                        (platform.clock.now_ms() + wait).into(),
+                        e.to_string().into(),
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+impl Writer<'_> {
+    /// Looks up the Canvas record of `number` and sets it as the relation of the page of
+    /// `kind`/`openphone_id`: `Ok(true)` when linked, `Ok(false)` when there is no record (or no page).
+    pub async fn relink_canvas(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        number: &str,
+    ) -> Result<bool, WriteError> {
+        let Some(page_id) = self
+            .map
+            .get(kind, openphone_id)?
+            .and_then(|row| row.page_id)
+        else {
+            return Ok(false);
+        };
+        let Some(canvas) = self.canvas().link_phone(number).await?.page_id else {
+            return Ok(false);
+        };
+        let mut props = Map::new();
+        props.insert("Canvas".into(), p::relation(&[canvas.as_str()]));
+        self.update_page(kind, &page_id, props).await?;
+        self.map.set_canvas(kind, openphone_id, &canvas)?;
+        Ok(true)
+    }
+}
