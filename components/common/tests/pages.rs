@@ -661,3 +661,21 @@ async fn a_voicemail_gets_its_transcription_and_a_late_one_arrives_within_minute
         "Please call me back about the offer."
     );
 }
+
+/// A failure before the page create is sent (Notion down while the database is resolved) leaves no claim
+/// behind: the next attempt writes the page at once instead of waiting two minutes for a create that
+/// never started.
+#[tokio::test]
+async fn a_failure_before_the_create_leaves_no_claim_to_wait_out() {
+    let world = World::new().await;
+    world
+        .notion
+        .inject(FaultRule::fraction(1.0, Fault::Status(503)).on("GET /v1/databases/{id}"));
+    let payload = fresh_message().message_received();
+    let first = world.apply("message.received", &payload).await;
+    assert!(first.is_err(), "Notion was down: {first:?}");
+    world.notion.clear_faults();
+    let second = world.apply("message.received", &payload).await;
+    assert!(second.is_ok(), "written at once: {second:?}");
+    assert_eq!(world.notion.pages(&world.messages_ds).len(), 1);
+}

@@ -7,12 +7,10 @@
 use std::time::Duration;
 
 use e2e::app::{TestApp, TestAppOptions};
+use e2e::workload::{CallScript, Line};
 use serde_json::{json, Value};
 use test_servers::notion::property_text;
-use test_servers::openphone::model::{PhoneNumber, Recording};
-use test_servers::webhooks::{
-    CallFixture, MessageFixture, SignedDelivery, SummaryFixture, TranscriptFixture,
-};
+use test_servers::webhooks::{MessageFixture, SignedDelivery};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -74,40 +72,15 @@ async fn a_fresh_workspace_works_after_setup_without_a_canvas_database() {
         app.deliver(&text_message.message_received()).await.status(),
         202
     );
-    app.openphone
-        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
-    let now = chrono::Utc::now();
-    let mut call = CallFixture::example().with_ids("ACfreshcall", "EVfreshcall");
-    call.created_at = now;
-    call.answered_at = Some(now);
-    call.voicemail = None;
-    let url = app.openphone.add_media(
-        "/opstatics/ACfreshcall-1.mp3",
-        "audio/mpeg",
-        vec![3u8; 20_000],
+    let line = Line::register(&app.openphone, 0);
+    let call = CallScript::answered(
+        &app.openphone,
+        &line,
+        "+15555550123",
+        "ACfreshcall",
+        chrono::Utc::now(),
     );
-    app.openphone.set_recordings(
-        &call.call_id,
-        vec![Recording::completed("CRfresh", &url, "audio/mpeg", 12)],
-    );
-    let mut recording = call.call_recording_completed();
-    recording["id"] = "EVfreshrec".into();
-    let transcript = TranscriptFixture {
-        call_id: call.call_id.clone(),
-        event_id: "EVfreshtr".into(),
-        ..TranscriptFixture::example()
-    };
-    let summary = SummaryFixture {
-        call_id: call.call_id.clone(),
-        event_id: "EVfreshsum".into(),
-        ..SummaryFixture::example()
-    };
-    for payload in [
-        call.call_completed_v4(),
-        recording,
-        transcript.to_event(),
-        summary.to_event(),
-    ] {
+    for payload in call.events() {
         assert_eq!(app.deliver(&payload).await.status(), 202);
     }
     let complete = app
@@ -131,7 +104,7 @@ async fn a_fresh_workspace_works_after_setup_without_a_canvas_database() {
     assert_eq!(text(&messages[0], "Message ID"), text_message.message_id);
     assert_eq!(text(&messages[0], "Content"), text_message.body);
     let calls = app.notion.pages(&app.calls_ds);
-    assert_eq!(text(&calls[0], "Call ID"), call.call_id);
+    assert_eq!(text(&calls[0], "Call ID"), call.call.call_id);
     assert_eq!(text(&calls[0], "Status"), "completed");
     assert_eq!(stats(&app).await["queue"]["dead"], 0);
 }

@@ -120,6 +120,9 @@ async fn one_number_waiting_out_a_retry_after_does_not_hold_up_another() {
     })
     .await;
     assert!(queued.is_some(), "logs:\n{}", app.logs());
+    // Each page create failed with a 503, which may have landed: the app gives Notion 10 s before it
+    // queries for it (a wait real Spin's clock cannot skip).
+    tokio::time::sleep(Duration::from_secs(11)).await;
     app.notion.clear_faults();
     let outage_faults = app.notion.faults_triggered();
     // Back up, but the slow number's first request is told to come back in 5 s.

@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use e2e::app::{TestApp, TestAppOptions};
+use e2e::workload::{contact, CallScript, Line};
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use test_servers::notion::property_text;
-use test_servers::openphone::model::{PhoneNumber, Recording};
-use test_servers::webhooks::{CallFixture, MessageFixture, SummaryFixture, TranscriptFixture};
+use test_servers::webhooks::MessageFixture;
 
 const NUMBERS: usize = 5;
 const MESSAGES: usize = 200;
@@ -126,49 +126,22 @@ async fn two_replicas_on_one_redis_and_one_database_write_each_page_once() {
     .await
     .unwrap();
 
-    // A call with everything that follows it, on the first number.
-    app.openphone
-        .add_phone_number(PhoneNumber::new("PNreplica0", "+13365550200"));
+    // A call with everything that follows it on the first line, and 200 texts over 5 lines, each
+    // line talking to two people.
+    let lines: Vec<Line> = (0..NUMBERS)
+        .map(|i| Line::register(&app.openphone, i))
+        .collect();
     let now = chrono::Utc::now();
-    let mut call = CallFixture::example().with_ids("ACreplicacall", "EVreplicacall");
-    call.phone_number_id = "PNreplica0".into();
-    call.created_at = now;
-    call.answered_at = Some(now);
-    call.voicemail = None;
-    let audio: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
-    let url = app
-        .openphone
-        .add_media("/opstatics/ACreplicacall-1.mp3", "audio/mpeg", audio);
-    app.openphone.set_recordings(
-        &call.call_id,
-        vec![Recording::completed("CRreplica", &url, "audio/mpeg", 30)],
-    );
-    let mut recording = call.call_recording_completed();
-    recording["id"] = "EVreplicarec".into();
-    let transcript = TranscriptFixture {
-        call_id: call.call_id.clone(),
-        event_id: "EVreplicatr".into(),
-        ..TranscriptFixture::example()
-    };
-    let summary = SummaryFixture {
-        call_id: call.call_id.clone(),
-        event_id: "EVreplicasum".into(),
-        ..SummaryFixture::example()
-    };
-    let mut payloads = vec![
-        call.call_completed_v2(),
-        recording,
-        transcript.to_event(),
-        summary.to_event(),
-    ];
-    // 200 texts over 5 numbers, each number talking to two people.
+    let call = CallScript::answered(&app.openphone, &lines[0], &contact(0), "ACreplicacall", now);
+    let mut payloads = call.events();
     for i in 0..MESSAGES {
-        let number = i % NUMBERS;
+        let line = &lines[i % NUMBERS];
         let text = MessageFixture {
             event_id: format!("EVreplicamsg{i:04}"),
             message_id: format!("ACreplicamsg{i:04}"),
-            from: format!("+1555555{:04}", 3000 + number * 2 + i % 2),
-            phone_number_id: format!("PNreplica{number}"),
+            from: contact(2 * (i % NUMBERS) + i % 2),
+            to: vec![line.number.clone()],
+            phone_number_id: line.id.clone(),
             body: format!("text {i}"),
             media: Vec::new(),
             created_at: now,

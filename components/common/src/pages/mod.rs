@@ -94,6 +94,13 @@ impl WriteError {
     }
 }
 
+/// What a claimed create found it has to do: nothing (an earlier attempt's page was found), or create a
+/// page with these properties and children.
+enum Prepared {
+    Found(String),
+    New(Value, Vec<Value>),
+}
+
 /// Whether Notion refused a write to a page because a person deleted it (`404`) or moved it to the trash
 /// (`400` "Can't edit block that is archived").
 fn is_gone(error: &ApiError) -> bool {
@@ -205,34 +212,52 @@ impl<'a> Writer<'a> {
         new_page: impl FnOnce() -> anyhow::Result<(Value, Vec<Value>)>,
     ) -> Result<(String, bool), WriteError> {
         let predates = self.predates_app(created_at)?;
+        // What a create needs is read before the claim, so a failure here leaves no claim to wait out
+        // (both are cached: no request once the data source is known).
+        let (data_source, schema) = self.schema_of(kind).await?;
         let plan = self
             .map
             .plan_create(kind, openphone_id, phone_number_id, predates)?;
-        let (data_source, schema) = match plan {
+        match plan {
             CreatePlan::Exists(page_id) if self.map.is_gone(kind, openphone_id)? => {
                 return Err(WriteError::PageGone { page_id })
             }
             CreatePlan::Exists(page_id) => return Ok((page_id, false)),
             CreatePlan::Busy => return Err(WriteError::Busy),
-            CreatePlan::CreateFresh | CreatePlan::QueryThenCreate => self.schema_of(kind).await?,
-        };
-        if plan == CreatePlan::QueryThenCreate {
-            let title = schema.title_property().ok_or_else(|| {
-                WriteError::Api(ApiError::Refused {
-                    service: crate::outbound::Service::Notion,
-                    status: 400,
-                    detail: "the database has no title property".into(),
-                })
-            })?;
-            let filter =
-                serde_json::json!({ "property": title, "title": { "equals": openphone_id } });
-            let found = self.notion.query(&data_source, &filter, 1, None).await?;
-            if let Some(page_id) = found.results.first().and_then(|p| p["id"].as_str()) {
-                self.map.record_page(kind, openphone_id, page_id)?;
-                return Ok((page_id.to_owned(), false));
-            }
+            CreatePlan::CreateFresh | CreatePlan::QueryThenCreate => {}
         }
-        let (props, children) = new_page()?;
+        let prepared = async {
+            if plan == CreatePlan::QueryThenCreate {
+                let title = schema.title_property().ok_or_else(|| {
+                    WriteError::Api(ApiError::Refused {
+                        service: crate::outbound::Service::Notion,
+                        status: 400,
+                        detail: "the database has no title property".into(),
+                    })
+                })?;
+                let filter =
+                    serde_json::json!({ "property": title, "title": { "equals": openphone_id } });
+                let found = self.notion.query(&data_source, &filter, 1, None).await?;
+                if let Some(page_id) = found.results.first().and_then(|p| p["id"].as_str()) {
+                    return Ok(Prepared::Found(page_id.to_owned()));
+                }
+            }
+            let (props, children) = new_page()?;
+            Ok(Prepared::New(props, children))
+        }
+        .await;
+        let (props, children) = match prepared {
+            Ok(Prepared::New(props, children)) => (props, children),
+            Ok(Prepared::Found(found)) => {
+                self.map.record_page(kind, openphone_id, &found)?;
+                return Ok((found, false));
+            }
+            Err(e) => {
+                // Nothing was sent: the claim ends, and the next attempt (a retry) queries first.
+                self.map.release_claim(kind, openphone_id)?;
+                return Err(e);
+            }
+        };
         let (props, dropped) = schema.fit(props.as_object().cloned().unwrap_or_default());
         if !dropped.is_empty() {
             tracing::debug!(

@@ -136,6 +136,28 @@ impl SyncSettings {
         })
     }
 
+    /// A writer for the sync's work on one number, under its `lease`, copying recordings and voicemails to
+    /// object storage when it is configured.
+    pub fn writer<'a>(
+        &'a self,
+        platform: &'a Platform,
+        notion: &'a crate::notion::Notion<'a>,
+        openphone: &'a OpenPhone<'a>,
+        lease: &'a crate::lease::Lease,
+    ) -> anyhow::Result<crate::pages::Writer<'a>> {
+        let writer =
+            crate::pages::Writer::new(platform, notion, openphone, &self.notion, &self.sync)
+                .under_lease(lease);
+        Ok(match &self.storage {
+            Some(storage) => writer.with_media(crate::storage::media::MediaCopier::new(
+                platform,
+                storage,
+                &self.openphone.media_base,
+            )?),
+            None => writer,
+        })
+    }
+
     /// Where each API lives, to count requests by service.
     fn services(&self) -> requests::Services {
         let s3_endpoint = self.storage.as_ref().map(|s| s.endpoint.as_str());

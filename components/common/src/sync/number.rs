@@ -47,7 +47,6 @@ use crate::outbound::ApiError;
 use crate::pages::map::{Kind, PageMap};
 use crate::pages::{WriteError, Writer};
 use crate::platform::{Platform, Value};
-use crate::storage::media::MediaCopier;
 
 /// How a number's sync ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,21 +165,7 @@ async fn sync_under_lease(
     };
     let openphone = OpenPhone::new(platform, &settings.openphone);
     let notion = Notion::new(platform, &settings.notion);
-    let mut writer = Writer::new(
-        platform,
-        &notion,
-        &openphone,
-        &settings.notion,
-        &settings.sync,
-    )
-    .under_lease(&lease);
-    if let Some(storage) = &settings.storage {
-        writer = writer.with_media(MediaCopier::new(
-            platform,
-            storage,
-            &settings.openphone.media_base,
-        )?);
-    }
+    let writer = settings.writer(platform, &notion, &openphone, &lease)?;
     let Some(known) = crate::phone_numbers::resolve(platform, &openphone, phone_number_id).await?
     else {
         anyhow::bail!("{phone_number_id} is not one of the workspace's phone numbers");

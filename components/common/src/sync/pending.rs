@@ -342,21 +342,7 @@ pub async fn recheck_numbers(
             report.busy += 1;
             continue;
         };
-        let mut writer = Writer::new(
-            platform,
-            &notion,
-            &openphone,
-            &settings.notion,
-            &settings.sync,
-        )
-        .under_lease(&lease);
-        if let Some(storage) = &settings.storage {
-            writer = writer.with_media(crate::storage::media::MediaCopier::new(
-                platform,
-                storage,
-                &settings.openphone.media_base,
-            )?);
-        }
+        let writer = settings.writer(platform, &notion, &openphone, &lease)?;
         let done = recheck(
             platform,
             &openphone,
