@@ -679,3 +679,35 @@ async fn a_failure_before_the_create_leaves_no_claim_to_wait_out() {
     assert!(second.is_ok(), "written at once: {second:?}");
     assert_eq!(world.notion.pages(&world.messages_ds).len(), 1);
 }
+
+/// A `404` on a page write means "deleted" only while its database is visible: a database the
+/// integration lost access to answers `404` for every page, and those pages are not given up on.
+#[tokio::test]
+async fn a_page_of_an_unshared_database_is_not_taken_for_deleted() {
+    let world = World::new().await;
+    let sent = MessageFixture {
+        created_at: now(),
+        ..MessageFixture::outgoing("+13365550100", &["+15555550123"])
+    };
+    let mut queued = sent.message_delivered();
+    queued["data"]["object"]["status"] = "sent".into();
+    world.apply_until_done("message.delivered", &queued).await;
+
+    world
+        .notion
+        .unshare(&world.notion_config.messages_database_id);
+    let delivered = sent.message_delivered();
+    let refused = world.apply("message.delivered", &delivered).await;
+    assert!(
+        matches!(refused, Err(common::pages::WriteError::Api(_))),
+        "an API error, not a deleted page: {refused:?}"
+    );
+
+    world
+        .notion
+        .share(&world.notion_config.messages_database_id);
+    world.apply("message.delivered", &delivered).await.unwrap();
+    let pages = world.notion.pages(&world.messages_ds);
+    assert_eq!(pages.len(), 1);
+    assert_eq!(text(&pages[0], "Status"), "delivered");
+}

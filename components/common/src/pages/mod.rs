@@ -127,6 +127,8 @@ pub struct Writer<'a> {
     map: PageMap<'a>,
     lease: Option<&'a Lease>,
     media: Option<MediaCopier<'a>>,
+    /// The data sources resolved by this writer, so one event's create and updates read them once.
+    schemas: std::cell::RefCell<Vec<(Kind, String, DataSourceSchema)>>,
 }
 
 impl<'a> Writer<'a> {
@@ -147,6 +149,7 @@ impl<'a> Writer<'a> {
             map: PageMap::new(platform),
             lease: None,
             media: None,
+            schemas: Default::default(),
         }
     }
 
@@ -278,7 +281,7 @@ impl<'a> Writer<'a> {
             Err(e @ ApiError::Refused { .. }) | Err(e @ ApiError::RateLimited { .. }) => {
                 if e.status() == Some(400) {
                     // Perhaps refused for a schema that changed since it was cached.
-                    self.notion.forget_schema(&data_source);
+                    self.forget_schema(kind, &data_source);
                 }
                 // Nothing landed: the claim ends (the next attempt still queries, being a retry).
                 self.map.release_claim(kind, openphone_id)?;
@@ -294,13 +297,27 @@ impl<'a> Writer<'a> {
 
     /// The data source `kind`'s pages go to, and what it has.
     async fn schema_of(&self, kind: Kind) -> Result<(String, DataSourceSchema), WriteError> {
+        if let Some((_, data_source, schema)) =
+            self.schemas.borrow().iter().find(|(k, _, _)| *k == kind)
+        {
+            return Ok((data_source.clone(), schema.clone()));
+        }
         let database_id = match kind {
             Kind::Call => &self.notion_config.calls_database_id,
             Kind::Message => &self.notion_config.messages_database_id,
         };
         let data_source = self.notion.data_source_id(database_id).await?;
         let schema = self.notion.schema(&data_source).await?;
+        self.schemas
+            .borrow_mut()
+            .push((kind, data_source.clone(), schema.clone()));
         Ok((data_source, schema))
+    }
+
+    /// Drops the data source schema of `kind` here and in the cache: Notion refused a write fitted to it.
+    fn forget_schema(&self, kind: Kind, data_source: &str) {
+        self.schemas.borrow_mut().retain(|(k, _, _)| *k != kind);
+        self.notion.forget_schema(data_source);
     }
 
     /// Sets `properties` of an existing page of `kind`, as far as its database has them.
@@ -328,19 +345,30 @@ impl<'a> Writer<'a> {
             .await
         {
             Err(e) if e.status() == Some(400) && !is_gone(&e) => {
-                self.notion.forget_schema(&data_source);
+                self.forget_schema(kind, &data_source);
                 Err(e.into())
             }
-            Err(e) => Err(self.gone_or(kind, page_id, e)),
+            Err(e) => Err(self.gone_or(kind, page_id, e).await),
             Ok(()) => Ok(()),
         }
     }
 
     /// `error` from a write to the page of an item, as a [`WriteError`]: [`WriteError::PageGone`] (and
-    /// recorded) when it says a person deleted or trashed the page.
-    fn gone_or(&self, kind: Kind, page_id: &str, error: ApiError) -> WriteError {
+    /// recorded) when it says a person deleted or trashed the page. A `404` also answers for every page
+    /// of a database the integration lost access to, so it counts as deleted only while the database
+    /// itself is still visible (one request, on a `404` only).
+    async fn gone_or(&self, kind: Kind, page_id: &str, error: ApiError) -> WriteError {
         if !is_gone(&error) {
             return error.into();
+        }
+        if error.status() == Some(404) {
+            let database_visible = match self.schema_of(kind).await {
+                Ok((data_source, _)) => self.notion.data_source(&data_source).await.is_ok(),
+                Err(_) => false,
+            };
+            if !database_visible {
+                return error.into();
+            }
         }
         let recorded = self
             .map
@@ -386,10 +414,9 @@ impl<'a> Writer<'a> {
                 .mark_sections(kind, openphone_id, &[section.name], false)?;
             for batch in batches(&blocks) {
                 self.check_lease()?;
-                self.notion
-                    .append_children(page_id, batch)
-                    .await
-                    .map_err(|e| self.gone_or(kind, page_id, e))?;
+                if let Err(e) = self.notion.append_children(page_id, batch).await {
+                    return Err(self.gone_or(kind, page_id, e).await);
+                }
             }
             self.map
                 .mark_sections(kind, openphone_id, &[section.name], true)?;
