@@ -514,6 +514,16 @@ impl TestApp {
         condition(self)
     }
 
+    /// Whether the Calls database holds exactly one page, with its recording, transcript and summary
+    /// (what a call's four events make together).
+    pub fn has_one_complete_call_page(&self) -> bool {
+        let calls = self.notion.pages(&self.calls_ds);
+        calls.len() == 1
+            && ["Has Recording", "Has Transcript", "Has Summary"]
+                .iter()
+                .all(|flag| calls[0]["properties"][flag]["checkbox"] == true)
+    }
+
     /// What the app's components logged, restarts included (on real Spin, with Spin's own output).
     pub fn logs(&self) -> String {
         format!("{}{}", self.earlier_logs, self.logs_of_current_run())

@@ -85,12 +85,7 @@ async fn a_fresh_workspace_works_after_setup_without_a_canvas_database() {
     }
     let complete = app
         .eventually(PATIENCE, |app| {
-            let calls = app.notion.pages(&app.calls_ds);
-            app.notion.pages(&app.messages_ds).len() == 1
-                && calls.len() == 1
-                && ["Has Recording", "Has Transcript", "Has Summary"]
-                    .iter()
-                    .all(|p| calls[0]["properties"][p]["checkbox"] == true)
+            app.notion.pages(&app.messages_ds).len() == 1 && app.has_one_complete_call_page()
         })
         .await;
     assert!(

@@ -162,12 +162,7 @@ async fn two_replicas_on_one_redis_and_one_database_write_each_page_once() {
     // The webhooks kick drains on both replicas and both crons tick: no admin call.
     let settled = app
         .eventually(Duration::from_secs(300), |app| {
-            let calls = app.notion.pages(&app.calls_ds);
-            app.notion.pages(&app.messages_ds).len() >= MESSAGES
-                && calls.len() == 1
-                && ["Has Recording", "Has Transcript", "Has Summary"]
-                    .iter()
-                    .all(|p| calls[0]["properties"][p]["checkbox"] == true)
+            app.notion.pages(&app.messages_ds).len() >= MESSAGES && app.has_one_complete_call_page()
         })
         .await;
     assert!(

@@ -128,10 +128,7 @@ async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_c
     let complete = app
         .eventually(PATIENCE, |app| {
             let pages = app.notion.pages(&app.calls_ds);
-            pages.len() == 1
-                && ["Has Recording", "Has Transcript", "Has Summary"]
-                    .iter()
-                    .all(|p| pages[0]["properties"][p]["checkbox"] == true)
+            app.has_one_complete_call_page()
                 && text(&pages[0], "Status") == "completed"
                 && app
                     .notion

@@ -346,6 +346,17 @@ fn options() -> SyncOptions {
     }
 }
 
+/// [`run_all`], which must finish every number without an error.
+async fn run_all_completely(platform: &Platform, settings: &SyncSettings) -> RunReport {
+    let report = run_all(platform, settings).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for number in &report.numbers {
+        assert_eq!(number.outcome, NumberOutcome::Complete, "{number:?}");
+        assert!(number.failures.is_empty(), "{number:?}");
+    }
+    report
+}
+
 async fn run_all(platform: &Platform, settings: &SyncSettings) -> RunReport {
     let run_id = runs::start(platform, runs::RunKind::Sync, None).unwrap();
     let mut report = RunReport {
@@ -395,12 +406,7 @@ async fn a_backfill_creates_exactly_the_missing_pages_and_an_idle_run_only_lists
     }
     let settings = world.settings(options());
 
-    let first = run_all(&world.platform, &settings).await;
-    assert!(first.errors.is_empty(), "{:?}", first.errors);
-    for number in &first.numbers {
-        assert_eq!(number.outcome, NumberOutcome::Complete, "{number:?}");
-        assert!(number.failures.is_empty(), "{number:?}");
-    }
+    let first = run_all_completely(&world.platform, &settings).await;
     let calls = world.pages_by_id(&world.calls_ds, "Call ID");
     let messages = world.pages_by_id(&world.messages_ds, "Message ID");
     assert_eq!(calls.len(), 600);
@@ -1212,12 +1218,7 @@ async fn a_shared_numbers_backfill_covers_every_users_calls() {
     let start = seed_shared_numbers(&world);
     let settings = world.settings(options());
 
-    let first = run_all(&world.platform, &settings).await;
-    assert!(first.errors.is_empty(), "{:?}", first.errors);
-    for number in &first.numbers {
-        assert_eq!(number.outcome, NumberOutcome::Complete, "{number:?}");
-        assert!(number.failures.is_empty(), "{number:?}");
-    }
+    run_all_completely(&world.platform, &settings).await;
     let calls = world.pages_by_id(&world.calls_ds, "Call ID");
     assert_eq!(
         calls,
