@@ -41,8 +41,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "0003_notion_schemas.sql",
-        sql: include_str!("../../../migrations/0003_notion_schemas.sql"),
+        name: "0003_real_workspaces.sql",
+        sql: include_str!("../../../migrations/0003_real_workspaces.sql"),
     },
 ];
 

@@ -260,10 +260,7 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         .transpose()?
         .unwrap_or_default();
     let canvas_relinks_waiting = crate::pages::canvas_relink::waiting(platform)?;
-    let pages_deleted_in_notion = sql
-        .execute("SELECT count(*) AS n FROM notion_pages_gone", &[])?
-        .first()
-        .map_or(Ok(0), |r| r.i64("n"))?;
+    let pages_deleted_in_notion = crate::pages::map::PageMap::new(platform).gone_count()?;
     let last_run = sql
         .execute(
             "SELECT id, kind, started_at, finished_at, numbers_done, requests, errors FROM sync_runs

@@ -452,6 +452,25 @@ impl TestApp {
             .expect("the app answers")
     }
 
+    /// `GET /stats`, which must answer 200 with JSON.
+    pub async fn stats(&self) -> Value {
+        let response = self.admin_get("/stats").await;
+        assert_eq!(response.status(), 200, "/stats");
+        response.json().await.expect("/stats is JSON")
+    }
+
+    /// `/stats` once `condition` holds of it (polled every 200 ms), or as it is after `timeout`.
+    pub async fn stats_when(&self, timeout: Duration, condition: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.stats().await;
+            if condition(&now) || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// `POST path` with the admin token and a JSON body.
     pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http

@@ -120,10 +120,6 @@ impl SpinProcess {
     }
 
     /// Stops the process group as an operator does (`SIGTERM`), then `SIGKILL` after 5 s.
-    pub fn stop(mut self) {
-        self.stop_group();
-    }
-
     fn stop_group(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
             self.signal_group(libc::SIGKILL);
@@ -205,7 +201,7 @@ impl RedisServer {
     }
 
     /// Every key matching `pattern` (Redis glob).
-    pub fn keys(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
+    fn keys(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
         let output = self
             .command(&["--scan", "--pattern", pattern])
             .map_err(anyhow::Error::msg)?;
@@ -221,12 +217,6 @@ impl RedisServer {
             self.command(&args).map_err(anyhow::Error::msg)?;
         }
         Ok(keys.len())
-    }
-
-    /// The value of `key` as Redis returns it (counters are ASCII decimal there).
-    pub fn get(&self, key: &str) -> anyhow::Result<String> {
-        let value = self.command(&["GET", key]).map_err(anyhow::Error::msg)?;
-        Ok(value.trim_end_matches('\n').to_owned())
     }
 
     fn command(&self, args: &[&str]) -> Result<String, String> {
@@ -264,9 +254,8 @@ fn redis_binary(name: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{name} is not installed (scripts/install-test-deps installs it)"))
 }
 
-/// A loopback port nothing listens on now. Another process may take it before the caller binds it;
-/// callers that start a server on it notice (the server exits), and tests of one run do not race for
-/// the same port because the kernel hands out ports in turn.
+/// A loopback port nothing listens on now. Another process may take it before the caller binds it: a
+/// server started on it then exits, which the caller notices (`start_replica` starts Spin again).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())

@@ -30,10 +30,6 @@ fn message(id: &str) -> MessageFixture {
     }
 }
 
-async fn stats(app: &TestApp) -> Value {
-    app.admin_get("/stats").await.json().await.expect("JSON")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_workspace_works_after_setup_without_a_canvas_database() {
     let app = TestApp::start(TestAppOptions {
@@ -92,7 +88,7 @@ async fn a_fresh_workspace_works_after_setup_without_a_canvas_database() {
         complete,
         "calls: {:#?}\nstats: {}\nlogs:\n{}",
         app.notion.pages(&app.calls_ds),
-        stats(&app).await,
+        app.stats().await,
         app.logs()
     );
     let messages = app.notion.pages(&app.messages_ds);
@@ -101,7 +97,7 @@ async fn a_fresh_workspace_works_after_setup_without_a_canvas_database() {
     let calls = app.notion.pages(&app.calls_ds);
     assert_eq!(text(&calls[0], "Call ID"), call.call.call_id);
     assert_eq!(text(&calls[0], "Status"), "completed");
-    assert_eq!(stats(&app).await["queue"]["dead"], 0);
+    assert_eq!(app.stats().await["queue"]["dead"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,7 +131,7 @@ async fn a_canvas_problem_costs_the_relation_for_a_while_never_the_page() {
     let page = &app.notion.pages(&app.messages_ds)[0];
     assert_eq!(page["properties"]["Canvas"]["relation"], json!([]));
     app.wait_idle().await;
-    let now = stats(&app).await;
+    let now = app.stats().await;
     assert_eq!(now["queue"]["done"], 1, "{now}");
     assert_eq!(now["canvas_relinks_waiting"], 1, "{now}");
 
@@ -151,7 +147,7 @@ async fn a_canvas_problem_costs_the_relation_for_a_while_never_the_page() {
         })
         .await;
     assert!(linked, "logs:\n{}", app.logs());
-    assert_eq!(stats(&app).await["canvas_relinks_waiting"], 0);
+    assert_eq!(app.stats().await["canvas_relinks_waiting"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,14 +189,9 @@ async fn a_page_trashed_in_notion_is_left_alone_and_nothing_dies() {
     let mut delivered = sent.message_delivered();
     delivered["id"] = "EVtrashdelivered".into();
     assert_eq!(app.deliver(&delivered).await.status(), 202);
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = stats(&app).await;
-        if last["queue"]["done"] == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let last = app
+        .stats_when(Duration::from_secs(20), |s| s["queue"]["done"] == 2)
+        .await;
     assert_eq!(last["queue"]["done"], 2, "{last}\nlogs:\n{}", app.logs());
     assert_eq!(last["queue"]["dead"], 0, "{last}");
     assert_eq!(last["pages_deleted_in_notion"], 1, "{last}");

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use e2e::app::{TestApp, TestAppOptions};
-use serde_json::Value;
 use test_servers::webhooks::MessageFixture;
 use test_servers::{Fault, FaultRule};
 
@@ -21,31 +20,6 @@ fn message(id: &str, from: &str, phone_number_id: &str) -> MessageFixture {
         created_at: now,
         event_created_at: now,
         ..MessageFixture::example()
-    }
-}
-
-async fn stats(app: &TestApp) -> Value {
-    let response = app.admin_get("/stats").await;
-    assert_eq!(response.status(), 200, "/stats");
-    response.json().await.expect("/stats is JSON")
-}
-
-/// Polls `/stats` every 200 ms until `condition` holds, for at most `timeout`.
-async fn stats_until(
-    app: &TestApp,
-    timeout: Duration,
-    condition: impl Fn(&Value) -> bool,
-) -> Option<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let now = stats(app).await;
-        if condition(&now) {
-            return Some(now);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -72,13 +46,14 @@ async fn a_notion_request_that_hangs_times_out_and_the_page_is_written_once_late
     let delivered = Instant::now();
     assert_eq!(app.deliver(&text.message_received()).await.status(), 202);
     // The request gives up at its first-byte deadline (20 s): well before the lease's half slot ends.
-    let failed = stats_until(&app, Duration::from_secs(40), |s| {
-        s["api"]["notion"]["errors_today"].as_i64() >= Some(1)
-    })
-    .await;
+    let failed = app
+        .stats_when(Duration::from_secs(40), |s| {
+            s["api"]["notion"]["errors_today"].as_i64() >= Some(1)
+        })
+        .await;
     let waited = delivered.elapsed();
     assert!(
-        failed.is_some(),
+        failed["api"]["notion"]["errors_today"].as_i64() >= Some(1),
         "the hung create had not failed {waited:?} after the delivery; logs:\n{}",
         app.logs()
     );
@@ -115,11 +90,16 @@ async fn one_number_waiting_out_a_retry_after_does_not_hold_up_another() {
     for text in [&slow, &fast] {
         assert_eq!(app.deliver(&text.message_received()).await.status(), 202);
     }
-    let queued = stats_until(&app, Duration::from_secs(60), |s| {
-        s["queue"]["pending"] == 2 && s["queue"]["leased"] == 0
-    })
-    .await;
-    assert!(queued.is_some(), "logs:\n{}", app.logs());
+    let queued = app
+        .stats_when(Duration::from_secs(60), |s| {
+            s["queue"]["pending"] == 2 && s["queue"]["leased"] == 0
+        })
+        .await;
+    assert!(
+        queued["queue"]["pending"] == 2 && queued["queue"]["leased"] == 0,
+        "{queued}\nlogs:\n{}",
+        app.logs()
+    );
     // Each page create failed with a 503, which may have landed: the app gives Notion 10 s before it
     // queries for it (a wait real Spin's clock cannot skip).
     tokio::time::sleep(Duration::from_secs(11)).await;

@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::map::Kind;
-use super::{canvas_relink, split_for_create, Section, WriteError, Writer};
+use super::{split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
 use crate::domain::E164;
 use crate::notion::properties as p;
@@ -433,23 +433,12 @@ impl Writer<'_> {
             .unwrap_or_default();
         // A Canvas problem costs the page its relation for now, never the page (see `canvas_relink`).
         let canvas = match (&facts.call, &row.canvas_page_id) {
-            (Some(call), None) => match self.find_canvas(call, workspace.as_ref()).await {
-                Ok(found) => found,
-                Err(WriteError::Busy) => return Err(WriteError::Busy),
-                Err(e) => {
-                    let own = workspace.as_ref().map(|w| w.number.as_str());
-                    if let Some(number) = participants(call, own).first() {
-                        canvas_relink::record_failure(
-                            self.platform,
-                            Kind::Call,
-                            &facts.call_id,
-                            number,
-                            &e.to_string(),
-                        );
-                    }
-                    None
-                }
-            },
+            (Some(call), None) => {
+                let lookup = self.find_canvas(call, workspace.as_ref()).await;
+                let own = workspace.as_ref().map(|w| w.number.as_str());
+                let first = participants(call, own).into_iter().next();
+                self.canvas_or_retry_later(Kind::Call, &facts.call_id, first.as_deref(), lookup)?
+            }
             _ => None,
         };
         let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
@@ -494,7 +483,8 @@ impl Writer<'_> {
             if !newest {
                 props.remove("Status");
             }
-            self.update_page(Kind::Call, &page_id, props).await?;
+            self.update_page(Kind::Call, &facts.call_id, &page_id, props)
+                .await?;
         }
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Call, &facts.call_id, canvas)?;

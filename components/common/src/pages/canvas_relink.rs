@@ -73,10 +73,10 @@ pub struct RelinkReport {
     pub failed: u32,
 }
 
-/// Retries the due relinks with the app's configuration (one tick's worth).
-pub async fn retry_due(platform: &Platform) -> anyhow::Result<RelinkReport> {
+/// Retries the due relinks with the app's configuration (one tick's worth); `None` when none was due.
+pub async fn retry_due(platform: &Platform) -> anyhow::Result<Option<RelinkReport>> {
     if due(platform)?.is_empty() {
-        return Ok(RelinkReport::default());
+        return Ok(None);
     }
     let mut loader = Loader::new(&*platform.vars);
     let notion_config = NotionConfig::load(&mut loader);
@@ -86,7 +86,7 @@ pub async fn retry_due(platform: &Platform) -> anyhow::Result<RelinkReport> {
     let notion = Notion::new(platform, &notion_config);
     let openphone = OpenPhone::new(platform, &openphone_config);
     let writer = Writer::new(platform, &notion, &openphone, &notion_config, &sync_config);
-    retry_due_with(platform, &writer).await
+    retry_due_with(platform, &writer).await.map(Some)
 }
 
 fn due(platform: &Platform) -> anyhow::Result<crate::platform::Rows> {
@@ -145,6 +145,28 @@ pub async fn retry_due_with(
 }
 
 impl Writer<'_> {
+    /// The Canvas record a `lookup` for the page of `kind`/`openphone_id` found; when it failed for any
+    /// reason but another worker creating the record, none for now, with the miss on `number` recorded for
+    /// the tick to retry.
+    pub(super) fn canvas_or_retry_later(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        number: Option<&str>,
+        lookup: Result<Option<String>, WriteError>,
+    ) -> Result<Option<String>, WriteError> {
+        match lookup {
+            Err(WriteError::Busy) => Err(WriteError::Busy),
+            Err(e) => {
+                if let Some(number) = number {
+                    record_failure(self.platform, kind, openphone_id, number, &e.to_string());
+                }
+                Ok(None)
+            }
+            found => found,
+        }
+    }
+
     /// Looks up the Canvas record of `number` and sets it as the relation of the page of
     /// `kind`/`openphone_id`: `Ok(true)` when linked, `Ok(false)` when there is no record (or no page).
     pub async fn relink_canvas(
@@ -165,7 +187,8 @@ impl Writer<'_> {
         };
         let mut props = Map::new();
         props.insert("Canvas".into(), p::relation(&[canvas.as_str()]));
-        self.update_page(kind, &page_id, props).await?;
+        self.update_page(kind, openphone_id, &page_id, props)
+            .await?;
         self.map.set_canvas(kind, openphone_id, &canvas)?;
         Ok(true)
     }

@@ -202,15 +202,13 @@ impl<'a> PageMap<'a> {
         Ok(())
     }
 
-    /// The OpenPhone id of the item whose page is `page_id`.
-    pub fn openphone_id_of(&self, kind: Kind, page_id: &str) -> anyhow::Result<Option<String>> {
-        let rows = self.platform.sql.execute(
-            "SELECT openphone_id FROM notion_pages WHERE kind = ?1 AND page_id = ?2",
-            &[kind.as_str().into(), page_id.into()],
-        )?;
-        rows.first()
-            .map(|r| r.str("openphone_id").map(String::from))
-            .transpose()
+    /// How many pages people deleted or trashed in Notion (for `/stats`).
+    pub fn gone_count(&self) -> anyhow::Result<i64> {
+        let rows = self
+            .platform
+            .sql
+            .execute("SELECT count(*) AS n FROM notion_pages_gone", &[])?;
+        rows.first().map_or(Ok(0), |r| r.i64("n"))
     }
 
     /// Whether the page of an item was deleted or trashed in Notion.

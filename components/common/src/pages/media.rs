@@ -119,7 +119,8 @@ impl Writer<'_> {
             props.insert("Voicemail URL".into(), p::url(Some(voicemail)));
         }
         if !props.is_empty() {
-            self.update_page(Kind::Call, &page_id, props).await?;
+            self.update_page(Kind::Call, &links.call_id, &page_id, props)
+                .await?;
         }
         let children = self.notion.children(&page_id).await?;
         let recording_urls: Vec<&str> = links

@@ -5,8 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::map::Kind;
-use super::{canvas_relink, Section, WriteError, Writer};
-use crate::canvas::LinkError;
+use super::{Section, WriteError, Writer};
 use crate::domain::E164;
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
@@ -60,20 +59,11 @@ impl Writer<'_> {
         let counterpart = if outgoing { to.first() } else { from.first() };
         // A Canvas problem costs the page its relation for now, never the page (see `canvas_relink`).
         let canvas = match counterpart {
-            Some(number) => match self.canvas().link_phone(number).await {
-                Ok(found) => found.page_id,
-                Err(LinkError::Busy) => return Err(WriteError::Busy),
-                Err(e) => {
-                    canvas_relink::record_failure(
-                        self.platform,
-                        Kind::Message,
-                        &message.id,
-                        number,
-                        &e.to_string(),
-                    );
-                    None
-                }
-            },
+            Some(number) => {
+                let lookup = self.canvas().link_phone(number).await;
+                let lookup = lookup.map(|found| found.page_id).map_err(WriteError::from);
+                self.canvas_or_retry_later(Kind::Message, &message.id, Some(number), lookup)?
+            }
             None => None,
         };
         let rank = status_rank(message.status.as_deref());
@@ -125,7 +115,8 @@ impl Writer<'_> {
             update.insert("Canvas".into(), p::relation(&[canvas]));
         }
         if !update.is_empty() {
-            self.update_page(Kind::Message, &page_id, update).await?;
+            self.update_page(Kind::Message, &message.id, &page_id, update)
+                .await?;
         }
         if let Some(canvas) = &canvas {
             self.map.set_canvas(Kind::Message, &message.id, canvas)?;

@@ -320,10 +320,12 @@ impl<'a> Writer<'a> {
         self.notion.forget_schema(data_source);
     }
 
-    /// Sets `properties` of an existing page of `kind`, as far as its database has them.
+    /// Sets `properties` of the existing page `page_id` of item `kind`/`openphone_id`, as far as its
+    /// database has them.
     async fn update_page(
         &self,
         kind: Kind,
+        openphone_id: &str,
         page_id: &str,
         properties: serde_json::Map<String, Value>,
     ) -> Result<(), WriteError> {
@@ -348,16 +350,22 @@ impl<'a> Writer<'a> {
                 self.forget_schema(kind, &data_source);
                 Err(e.into())
             }
-            Err(e) => Err(self.gone_or(kind, page_id, e).await),
+            Err(e) => Err(self.gone_or(kind, openphone_id, page_id, e).await),
             Ok(()) => Ok(()),
         }
     }
 
-    /// `error` from a write to the page of an item, as a [`WriteError`]: [`WriteError::PageGone`] (and
+    /// `error` from a write to the page `page_id` of item `kind`/`openphone_id`, as a [`WriteError`]: [`WriteError::PageGone`] (and
     /// recorded) when it says a person deleted or trashed the page. A `404` also answers for every page
     /// of a database the integration lost access to, so it counts as deleted only while the database
     /// itself is still visible (one request, on a `404` only).
-    async fn gone_or(&self, kind: Kind, page_id: &str, error: ApiError) -> WriteError {
+    async fn gone_or(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        page_id: &str,
+        error: ApiError,
+    ) -> WriteError {
         if !is_gone(&error) {
             return error.into();
         }
@@ -370,14 +378,7 @@ impl<'a> Writer<'a> {
                 return error.into();
             }
         }
-        let recorded = self
-            .map
-            .openphone_id_of(kind, page_id)
-            .and_then(|id| match id {
-                Some(id) => self.map.record_gone(kind, &id, page_id),
-                None => Ok(()),
-            });
-        if let Err(e) = recorded {
+        if let Err(e) = self.map.record_gone(kind, openphone_id, page_id) {
             return WriteError::Storage(e);
         }
         WriteError::PageGone {
@@ -415,7 +416,7 @@ impl<'a> Writer<'a> {
             for batch in batches(&blocks) {
                 self.check_lease()?;
                 if let Err(e) = self.notion.append_children(page_id, batch).await {
-                    return Err(self.gone_or(kind, page_id, e).await);
+                    return Err(self.gone_or(kind, openphone_id, page_id, e).await);
                 }
             }
             self.map

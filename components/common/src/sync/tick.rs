@@ -58,15 +58,11 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
             Err(e) => report.errors.push(format!("drain: {e:#}")),
         }
         match super::pending::recheck_due(platform).await {
-            Ok(Some(rechecked)) => report.pending = Some(rechecked),
-            Ok(None) => {}
+            Ok(rechecked) => report.pending = rechecked,
             Err(e) => report.errors.push(format!("pending re-check: {e:#}")),
         }
         match crate::pages::canvas_relink::retry_due(platform).await {
-            Ok(relinked) if relinked != Default::default() => {
-                report.canvas_relinks = Some(relinked)
-            }
-            Ok(_) => {}
+            Ok(relinked) => report.canvas_relinks = relinked,
             Err(e) => report.errors.push(format!("Canvas relinks: {e:#}")),
         }
         if let Err(e) = periodic(platform, run_id, via, &mut report).await {

@@ -1,9 +1,9 @@
--- openphone-notion-sync: what each Notion data source has, so a page write sends only properties the
--- database has (no `Canvas` relation where there is no Canvas database) and finds the title by its type
--- (a fresh database's title is "Name"). Applied like 0001: one statement at a time, idempotent.
+-- openphone-notion-sync: what real workspaces need — databases the sync did not make, Canvas lookups that
+-- fail, pages people delete. Applied like 0001: one statement at a time, idempotent.
 
--- The properties of a data source as `GET /v1/data_sources/{id}` last answered: a JSON object of name → type
--- (components/common/src/notion/schema.rs). Refreshed when older than an hour, and dropped when Notion
+-- The properties of a data source as `GET /v1/data_sources/{id}` last answered, a JSON object of name → type
+-- (components/common/src/notion/schema.rs), so a page write sends only properties the database has and
+-- finds the title by its type. Refreshed when older than an hour, and dropped when Notion
 -- refuses a write as invalid or the schema check changes the data source.
 CREATE TABLE IF NOT EXISTS notion_schemas (
     data_source_id TEXT PRIMARY KEY,
