@@ -102,7 +102,7 @@ pub struct Stats {
     pub api: std::collections::BTreeMap<&'static str, ApiUse>,
     /// Errors today across APIs.
     pub errors_today: i64,
-    /// Recordings and voicemails stored, and those OpenPhone no longer has.
+    /// Recordings, voicemails and message media stored, and those OpenPhone no longer has.
     pub media: MediaCounts,
     /// Calls still waiting for a recording, transcript, summary or voicemail, and those given up on.
     pub pending_work: PendingCounts,
@@ -230,7 +230,8 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
 
     let media = sql.execute(
         "SELECT SUM(state = 'stored') AS stored, SUM(CASE WHEN state = 'stored' THEN COALESCE(size, 0) ELSE 0 END) AS bytes,
-                SUM(state = 'gone') AS gone FROM media_objects",
+                SUM(state = 'gone') AS gone
+         FROM (SELECT state, size FROM media_objects UNION ALL SELECT state, size FROM message_media)",
         &[],
     )?;
     let media = media

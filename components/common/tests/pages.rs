@@ -5,7 +5,9 @@ mod support;
 
 use support::{text, World};
 use test_servers::openphone::model::{PhoneNumber, Recording};
-use test_servers::webhooks::{CallFixture, MessageFixture, SummaryFixture, TranscriptFixture};
+use test_servers::webhooks::{
+    CallFixture, MediaFixture, MessageFixture, SummaryFixture, TranscriptFixture,
+};
 use test_servers::{Fault, FaultRule};
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -407,6 +409,110 @@ async fn expiring_recording_links_are_renewed_on_the_page_and_in_its_body() {
         body_link, renewed_link,
         "the body links the renewed URL too"
     );
+    assert_eq!(
+        common::sync::links::renew(&world.platform, &settings).await,
+        (0, vec![]),
+        "renewed once"
+    );
+}
+
+#[tokio::test]
+async fn message_media_are_linked_from_our_copies_once_stored_and_renewed_there() {
+    let world = World::new().await;
+    let s3 = test_servers::S3Server::start().unwrap();
+    let storage = World::storage(&s3);
+    let picture = world
+        .openphone
+        .add_media("/mms/p", "image/png", vec![5u8; 2000]);
+    let document = world
+        .openphone
+        .add_media("/mms/d", "application/pdf", vec![6u8; 3000]);
+    let message = MessageFixture {
+        media: vec![
+            MediaFixture {
+                url: picture.clone(),
+                content_type: "image/png".into(),
+                duration: None,
+            },
+            MediaFixture {
+                url: document.clone(),
+                content_type: "application/pdf".into(),
+                duration: None,
+            },
+        ],
+        ..fresh_message()
+    };
+    let payload = message.message_received();
+
+    // The store is down: the page is written with OpenPhone's links, its body waits for our copies, and
+    // the event is retried.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut down = storage.clone();
+    down.endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let err = world
+        .apply_storing_media("message.received", &payload, Some(&down))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let page = world.notion.pages(&world.messages_ds).remove(0);
+    let page_id = page["id"].as_str().unwrap().to_owned();
+    assert_eq!(text(&page, "Media URLs"), format!("{picture}\n{document}"));
+    assert_eq!(page["properties"]["Has Media"]["checkbox"], true);
+    assert!(world.notion.blocks(&page_id).is_empty());
+
+    // The retry copies them: our links in the property and in an image and a file block.
+    world
+        .apply_storing_media("message.received", &payload, Some(&storage))
+        .await
+        .unwrap();
+    let page = world.notion.page(&page_id).unwrap();
+    let links: Vec<String> = text(&page, "Media URLs")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(
+        links.iter().all(|l| l.starts_with(s3.endpoint())),
+        "{links:?}"
+    );
+    let blocks = world.notion.blocks(&page_id);
+    let kinds: Vec<&str> = blocks.iter().filter_map(|b| b["type"].as_str()).collect();
+    assert_eq!(kinds, ["heading_2", "image", "file"]);
+    assert_eq!(blocks[1]["image"]["external"]["url"], links[0].as_str());
+    assert_eq!(blocks[2]["file"]["external"]["url"], links[1].as_str());
+
+    let settings = common::sync::SyncSettings {
+        openphone: world.openphone_config.clone(),
+        notion: world.notion_config.clone(),
+        sync: world.sync_config.clone(),
+        options: common::sync::SyncOptions::default(),
+        storage: Some(storage),
+    };
+    assert_eq!(
+        common::sync::links::renew(&world.platform, &settings).await,
+        (0, vec![]),
+        "nothing expires yet"
+    );
+    world
+        .clock
+        .advance_ms(6 * 24 * 3600 * 1000 + 12 * 3600 * 1000);
+    assert_eq!(
+        common::sync::links::renew(&world.platform, &settings).await,
+        (1, vec![])
+    );
+    let page = world.notion.page(&page_id).unwrap();
+    let renewed: Vec<String> = text(&page, "Media URLs")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        renewed.len() == 2 && renewed[0] != links[0] && renewed[1] != links[1],
+        "{renewed:?}"
+    );
+    let blocks = world.notion.blocks(&page_id);
+    assert_eq!(blocks[1]["image"]["external"]["url"], renewed[0].as_str());
+    assert_eq!(blocks[2]["file"]["external"]["url"], renewed[1].as_str());
     assert_eq!(
         common::sync::links::renew(&world.platform, &settings).await,
         (0, vec![]),

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use test_servers::notion::property_text;
 use test_servers::openphone::model::{PhoneNumber, Recording};
 use test_servers::webhooks::{
-    CallFixture, MessageFixture, SignedDelivery, SummaryFixture, TranscriptFixture,
+    CallFixture, MediaFixture, MessageFixture, SignedDelivery, SummaryFixture, TranscriptFixture,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -171,6 +171,123 @@ async fn a_call_with_its_recording_transcript_and_summary_becomes_one_complete_c
         audio.as_slice(),
         "the Recording URL {link} does not serve the recording"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mms_picture_and_pdf_are_shown_from_our_copies_once_however_often_replayed() {
+    let app = TestApp::start(TestAppOptions {
+        with_s3: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let picture: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    let pdf: Vec<u8> = b"%PDF-1.4\n"
+        .iter()
+        .copied()
+        .chain((0..30_000u32).map(|i| (i % 241) as u8))
+        .collect();
+    // The media host serves the picture as a generic type: the payload's `type` names it.
+    let picture_path = "/opstatics/e2emms-picture";
+    let pdf_path = "/opstatics/e2emms-statement";
+    let picture_url =
+        app.openphone
+            .add_media(picture_path, "application/octet-stream", picture.clone());
+    let pdf_url = app
+        .openphone
+        .add_media(pdf_path, "application/pdf", pdf.clone());
+    let message = MessageFixture {
+        message_id: "ACe2emms1".into(),
+        event_id: "EVe2emms1".into(),
+        media: vec![
+            MediaFixture {
+                url: picture_url,
+                content_type: "image/jpeg".into(),
+                duration: None,
+            },
+            MediaFixture {
+                url: pdf_url,
+                content_type: "application/pdf".into(),
+                duration: None,
+            },
+        ],
+        ..fresh_message()
+    };
+    let payload = message.message_received();
+    assert_eq!(app.deliver(&payload).await.status(), 202);
+    let shown = app
+        .eventually(PATIENCE, |app| {
+            let pages = app.notion.pages(&app.messages_ds);
+            pages.len() == 1
+                && app
+                    .notion
+                    .blocks(pages[0]["id"].as_str().unwrap_or_default())
+                    .iter()
+                    .any(|b| b["type"] == "file")
+        })
+        .await;
+    assert!(shown, "no page with its media; logs:\n{}", app.logs());
+
+    // OpenPhone sends the event again (same id), and the same message again under a new event id.
+    assert_eq!(app.deliver(&payload).await.status(), 200);
+    let mut resent = payload.clone();
+    resent["id"] = "EVe2emms2".into();
+    assert_eq!(app.deliver(&resent).await.status(), 202);
+    let stats = app
+        .stats_when(PATIENCE, |s| s["queue"]["done"].as_i64() == Some(2))
+        .await;
+    app.wait_idle().await;
+
+    let pages = app.notion.pages(&app.messages_ds);
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let page = &pages[0];
+    let blocks = app.notion.blocks(page["id"].as_str().unwrap());
+    let of_type =
+        |kind: &str| -> Vec<&Value> { blocks.iter().filter(|b| b["type"] == kind).collect() };
+    let (images, files) = (of_type("image"), of_type("file"));
+    assert_eq!((images.len(), files.len()), (1, 1), "{blocks:#?}");
+    let texts = app.notion.block_texts(page["id"].as_str().unwrap());
+    assert_eq!(
+        texts.iter().filter(|t| *t == "Media").count(),
+        1,
+        "{texts:?}"
+    );
+
+    // Both blocks link our copies, which serve the bytes OpenPhone sent.
+    let s3 = app.s3.as_ref().unwrap();
+    let image_link = images[0]["image"]["external"]["url"].as_str().unwrap();
+    let file_link = files[0]["file"]["external"]["url"].as_str().unwrap();
+    for (link, bytes) in [(image_link, &picture), (file_link, &pdf)] {
+        assert!(link.starts_with(s3.endpoint()), "not our copy: {link}");
+        let downloaded = reqwest::get(link).await.unwrap().bytes().await.unwrap();
+        assert_eq!(downloaded.as_ref(), bytes.as_slice(), "{link}");
+    }
+    assert_eq!(page["properties"]["Has Media"]["checkbox"], true);
+    assert_eq!(
+        text(page, "Media URLs"),
+        format!("{image_link}\n{file_link}")
+    );
+
+    // One object per medium, under the message's date, with the right extension; each downloaded once.
+    let day = message.created_at.format("%Y/%m/%d");
+    let mut keys: Vec<String> = s3
+        .objects()
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.starts_with("media/"))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            format!("media/{day}/ACe2emms1-1.jpg"),
+            format!("media/{day}/ACe2emms1-2.pdf"),
+        ]
+    );
+    assert_eq!(app.openphone.media_downloads(picture_path), 1);
+    assert_eq!(app.openphone.media_downloads(pdf_path), 1);
+    assert_eq!(stats["media"]["stored"], 2, "{stats:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1015,6 +1015,70 @@ async fn block_children_append_in_order_with_limits_and_pagination() {
 }
 
 #[tokio::test]
+async fn media_blocks_take_external_files_as_notion_documents_them() {
+    let f = fixture();
+    let page = f
+        .create_ok(json!({ "Name": { "title": text("Message") } }))
+        .await;
+    let path = format!("/v1/blocks/{page}/children");
+    let picture = "https://bucket.test/media/2026/12/04/AC1-1.jpg?X-Amz-Signature=a";
+    let document = "https://bucket.test/media/2026/12/04/AC1-2.pdf?X-Amz-Signature=b";
+    let (status, body) = f
+        .send(
+            "PATCH",
+            &path,
+            Some(json!({ "children": [
+                { "object": "block", "type": "image", "image": { "type": "external", "external": { "url": picture } } },
+                { "object": "block", "type": "file", "file": { "type": "external", "external": { "url": document } } },
+                { "file": { "type": "external", "external": { "url": document }, "name": "statement.pdf" } },
+            ] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let blocks = f.server.blocks(&page);
+    assert_eq!(blocks[0]["type"], "image");
+    assert_eq!(blocks[0]["image"]["external"]["url"], picture);
+    assert_eq!(blocks[0]["image"]["caption"], json!([]));
+    assert_eq!(blocks[1]["file"]["external"]["url"], document);
+    assert_eq!(blocks[1]["file"]["name"], "AC1-2.pdf");
+    assert_eq!(blocks[2]["file"]["name"], "statement.pdf");
+
+    for refused in [
+        // Only file blocks have a name.
+        json!({ "image": { "type": "external", "external": { "url": picture }, "name": "x.jpg" } }),
+        json!({ "image": { "type": "external" } }),
+        json!({ "image": { "type": "external", "external": { "url": "ftp://x/y.jpg" } } }),
+        json!({ "image": { "type": "external", "external": { "url": picture }, "url": picture } }),
+        json!({ "file": { "type": "external", "external": { "url": document }, "name": 7 } }),
+    ] {
+        let (status, response) = f
+            .send(
+                "PATCH",
+                &path,
+                Some(json!({ "children": [refused.clone()] })),
+            )
+            .await;
+        assert_error(status, &response, 400, "validation_error");
+    }
+
+    // A renewed link replaces the block's URL in place.
+    let id = blocks[0]["id"].as_str().expect("id");
+    let renewed = "https://bucket.test/media/2026/12/04/AC1-1.jpg?X-Amz-Signature=c";
+    let (status, body) = f
+        .send(
+            "PATCH",
+            &format!("/v1/blocks/{id}"),
+            Some(json!({ "image": { "type": "external", "external": { "url": renewed } } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        f.server.blocks(&page)[0]["image"]["external"]["url"],
+        renewed
+    );
+}
+
+#[tokio::test]
 async fn the_token_bucket_allows_a_burst_of_10_then_429s_with_retry_after() {
     let f = fixture();
     f.server.set_rate_limit(Some(RateLimit::NOTION));

@@ -67,6 +67,7 @@ impl Writer<'_> {
             None => None,
         };
         let rank = status_rank(message.status.as_deref());
+        let media = self.copy_message_media(message).await;
 
         let (page_id, created) = self
             .ensure_page(
@@ -75,14 +76,18 @@ impl Writer<'_> {
                 message.phone_number_id.as_deref(),
                 message.created_at.as_deref(),
                 || {
-                    let props = self.message_properties(
+                    let mut props = self.message_properties(
                         message,
                         &from,
                         &to,
                         workspace_number.as_deref(),
                         canvas.as_deref(),
                     );
-                    Ok((props, Vec::new()))
+                    if let Some(props) = props.as_object_mut() {
+                        props.extend(self.message_media_properties(message, &media));
+                    }
+                    let children = self.media_children_for_create(&message.id, &media)?;
+                    Ok((props, children))
                 },
             )
             .await?;
@@ -92,7 +97,9 @@ impl Writer<'_> {
                 self.map.set_canvas(Kind::Message, &message.id, canvas)?;
             }
             self.append_long_text(message, &page_id).await?;
-            return Ok(page_id);
+            return self
+                .append_message_media(message, page_id, created, media)
+                .await;
         }
         let mut update = Map::new();
         if newest {
@@ -104,6 +111,7 @@ impl Writer<'_> {
         if let Some(text) = message.text.as_deref() {
             update.insert("Content".into(), p::rich_text(text));
         }
+        update.extend(self.message_media_properties(message, &media));
         let row = self
             .map
             .get(Kind::Message, &message.id)?
@@ -122,7 +130,8 @@ impl Writer<'_> {
             self.map.set_canvas(Kind::Message, &message.id, canvas)?;
         }
         self.append_long_text(message, &page_id).await?;
-        Ok(page_id)
+        self.append_message_media(message, page_id, created, media)
+            .await
     }
 
     /// A text longer than the `Content` property holds goes into the page body too, whole, once.
@@ -174,8 +183,6 @@ impl Writer<'_> {
             "User ID": p::rich_text(message.user_id.as_deref().unwrap_or_default()),
             "Created At": p::date(message.created_at.as_deref()),
             "Updated At": p::date(message.updated_at.as_deref().or(message.created_at.as_deref())),
-            "Has Media": p::checkbox(!media.is_empty()),
-            "Media URLs": p::rich_text(&media.join("\n")),
             "Conversation ID": p::rich_text(message.conversation_id.as_deref().unwrap_or_default()),
             "Canvas": p::relation(&canvas.into_iter().collect::<Vec<_>>()),
             "Raw Data": p::rich_text(&raw),

@@ -7,6 +7,7 @@ pub mod events;
 pub mod handler;
 pub mod map;
 mod media;
+mod message_media;
 pub mod messages;
 
 use serde_json::Value;
@@ -153,8 +154,8 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Copies recordings and voicemails to object storage with `media`, linking our copies (without it,
-    /// pages link OpenPhone's URLs).
+    /// Copies recordings, voicemails and message media to object storage with `media`, linking our
+    /// copies (without it, pages link OpenPhone's URLs).
     pub fn with_media(mut self, media: MediaCopier<'a>) -> Self {
         self.media = Some(media);
         self

@@ -53,9 +53,9 @@ use crate::platform::{
     HttpError, HttpRequest, HttpResponse, Method, Platform, Row, StreamingResponse, Value,
 };
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+pub(super) const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// A stored presigned link is handed out again only if it stays valid at least this long.
-const REUSE_MARGIN_MS: i64 = DAY_MS;
+pub(super) const REUSE_MARGIN_MS: i64 = DAY_MS;
 
 /// What a media file is to its call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ pub fn extension_for(content_type: &str) -> &'static str {
 }
 
 /// `type/subtype` in lower case, without parameters.
-fn essence(content_type: &str) -> String {
+pub(super) fn essence(content_type: &str) -> String {
     content_type
         .split(';')
         .next()
@@ -248,9 +248,13 @@ fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// OpenPhone's declared type, else the one the media host served; a known audio type wins over an
+/// OpenPhone's declared type, else the one the media host served; a type `extension` knows wins over an
 /// unknown one (hosts often serve `application/octet-stream`).
-fn choose_content_type(declared: Option<&str>, served: Option<&str>) -> String {
+pub(super) fn choose_content_type(
+    declared: Option<&str>,
+    served: Option<&str>,
+    extension: fn(&str) -> &'static str,
+) -> String {
     let candidates: Vec<String> = [declared, served]
         .into_iter()
         .flatten()
@@ -259,7 +263,7 @@ fn choose_content_type(declared: Option<&str>, served: Option<&str>) -> String {
         .collect();
     candidates
         .iter()
-        .find(|c| extension_for(c) != "bin")
+        .find(|c| extension(c) != "bin")
         .or(candidates.first())
         .cloned()
         .unwrap_or_else(|| "application/octet-stream".to_owned())
@@ -310,7 +314,7 @@ impl Target<'_> {
         }
     }
 
-    fn attributes(&self, content_type: &str, duration: Option<f64>) -> ObjectAttributes {
+    fn metadata(&self, duration: Option<f64>) -> Vec<(String, String)> {
         let mut metadata = vec![
             ("call-id".to_owned(), self.call_id.to_owned()),
             ("segment".to_owned(), self.segment.to_string()),
@@ -318,10 +322,7 @@ impl Target<'_> {
         if let Some(seconds) = duration.filter(|d| d.is_finite()) {
             metadata.push(("duration".to_owned(), seconds.to_string()));
         }
-        ObjectAttributes {
-            content_type: content_type.to_owned(),
-            metadata,
-        }
+        metadata
     }
 
     fn params(&self) -> [Value; 3] {
@@ -364,9 +365,23 @@ enum Download {
     Gone,
 }
 
-/// Copies a call's media to the object store and keeps their links current.
+/// What a streamed copy found ([`MediaCopier::transfer`]).
+pub(super) enum Transfer {
+    /// In the store: uploaded now, or already there with the download's size.
+    Stored {
+        key: String,
+        content_type: String,
+        size: u64,
+        uploaded: bool,
+    },
+    /// The media host answered `404`/`410`: nothing to copy; `key` is the one the copy would have had.
+    Gone { key: String, content_type: String },
+}
+
+/// Copies a call's media (and, in [`super::message_media`], a message's) to the object store and keeps
+/// their links current.
 pub struct MediaCopier<'a> {
-    platform: &'a Platform,
+    pub(super) platform: &'a Platform,
     store: ObjectStore,
     media_base: url::Url,
     public_base_url: Option<String>,
@@ -561,7 +576,7 @@ impl<'a> MediaCopier<'a> {
 
     /// The link `key` should have now, when it differs from the stored `url` (public base changed,
     /// presigned link expiring before `valid_until`, or none yet).
-    fn relink(
+    pub(super) fn relink(
         &self,
         key: &str,
         url: Option<&str>,
@@ -623,12 +638,17 @@ impl<'a> MediaCopier<'a> {
                 return Ok(StoredMedia::Stored(self.reuse(target, row)?));
             }
         }
-        self.check_on_media_host(&source.url)?;
-        let download = match self.download(&source.url).await? {
-            Download::Found(download) => download,
-            Download::Gone => {
-                let content_type = choose_content_type(source.content_type.as_deref(), None);
-                let key = target.key(extension_for(&content_type));
+        let metadata = target.metadata(source.duration);
+        let (key, content_type, size, uploaded) = match self
+            .transfer(
+                source,
+                extension_for,
+                |extension| target.key(extension),
+                metadata,
+            )
+            .await?
+        {
+            Transfer::Gone { key, content_type } => {
                 self.record(
                     target,
                     &MediaRow {
@@ -642,36 +662,14 @@ impl<'a> MediaCopier<'a> {
                 )?;
                 return Ok(StoredMedia::Gone { key });
             }
+            Transfer::Stored {
+                key,
+                content_type,
+                size,
+                uploaded,
+            } => (key, content_type, size, uploaded),
         };
-        let content_type = choose_content_type(
-            source.content_type.as_deref(),
-            download.header("content-type"),
-        );
-        let key = target.key(extension_for(&content_type));
-        let expected = download
-            .header("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let client = S3Client::new(self.platform, &self.store);
-        let store_error = |error| MediaError::Store {
-            key: key.clone(),
-            error,
-        };
-        let existing = client.head(&key).await.map_err(store_error)?;
-        let (size, uploaded) = match (expected, existing) {
-            // Dropping the download here abandons its body unread.
-            (Some(expected), Some(existing)) if existing.size == expected => (expected, false),
-            _ => {
-                let attributes = target.attributes(&content_type, source.duration);
-                let size = self
-                    .upload(&client, &key, attributes, download, expected, &source.url)
-                    .await?;
-                (size, true)
-            }
-        };
-        let now = self.platform.clock.now_ms();
-        let (url, url_expires_at) = self
-            .relink(&key, None, None, now)
-            .expect("a key without a link always gets one");
+        let (url, url_expires_at) = self.new_link(&key);
         self.record(
             target,
             &MediaRow {
@@ -691,6 +689,72 @@ impl<'a> MediaCopier<'a> {
             content_type,
             uploaded,
         }))
+    }
+
+    /// The link of a new copy under `key`: public, or presigned from now.
+    pub(super) fn new_link(&self, key: &str) -> (String, Option<i64>) {
+        let now = self.platform.clock.now_ms();
+        self.relink(key, None, None, now)
+            .expect("a key without a link always gets one")
+    }
+
+    /// Streams `source` from the media host into the store under `key(extension)`, the extension given
+    /// by `extension` for the content type ([`choose_content_type`]); an object already under that key
+    /// with the download's size is not uploaded again. Records nothing: that is the caller's.
+    pub(super) async fn transfer(
+        &self,
+        source: &MediaSource,
+        extension: fn(&str) -> &'static str,
+        key: impl Fn(&str) -> String,
+        metadata: Vec<(String, String)>,
+    ) -> Result<Transfer, MediaError> {
+        self.check_on_media_host(&source.url)?;
+        let download = match self.download(&source.url).await? {
+            Download::Found(download) => download,
+            Download::Gone => {
+                let content_type =
+                    choose_content_type(source.content_type.as_deref(), None, extension);
+                return Ok(Transfer::Gone {
+                    key: key(extension(&content_type)),
+                    content_type,
+                });
+            }
+        };
+        let content_type = choose_content_type(
+            source.content_type.as_deref(),
+            download.header("content-type"),
+            extension,
+        );
+        let key = key(extension(&content_type));
+        let expected = download
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let client = S3Client::new(self.platform, &self.store);
+        let store_error = |error| MediaError::Store {
+            key: key.clone(),
+            error,
+        };
+        let existing = client.head(&key).await.map_err(store_error)?;
+        let (size, uploaded) = match (expected, existing) {
+            // Dropping the download here abandons its body unread.
+            (Some(expected), Some(existing)) if existing.size == expected => (expected, false),
+            _ => {
+                let attributes = ObjectAttributes {
+                    content_type: content_type.clone(),
+                    metadata,
+                };
+                let size = self
+                    .upload(&client, &key, attributes, download, expected, &source.url)
+                    .await?;
+                (size, true)
+            }
+        };
+        Ok(Transfer::Stored {
+            key,
+            content_type,
+            size,
+            uploaded,
+        })
     }
 
     /// A copy recorded earlier, its link renewed if it is about to stop working.
@@ -1024,15 +1088,29 @@ mod tests {
             assert_eq!(extension_for(content_type), extension, "{content_type}");
         }
         assert_eq!(
-            choose_content_type(Some("audio/mpeg"), Some("application/octet-stream")),
+            choose_content_type(
+                Some("audio/mpeg"),
+                Some("application/octet-stream"),
+                extension_for
+            ),
             "audio/mpeg"
         );
         assert_eq!(
-            choose_content_type(Some("application/octet-stream"), Some("audio/ogg")),
+            choose_content_type(
+                Some("application/octet-stream"),
+                Some("audio/ogg"),
+                extension_for
+            ),
             "audio/ogg"
         );
-        assert_eq!(choose_content_type(None, Some("video/mp4")), "video/mp4");
-        assert_eq!(choose_content_type(None, None), "application/octet-stream");
+        assert_eq!(
+            choose_content_type(None, Some("video/mp4"), extension_for),
+            "video/mp4"
+        );
+        assert_eq!(
+            choose_content_type(None, None, extension_for),
+            "application/octet-stream"
+        );
     }
 
     #[test]

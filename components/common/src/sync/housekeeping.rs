@@ -3,9 +3,10 @@
 //!
 //! Storage is read with one paginated `ListObjectsV2` walk over the whole bucket (every page, so counts
 //! and sizes are exact whatever the object count), grouped by top-level prefix (`recordings/`,
-//! `voicemails/`, …). With `recordings_retention_days` set, objects under `recordings/` and `voicemails/`
-//! older than that are deleted during the same walk; their age is the call's date in the key
-//! (`recordings/YYYY/MM/DD/…`), else the object's `LastModified`.
+//! `voicemails/`, `media/`, …). With `recordings_retention_days` set, objects under `recordings/`,
+//! `voicemails/` and `media/` (message pictures and files) older than that are deleted during the same
+//! walk; their age is the call's or message's date in the key (`recordings/YYYY/MM/DD/…`), else the
+//! object's `LastModified`.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use crate::platform::Platform;
 use crate::storage::s3::{ListedObject, ObjectStore, S3Client, StoreError, LIST_PAGE_SIZE};
 
 /// Prefixes retention applies to; anything else in the bucket is not the app's to delete.
-const RETAINED_PREFIXES: [&str; 2] = ["recordings/", "voicemails/"];
+const RETAINED_PREFIXES: [&str; 3] = ["recordings/", "voicemails/", "media/"];
 /// Rate-limit windows are per second; a minute of them is plenty to keep.
 const RATE_WINDOWS_KEPT_MS: i64 = 60_000;
 /// Tick rows are one a minute: a day of them is enough to see what the ticks did.
@@ -231,13 +232,16 @@ async fn walk_storage(
     }
 }
 
-/// Drops a deleted object from `media_objects`, so the media counts on `/stats` match the bucket.
+/// Drops a deleted object from `media_objects` or `message_media`, so the media counts on `/stats` match
+/// the bucket.
 fn forget(platform: &Platform, key: &str) {
-    if let Err(e) = platform
-        .sql
-        .execute("DELETE FROM media_objects WHERE key = ?1", &[key.into()])
-    {
-        tracing::warn!(key, error = %format!("{e:#}"), "forgetting a deleted object failed");
+    for statement in [
+        "DELETE FROM media_objects WHERE key = ?1",
+        "DELETE FROM message_media WHERE key = ?1",
+    ] {
+        if let Err(e) = platform.sql.execute(statement, &[key.into()]) {
+            tracing::warn!(key, error = %format!("{e:#}"), "forgetting a deleted object failed");
+        }
     }
 }
 

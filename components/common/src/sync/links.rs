@@ -1,5 +1,6 @@
-//! Presigned recording links last 7 days (the longest SigV4 allows): each periodic run renews those that
-//! expire within a day and puts them on the call pages, recording them only once the page has them.
+//! Presigned links last 7 days (the longest SigV4 allows): each periodic run renews the recording and
+//! message-media links that expire within a day and puts them on the call and message pages, recording them
+//! only once the page has them.
 
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
@@ -12,7 +13,7 @@ use super::SyncSettings;
 /// Links are renewed when they would stop working within this many days.
 const RENEW_WITHIN_DAYS: u32 = 1;
 
-/// Renews expiring links; returns how many calls' pages were updated, and the problems met.
+/// Renews expiring links; returns how many calls' and messages' pages were updated, and the problems met.
 pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<String>) {
     let Some(storage) = &settings.storage else {
         return (0, Vec::new());
@@ -21,7 +22,15 @@ pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<
         Ok(copier) => copier,
         Err(e) => return (0, vec![format!("link renewal: {e:#}")]),
     };
-    let due = match copier.refresh_expiring_links(RENEW_WITHIN_DAYS) {
+    let due = copier
+        .refresh_expiring_links(RENEW_WITHIN_DAYS)
+        .and_then(|calls| {
+            Ok((
+                calls,
+                copier.refresh_expiring_message_links(RENEW_WITHIN_DAYS)?,
+            ))
+        });
+    let (due, messages_due) = match due {
         Ok(due) => due,
         Err(e) => return (0, vec![format!("link renewal: {e:#}")]),
     };
@@ -44,6 +53,18 @@ pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<
         match result {
             Ok(()) => renewed += 1,
             Err(e) => errors.push(format!("links of {}: {e}", links.call_id)),
+        }
+    }
+    for links in &messages_due {
+        let result = match writer.relink_message(links).await {
+            Ok(()) => copier
+                .record_message_links(links)
+                .map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => renewed += 1,
+            Err(e) => errors.push(format!("links of {}: {e}", links.message_id)),
         }
     }
     (renewed, errors)

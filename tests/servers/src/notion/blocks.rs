@@ -109,7 +109,7 @@ fn parse_block(
     let (data, children) = if TEXT_BLOCKS.contains(&kind) {
         text_block(kind, data, &data_path, level, count)?
     } else if MEDIA_BLOCKS.contains(&kind) {
-        (media_block(data, &data_path)?, Vec::new())
+        (media_block(kind, data, &data_path)?, Vec::new())
     } else if URL_BLOCKS.contains(&kind) {
         only_keys(data, &["url", "caption"], &data_path)?;
         let url = data.get("url").and_then(Value::as_str).ok_or_else(|| {
@@ -194,8 +194,15 @@ fn text_block(
     Ok((out, children))
 }
 
-fn media_block(data: &Map<String, Value>, path: &str) -> Result<Value, NotionError> {
-    only_keys(data, &["type", "external", "caption", "name"], path)?;
+/// An external media block. Notion documents `name` for file blocks only (an image, video, PDF or audio
+/// block is named by its URL), and answers a file block with its `name`: the one given, else the last
+/// segment of the URL's path.
+fn media_block(kind: &str, data: &Map<String, Value>, path: &str) -> Result<Value, NotionError> {
+    if kind == "file" {
+        only_keys(data, &["type", "external", "caption", "name"], path)?;
+    } else {
+        only_keys(data, &["type", "external", "caption"], path)?;
+    }
     if data.get("type").is_some_and(|kind| kind != "external") {
         return Err(NotionError::unsupported(
             "a media block that is not `external`",
@@ -215,7 +222,25 @@ fn media_block(data: &Map<String, Value>, path: &str) -> Result<Value, NotionErr
         data.get("caption").unwrap_or(&json!([])),
         &format!("{path}.caption"),
     )?;
-    Ok(json!({ "type": "external", "external": { "url": url }, "caption": caption }))
+    let mut out = json!({ "type": "external", "external": { "url": url }, "caption": caption });
+    if kind == "file" {
+        let name = match data.get("name") {
+            None => url
+                .split(['?', '#'])
+                .next()
+                .and_then(|u| u.rsplit('/').next())
+                .unwrap_or_default()
+                .to_owned(),
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => {
+                return Err(NotionError::validation(format!(
+                    "body failed validation: {path}.name should be a string, instead was `{other}`."
+                )))
+            }
+        };
+        out["name"] = json!(name);
+    }
+    Ok(out)
 }
 
 fn check_url(url: &str, path: &str) -> Result<(), NotionError> {
