@@ -384,7 +384,7 @@ pub struct MediaCopier<'a> {
     pub(super) platform: &'a Platform,
     store: ObjectStore,
     media_base: url::Url,
-    public_base_url: Option<String>,
+    pub(super) public_base_url: Option<String>,
 }
 
 impl<'a> MediaCopier<'a> {

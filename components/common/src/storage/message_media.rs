@@ -273,11 +273,22 @@ impl MediaCopier<'_> {
         within_days: u32,
     ) -> anyhow::Result<Vec<MessageLinks>> {
         let valid_until = self.platform.clock.now_ms() + i64::from(within_days) * DAY_MS;
-        let rows = self.platform.sql.execute(
-            "SELECT message_id, position, key, url, url_expires_at
-             FROM message_media WHERE state = 'stored' ORDER BY message_id, position",
-            &[],
-        )?;
+        // Only rows that may need a new link are read (the expiry index serves the presigned case).
+        let rows = match &self.public_base_url {
+            Some(base) => self.platform.sql.execute(
+                "SELECT message_id, position, key, url, url_expires_at FROM message_media
+                 WHERE state = 'stored'
+                   AND (url_expires_at IS NOT NULL OR url IS NULL OR substr(url, 1, length(?1)) != ?1)
+                 ORDER BY message_id, position",
+                &[format!("{base}/").into()],
+            )?,
+            None => self.platform.sql.execute(
+                "SELECT message_id, position, key, url, url_expires_at FROM message_media
+                 WHERE state = 'stored' AND (url_expires_at IS NULL OR url_expires_at < ?1)
+                 ORDER BY message_id, position",
+                &[valid_until.into()],
+            )?,
+        };
         let mut changed: Vec<(String, Vec<RenewedLink>)> = Vec::new();
         for row in rows.iter() {
             let message_id = row.str("message_id")?;
