@@ -60,6 +60,55 @@ fn today_key(prefix: &str, now: i64, name: &str) -> String {
 }
 
 #[tokio::test]
+async fn retention_takes_old_message_media_and_their_rows_too() {
+    let setup = setup().await;
+    let client = S3Client::new(&setup.platform, &setup.store);
+    let now = setup.clock.now_ms();
+    let old = "media/2020/01/01/AC9-1.jpg";
+    let recent = today_key("media/", now, "AC8-1.jpg");
+    put(&client, old, 40).await;
+    put(&client, &recent, 60).await;
+    for (id, key) in [("AC9", old), ("AC8", recent.as_str())] {
+        setup
+            .platform
+            .sql
+            .execute(
+                "INSERT INTO message_media (message_id, position, key, state, size, created_at, updated_at)
+                 VALUES (?1, 1, ?2, 'stored', 1, 0, 0)",
+                &[id.into(), key.into()],
+            )
+            .unwrap();
+    }
+    let report = walk_storage(&setup.platform, &client, 30, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.deleted,
+        PrefixStats {
+            objects: 1,
+            bytes: 40
+        }
+    );
+    assert_eq!(
+        report.prefixes["media/"],
+        PrefixStats {
+            objects: 1,
+            bytes: 60
+        }
+    );
+    let rows = setup
+        .platform
+        .sql
+        .execute("SELECT key FROM message_media", &[])
+        .unwrap();
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|r| r.str("key").unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, [recent], "the deleted object's row goes with it");
+}
+
+#[tokio::test]
 async fn statistics_cover_every_page_and_retention_deletes_only_old_recordings() {
     let setup = setup().await;
     let client = S3Client::new(&setup.platform, &setup.store);
