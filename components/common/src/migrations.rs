@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_message_media.sql",
         sql: include_str!("../../../migrations/0007_message_media.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_minute_metrics.sql",
+        sql: include_str!("../../../migrations/0008_minute_metrics.sql"),
+    },
 ];
 
 /// A claim older than this belongs to an instance that died mid-migration.
@@ -276,7 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
         let first = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(first.applied, vec![1, 2, 3, 7]);
+        assert_eq!(first.applied, vec![1, 2, 3, 7, 8]);
         let names = tables(&platform);
         for expected in [
             "events",
@@ -300,6 +305,7 @@ mod tests {
             "notion_schemas",
             "canvas_relinks",
             "notion_pages_gone",
+            "metrics_minutes",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
@@ -311,7 +317,7 @@ mod tests {
             second,
             Report {
                 applied: vec![],
-                already_applied: vec![1, 2, 3, 7]
+                already_applied: vec![1, 2, 3, 7, 8]
             }
         );
         // The views are queryable, not just declared.
@@ -388,7 +394,7 @@ mod tests {
             )
             .unwrap();
         let report = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(report.applied, vec![1, 2, 3, 7]);
+        assert_eq!(report.applied, vec![1, 2, 3, 7, 8]);
     }
 
     #[tokio::test]

@@ -136,6 +136,134 @@ pub struct PendingCounts {
     pub gave_up: i64,
 }
 
+/// The APIs `/stats` and the status page report on.
+const SERVICES: [Service; 4] = [
+    Service::OpenPhone,
+    Service::Notion,
+    Service::S3,
+    Service::Media,
+];
+/// The name under which [`sample_queue_depth`] keeps the queue depth per minute.
+const QUEUE_WAITING: &str = "queue.waiting";
+const HOUR_MS: i64 = 60 * 60 * 1000;
+/// Hours the status page's event chart covers.
+pub const HOURS_SHOWN: usize = 24;
+
+/// The last 24 hours, for the status page's charts.
+#[derive(Debug, PartialEq)]
+pub struct LastDay {
+    /// When it was read (epoch ms).
+    pub now_ms: i64,
+    /// Events that reached an outcome in each of the last [`HOURS_SHOWN`] hours (UTC clock hours, the last
+    /// one the current hour so far), oldest first.
+    pub outcomes_per_hour: Vec<HourOutcomes>,
+    /// Events waiting or being processed, the peak of each of the last
+    /// [`MINUTES_KEPT`](metrics::MINUTES_KEPT) minutes as the drains found it, oldest first; `None` for a
+    /// minute no drain ran in.
+    pub queue_waiting: Vec<Option<i64>>,
+    /// Requests per minute to each API, for the same minutes.
+    pub api_per_minute: Vec<ApiMinutes>,
+}
+
+/// How many events reached each outcome in one hour.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HourOutcomes {
+    /// Start of the hour (epoch ms).
+    pub start_ms: i64,
+    /// Processed.
+    pub done: i64,
+    /// Stored without processing (types the sync ignores).
+    pub skipped: i64,
+    /// Given up on.
+    pub dead: i64,
+}
+
+/// One API's requests per minute.
+#[derive(Debug, PartialEq)]
+pub struct ApiMinutes {
+    /// The API (`openphone`, `notion`, …).
+    pub name: &'static str,
+    /// Its shared budget per minute (the per-second budget × 60), if it has one.
+    pub budget_per_minute: Option<i64>,
+    /// Requests in each minute, oldest first.
+    pub requests: Vec<i64>,
+}
+
+/// Records how many events wait or are being processed as this minute's queue depth (the minute keeps its
+/// peak). The drain calls it each time it starts, so a tick samples it at least once a minute. A failure is
+/// logged, never returned: sampling must not stop a drain.
+pub fn sample_queue_depth(platform: &Platform) {
+    let waiting = platform
+        .sql
+        .execute(
+            "SELECT COUNT(*) AS n FROM events WHERE state IN ('pending', 'leased')",
+            &[],
+        )
+        .and_then(|rows| rows.first().map_or(Ok(0), |r| r.i64("n")));
+    match waiting {
+        Ok(n) => metrics::peak(platform, QUEUE_WAITING, n),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sample the queue depth"),
+    }
+}
+
+/// Reads the last 24 hours: outcomes per hour from the `events` table (by when each event reached its
+/// outcome), queue depth and API requests per minute from [`metrics::last_day`].
+pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
+    let now_ms = platform.clock.now_ms();
+    let current_hour = now_ms.div_euclid(HOUR_MS);
+    let first_hour = current_hour - HOURS_SHOWN as i64 + 1;
+    let mut outcomes_per_hour: Vec<HourOutcomes> = (first_hour..=current_hour)
+        .map(|hour| HourOutcomes {
+            start_ms: hour * HOUR_MS,
+            ..HourOutcomes::default()
+        })
+        .collect();
+    // `events_finished (state, finished_at)` answers this without reading the payloads.
+    let rows = platform.sql.execute(
+        "SELECT state, finished_at / ?2 AS hour, COUNT(*) AS n FROM events
+         WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
+         GROUP BY state, hour",
+        &[(first_hour * HOUR_MS).into(), HOUR_MS.into()],
+    )?;
+    for row in rows.iter() {
+        let Some(hour) = usize::try_from(row.i64("hour")? - first_hour)
+            .ok()
+            .and_then(|i| outcomes_per_hour.get_mut(i))
+        else {
+            // Finished "in the future": another instance's clock is ahead; the next read shows it.
+            continue;
+        };
+        let n = row.i64("n")?;
+        match row.str("state")? {
+            "done" => hour.done = n,
+            "skipped" => hour.skipped = n,
+            _ => hour.dead = n,
+        }
+    }
+    let mut waiting = metrics::last_day(platform, QUEUE_WAITING)?;
+    let queue_waiting = waiting
+        .remove(QUEUE_WAITING)
+        .unwrap_or_else(|| vec![None; metrics::MINUTES_KEPT as usize]);
+    let mut requests = metrics::last_day(platform, "requests.")?;
+    let api_per_minute = SERVICES
+        .into_iter()
+        .map(|s| ApiMinutes {
+            name: s.name(),
+            budget_per_minute: s.per_second().map(|b| b * 60),
+            requests: requests
+                .remove(&format!("requests.{}", s.name()))
+                .map(|minutes| minutes.into_iter().map(|m| m.unwrap_or(0)).collect())
+                .unwrap_or_else(|| vec![0; metrics::MINUTES_KEPT as usize]),
+        })
+        .collect();
+    Ok(LastDay {
+        now_ms,
+        outcomes_per_hour,
+        queue_waiting,
+        api_per_minute,
+    })
+}
+
 fn iso(ms: Option<i64>) -> Option<String> {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -210,22 +338,17 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         metrics::today(platform, "")?.into_iter().collect();
     let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
     let (hits, misses) = (counter("canvas.hit"), counter("canvas.miss"));
-    let api = [
-        Service::OpenPhone,
-        Service::Notion,
-        Service::S3,
-        Service::Media,
-    ]
-    .into_iter()
-    .map(|s| {
-        let usage = ApiUse {
-            requests_today: counter(&format!("requests.{}", s.name())),
-            errors_today: counter(&format!("errors.{}", s.name())),
-            budget_per_second: s.per_second(),
-        };
-        (s.name(), usage)
-    })
-    .collect::<std::collections::BTreeMap<_, _>>();
+    let api = SERVICES
+        .into_iter()
+        .map(|s| {
+            let usage = ApiUse {
+                requests_today: counter(&format!("requests.{}", s.name())),
+                errors_today: counter(&format!("errors.{}", s.name())),
+                budget_per_second: s.per_second(),
+            };
+            (s.name(), usage)
+        })
+        .collect::<std::collections::BTreeMap<_, _>>();
     let errors_today = api.values().map(|a| a.errors_today).sum();
 
     let media = sql.execute(
@@ -372,5 +495,72 @@ mod tests {
         assert_eq!(stats.api["notion"].requests_today, 5);
         assert_eq!(stats.api["notion"].budget_per_second, Some(3));
         assert_eq!(stats.errors_today, 2);
+    }
+
+    #[tokio::test]
+    async fn the_last_day_counts_outcomes_per_hour_and_samples_the_queue() {
+        let (_dir, platform, clock) = crate::testing::migrated_platform().await;
+        let now = clock.now_ms();
+        let this_hour = now - now.rem_euclid(HOUR_MS);
+        let insert = |id: &str, state: &str, finished: Option<i64>| {
+            platform
+                .sql
+                .execute(
+                    "INSERT INTO events (id, type, lease_key, created_at, received_at, payload, state, available_at,
+                                         updated_at, finished_at)
+                     VALUES (?1, 'message.received', ?1, ?2, ?2, '{}', ?3, ?2, ?2, ?4)",
+                    &[id.into(), now.into(), state.into(), finished.into()],
+                )
+                .unwrap();
+        };
+        insert("EV1", "done", Some(now));
+        insert("EV2", "done", Some(this_hour));
+        insert("EV3", "skipped", Some(now));
+        insert("EV4", "dead", Some(this_hour - 1));
+        insert("EV5", "done", Some(this_hour - 23 * HOUR_MS));
+        insert("EV6", "done", Some(this_hour - 23 * HOUR_MS - 1));
+        insert("EV7", "pending", None);
+        insert("EV8", "leased", None);
+        sample_queue_depth(&platform);
+        metrics::count(&platform, "requests.notion", 4);
+
+        let day = last_day(&platform).unwrap();
+        assert_eq!(day.outcomes_per_hour.len(), HOURS_SHOWN);
+        let last = &day.outcomes_per_hour[HOURS_SHOWN - 1];
+        assert_eq!(
+            (last.start_ms, last.done, last.skipped, last.dead),
+            (this_hour, 2, 1, 0)
+        );
+        let previous = &day.outcomes_per_hour[HOURS_SHOWN - 2];
+        assert_eq!((previous.done, previous.dead), (0, 1));
+        let first = &day.outcomes_per_hour[0];
+        assert_eq!(
+            (first.start_ms, first.done),
+            (this_hour - 23 * HOUR_MS, 1),
+            "EV6 is older than the window"
+        );
+        let total: i64 = day
+            .outcomes_per_hour
+            .iter()
+            .map(|h| h.done + h.skipped + h.dead)
+            .sum();
+        assert_eq!(total, 5, "the waiting events have no outcome yet");
+
+        assert_eq!(day.queue_waiting.last(), Some(&Some(2)));
+        assert!(day.queue_waiting[..day.queue_waiting.len() - 1]
+            .iter()
+            .all(Option::is_none));
+        let notion = day
+            .api_per_minute
+            .iter()
+            .find(|a| a.name == "notion")
+            .unwrap();
+        assert_eq!(notion.budget_per_minute, Some(180));
+        assert_eq!(notion.requests.last(), Some(&4));
+        let s3 = day.api_per_minute.iter().find(|a| a.name == "s3").unwrap();
+        assert_eq!(
+            (s3.budget_per_minute, s3.requests.iter().sum::<i64>()),
+            (None, 0)
+        );
     }
 }

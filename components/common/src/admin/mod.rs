@@ -71,8 +71,8 @@ pub fn status(platform: &Platform, request: &Request) -> Response {
             return refusal;
         }
     }
-    match stats::collect(platform) {
-        Ok(stats) => Response::html(200, status_page::render(&stats)),
+    match stats::collect(platform).and_then(|s| Ok((s, stats::last_day(platform)?))) {
+        Ok((stats, day)) => status_page::response(&stats, &day),
         Err(e) => Response::error(500, format!("could not read the stats: {e:#}")),
     }
 }

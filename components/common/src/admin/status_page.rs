@@ -1,11 +1,18 @@
-//! `GET /status`: the numbers of `/stats` as a page a person would rather look at. A browser cannot send a
+//! `GET /status`: the numbers of `/stats` as a page a person would rather look at, led by the last 24 hours
+//! as charts (events per hour by outcome, queue depth, API requests per minute against each budget) drawn
+//! on the server as inline SVG ([`chart`]): the page has no script and loads nothing else, which its
+//! `Content-Security-Policy` ([`CONTENT_SECURITY_POLICY`]) holds any browser to. A browser cannot send a
 //! bearer token, so the page also opens with a short-lived signed link (`GET /admin/status-link` hands one
 //! out to a holder of the admin token).
+
+pub mod chart;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::stats::Stats;
+use crate::api::Response;
+use crate::stats::{LastDay, Stats};
+use chart::{Bar, BarChart, Key, LineChart, Tick};
 
 /// How long a signed status link works.
 pub const LINK_TTL_MS: i64 = 15 * 60 * 1000;
@@ -91,8 +98,198 @@ fn bytes(n: i64) -> String {
     }
 }
 
+/// What the page may load: nothing but its own inline styles and the `data:` favicon that keeps the
+/// browser from asking for `/favicon.ico`. No script, no external asset, no form, no framing.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The page as a `200` response, with its [`CONTENT_SECURITY_POLICY`].
+pub fn response(stats: &Stats, day: &LastDay) -> Response {
+    let mut response = Response::html(200, render(stats, day));
+    response.headers.push((
+        "content-security-policy".into(),
+        CONTENT_SECURITY_POLICY.into(),
+    ));
+    response
+}
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+const MINUTE_MS: i64 = 60 * 1000;
+/// Colours of the event outcomes, in the order the bars stack them.
+const OUTCOMES: [Key<'static>; 3] = [
+    Key {
+        name: "done",
+        color: "#2a9d8f",
+    },
+    Key {
+        name: "skipped",
+        color: "#a8b0b8",
+    },
+    Key {
+        name: "dead",
+        color: "#d62828",
+    },
+];
+
+/// `HH:00` (UTC) of an epoch hour start.
+fn clock_hour(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%H:00")
+        .to_string()
+}
+
+/// Labels for a window of `slots` evenly spaced slots starting at `first_ms`, `slot_ms` each: every UTC
+/// hour divisible by six, and "now" at the right edge.
+fn time_ticks(first_ms: i64, slot_ms: i64, slots: usize) -> Vec<Tick> {
+    let span = slot_ms * slots as i64;
+    let first_mark = first_ms + (6 * HOUR_MS - first_ms.rem_euclid(6 * HOUR_MS)) % (6 * HOUR_MS);
+    let mut ticks: Vec<Tick> = (0..)
+        .map(|i| first_mark + i * 6 * HOUR_MS)
+        .take_while(|at| *at < first_ms + span)
+        .map(|at| Tick {
+            at: (at - first_ms) as f64 / span as f64,
+            label: clock_hour(at),
+        })
+        // Room for "now".
+        .filter(|tick| tick.at < 0.88)
+        .collect();
+    ticks.push(Tick {
+        at: 1.0,
+        label: "now".into(),
+    });
+    ticks
+}
+
+fn api_title(name: &str) -> &str {
+    match name {
+        "openphone" => "OpenPhone",
+        "notion" => "Notion",
+        "s3" => "Object storage (S3)",
+        "media" => "Recording downloads",
+        other => other,
+    }
+}
+
+/// The "Last 24 hours" section: one figure per chart, each with a caption that says its numbers.
+fn charts(day: &LastDay) -> String {
+    let mut html = String::from("<h2>Last 24 hours <small>(UTC)</small></h2>");
+
+    let hours = &day.outcomes_per_hour;
+    let bars: Vec<Bar> = hours
+        .iter()
+        .map(|h| Bar {
+            title: format!(
+                "{}–{} UTC: {} done, {} skipped, {} dead",
+                clock_hour(h.start_ms),
+                clock_hour(h.start_ms + HOUR_MS),
+                h.done,
+                h.skipped,
+                h.dead
+            ),
+            values: vec![h.done, h.skipped, h.dead],
+        })
+        .collect();
+    let first_hour = hours.first().map_or(day.now_ms, |h| h.start_ms);
+    let total = |f: fn(&crate::stats::HourOutcomes) -> i64| hours.iter().map(f).sum::<i64>();
+    let legend: String = OUTCOMES
+        .iter()
+        .map(|k| {
+            format!(
+                "<span class=\"item\"><span class=\"key\" style=\"background:{}\"></span>{}</span>",
+                k.color, k.name
+            )
+        })
+        .collect();
+    html.push_str(&figure(
+        "Events per hour, by outcome",
+        &legend,
+        &chart::bars(&BarChart {
+            id: "events",
+            title: "Events per hour, by outcome",
+            keys: &OUTCOMES,
+            bars: &bars,
+            x_ticks: &time_ticks(first_hour, HOUR_MS, hours.len()),
+            empty: "no event reached an outcome",
+        }),
+        &format!(
+            "{} done, {} skipped, {} dead",
+            total(|h| h.done),
+            total(|h| h.skipped),
+            total(|h| h.dead)
+        ),
+    ));
+
+    let minutes = day.queue_waiting.len();
+    let first_minute = (day.now_ms.div_euclid(MINUTE_MS) - minutes as i64 + 1) * MINUTE_MS;
+    let minute_ticks = time_ticks(first_minute, MINUTE_MS, minutes);
+    let samples: Vec<i64> = day.queue_waiting.iter().flatten().copied().collect();
+    let queue_note = match (
+        day.queue_waiting.iter().rev().flatten().next(),
+        samples.iter().max(),
+    ) {
+        (Some(last), Some(peak)) => format!("last sample {last}, peak {peak}"),
+        _ => "no drain ran: nothing sampled".to_owned(),
+    };
+    html.push_str(&figure(
+        "Queue depth",
+        "events waiting or being processed, peak per minute",
+        &chart::line(&LineChart {
+            id: "queue",
+            title: "Queue depth, peak per minute",
+            color: "#e07a1f",
+            points: &day.queue_waiting,
+            limit: None,
+            x_ticks: &minute_ticks,
+            empty: "no drain ran",
+        }),
+        &queue_note,
+    ));
+
+    for api in &day.api_per_minute {
+        let title = api_title(api.name);
+        let peak = api.requests.iter().copied().max().unwrap_or(0);
+        let sum: i64 = api.requests.iter().sum();
+        let points: Vec<Option<i64>> = api.requests.iter().copied().map(Some).collect();
+        let budget_label = api.budget_per_minute.map(|b| format!("budget {b}/min"));
+        let note = match api.budget_per_minute {
+            Some(budget) => format!(
+                "peak {peak}/min, {}% of the {budget}/min budget; {sum} in 24 h",
+                peak * 100 / budget.max(1)
+            ),
+            None => format!("peak {peak}/min; {sum} in 24 h; no shared budget"),
+        };
+        html.push_str(&figure(
+            &format!("{title} requests"),
+            "per minute",
+            &chart::line(&LineChart {
+                id: &format!("api-{}", api.name),
+                title: &format!("{title} requests per minute"),
+                color: "#1d4ed8",
+                points: &points,
+                limit: api.budget_per_minute.zip(budget_label.as_deref()),
+                x_ticks: &minute_ticks,
+                empty: "no requests",
+            }),
+            &note,
+        ));
+    }
+    html
+}
+
+/// A chart with its caption (`title`, then `detail`, which is trusted markup) and a note under it.
+fn figure(title: &str, detail: &str, svg: &str, note: &str) -> String {
+    format!(
+        "<figure><figcaption><b>{}</b> <span class=\"detail\">{detail}</span></figcaption>{svg}\
+         <p class=\"note\">{}</p></figure>",
+        escape(title),
+        escape(note)
+    )
+}
+
 /// The page.
-pub fn render(stats: &Stats) -> String {
+pub fn render(stats: &Stats, day: &LastDay) -> String {
     let q = &stats.queue;
     let queue = table(
         "Queue",
@@ -210,18 +407,25 @@ pub fn render(stats: &Stats) -> String {
         ),
         None => "<p>No periodic run yet.</p>".into(),
     };
+    let charts = charts(day);
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>openphone-notion-sync status</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"><style>\
-         body{{font:14px system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin-bottom:1rem}}\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><link rel=\"icon\" href=\"data:,\"><style>\
+         body{{font:15px/1.4 system-ui,sans-serif;margin:0 auto;padding:.75rem;max-width:46rem;color:#222}}\
+         h1{{font-size:1.3rem;margin:.3rem 0}}h2{{font-size:1.1rem;margin:1.4rem 0 .5rem}}h2 small{{font-weight:normal;color:#666}}\
+         figure{{margin:0 0 1.1rem}}figcaption{{font-size:.95rem}}.detail,.note{{color:#555;font-size:.85rem}}\
+         .note{{margin:.1rem 0 0}}svg{{display:block;height:auto}}\
+         .key{{display:inline-block;width:.75em;height:.75em;margin:0 .25em 0 .7em;border-radius:2px;vertical-align:-.05em}}\
+         .item{{white-space:nowrap}}.scroll{{overflow-x:auto}}table{{border-collapse:collapse;margin-bottom:1rem}}\
          th,td{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}th{{background:#f4f4f4}}</style></head>\
-         <body><h1>openphone-notion-sync</h1>{run}{queue}{dlq}{numbers}{api}{other}</body></html>"
+         <body><h1>openphone-notion-sync</h1>{run}{charts}<div class=\"scroll\">{queue}{dlq}{numbers}{api}{other}</div></body></html>"
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::platform::Clock;
 
     #[test]
     fn links_expire_and_cannot_be_forged() {
@@ -239,6 +443,81 @@ mod tests {
         );
         assert!(!link_is_valid("", e, s, 1_000));
         assert!(!link_is_valid("tok", None, s, 1_000));
+    }
+
+    #[tokio::test]
+    async fn the_page_leads_with_the_charts_and_loads_nothing() {
+        let (_dir, platform, clock) = crate::testing::migrated_platform().await;
+        platform
+            .sql
+            .execute(
+                "INSERT INTO events (id, type, lease_key, created_at, received_at, payload, state, available_at,
+                                     updated_at, finished_at)
+                 VALUES ('EV1', 'message.received', 'EV1', ?1, ?1, '{}', 'done', ?1, ?1, ?1)",
+                &[clock.now_ms().into()],
+            )
+            .unwrap();
+        crate::metrics::count(&platform, "requests.openphone", 12);
+        crate::stats::sample_queue_depth(&platform);
+        let stats = crate::stats::collect(&platform).unwrap();
+        let day = crate::stats::last_day(&platform).unwrap();
+        let response = response(&stats, &day);
+        let page = String::from_utf8(response.body).unwrap();
+
+        let charts = [
+            "events",
+            "queue",
+            "api-openphone",
+            "api-notion",
+            "api-s3",
+            "api-media",
+        ];
+        for chart in charts {
+            assert!(
+                page.contains(&format!("data-chart=\"{chart}\"")),
+                "{chart} missing"
+            );
+        }
+        let first_chart = page.find("<svg").unwrap();
+        assert!(
+            first_chart < page.find("<table").unwrap(),
+            "the charts come first"
+        );
+        let hour = clock_hour(clock.now_ms() - clock.now_ms().rem_euclid(HOUR_MS));
+        assert!(page.contains(&format!("{hour}–")), "the current hour's bar");
+        assert!(page.contains(": 1 done, 0 skipped, 0 dead</title>"));
+        assert!(page.contains("peak 12/min, 2% of the 600/min budget; 12 in 24 h"));
+        assert!(page.contains(">budget 180/min</text>"));
+        assert!(page.contains("last sample 0, peak 0"));
+        for external in ["<script", "src=", "://", "url(", "@import"] {
+            assert!(!page.contains(external), "{external} in the page");
+        }
+        assert!(response
+            .headers
+            .iter()
+            .any(|(name, value)| name == "content-security-policy"
+                && value.starts_with("default-src 'none'")));
+    }
+
+    #[test]
+    fn time_labels_fall_on_six_hour_marks() {
+        let midnight = 1_760_918_400_000; // 2025-10-20T00:00:00Z
+        let ticks = time_ticks(midnight - HOUR_MS, HOUR_MS, 24);
+        let labels: Vec<(String, String)> = ticks
+            .iter()
+            .map(|t| (format!("{:.3}", t.at), t.label.clone()))
+            .collect();
+        let expected = [
+            ("0.042", "00:00"),
+            ("0.292", "06:00"),
+            ("0.542", "12:00"),
+            ("0.792", "18:00"),
+            ("1.000", "now"),
+        ];
+        assert_eq!(
+            labels,
+            expected.map(|(a, l)| (a.to_owned(), l.to_owned())).to_vec()
+        );
     }
 
     #[test]
