@@ -67,7 +67,7 @@ pub const VARIABLES: &[VariableSpec] = &[
     optional("recordings_retention_days", "0"),
     required("admin_token", true),
     optional("sync_interval_minutes", "360"),
-    optional("queue_max_attempts", "10"),
+    optional("queue_max_age_hours", "72"),
     optional("drain_concurrency", "4"),
     optional("log_level", "info"),
 ];
@@ -379,8 +379,9 @@ impl StorageConfig {
 pub struct SyncConfig {
     /// Minutes between periodic syncs.
     pub sync_interval_minutes: u32,
-    /// Attempts before an event goes to the dead-letter state.
-    pub queue_max_attempts: u32,
+    /// How long an event that keeps failing transiently is retried before it goes to the dead-letter
+    /// state (webhook senders retry for days; an outage of a day must lose nothing).
+    pub queue_max_age_hours: u32,
     /// Phone numbers processed at once by one drain.
     pub drain_concurrency: u32,
     /// The workspace's own numbers, never matched to a Canvas record.
@@ -406,7 +407,7 @@ impl SyncConfig {
         }
         let config = Self {
             sync_interval_minutes: loader.number("sync_interval_minutes"),
-            queue_max_attempts: loader.number("queue_max_attempts"),
+            queue_max_age_hours: loader.number("queue_max_age_hours"),
             drain_concurrency: loader.number("drain_concurrency"),
             self_phone_numbers,
             canvas_create_unknown: loader.flag("canvas_create_unknown"),
@@ -414,8 +415,8 @@ impl SyncConfig {
         if config.sync_interval_minutes == 0 {
             loader.invalid("sync_interval_minutes: must be at least 1".into());
         }
-        if config.queue_max_attempts == 0 {
-            loader.invalid("queue_max_attempts: must be at least 1".into());
+        if config.queue_max_age_hours == 0 {
+            loader.invalid("queue_max_age_hours: must be at least 1".into());
         }
         if config.drain_concurrency == 0 {
             loader.invalid("drain_concurrency: must be at least 1".into());

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_minute_metrics.sql",
         sql: include_str!("../../../migrations/0008_minute_metrics.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_outages.sql",
+        sql: include_str!("../../../migrations/0009_outages.sql"),
+    },
 ];
 
 /// A claim older than this belongs to an instance that died mid-migration.
@@ -203,12 +208,25 @@ fn claim(
 
 fn apply(platform: &Platform, migration: &Migration) -> anyhow::Result<()> {
     for (index, statement) in statements(migration.sql).iter().enumerate() {
-        platform
-            .sql
-            .execute(statement, &[])
-            .with_context(|| format!("{} statement {} failed", migration.name, index + 1))?;
+        match platform.sql.execute(statement, &[]) {
+            // SQLite has no `ADD COLUMN IF NOT EXISTS`: a migration taken over after its first
+            // instance died half-way finds its columns there already.
+            Err(e) if is_column_added_before(statement, &e) => {}
+            other => {
+                other.with_context(|| {
+                    format!("{} statement {} failed", migration.name, index + 1)
+                })?;
+            }
+        }
     }
     Ok(())
+}
+
+fn is_column_added_before(statement: &str, error: &anyhow::Error) -> bool {
+    let statement = statement.to_ascii_uppercase();
+    statement.starts_with("ALTER TABLE")
+        && statement.contains("ADD COLUMN")
+        && format!("{error:#}").contains("duplicate column name")
 }
 
 /// Splits a migration file into statements: a statement ends with `;` at the end of a line. `--` comments
@@ -276,12 +294,16 @@ mod tests {
         );
     }
 
+    fn versions() -> Vec<i64> {
+        MIGRATIONS.iter().map(|m| m.version).collect()
+    }
+
     #[tokio::test]
     async fn applies_the_schema_and_a_second_run_applies_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
         let first = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(first.applied, vec![1, 2, 3, 7, 8]);
+        assert_eq!(first.applied, versions());
         let names = tables(&platform);
         for expected in [
             "events",
@@ -317,7 +339,7 @@ mod tests {
             second,
             Report {
                 applied: vec![],
-                already_applied: vec![1, 2, 3, 7, 8]
+                already_applied: versions()
             }
         );
         // The views are queryable, not just declared.
@@ -394,7 +416,7 @@ mod tests {
             )
             .unwrap();
         let report = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(report.applied, vec![1, 2, 3, 7, 8]);
+        assert_eq!(report.applied, versions());
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 pub mod app;
 pub mod s3_proxy;
 pub mod spin;
-pub mod workload;
+/// The workloads live in `test_servers`, shared with the simulation (`tests/sim`).
+pub use test_servers::workload;
 
 /// The four components: Spin component id and the `.wasm` file cargo writes.
 pub const COMPONENTS: &[(&str, &str)] = &[

@@ -19,6 +19,7 @@ pub mod notion;
 pub mod openphone;
 pub mod s3;
 pub mod webhooks;
+pub mod workload;
 
 mod runtime;
 mod stats;

@@ -14,8 +14,8 @@ use crate::webhook::EventType;
 /// Why an event was not processed; decides what the queue does with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessError {
-    /// Worth another attempt later (network trouble, 429, 5xx): back to `pending` with backoff, no
-    /// sooner than `retry_after`; `dead` once the attempts are used up.
+    /// Worth another attempt later (network trouble, 5xx): back to `pending` with backoff, no sooner
+    /// than `retry_after`; `dead` once the event is older than `queue_max_age_hours`.
     #[error("{message}")]
     Retryable {
         /// What failed.
@@ -23,7 +23,7 @@ pub enum ProcessError {
         /// The API's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
     },
-    /// Will fail the same way every time (400/401/403/404 from an API, bad data): `dead` at once.
+    /// Will fail the same way every time (400/404 from an API, bad data): `dead` at once.
     #[error("{message}")]
     Permanent {
         /// What failed.
@@ -37,6 +37,28 @@ pub enum ProcessError {
         message: String,
         /// When to look again.
         retry_after: Duration,
+    },
+    /// Nothing is wrong with the event: the API asked us to slow down (`429`), or this drain's lease on
+    /// the number ran out. Back to `pending` after `retry_after`, without spending an attempt; never
+    /// `dead` for it.
+    #[error("{message}")]
+    Throttled {
+        /// What happened.
+        message: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// An API refuses our credentials (`401`, `403`): every event would fail alike until a person
+    /// fixes the token or the sharing. The drain opens the API's breaker and pauses; the event waits,
+    /// unspent.
+    #[error("{message}")]
+    Unauthorized {
+        /// The API (`notion`, `openphone`).
+        service: String,
+        /// Its status.
+        status: u16,
+        /// What it said.
+        message: String,
     },
 }
 
@@ -59,7 +81,10 @@ impl ProcessError {
 
 impl From<LeaseLost> for ProcessError {
     fn from(lost: LeaseLost) -> Self {
-        ProcessError::retryable(format!("{lost}; stopped before the next write"))
+        ProcessError::Throttled {
+            message: format!("{lost}; stopped before the next write"),
+            retry_after: Duration::from_secs(5),
+        }
     }
 }
 

@@ -5,8 +5,10 @@
 //! An event that fails retryably goes back to the queue with backoff and does not hold back the later
 //! events of its number (they do not depend on one another: every write is an idempotent upsert).
 
+pub mod breaker;
 mod handler;
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use anyhow::Context;
@@ -40,8 +42,8 @@ pub struct DrainOptions {
     pub budget_ms: i64,
     /// Phone numbers processed at once.
     pub concurrency: usize,
-    /// Attempts before an event goes to `dead`.
-    pub max_attempts: u32,
+    /// How long an event that keeps failing transiently is retried before it goes to `dead`.
+    pub max_age_ms: i64,
     /// How long events wait when their number's lease is held elsewhere.
     pub busy_delay_ms: i64,
     /// The per-number lease.
@@ -56,7 +58,7 @@ impl DrainOptions {
             event_lease_ms: 5 * 60 * 1000,
             budget_ms: 60 * 1000,
             concurrency: usize::try_from(sync.drain_concurrency).unwrap_or(1).max(1),
-            max_attempts: sync.queue_max_attempts.max(1),
+            max_age_ms: i64::from(sync.queue_max_age_hours.max(1)) * 3_600_000,
             busy_delay_ms: 5_000,
             lease: LeaseConfig::default(),
         }
@@ -76,7 +78,7 @@ pub enum Outcome {
         /// The error.
         error: String,
     },
-    /// `dead`: a permanent error, or its last attempt failed.
+    /// `dead`: a permanent error, or it kept failing past its age.
     Dead {
         /// The error.
         error: String,
@@ -86,8 +88,8 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
-    /// Given back unprocessed, not counted as an attempt (its number, or the page it writes, is busy
-    /// elsewhere).
+    /// Given back unprocessed, not counted as an attempt: its number or the page it writes is busy
+    /// elsewhere, the API asked us to slow down, or an API refuses our credentials (breaker open).
     Released {
         /// Why.
         reason: String,
@@ -124,6 +126,12 @@ pub struct DrainReport {
     pub batches: u32,
     /// Events buried because their drains kept stopping before an outcome.
     pub abandoned: Vec<String>,
+    /// Why the drain paused without leasing: an API's breaker is open (see [`breaker`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// Events that had given up during an outage, replayed because an event went through again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replayed: Vec<String>,
     /// Every event leased, in the order outcomes were recorded per number.
     pub events: Vec<EventReport>,
 }
@@ -185,34 +193,70 @@ pub async fn drain(
         let queue = Queue::new(&*platform.sql);
         let started = platform.clock.now_ms();
         let mut report = DrainReport {
-            abandoned: queue.bury_abandoned(options.max_attempts, started)?,
+            abandoned: queue.bury_abandoned(options.event_lease_ms, started)?,
             ..DrainReport::default()
         };
         // Keys found busy are not leased again in this run, so their events are not bounced back and forth.
         let mut busy: Vec<String> = Vec::new();
+        let mut replayed = false;
         while platform.clock.now_ms() - started < options.budget_ms {
             let now = platform.clock.now_ms();
-            let batch = queue.lease(
-                &owner,
-                now,
-                options.event_lease_ms,
-                options.batch_size,
-                &busy,
-            )?;
+            let breakers = breaker::open_breakers(&*platform.sql)?;
+            let probing = !breakers.is_empty();
+            let limit = if !probing {
+                options.batch_size
+            } else if breaker::take_probe(&*platform.sql, now)? {
+                1
+            } else {
+                let why = breakers
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{} refuses our credentials ({}): {}",
+                            b.service, b.status, b.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::warn!(reason = %why, "drain paused until a probe gets through");
+                report.paused = Some(why);
+                break;
+            };
+            let batch = queue.lease(&owner, now, options.event_lease_ms, limit, &busy)?;
             if batch.is_empty() {
                 break;
             }
             report.batches += 1;
+            let refused = Cell::new(false);
             let groups: Vec<GroupReport> = stream::iter(group_by_key(batch))
-                .map(|(key, events)| process_group(platform, router, options, key, events))
+                .map(|(key, events)| {
+                    process_group(platform, router, options, &refused, key, events)
+                })
                 .buffer_unordered(options.concurrency.max(1))
                 .collect()
                 .await;
+            let mut went_through = false;
             for group in groups {
                 if group.busy {
                     busy.push(group.key);
                 }
+                went_through |= group.events.iter().any(|e| e.outcome == Outcome::Done);
                 report.events.extend(group.events);
+            }
+            if went_through && probing {
+                let closed = breaker::close_all(&*platform.sql)?;
+                tracing::info!(services = ?closed, "breaker closed: an event went through");
+            }
+            if went_through && !replayed {
+                // Once per run: an event got through, so whatever gave up during an outage may too.
+                replayed = true;
+                report.replayed = queue.replay_given_up(platform.clock.now_ms())?;
+                if !report.replayed.is_empty() {
+                    tracing::info!(
+                        events = report.replayed.len(),
+                        "replayed events that gave up during an outage"
+                    );
+                }
             }
         }
         tracing::info!(
@@ -245,13 +289,25 @@ struct GroupReport {
     events: Vec<EventReport>,
 }
 
+/// Processes one number's events in order under its lease. `refused` is shared by the batch's groups:
+/// once an API refuses our credentials, no group tries another event.
 async fn process_group(
     platform: &Platform,
     router: &Router,
     options: &DrainOptions,
+    refused: &Cell<bool>,
     key: String,
     events: Vec<QueuedEvent>,
 ) -> GroupReport {
+    if refused.get() {
+        let reason = "an API refuses our credentials; waiting for the breaker's probe";
+        let events = release_all(platform, options, &events, reason);
+        return GroupReport {
+            key,
+            busy: false,
+            events,
+        };
+    }
     let lease = match Lease::acquire(platform, &key, options.lease) {
         Ok(Some(lease)) => lease,
         Ok(None) => {
@@ -289,17 +345,38 @@ async fn process_group(
             reports.extend(release_all(platform, options, &events[index..], &reason));
             break;
         }
-        if let Err(e) = queue.extend_leases(
-            &event.lease_owner,
-            platform.clock.now_ms(),
-            options.event_lease_ms,
-        ) {
+        let now = platform.clock.now_ms();
+        if let Err(e) = queue.extend_leases(&event.lease_owner, now, options.event_lease_ms) {
             tracing::warn!(error = %format!("{e:#}"), "extending event leases failed");
+        }
+        // An event that waited too long behind others may have been taken over by another drain: then it
+        // is that drain's to process, not this one's.
+        match queue.keep(event, now, options.event_lease_ms) {
+            Ok(true) => {}
+            Ok(false) => {
+                let reason =
+                    "its lease ran out while it waited, and another drain took it over".to_owned();
+                reports.push(report(event, Outcome::Unrecorded { reason }));
+                continue;
+            }
+            Err(e) => {
+                reports.push(report(
+                    event,
+                    Outcome::Unrecorded {
+                        reason: format!("{e:#}"),
+                    },
+                ));
+                continue;
+            }
         }
         let span = tracing::info_span!("event", id = %event.id, r#type = %event.event_type, attempt = event.attempts);
         let verdict = run_handler(router, held, event)
             .instrument(span.clone())
             .await;
+        let unauthorized = matches!(
+            verdict,
+            Verdict::Handled(Err(ProcessError::Unauthorized { .. }))
+        );
         if index + 1 == events.len() {
             // Let the number go before the last outcome is recorded: from then on another drain may lease
             // the number's next events, and must find the lease free rather than bounce them.
@@ -309,6 +386,13 @@ async fn process_group(
         }
         let outcome = span.in_scope(|| record(platform, options, event, verdict));
         reports.push(report(event, outcome));
+        if unauthorized || refused.get() {
+            // The rest would be refused alike: they wait for the breaker's probe.
+            refused.set(true);
+            let reason = "an API refuses our credentials; waiting for the breaker's probe";
+            reports.extend(release_all(platform, options, &events[index + 1..], reason));
+            break;
+        }
     }
     GroupReport {
         key,
@@ -363,12 +447,33 @@ fn record(
             let recorded = queue.release(event, now.saturating_add(delay), now);
             settle(recorded.map(|ok| ok.then_some(Outcome::Released { reason: message })))
         }
+        Verdict::Handled(Err(ProcessError::Throttled {
+            message,
+            retry_after,
+        })) => {
+            tracing::info!(reason = %message, "throttled; given back without spending an attempt");
+            let delay = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
+            let recorded = queue.release(event, now.saturating_add(delay), now);
+            settle(recorded.map(|ok| ok.then_some(Outcome::Released { reason: message })))
+        }
+        Verdict::Handled(Err(ProcessError::Unauthorized {
+            service,
+            status,
+            message,
+        })) => {
+            tracing::error!(service, status, error = %message, "credentials refused; opening the breaker");
+            if let Err(e) = breaker::open(&*platform.sql, &service, status, &message, now) {
+                tracing::error!(error = %format!("{e:#}"), "opening the breaker failed");
+            }
+            let recorded = queue.release(event, now, now);
+            settle(recorded.map(|ok| ok.then_some(Outcome::Released { reason: message })))
+        }
         Verdict::Handled(Err(ProcessError::Retryable {
             message,
             retry_after,
         })) => {
             tracing::warn!(error = %message, "retryable failure");
-            let recorded = queue.retry(event, &message, retry_after, options.max_attempts, now);
+            let recorded = queue.retry(event, &message, retry_after, options.max_age_ms, now);
             settle(recorded.map(|retried| {
                 retried.map(|r| match r {
                     Retried::Pending { available_at } => Outcome::Retry {

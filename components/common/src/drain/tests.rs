@@ -21,7 +21,7 @@ fn options() -> DrainOptions {
         event_lease_ms: 300_000,
         budget_ms: 60_000,
         concurrency: 4,
-        max_attempts: 3,
+        max_age_ms: 3_600_000,
         busy_delay_ms: 5_000,
         lease: LeaseConfig {
             window_ms: 120_000,
@@ -326,8 +326,14 @@ fn count_in_state(platform: &Platform, state: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn an_event_that_keeps_failing_lands_in_dead_with_its_last_error_and_can_be_replayed() {
+async fn an_event_that_keeps_failing_past_its_age_lands_in_dead_with_its_last_error_and_can_be_replayed(
+) {
     let (_dir, platform, clock) = migrated_platform().await;
+    // Attempts at 0 s, 30 s and 90 s after it arrived: the third is past a minute's age.
+    let options = DrainOptions {
+        max_age_ms: 60_000,
+        ..options()
+    };
     enqueue(&platform, "E1", "call.completed", "PN1", T0);
     let attempt = Rc::new(Cell::new(0));
     let counter = attempt.clone();
@@ -340,7 +346,7 @@ async fn an_event_that_keeps_failing_lands_in_dead_with_its_last_error_and_can_b
     });
     let router = router_for(failing.clone());
     for expected in 1..=3 {
-        let report = drain(&platform, &router, &options()).await.unwrap();
+        let report = drain(&platform, &router, &options).await.unwrap();
         assert_eq!(report.events.len(), 1, "attempt {expected}: {report:?}");
         assert_eq!(report.events[0].attempt, expected);
         clock.advance_ms(backoff_ceiling(expected));
@@ -354,7 +360,7 @@ async fn an_event_that_keeps_failing_lands_in_dead_with_its_last_error_and_can_b
     );
     assert_eq!(dead[0].attempts, 3);
     // Dead events are not drained.
-    assert!(drain(&platform, &router, &options())
+    assert!(drain(&platform, &router, &options)
         .await
         .unwrap()
         .events
@@ -365,11 +371,131 @@ async fn an_event_that_keeps_failing_lands_in_dead_with_its_last_error_and_can_b
         .unwrap();
     assert_eq!(replayed, ["E1"]);
     let fixed = Scripted::ok();
-    let report = drain(&platform, &router_for(fixed.clone()), &options())
+    let report = drain(&platform, &router_for(fixed.clone()), &options)
         .await
         .unwrap();
     assert_eq!(report.events[0].attempt, 1);
     assert_eq!(fixed.seen(), ["E1"]);
+    assert_eq!(state_of(&platform, "E1"), "done");
+}
+
+#[tokio::test]
+async fn a_rate_limit_or_a_lost_lease_gives_the_event_back_without_spending_an_attempt() {
+    let (_dir, platform, clock) = migrated_platform().await;
+    enqueue(&platform, "E1", "call.completed", "PN1", T0);
+    // Far past any age limit: throttling must still never kill it.
+    let options = DrainOptions {
+        max_age_ms: 1,
+        ..options()
+    };
+    let throttled = Scripted::new(|_| {
+        Err(ProcessError::Throttled {
+            message: "notion rate limited the request".into(),
+            retry_after: Duration::from_secs(40),
+        })
+    });
+    for _ in 0..20 {
+        clock.advance_ms(40_000);
+        let report = drain(&platform, &router_for(throttled.clone()), &options)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&report.events[0].outcome, Outcome::Released { .. }),
+            "{report:?}"
+        );
+    }
+    assert_eq!(throttled.seen().len(), 20);
+    assert_eq!(state_of(&platform, "E1"), "pending");
+    assert_eq!(column(&platform, "E1", "attempts"), 0i64.into());
+    let lost = Scripted::new(|_| Err(crate::lease::LeaseLost { name: "PN1".into() }.into()));
+    clock.advance_ms(40_000);
+    drain(&platform, &router_for(lost.clone()), &options)
+        .await
+        .unwrap();
+    assert_eq!(lost.seen(), ["E1"]);
+    assert_eq!(state_of(&platform, "E1"), "pending");
+    assert_eq!(column(&platform, "E1", "attempts"), 0i64.into());
+}
+
+#[tokio::test]
+async fn a_refused_token_pauses_the_drain_until_a_probe_gets_through_and_nothing_dies() {
+    let (_dir, platform, clock) = migrated_platform().await;
+    for i in 0..4 {
+        enqueue(
+            &platform,
+            &format!("E{i}"),
+            "call.completed",
+            &format!("PN{i}"),
+            T0 + i,
+        );
+    }
+    let refused = Scripted::new(|_| {
+        Err(ProcessError::Unauthorized {
+            service: "notion".into(),
+            status: 401,
+            message: "notion refused the request with 401: API token is invalid.".into(),
+        })
+    });
+    let options = DrainOptions {
+        concurrency: 1,
+        ..options()
+    };
+    let report = drain(&platform, &router_for(refused.clone()), &options)
+        .await
+        .unwrap();
+    // The first refusal opens the breaker; the events not yet tried are not tried at all.
+    assert_eq!(refused.seen().len(), 1, "{report:?}");
+    assert!(report.paused.is_some(), "{report:?}");
+    let open = breaker::open_breakers(&*platform.sql).unwrap();
+    assert_eq!((open[0].service.as_str(), open[0].status), ("notion", 401));
+    // Within the probe interval nothing is leased, however often the drain is kicked.
+    for _ in 0..5 {
+        clock.advance_ms(breaker::PROBE_EVERY_MS / 10);
+        let report = drain(&platform, &router_for(refused.clone()), &options)
+            .await
+            .unwrap();
+        assert!(
+            report.events.is_empty() && report.paused.is_some(),
+            "{report:?}"
+        );
+    }
+    // A probe: one event, refused again.
+    clock.advance_ms(breaker::PROBE_EVERY_MS);
+    drain(&platform, &router_for(refused.clone()), &options)
+        .await
+        .unwrap();
+    assert_eq!(refused.seen().len(), 2);
+    // A person fixes the token: the next probe gets through, closes the breaker, and the rest follow.
+    clock.advance_ms(breaker::PROBE_EVERY_MS);
+    let fixed = Scripted::ok();
+    let report = drain(&platform, &router_for(fixed.clone()), &options)
+        .await
+        .unwrap();
+    assert_eq!(fixed.seen().len(), 4, "{report:?}");
+    assert!(breaker::open_breakers(&*platform.sql).unwrap().is_empty());
+    assert_eq!(count_in_state(&platform, "done"), 4);
+    assert_eq!(count_in_state(&platform, "dead"), 0);
+}
+
+#[tokio::test]
+async fn events_that_gave_up_during_an_outage_come_back_when_one_gets_through() {
+    let (_dir, platform, clock) = migrated_platform().await;
+    enqueue(&platform, "E1", "call.completed", "PN1", T0);
+    let options = DrainOptions {
+        max_age_ms: 1,
+        ..options()
+    };
+    clock.advance_ms(1_000);
+    let down = Scripted::new(|_| Err(ProcessError::retryable("notion is unavailable: 503")));
+    drain(&platform, &router_for(down), &options).await.unwrap();
+    assert_eq!(state_of(&platform, "E1"), "dead");
+    enqueue(&platform, "E2", "call.completed", "PN2", T0 + 1);
+    let back = Scripted::ok();
+    let report = drain(&platform, &router_for(back.clone()), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.replayed, ["E1"]);
+    assert_eq!(back.seen(), ["E2", "E1"]);
     assert_eq!(state_of(&platform, "E1"), "done");
 }
 
@@ -559,19 +685,26 @@ async fn the_production_routes_send_every_processed_type_to_the_page_handler() {
 }
 
 #[tokio::test]
-async fn events_abandoned_on_their_last_attempt_are_buried_when_a_drain_starts() {
+async fn an_event_whose_drains_keep_dying_is_buried_once_they_have_been_silent_a_while() {
     let (_dir, platform, clock) = migrated_platform().await;
     enqueue(&platform, "E1", "call.completed", "PN1", T0);
-    let options = DrainOptions {
-        max_attempts: 1,
-        ..options()
-    };
+    let options = options();
     let hanging_router = router_for(Rc::new(Hangs {
         started: Cell::new(0),
     }));
-    let mut killed = Box::pin(drain(&platform, &hanging_router, &options));
-    assert!(futures::poll!(&mut killed).is_pending());
-    std::mem::forget(killed);
+    for _ in 0..crate::queue::MAX_ABANDONED {
+        let mut killed = Box::pin(drain(&platform, &hanging_router, &options));
+        assert!(futures::poll!(&mut killed).is_pending());
+        // A killed process runs no destructors: the drain's leases are left to expire.
+        std::mem::forget(killed);
+        clock.advance_ms(options.event_lease_ms);
+    }
+    assert_eq!(state_of(&platform, "E1"), "leased");
+    // Its last drain may only be slow: nothing is buried until it has been silent a lease longer.
+    let report = drain(&platform, &router_for(Scripted::ok()), &options)
+        .await
+        .unwrap();
+    assert!(report.abandoned.is_empty(), "{report:?}");
     clock.advance_ms(options.event_lease_ms);
     let handler = Scripted::ok();
     let report = drain(&platform, &router_for(handler.clone()), &options)

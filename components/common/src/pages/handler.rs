@@ -12,6 +12,7 @@ use crate::drain::{EventHandler, ProcessError};
 use crate::lease::Lease;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
+use crate::outbound::ApiError;
 use crate::platform::Platform;
 use crate::queue::QueuedEvent;
 use crate::storage::media::MediaCopier;
@@ -52,13 +53,39 @@ impl PageHandler {
 
 impl From<WriteError> for ProcessError {
     fn from(error: WriteError) -> Self {
-        if let WriteError::Busy = error {
+        match &error {
             // A create claimed by another worker (or by one that crashed: the claim goes stale) is
             // waited for, not failed: attempts are for failures.
-            return ProcessError::Busy {
-                message: error.to_string(),
-                retry_after: Duration::from_millis(error.retry_after_ms().unwrap_or(30_000)),
-            };
+            WriteError::Busy => {
+                return ProcessError::Busy {
+                    message: error.to_string(),
+                    retry_after: Duration::from_millis(error.retry_after_ms().unwrap_or(30_000)),
+                }
+            }
+            WriteError::Api(ApiError::RateLimited { retry_after_ms, .. }) => {
+                return ProcessError::Throttled {
+                    retry_after: Duration::from_millis(retry_after_ms.unwrap_or(30_000)),
+                    message: error.to_string(),
+                }
+            }
+            WriteError::LeaseLost(_) => {
+                return ProcessError::Throttled {
+                    message: error.to_string(),
+                    retry_after: Duration::from_secs(5),
+                }
+            }
+            WriteError::Api(ApiError::Refused {
+                service,
+                status: status @ (401 | 403),
+                ..
+            }) => {
+                return ProcessError::Unauthorized {
+                    service: service.name().to_owned(),
+                    status: *status,
+                    message: error.to_string(),
+                }
+            }
+            _ => {}
         }
         if error.is_transient() {
             ProcessError::Retryable {

@@ -2,17 +2,20 @@
 //! remote libSQL, which keeps no transaction across calls).
 //!
 //! ```text
-//!   enqueue ──► pending ──lease──► leased ──ack──────────► done
-//!     │            ▲                  │ ├──permanent error─► dead ──replay──► pending
-//!     │            │                  │ ├──attempts used up► dead
-//!     │            └──retry (backoff)─┘ └──no handler──────► skipped
-//!     │            └──release (number busy; not an attempt)
+//!   enqueue ──► pending ──lease──► leased ──ack──────────────► done
+//!     │            ▲                  │ ├──permanent error─────► dead ──replay──► pending
+//!     │            │                  │ ├──failing past max age► dead (gave_up) ──first success──► pending
+//!     │            └──retry (backoff)─┘ └──no handler──────────► skipped
+//!     │            └──release (number busy, rate limited, lease lost, breaker open: not an attempt)
 //!     └──type not synced──► skipped
 //! ```
 //!
 //! A lease is a visibility timeout: an event whose lease expired (its drain crashed or stalled) is due
-//! again and is reclaimed by the next lease, so nothing is lost. `attempts` counts leases; an event whose
-//! lease keeps expiring without an outcome is buried in `dead` once it has used its attempts.
+//! again and is reclaimed by the next lease, so nothing is lost; `abandoned` counts those reclaims, and an
+//! event whose drains keep dying before an outcome (a poison event) is buried after
+//! [`MAX_ABANDONED`]. A transient failure is retried with backoff until the event is older than the
+//! configured age (`queue_max_age_hours`): a count of attempts would kill every event of a day-long
+//! outage. Events buried that way are replayed by themselves when an event succeeds again.
 //!
 //! Events are leased in `created_at` order, and never while another live lease holds an event with the
 //! same `lease_key` (the phone number, else the call or message, else the event itself): one drain at a
@@ -28,6 +31,10 @@ use crate::platform::{Row, Sql, Value};
 
 /// Longest error or reason stored; longer ones are cut (they are for people reading the DLQ).
 pub const MAX_REASON_LEN: usize = 1000;
+/// Leases that ran out without an outcome before an event counts as poison and is buried.
+pub const MAX_ABANDONED: i64 = 5;
+/// Times an event buried for failing past its age is replayed by itself.
+pub const MAX_AUTOMATIC_REPLAYS: i64 = 3;
 
 /// An event's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,8 +231,9 @@ impl<'a> Queue<'a> {
     }
 
     /// Leases up to `limit` due events for `lease_ms`, oldest first: pending events whose time has come
-    /// and leased events whose lease expired. Events of a `lease_key` in `exclude`, or of a key another
-    /// live lease holds, are left alone. Each lease counts as an attempt.
+    /// and leased events whose lease expired (unless that was the [`MAX_ABANDONED`]th time: such an
+    /// event waits for [`Queue::bury_abandoned`]). Events of a `lease_key` in `exclude`, or of a key
+    /// another live lease holds, are left alone. Each lease counts as an attempt.
     pub fn lease(
         &self,
         owner: &str,
@@ -239,11 +247,13 @@ impl<'a> Queue<'a> {
             .execute(
                 "UPDATE events
                  SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
+                     abandoned = abandoned + CASE WHEN state = 'leased' THEN 1 ELSE 0 END,
                      lease_expires_at = ?3, updated_at = ?2
                  WHERE id IN (
                      SELECT e.id FROM events AS e
                      WHERE ((e.state = 'pending' AND e.available_at <= ?2)
-                            OR (e.state = 'leased' AND e.lease_expires_at <= ?2))
+                            OR (e.state = 'leased' AND e.lease_expires_at <= ?2
+                                AND e.abandoned + 1 < ?6))
                        AND NOT EXISTS (SELECT 1 FROM events AS busy
                                        WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
                                          AND busy.lease_expires_at > ?2)
@@ -260,6 +270,7 @@ impl<'a> Queue<'a> {
                     serde_json::to_string(exclude)
                         .context("encoding the excluded keys")?
                         .into(),
+                    MAX_ABANDONED.into(),
                 ],
             )
             .context("leasing events")?;
@@ -286,6 +297,26 @@ impl<'a> Queue<'a> {
             )
             .context("extending leases")?;
         Ok(())
+    }
+
+    /// Renews this drain's lease on `event` to `now + lease_ms` if it is still live and still this
+    /// drain's; `false` means another drain may have taken the event over, and it must not be processed.
+    pub fn keep(&self, event: &QueuedEvent, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events SET lease_expires_at = ?4
+                 WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2 AND lease_expires_at > ?3
+                 RETURNING id",
+                &[
+                    event.id.as_str().into(),
+                    event.lease_owner.as_str().into(),
+                    now.into(),
+                    now.saturating_add(lease_ms).into(),
+                ],
+            )
+            .with_context(|| format!("renewing the lease of event {}", event.id))?;
+        Ok(!rows.is_empty())
     }
 
     /// Marks a leased event `done`. `false` when the lease was no longer this drain's.
@@ -332,15 +363,15 @@ impl<'a> Queue<'a> {
         Ok(!rows.is_empty())
     }
 
-    /// Schedules another attempt of a leased event after a retryable `error`, with backoff (at least
-    /// `retry_after`), or buries it when this was attempt `max_attempts`. `None` when the lease was no
-    /// longer this drain's.
+    /// Schedules another attempt of a leased event after a transient `error`, with backoff (at least
+    /// `retry_after`), or buries it (marked `gave_up`, so it is replayed once things work again) when it
+    /// was received more than `max_age_ms` ago. `None` when the lease was no longer this drain's.
     pub fn retry(
         &self,
         event: &QueuedEvent,
         error: &str,
         retry_after: Option<Duration>,
-        max_attempts: u32,
+        max_age_ms: i64,
         now: i64,
     ) -> anyhow::Result<Option<Retried>> {
         let delay = backoff::retry_delay_ms(event.attempts, retry_after, crate::ids::random_u64());
@@ -348,9 +379,10 @@ impl<'a> Queue<'a> {
             .sql
             .execute(
                 "UPDATE events
-                 SET state = CASE WHEN attempts >= ?4 THEN 'dead' ELSE 'pending' END,
+                 SET state = CASE WHEN received_at <= ?4 THEN 'dead' ELSE 'pending' END,
+                     gave_up = CASE WHEN received_at <= ?4 THEN 1 ELSE 0 END,
                      available_at = ?5, last_error = ?6,
-                     finished_at = CASE WHEN attempts >= ?4 THEN ?3 END,
+                     finished_at = CASE WHEN received_at <= ?4 THEN ?3 END,
                      lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
                  RETURNING state, available_at",
@@ -358,7 +390,7 @@ impl<'a> Queue<'a> {
                     event.id.as_str().into(),
                     event.lease_owner.as_str().into(),
                     now.into(),
-                    max_attempts.into(),
+                    now.saturating_sub(max_age_ms).into(),
                     now.saturating_add(delay).into(),
                     truncate(error).into(),
                 ],
@@ -375,8 +407,9 @@ impl<'a> Queue<'a> {
         }))
     }
 
-    /// Gives a leased event back without counting the attempt, due at `available_at` (its number is
-    /// being worked on elsewhere).
+    /// Gives a leased event back without counting the attempt, due at `available_at`: its number is
+    /// being worked on elsewhere, the API asked us to slow down, our own lease ran out, or an API refuses
+    /// our credentials until a person fixes them. None of these is the event's failure.
     pub fn release(
         &self,
         event: &QueuedEvent,
@@ -402,21 +435,26 @@ impl<'a> Queue<'a> {
         Ok(!rows.is_empty())
     }
 
-    /// Buries events whose lease expired after their last attempt: their drains kept dying before an
-    /// outcome (a poison event, or a crash loop). Returns their ids.
-    pub fn bury_abandoned(&self, max_attempts: u32, now: i64) -> anyhow::Result<Vec<String>> {
+    /// Buries events whose drains kept dying before an outcome (a poison event, or a crash loop): their
+    /// lease ran out [`MAX_ABANDONED`] times, the last time at least `silent_ms` ago — so a drain that
+    /// is merely slow, and may still finish its attempt, is not overtaken. Returns their ids.
+    pub fn bury_abandoned(&self, silent_ms: i64, now: i64) -> anyhow::Result<Vec<String>> {
         let rows = self
             .sql
             .execute(
                 "UPDATE events
                  SET state = 'dead',
-                     last_error = 'abandoned: the drain processing attempt ' || attempts
-                                  || ' stopped before an outcome; last error: '
+                     last_error = 'abandoned: ' || (abandoned + 1) || ' drains stopped before an '
+                                  || 'outcome (a crash loop?); last error: '
                                   || coalesce(last_error, 'none'),
                      lease_owner = NULL, lease_expires_at = NULL, finished_at = ?1, updated_at = ?1
-                 WHERE state = 'leased' AND lease_expires_at <= ?1 AND attempts >= ?2
+                 WHERE state = 'leased' AND lease_expires_at <= ?2 AND abandoned + 1 >= ?3
                  RETURNING id",
-                &[now.into(), max_attempts.into()],
+                &[
+                    now.into(),
+                    now.saturating_sub(silent_ms).into(),
+                    MAX_ABANDONED.into(),
+                ],
             )
             .context("burying abandoned events")?;
         rows.iter()
@@ -472,6 +510,25 @@ impl<'a> Queue<'a> {
         Ok((events, u64::try_from(total).unwrap_or(0)))
     }
 
+    /// Moves events buried for failing past their age back to `pending`, due now (at most
+    /// [`MAX_AUTOMATIC_REPLAYS`] times each): called once an API answers again. Returns their ids.
+    pub fn replay_given_up(&self, now: i64) -> anyhow::Result<Vec<String>> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = 'pending', attempts = 0, gave_up = 0, replays = replays + 1,
+                     available_at = ?1, finished_at = NULL, updated_at = ?1
+                 WHERE state = 'dead' AND gave_up = 1 AND replays < ?2
+                 RETURNING id",
+                &[now.into(), MAX_AUTOMATIC_REPLAYS.into()],
+            )
+            .context("replaying events that gave up")?;
+        rows.iter()
+            .map(|row| row.str("id").map(str::to_owned))
+            .collect()
+    }
+
     /// Moves the selected dead events back to `pending`, due now, with a fresh set of attempts. Returns
     /// their ids.
     pub fn replay(&self, selection: &ReplaySelection, now: i64) -> anyhow::Result<Vec<String>> {
@@ -489,8 +546,8 @@ impl<'a> Queue<'a> {
             .sql
             .execute(
                 "UPDATE events
-                 SET state = 'pending', attempts = 0, available_at = ?1, finished_at = NULL,
-                     updated_at = ?1
+                 SET state = 'pending', attempts = 0, abandoned = 0, gave_up = 0, available_at = ?1,
+                     finished_at = NULL, updated_at = ?1
                  WHERE state = 'dead'
                    AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))
                    AND (?3 IS NULL OR type = ?3)
@@ -504,7 +561,8 @@ impl<'a> Queue<'a> {
     }
 }
 
-fn truncate(text: &str) -> String {
+/// `text` cut to [`MAX_REASON_LEN`] characters.
+pub(crate) fn truncate(text: &str) -> String {
     text.chars().take(MAX_REASON_LEN).collect()
 }
 
@@ -698,12 +756,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retry_backs_off_honours_retry_after_and_buries_after_max_attempts() {
+    async fn retry_backs_off_honours_retry_after_and_gives_up_by_age_not_by_count() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let queue = Queue::new(&*platform.sql);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let max_age = 5 * 3_600_000;
         let mut now = T0;
-        for attempt in 1..=3u32 {
+        for attempt in 1..=4u32 {
             let event = queue.lease("d", now, 60_000, 10, &[]).unwrap().remove(0);
             assert_eq!(event.attempts, attempt);
             let retry_after = Duration::from_secs(7_200);
@@ -712,14 +771,17 @@ mod tests {
                     &event,
                     &format!("boom {attempt}"),
                     Some(retry_after),
-                    3,
+                    max_age,
                     now,
                 )
                 .unwrap()
                 .unwrap();
             match outcome {
                 Retried::Pending { available_at } => {
-                    assert!(attempt < 3);
+                    assert!(
+                        now - T0 < max_age,
+                        "attempt {attempt} is past the age limit"
+                    );
                     assert!(available_at >= now + 7_200_000, "Retry-After not honoured");
                     assert!(queue
                         .lease("d", available_at - 1, 60_000, 10, &[])
@@ -727,14 +789,36 @@ mod tests {
                         .is_empty());
                     now = available_at;
                 }
-                Retried::Dead => assert_eq!(attempt, 3),
+                Retried::Dead => assert_eq!(attempt, 4, "died before its age"),
             }
         }
         let (dead, total) = queue.dead(None, 10).unwrap();
         assert_eq!(total, 1);
-        assert_eq!(dead[0].attempts, 3);
-        assert_eq!(dead[0].last_error.as_deref(), Some("boom 3"));
+        assert_eq!(dead[0].last_error.as_deref(), Some("boom 4"));
         assert_eq!(dead[0].finished_at, Some(now));
+
+        // Once things work again it comes back by itself, a bounded number of times.
+        assert_eq!(queue.replay_given_up(now + 1).unwrap(), ["A"]);
+        assert_eq!(state_of(&platform, "A"), "pending");
+        for _ in 1..MAX_AUTOMATIC_REPLAYS {
+            let event = queue
+                .lease("d", now + 1, 60_000, 10, &[])
+                .unwrap()
+                .remove(0);
+            queue
+                .retry(&event, "still down", None, max_age, now + 1)
+                .unwrap();
+            assert_eq!(queue.replay_given_up(now + 1).unwrap(), ["A"]);
+        }
+        let event = queue
+            .lease("d", now + 1, 60_000, 10, &[])
+            .unwrap()
+            .remove(0);
+        queue
+            .retry(&event, "still down", None, max_age, now + 1)
+            .unwrap();
+        assert!(queue.replay_given_up(now + 1).unwrap().is_empty());
+        assert_eq!(state_of(&platform, "A"), "dead");
     }
 
     #[tokio::test]
@@ -756,21 +840,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_abandoned_on_their_last_attempt_are_buried() {
+    async fn only_events_whose_drains_keep_dying_are_buried_and_only_once_silent() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let queue = Queue::new(&*platform.sql);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         queue.enqueue(&new_event("B", Some("PN2"), T0), T0).unwrap();
-        let leased = queue.lease("d", T0, 1_000, 10, &[]).unwrap();
-        assert_eq!(leased.len(), 2);
-        // Not expired yet: nothing to bury.
-        assert!(queue.bury_abandoned(1, T0 + 999).unwrap().is_empty());
-        // With two attempts allowed, the first expired lease is not the last.
-        assert!(queue.bury_abandoned(2, T0 + 1_000).unwrap().is_empty());
-        let mut buried = queue.bury_abandoned(1, T0 + 1_000).unwrap();
-        buried.sort();
-        assert_eq!(buried, ["A", "B"]);
+        let mut now = T0;
+        // A's drains die every time; B fails transiently every time, which is not abandonment.
+        for round in 1..=MAX_ABANDONED {
+            for event in queue.lease("d", now, 1_000, 10, &[]).unwrap() {
+                if event.id == "B" {
+                    queue.retry(&event, "503", None, i64::MAX, now).unwrap();
+                }
+            }
+            now += 1_000;
+            if round < MAX_ABANDONED {
+                assert!(queue.bury_abandoned(0, now).unwrap().is_empty());
+                // B's backoff is over by the next round.
+                now += 3_600_000;
+            }
+        }
+        // Expired, but only just: its drain may be slow rather than dead.
+        assert!(queue.bury_abandoned(5_000, now).unwrap().is_empty());
+        assert_eq!(queue.bury_abandoned(5_000, now + 5_000).unwrap(), ["A"]);
         let (dead, _) = queue.dead(None, 10).unwrap();
+        assert_eq!(dead.len(), 1);
         assert!(
             dead[0]
                 .last_error
@@ -779,6 +873,24 @@ mod tests {
                 .starts_with("abandoned"),
             "{dead:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_drain_keeps_an_event_only_while_it_is_still_its_own() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let mine = queue.lease("d1", T0, 1_000, 10, &[]).unwrap().remove(0);
+        assert!(queue.keep(&mine, T0 + 900, 1_000).unwrap());
+        // Renewed until T0 + 1_900: not reclaimable at T0 + 1_500.
+        assert!(queue
+            .lease("d2", T0 + 1_500, 1_000, 10, &[])
+            .unwrap()
+            .is_empty());
+        let theirs = queue.lease("d2", T0 + 1_900, 1_000, 10, &[]).unwrap();
+        assert_eq!(theirs.len(), 1);
+        assert!(!queue.keep(&mine, T0 + 1_950, 1_000).unwrap());
+        assert!(queue.keep(&theirs[0], T0 + 1_950, 1_000).unwrap());
     }
 
     #[tokio::test]

@@ -76,7 +76,7 @@ impl World {
             },
             sync_config: SyncConfig {
                 sync_interval_minutes: 360,
-                queue_max_attempts: 10,
+                queue_max_age_hours: 72,
                 drain_concurrency: 4,
                 self_phone_numbers: Vec::new(),
                 canvas_create_unknown: false,

@@ -671,6 +671,12 @@ impl NotionServer {
         Ok(Self { shared, running })
     }
 
+    /// The server's routes, to be called in-process (a deterministic simulation drives them without
+    /// sockets; the listener keeps running and sees the same state).
+    pub fn in_process(&self) -> axum::Router {
+        handlers::router(self.shared.clone())
+    }
+
     /// `http://127.0.0.1:<port>` (paths add `/v1/...`), for `notion_api_base`.
     pub fn base_url(&self) -> String {
         self.running.base_url()

@@ -126,6 +126,15 @@ impl OpenPhoneServer {
         })
     }
 
+    /// The API's and the media host's routes, to be called in-process (a deterministic simulation drives
+    /// them without sockets; the listeners keep running and see the same state).
+    pub fn in_process(&self) -> (axum::Router, axum::Router) {
+        (
+            handlers::router(self.shared.clone()),
+            media::router(self.media.clone()),
+        )
+    }
+
     /// The API base URL (`http://127.0.0.1:<port>`; paths add `/v1/...`), for `openphone_api_base`.
     pub fn base_url(&self) -> String {
         self.api.base_url()

@@ -2,13 +2,13 @@
 //! the webhook events of calls and messages, built from `test_servers`' fixtures, with the OpenPhone
 //! server set up to serve what the events refer to.
 
-use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
-use test_servers::openphone::model::PhoneNumber;
-use test_servers::webhooks::{
+use crate::openphone::model::PhoneNumber;
+use crate::webhooks::{
     CallFixture, MediaFixture, MessageFixture, SummaryFixture, TranscriptFixture,
 };
-use test_servers::OpenPhoneServer;
+use crate::OpenPhoneServer;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
 
 /// A workspace phone number.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,21 @@
+-- openphone-notion-sync: an outage of days loses nothing (components/common/src/queue, drain/breaker.rs).
+-- Applied like 0001; an `ADD COLUMN` found already there (an instance died half-way) is skipped.
+
+-- Times an event's lease ran out without an outcome (its drain crashed or stalled). A poison event that
+-- kills every drain is buried after a few; failures and rate limits never count here.
+ALTER TABLE events ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
+
+-- 1 when the event was buried because it kept failing transiently past `queue_max_age_hours`: such events
+-- are replayed by themselves once an event succeeds again, at most three times (`replays`).
+ALTER TABLE events ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+
+-- Circuit breakers: an API that refuses our credentials (401/403) pauses the drain instead of burying every
+-- event; one event is tried every few minutes as a probe, and the first success closes the breaker.
+CREATE TABLE IF NOT EXISTS breakers (
+    service       TEXT PRIMARY KEY,            -- notion | openphone
+    status        INTEGER NOT NULL,            -- the refusing HTTP status
+    reason        TEXT NOT NULL,
+    opened_at     INTEGER NOT NULL,
+    next_probe_at INTEGER NOT NULL
+);

@@ -1,0 +1,498 @@
+//! A deterministic simulation of the whole app in one thread: three instances sharing one database and
+//! one key-value store (the native SQLite ones, with Spin's semantics), the OpenPhone and Notion doubles
+//! called in-process, a virtual clock, and a seeded scheduler that also decides where instances crash.
+//!
+//! A seed draws a workload (calls with their recordings, transcripts and summaries, texts; delivered to
+//! any instance, some twice, some out of order) and a fault plan ([`faults`]), runs simulated hours or
+//! days in seconds, and checks the invariants: after every step, one lease holder at a time and no
+//! request over Notion's published limit; at the end, every accepted event done (or dead for a reason a
+//! person must act on), exactly one page per call and text, and each body section once. The same seed
+//! replays bit for bit: [`SimReport::digest`] covers every request and its time.
+
+pub mod executor;
+pub mod faults;
+mod leases;
+mod platform;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use common::api::Request;
+use common::platform::native::{MapVariables, SqliteDatabase, SqliteKeyValue};
+use common::platform::Platform;
+use common::sync::runs::{self, RunKind};
+use common::sync::Via;
+use common::webhook::intake;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+use test_servers::notion::property_text;
+use test_servers::webhooks::SignedDelivery;
+use test_servers::{NotionServer, OpenPhoneServer, Schema};
+
+use executor::World;
+use faults::FaultPlan;
+use leases::{LeaseLog, LeaseWatch};
+use platform::{Network, SimClock, SimHttp, Traffic};
+use test_servers::workload::{contact, CallScript, Line, MessageScript};
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+/// Instances of the app (replicas, each with its own cron).
+pub const INSTANCES: usize = 3;
+/// After the last fault, how long the world stays kind before the end state is checked.
+const SETTLE_MS: i64 = 8 * HOUR;
+/// Polls one run may make before it counts as spinning.
+const MAX_STEPS: u64 = 3_000_000;
+/// The webhook signing key of the simulated workspace.
+const WEBHOOK_KEY: &str = "c2ltdWxhdGVkIHdlYmhvb2sga2V5";
+
+/// What one seed does.
+#[derive(Debug, Clone, Copy)]
+pub struct SimOptions {
+    /// The seed.
+    pub seed: u64,
+    /// Forces a 48-hour Notion outage in the plan.
+    pub long_outage: bool,
+}
+
+impl SimOptions {
+    /// The options of `seed`: one seed in twenty has a 48-hour Notion outage.
+    pub fn of(seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            long_outage: seed % 20 == 7,
+        }
+    }
+}
+
+/// What one seed found.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// True time simulated, ms.
+    pub simulated_ms: i64,
+    /// Webhook deliveries made (duplicates included).
+    pub deliveries: u64,
+    /// Distinct events the app accepted.
+    pub accepted: usize,
+    /// Faults injected (crashes included).
+    pub faults: u64,
+    /// Requests to the doubles.
+    pub requests: u64,
+    /// Lease acquisitions seen.
+    pub acquisitions: u64,
+    /// Executor steps.
+    pub steps: u64,
+    /// Every broken invariant.
+    pub violations: Vec<String>,
+    /// A digest of every request and its time: equal for two runs of one seed.
+    pub digest: u64,
+    /// The fault plan, for a person replaying the seed.
+    pub plan: String,
+}
+
+/// Everything the scheduled actions share.
+struct Sim {
+    world: Rc<World>,
+    platforms: Vec<Platform>,
+    /// Events the app accepted, by id: what their page is (`Call ID` or `Message ID`, and the id).
+    accepted: RefCell<BTreeMap<String, (&'static str, String)>>,
+    deliveries: RefCell<u64>,
+    crashes: RefCell<u64>,
+}
+
+/// Runs one seed.
+pub fn run(options: SimOptions) -> anyhow::Result<SimReport> {
+    let _subscriber = tracing::subscriber::set_default(LeaseLog);
+    common::ids::seed_this_thread(Some(options.seed));
+    let outcome = run_seeded(options);
+    common::ids::seed_this_thread(None);
+    outcome
+}
+
+fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let start: DateTime<Utc> = "2026-03-02T09:00:00Z".parse().expect("a valid time");
+    let start_ms = start.timestamp_millis();
+    let traffic_span = rng.gen_range(HOUR..12 * HOUR);
+    let plan = FaultPlan::draw(
+        &mut rng,
+        start_ms,
+        traffic_span,
+        INSTANCES,
+        options.long_outage,
+    );
+    let world = World::new(start_ms, INSTANCES, ChaCha8Rng::seed_from_u64(rng.gen()));
+
+    let openphone = OpenPhoneServer::start("op-sim-key")?;
+    let notion = NotionServer::start("secret_sim")?;
+    openphone.set_rate_limit(None);
+    notion.set_rate_limit(None);
+    let (canvas_db, canvas_ds) = notion.create_database(
+        "Canvas",
+        &Schema::from_types(common::notion::schema::CANVAS, None),
+    )?;
+    let (calls_db, calls_ds) = notion.create_database(
+        "Calls",
+        &Schema::from_types(common::notion::schema::CALLS, Some(&canvas_ds)),
+    )?;
+    let (messages_db, messages_ds) = notion.create_database(
+        "Messages",
+        &Schema::from_types(common::notion::schema::MESSAGES, Some(&canvas_ds)),
+    )?;
+    let (openphone_api, media) = openphone.in_process();
+
+    // Each store is one connection, so an in-memory database is the whole store: the simulation needs
+    // SQLite's semantics, not its files.
+    let memory = std::path::Path::new(":memory:");
+    let sql: Rc<SqliteDatabase> = Rc::new(SqliteDatabase::open(memory)?);
+    let kv: Rc<SqliteKeyValue> = Rc::new(SqliteKeyValue::open(memory, "default")?);
+    let vars = Rc::new(MapVariables::from_pairs([
+        ("openphone_api_key", openphone.api_key().as_str()),
+        ("openphone_api_base", openphone.base_url().as_str()),
+        ("openphone_media_base", openphone.media_base_url().as_str()),
+        ("openphone_webhook_secret", WEBHOOK_KEY),
+        ("notion_api_key", notion.token().as_str()),
+        ("notion_api_base", notion.base_url().as_str()),
+        ("notion_calls_database_id", calls_db.as_str()),
+        ("notion_messages_database_id", messages_db.as_str()),
+        ("notion_canvas_database_id", canvas_db.as_str()),
+        ("admin_token", "sim-admin-token"),
+        // No object storage: recordings link OpenPhone's copies (the bucket has its own tests).
+    ]));
+
+    let network = Rc::new(Network {
+        world: world.clone(),
+        notion: (notion.in_process(), notion.base_url()),
+        openphone: (openphone_api, openphone.base_url()),
+        media: (media, openphone.media_base_url()),
+        plan: plan.clone(),
+        traffic: RefCell::new(Traffic::default()),
+        kick: RefCell::new(None),
+    });
+    let platforms = (0..INSTANCES)
+        .map(|instance| Platform {
+            kv: kv.clone(),
+            sql: sql.clone(),
+            http: Rc::new(SimHttp {
+                network: network.clone(),
+                instance,
+            }),
+            clock: Rc::new(SimClock {
+                world: world.clone(),
+                skew_ms: plan.skews[instance],
+            }),
+            vars: vars.clone(),
+        })
+        .collect();
+    let sim = Rc::new(Sim {
+        world: world.clone(),
+        platforms,
+        accepted: RefCell::new(BTreeMap::new()),
+        deliveries: RefCell::new(0),
+        crashes: RefCell::new(0),
+    });
+    {
+        let weak = Rc::downgrade(&sim);
+        *network.kick.borrow_mut() = Some(Box::new(move |instance| {
+            if let Some(sim) = weak.upgrade() {
+                sim.start_drain(instance);
+            }
+        }));
+    }
+
+    // The schema first, as `spin up` would on its first request.
+    {
+        let platform = sim.platforms[0].clone();
+        let done = Rc::new(RefCell::new(None));
+        let result = done.clone();
+        world.spawn(0, async move {
+            let report = common::migrations::run(&platform, common::migrations::MIGRATIONS).await;
+            *result.borrow_mut() = Some(report.map(drop));
+        });
+        world
+            .run_until(start_ms + MINUTE, MAX_STEPS, |_| 0.0, || {})
+            .map_err(|stall| anyhow::anyhow!("migrations stalled: {stall:?}"))?;
+        let migrated = done.borrow_mut().take();
+        migrated.context("migrations did not finish")??;
+    }
+
+    let items = plan_workload(&mut rng, &openphone, start, traffic_span)?;
+    for delivery in items {
+        sim.deliver_at(delivery.at, delivery.instance, delivery.payload, 0);
+    }
+    for instance in 0..INSTANCES {
+        sim.schedule_cron(instance, start_ms);
+    }
+
+    let watch = LeaseWatch::new(world.clone(), plan.skews.clone());
+    let end = plan.calm_from + SETTLE_MS;
+    let stalled = {
+        let watch = watch.clone();
+        let world2 = world.clone();
+        let plan2 = plan.clone();
+        world.run_until(
+            end,
+            MAX_STEPS,
+            move |now| plan2.crash_chance_at(now),
+            move || watch.take_log(world2.last_instance()),
+        )
+    };
+
+    let mut violations: Vec<String> = watch.violations.borrow().clone();
+    if let Err(stall) = stalled {
+        violations.push(format!("the run stalled: {stall:?}"));
+    }
+    let traffic = network.traffic.borrow();
+    violations.extend(
+        traffic
+            .over_budget
+            .iter()
+            .take(5)
+            .map(|r| format!("over Notion's rate limit: {r}")),
+    );
+    violations.extend(end_state(&sim, &notion, &calls_ds, &messages_ds)?);
+
+    let deliveries = *sim.deliveries.borrow();
+    let crashes = *sim.crashes.borrow();
+    let acquisitions = *watch.acquisitions.borrow();
+    let accepted = sim.accepted.borrow().len();
+    Ok(SimReport {
+        seed: options.seed,
+        simulated_ms: world.now() - start_ms,
+        deliveries,
+        accepted,
+        faults: traffic.faults.values().sum::<u64>() + crashes,
+        requests: traffic.requests.values().sum(),
+        acquisitions,
+        steps: world.steps(),
+        violations,
+        digest: traffic.digest,
+        plan: plan.to_string(),
+    })
+}
+
+/// One webhook delivery of the workload.
+struct Delivery {
+    at: i64,
+    instance: usize,
+    payload: Value,
+}
+
+/// Calls and texts on one to three lines, their events delivered over `span` from `start` to random
+/// instances, some twice and some out of order.
+fn plan_workload(
+    rng: &mut ChaCha8Rng,
+    openphone: &OpenPhoneServer,
+    start: DateTime<Utc>,
+    span: i64,
+) -> anyhow::Result<Vec<Delivery>> {
+    let lines: Vec<Line> = (0..rng.gen_range(1..=3))
+        .map(|i| Line::register(openphone, i))
+        .collect();
+    let mut deliveries = Vec::new();
+    let start_ms = start.timestamp_millis();
+    for item in 0..rng.gen_range(6..30) {
+        let line = lines.choose(rng).expect("at least one line").clone();
+        let other = contact(rng.gen_range(0..8));
+        let offset = rng.gen_range(0..span);
+        let at = start + chrono::Duration::milliseconds(offset);
+        let events = match rng.gen_range(0..4) {
+            0 => {
+                CallScript::answered(openphone, &line, &other, &format!("ACsim{item}"), at).events()
+            }
+            1 => CallScript::missed_with_voicemail(
+                openphone,
+                &line,
+                &other,
+                &format!("ACsim{item}"),
+                at,
+            )
+            .events(),
+            kind => {
+                vec![
+                    MessageScript::new(&line, &[other], &format!("ACmsg{item}"), at, kind == 3)
+                        .event(),
+                ]
+            }
+        };
+        let mut due = start_ms + offset;
+        for payload in events {
+            due += rng.gen_range(0..90_000);
+            // Out of order: now and then an event overtakes the one before it.
+            let at = if rng.gen_bool(0.15) {
+                due - rng.gen_range(0..120_000)
+            } else {
+                due
+            };
+            deliveries.push(Delivery {
+                at: at.max(start_ms),
+                instance: rng.gen_range(0..INSTANCES),
+                payload: payload.clone(),
+            });
+            if rng.gen_bool(0.2) {
+                deliveries.push(Delivery {
+                    at: at + rng.gen_range(1_000..3 * HOUR),
+                    instance: rng.gen_range(0..INSTANCES),
+                    payload,
+                });
+            }
+        }
+    }
+    Ok(deliveries)
+}
+
+impl Sim {
+    /// Delivers `payload` to `instance` at true time `at`; a refused delivery is sent again later, as
+    /// OpenPhone does.
+    fn deliver_at(self: &Rc<Self>, at: i64, instance: usize, payload: Value, tries: u32) {
+        let sim = self.clone();
+        self.world.at(at, move || {
+            *sim.deliveries.borrow_mut() += 1;
+            let platform = sim.platforms[instance].clone();
+            let sim2 = sim.clone();
+            sim.world.spawn(instance, async move {
+                let signed_at = platform.clock.now_ms();
+                let Ok(signed) = SignedDelivery::legacy(WEBHOOK_KEY, signed_at, &payload) else {
+                    return;
+                };
+                let request = Request {
+                    method: "POST".into(),
+                    path: "/webhooks/openphone".into(),
+                    headers: signed.headers.clone(),
+                    body: signed.body.clone().into(),
+                    ..Request::default()
+                };
+                let intake = intake::handle(&platform, &request);
+                let status = intake.response.status;
+                if (200..300).contains(&status) {
+                    let id = payload["id"].as_str().unwrap_or_default().to_owned();
+                    sim2.accepted.borrow_mut().insert(id, page_of(&payload));
+                } else if tries < 10 {
+                    let next = sim2.world.random(|r| r.gen_range(0..INSTANCES));
+                    let later = sim2.world.now() + 5 * MINUTE * i64::from(tries + 1);
+                    sim2.deliver_at(later, next, payload.clone(), tries + 1);
+                }
+                if intake.kick_drain {
+                    // The webhook answers first; a failed kick leaves the work to the next tick.
+                    let _ = common::drain::kick(&*platform.http, common::drain::DRAIN_URL).await;
+                }
+            });
+        });
+    }
+
+    fn start_drain(self: &Rc<Self>, instance: usize) {
+        let platform = self.platforms[instance].clone();
+        self.world.spawn(instance, async move {
+            // Failures end up in the events' rows; the run's own error is the kick's business.
+            let _ = common::drain::run(&platform).await;
+        });
+    }
+
+    /// Ticks `instance`'s cron at every minute of its own clock from `from` on.
+    fn schedule_cron(self: &Rc<Self>, instance: usize, from: i64) {
+        let skew = self.platforms[instance].clock.now_ms() - self.world.now();
+        let local = from + skew;
+        let next_local = (local.div_euclid(MINUTE) + 1) * MINUTE;
+        let sim = self.clone();
+        self.world.at(next_local - skew, move || {
+            let platform = sim.platforms[instance].clone();
+            sim.world.spawn(instance, async move {
+                if let Ok(run_id) = runs::start(&platform, RunKind::Tick, None) {
+                    common::sync::tick(&platform, &run_id, &Via::InProcess).await;
+                }
+            });
+            let now = sim.world.now();
+            sim.schedule_cron(instance, now);
+        });
+    }
+}
+
+/// The invariants of the end state.
+fn end_state(
+    sim: &Sim,
+    notion: &NotionServer,
+    calls_ds: &str,
+    messages_ds: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut violations = Vec::new();
+    let platform = &sim.platforms[0];
+    let rows = platform.sql.execute(
+        "SELECT id, type, state, coalesce(last_error, '') AS last_error FROM events",
+        &[],
+    )?;
+    let mut states = BTreeMap::new();
+    for row in rows.iter() {
+        states.insert(
+            row.str("id")?.to_owned(),
+            (
+                row.str("type")?.to_owned(),
+                row.str("state")?.to_owned(),
+                row.str("last_error")?.to_owned(),
+            ),
+        );
+    }
+    for id in sim.accepted.borrow().keys() {
+        match states.get(id) {
+            None => violations.push(format!("event {id} was accepted but is not in the queue")),
+            Some((_, state, _)) if state == "done" || state == "skipped" => {}
+            Some((kind, state, error)) => {
+                violations.push(format!("event {id} ({kind}) ended {state}: {error}"))
+            }
+        }
+    }
+    for (data_source, key) in [(calls_ds, "Call ID"), (messages_ds, "Message ID")] {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for page in notion.pages(data_source) {
+            let id = property_text(&page["properties"][key]).unwrap_or_default();
+            *seen.entry(id.clone()).or_default() += 1;
+            let body = notion.block_texts(page["id"].as_str().unwrap_or_default());
+            for heading in [
+                "Recordings",
+                "Transcript",
+                "Summary",
+                "Next steps",
+                "Voicemail",
+            ] {
+                let n = body.iter().filter(|b| *b == heading).count();
+                if n > 1 {
+                    violations.push(format!("{key} {id}: the {heading} section {n} times"));
+                }
+            }
+        }
+        for (id, n) in seen.iter().filter(|(_, n)| **n > 1) {
+            violations.push(format!("{key} {id}: {n} pages"));
+        }
+        let accepted = sim.accepted.borrow();
+        let expected: BTreeSet<&str> = accepted
+            .values()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        for id in expected.into_iter().filter(|id| !seen.contains_key(*id)) {
+            violations.push(format!("{key} {id}: no page"));
+        }
+    }
+    Ok(violations)
+}
+
+/// The page an event belongs to: `("Call ID", call id)` or `("Message ID", message id)`.
+fn page_of(payload: &Value) -> (&'static str, String) {
+    let object = &payload["data"]["object"];
+    let kind = payload["type"].as_str().unwrap_or_default();
+    if kind.starts_with("message.") {
+        (
+            "Message ID",
+            object["id"].as_str().unwrap_or_default().to_owned(),
+        )
+    } else {
+        let id = object["callId"].as_str().or(object["id"].as_str());
+        ("Call ID", id.unwrap_or_default().to_owned())
+    }
+}
