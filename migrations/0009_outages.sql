@@ -19,3 +19,9 @@ CREATE TABLE IF NOT EXISTS breakers (
     opened_at     INTEGER NOT NULL,
     next_probe_at INTEGER NOT NULL
 );
+
+-- One lease per call: a transcript or summary that arrives before its call's first event knows no number and
+-- waits under the call's id; when an event naming the number arrives, the waiting events move to the
+-- number's lease, so no two drains write one call's page at once under two keys. (One line: the migration
+-- splitter ends a statement at a `;` that ends a line.)
+CREATE TRIGGER IF NOT EXISTS events_join_their_number AFTER INSERT ON events WHEN NEW.phone_number_id IS NOT NULL AND NEW.resource_id IS NOT NULL BEGIN UPDATE events SET phone_number_id = NEW.phone_number_id, lease_key = NEW.phone_number_id WHERE resource_id = NEW.resource_id AND phone_number_id IS NULL AND state = 'pending'; END;

@@ -669,6 +669,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_that_came_before_their_number_join_its_lease_when_it_arrives() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        let transcript = NewEvent {
+            resource_id: Some("AC1"),
+            event_type: "call.transcript.completed",
+            ..new_event("EV1", None, T0)
+        };
+        queue.enqueue(&transcript, T0).unwrap();
+        let key = |id: &str| {
+            platform
+                .sql
+                .execute("SELECT lease_key FROM events WHERE id = ?1", &[id.into()])
+                .unwrap()
+                .first()
+                .unwrap()
+                .str("lease_key")
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(key("EV1"), "AC1");
+        let completed = NewEvent {
+            resource_id: Some("AC1"),
+            ..new_event("EV2", Some("PN1"), T0 + 1)
+        };
+        queue.enqueue(&completed, T0).unwrap();
+        assert_eq!(key("EV1"), "PN1", "one call, one lease");
+        let leased = queue.lease("d", T0, 1000, 10, &[]).unwrap();
+        assert!(leased.iter().all(|e| e.lease_key == "PN1"), "{leased:?}");
+    }
+
+    #[tokio::test]
     async fn lease_takes_due_events_oldest_first_and_one_drain_per_number() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let queue = Queue::new(&*platform.sql);
