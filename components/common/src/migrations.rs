@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_real_workspaces.sql",
         sql: include_str!("../../../migrations/0003_real_workspaces.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_unsettled_messages.sql",
+        sql: include_str!("../../../migrations/0005_unsettled_messages.sql"),
+    },
 ];
 
 /// A claim older than this belongs to an instance that died mid-migration.
