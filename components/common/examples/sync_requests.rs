@@ -371,8 +371,14 @@ async fn main() -> anyhow::Result<()> {
         one_new.openphone,
         one_new.notion
     );
+    let found: u32 = first.report.numbers.iter().map(|n| n.found_in_notion).sum();
+    println!(
+        "first backfill: {:.2} Notion requests per item ({} pages found by the bulk lookups, not created again)",
+        first.notion as f64 / (CALLS + MESSAGES) as f64,
+        found
+    );
     println!();
-    println!("OP = OpenPhone requests, N = Notion requests (creates, the query before creating an item older than the");
-    println!("app, updates of pages found that way, the Canvas lookup of each new counterpart, data-source lookups).");
+    println!("OP = OpenPhone requests, N = Notion requests (creates, the bulk lookups of pages made before the app,");
+    println!("updates of pages found that way, the Canvas lookup of each new counterpart, data-source lookups).");
     Ok(())
 }

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0003_real_workspaces.sql"),
     },
     Migration {
+        version: 5,
+        name: "0005_unsettled_messages.sql",
+        sql: include_str!("../../../migrations/0005_unsettled_messages.sql"),
+    },
+    Migration {
         version: 7,
         name: "0007_message_media.sql",
         sql: include_str!("../../../migrations/0007_message_media.sql"),

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 
 pub mod app;
+pub mod backlog;
 pub mod s3_proxy;
 pub mod spin;
 /// The workloads live in `test_servers`, shared with the simulation (`tests/sim`).

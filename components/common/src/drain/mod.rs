@@ -224,7 +224,23 @@ pub async fn drain(
             };
             let batch = queue.lease(&owner, now, options.event_lease_ms, limit, &busy)?;
             if batch.is_empty() {
-                break;
+                // Events released because their number was busy come back in `busy_delay_ms`: wait for
+                // them here (the holder may be done by then, or have taken them itself) rather than leave
+                // them to the next tick, a minute away.
+                let retry_at = if busy.is_empty() {
+                    None
+                } else {
+                    queue.next_due(&busy, now + options.busy_delay_ms)?
+                };
+                match retry_at {
+                    Some(at) if at - started < options.budget_ms => {
+                        let wait = u64::try_from(at - now).unwrap_or(0);
+                        platform.clock.sleep_ms(wait.max(1)).await;
+                        busy.clear();
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             report.batches += 1;
             let refused = Cell::new(false);
@@ -333,12 +349,85 @@ async fn process_group(
             };
         }
     };
+    let events = process_under(
+        platform,
+        router,
+        options,
+        Held::ReleaseBeforeLast(lease),
+        &events,
+    )
+    .await;
+    GroupReport {
+        key,
+        busy: false,
+        events,
+    }
+}
+
+/// Processes the events of its number that are due (or were just released because the number was busy)
+/// under `lease`, which the caller holds and keeps: the periodic sync calls this between its own writes,
+/// so a number's webhook events wait for one page of the sync, not for the whole sync. Returns what
+/// happened to each event (none when nothing was due).
+pub async fn drain_key_under(
+    platform: &Platform,
+    router: &Router,
+    options: &DrainOptions,
+    lease: &Lease,
+    lease_key: &str,
+) -> anyhow::Result<Vec<EventReport>> {
+    let owner = crate::ids::new_id("drain");
     let queue = Queue::new(&*platform.sql);
-    let mut lease = Some(lease);
+    let mut reports = Vec::new();
+    loop {
+        let now = platform.clock.now_ms();
+        let events = queue.lease_key(
+            &owner,
+            lease_key,
+            now,
+            now + options.busy_delay_ms,
+            options.event_lease_ms,
+            options.batch_size,
+        )?;
+        if events.is_empty() {
+            return Ok(reports);
+        }
+        let done = process_under(platform, router, options, Held::Kept(lease), &events).await;
+        let stopped = done.len() < events.len()
+            || done
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Released { .. }));
+        reports.extend(done);
+        if stopped || lease.check().is_err() {
+            return Ok(reports);
+        }
+    }
+}
+
+/// A number lease under which events are processed.
+enum Held<'a> {
+    /// The drain's own: released just before the last event's outcome is recorded.
+    ReleaseBeforeLast(Lease),
+    /// The caller's, kept.
+    Kept(&'a Lease),
+}
+
+/// Processes `events` (one key's, in order) under `held`, recording each outcome.
+async fn process_under(
+    platform: &Platform,
+    router: &Router,
+    options: &DrainOptions,
+    held: Held<'_>,
+    events: &[QueuedEvent],
+) -> Vec<EventReport> {
+    let queue = Queue::new(&*platform.sql);
+    let (mut owned, kept) = match held {
+        Held::ReleaseBeforeLast(lease) => (Some(lease), None),
+        Held::Kept(lease) => (None, Some(lease)),
+    };
     let mut reports = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {
-        let held = lease
-            .as_ref()
+        let held = kept
+            .or(owned.as_ref())
             .expect("the lease is given up only after the last event");
         if let Err(lost) = held.check() {
             let reason = format!("{lost} before it was processed");
@@ -380,7 +469,7 @@ async fn process_group(
         if index + 1 == events.len() {
             // Let the number go before the last outcome is recorded: from then on another drain may lease
             // the number's next events, and must find the lease free rather than bounce them.
-            if let Some(lease) = lease.take() {
+            if let Some(lease) = owned.take() {
                 lease.release();
             }
         }
@@ -394,11 +483,7 @@ async fn process_group(
             break;
         }
     }
-    GroupReport {
-        key,
-        busy: false,
-        events: reports,
-    }
+    reports
 }
 
 /// What became of an event's handling, before it is recorded.

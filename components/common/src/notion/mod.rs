@@ -7,6 +7,7 @@ pub mod properties;
 pub mod schema;
 
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::configuration::NotionConfig;
 use crate::outbound::{percent_encode, ApiError, Outbound, Retry, Service};
@@ -15,6 +16,8 @@ pub use schema::DataSourceSchema;
 
 /// The API version this client speaks.
 pub const NOTION_VERSION: &str = "2025-09-03";
+/// Most conditions in one compound filter: Notion takes at most 100 elements in any array of a request.
+pub const MAX_OR_FILTERS: usize = 100;
 /// How long a cached data-source schema is trusted: a property a person adds or renames in Notion is
 /// seen within the hour (at once after `/admin/setup` or `/admin/notion/check`).
 const SCHEMA_MAX_AGE_MS: i64 = 3_600_000;
@@ -26,6 +29,8 @@ pub struct ResultsPage {
     pub results: Vec<Value>,
     /// Cursor of the next page.
     pub next_cursor: Option<String>,
+    /// Notion stopped reading (a query returns at most 10 000 results): there are more than were returned.
+    pub incomplete: bool,
 }
 
 /// The Notion API with one integration token.
@@ -222,6 +227,84 @@ impl<'a> Notion<'a> {
         Ok(results_page(value))
     }
 
+    /// The pages of a data source whose title (property `title_property`) equals one of `titles`, as
+    /// (title, page id), in as few queries as Notion allows: one `or` filter of up to [`MAX_OR_FILTERS`]
+    /// `equals` conditions per query (one level of nesting), every result page read.
+    pub async fn find_by_title(
+        &self,
+        data_source_id: &str,
+        title_property: &str,
+        titles: &[&str],
+    ) -> Result<Vec<(String, String)>, ApiError> {
+        let span = tracing::info_span!(
+            "notion.find_by_title",
+            otel.kind = "client",
+            data_source_id,
+            titles = titles.len()
+        );
+        async {
+            let mut found = Vec::new();
+            for chunk in titles.chunks(MAX_OR_FILTERS) {
+                let conditions: Vec<Value> = chunk
+                    .iter()
+                    .map(|t| json!({ "property": title_property, "title": { "equals": t } }))
+                    .collect();
+                let filter = json!({ "or": conditions });
+                let mut cursor: Option<String> = None;
+                loop {
+                    let page = self
+                        .query(data_source_id, &filter, 100, cursor.as_deref())
+                        .await?;
+                    found.extend(titled(&page.results, title_property));
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+            }
+            Ok(found)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The pages of a data source that Notion created at or after `from` (epoch ms), as (title, page id):
+    /// every result page of one query, `None` when Notion stopped at its 10 000-result limit (the
+    /// window is too wide to read whole).
+    pub async fn created_since(
+        &self,
+        data_source_id: &str,
+        title_property: &str,
+        from: i64,
+    ) -> Result<Option<Vec<(String, String)>>, ApiError> {
+        let span =
+            tracing::info_span!("notion.created_since", otel.kind = "client", data_source_id);
+        async {
+            let since = chrono::DateTime::from_timestamp_millis(from)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let filter =
+                json!({ "timestamp": "created_time", "created_time": { "on_or_after": since } });
+            let mut found = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .query(data_source_id, &filter, 100, cursor.as_deref())
+                    .await?;
+                found.extend(titled(&page.results, title_property));
+                if page.incomplete {
+                    return Ok(None);
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => return Ok(Some(found)),
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Creates a page in a data source; returns its id. Not retried after an unknown outcome.
     pub async fn create_page(
         &self,
@@ -313,9 +396,29 @@ impl<'a> Notion<'a> {
     }
 }
 
+/// (title, id) of each page in `results`, the title read from property `title_property`.
+fn titled<'v>(
+    results: &'v [Value],
+    title_property: &'v str,
+) -> impl Iterator<Item = (String, String)> + 'v {
+    results.iter().filter_map(move |result| {
+        let title = result["properties"][title_property]["title"]
+            .as_array()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p["plain_text"].as_str().or(p["text"]["content"].as_str()))
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        result["id"].as_str().map(|id| (title, id.to_owned()))
+    })
+}
+
 fn results_page(value: Value) -> ResultsPage {
     let has_more = value["has_more"].as_bool().unwrap_or(false);
     ResultsPage {
+        incomplete: value["request_status"]["type"] == "incomplete",
         results: value["results"].as_array().cloned().unwrap_or_default(),
         next_cursor: value["next_cursor"]
             .as_str()

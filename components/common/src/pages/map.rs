@@ -13,7 +13,7 @@
 use crate::platform::{Platform, Value};
 
 /// What a page is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A call in the Calls database.
     Call,
@@ -183,6 +183,25 @@ impl<'a> PageMap<'a> {
                 page_id.into(),
                 self.platform.clock.now_ms().into(),
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Records the page a lookup in Notion found for an item (made by an earlier tool or an earlier
+    /// attempt), unless the map already knows its page.
+    pub fn record_found(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        page_id: &str,
+    ) -> anyhow::Result<()> {
+        let now = self.platform.clock.now_ms();
+        self.platform.sql.execute(
+            "INSERT INTO notion_pages (kind, openphone_id, page_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (kind, openphone_id) DO UPDATE SET page_id = excluded.page_id, create_started_at = NULL,
+                                                            updated_at = excluded.updated_at
+             WHERE notion_pages.page_id IS NULL",
+            &[kind.as_str().into(), openphone_id.into(), page_id.into(), now.into()],
         )?;
         Ok(())
     }

@@ -130,7 +130,21 @@ pub struct Writer<'a> {
     media: Option<MediaCopier<'a>>,
     /// The data sources resolved by this writer, so one event's create and updates read them once.
     schemas: std::cell::RefCell<Vec<(Kind, String, DataSourceSchema)>>,
+    /// Items a bulk lookup ([`Writer::look_up_existing`]) found no page for: created without asking again.
+    absent: std::cell::RefCell<std::collections::HashSet<(Kind, String)>>,
+    /// Pages a bulk lookup found, recorded in the page map when their item is written (as a page found by
+    /// an item's own query is), so an item cut off before its write is looked up again, not skipped.
+    found: std::cell::RefCell<std::collections::HashMap<(Kind, String), String>>,
+    /// Per kind, whether the pages created since a time were read whole ([`Writer::look_up_existing`]):
+    /// `Some(from)` covers the items created since `from`, `None` means the window was too wide.
+    windows: std::cell::RefCell<std::collections::HashMap<Kind, Option<i64>>>,
+    /// Items written to a page the bulk lookup found.
+    found_used: std::cell::Cell<u32>,
 }
+
+/// How much earlier than its items a lookup window starts: Notion reports `created_time` to the minute,
+/// and its clock and OpenPhone's differ.
+const WINDOW_SLACK_MS: i64 = 3_600_000;
 
 impl<'a> Writer<'a> {
     /// A writer over the given clients and configuration.
@@ -151,6 +165,10 @@ impl<'a> Writer<'a> {
             lease: None,
             media: None,
             schemas: Default::default(),
+            absent: Default::default(),
+            found: Default::default(),
+            windows: Default::default(),
+            found_used: Default::default(),
         }
     }
 
@@ -215,7 +233,19 @@ impl<'a> Writer<'a> {
         created_at: Option<&str>,
         new_page: impl FnOnce() -> anyhow::Result<(Value, Vec<Value>)>,
     ) -> Result<(String, bool), WriteError> {
-        let predates = self.predates_app(created_at)?;
+        let found = self
+            .found
+            .borrow_mut()
+            .remove(&(kind, openphone_id.to_owned()));
+        if let Some(page_id) = found {
+            self.map.record_found(kind, openphone_id, &page_id)?;
+            self.found_used.set(self.found_used.get() + 1);
+        }
+        let predates = self.predates_app(created_at)?
+            && !self
+                .absent
+                .borrow()
+                .contains(&(kind, openphone_id.to_owned()));
         // What a create needs is read before the claim, so a failure here leaves no claim to wait out
         // (both are cached: no request once the data source is known).
         let (data_source, schema) = self.schema_of(kind).await?;
@@ -294,6 +324,107 @@ impl<'a> Writer<'a> {
                 Err(e.into())
             }
         }
+    }
+
+    /// Looks up in bulk the pages an earlier tool may have made for `items` (OpenPhone id, `createdAt`),
+    /// so a backfill does not query Notion once per item. `items_from` is the earliest an item the caller
+    /// lists may have been created (epoch ms).
+    ///
+    /// The first call for a kind reads every page Notion created since `items_from` (less an hour: Notion
+    /// reports `created_time` to the minute, and the clocks differ) — one query of up to 100 results a
+    /// page, so a database the earlier tool filled costs a request per 100 of its pages, an empty one a
+    /// single request. An item created since `items_from` whose page is not among them has none. Where
+    /// that window is over Notion's 10 000-result limit, or for an item older than it, the items are
+    /// looked up by id instead: one `or` query per 100 ids.
+    ///
+    /// The pages found are used (and recorded in the page map) when their item is written; the items
+    /// found absent are created without a query of their own. Only items older than the app and unknown
+    /// to the page map are looked up; an item with an earlier attempt of this app still queries for
+    /// itself, since that attempt may have landed after this lookup.
+    pub async fn look_up_existing(
+        &self,
+        kind: Kind,
+        items: &[(&str, Option<&str>)],
+        items_from: i64,
+    ) -> Result<(), WriteError> {
+        let mut wanted: Vec<(&str, Option<i64>)> = Vec::new();
+        for (id, created_at) in items {
+            let key = (kind, (*id).to_owned());
+            let unknown = !self.absent.borrow().contains(&key)
+                && !self.found.borrow().contains_key(&key)
+                && self.map.get(kind, id)?.is_none();
+            if unknown && !wanted.iter().any(|(w, _)| w == id) && self.predates_app(*created_at)? {
+                let created = created_at
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map(|c| c.timestamp_millis());
+                wanted.push((id, created));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (data_source, schema) = self.schema_of(kind).await?;
+        let title = schema.title_property().ok_or_else(|| {
+            WriteError::Api(ApiError::Refused {
+                service: crate::outbound::Service::Notion,
+                status: 400,
+                detail: "the database has no title property".into(),
+            })
+        })?;
+        let known = self.windows.borrow().get(&kind).copied();
+        let covered_from = match known {
+            Some(covered) => covered,
+            None => {
+                let window = self
+                    .notion
+                    .created_since(&data_source, title, items_from - WINDOW_SLACK_MS)
+                    .await?;
+                let covered = window.map(|pages| {
+                    let mut found = self.found.borrow_mut();
+                    for (title, page_id) in pages {
+                        found.entry((kind, title)).or_insert(page_id);
+                    }
+                    items_from
+                });
+                self.windows.borrow_mut().insert(kind, covered);
+                covered
+            }
+        };
+        let mut by_id: Vec<&str> = Vec::new();
+        for (id, created) in wanted {
+            let key = (kind, id.to_owned());
+            if self.found.borrow().contains_key(&key) {
+                continue;
+            } else if covered_from.is_some_and(|from| created.is_some_and(|c| c >= from)) {
+                self.absent.borrow_mut().insert(key);
+            } else {
+                by_id.push(id);
+            }
+        }
+        if by_id.is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .notion
+            .find_by_title(&data_source, title, &by_id)
+            .await?;
+        for id in by_id {
+            let key = (kind, id.to_owned());
+            match found.iter().find(|(title, _)| title.as_str() == id) {
+                Some((_, page_id)) => {
+                    self.found.borrow_mut().insert(key, page_id.clone());
+                }
+                None => {
+                    self.absent.borrow_mut().insert(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many items this writer wrote to pages that a bulk lookup found (an earlier tool's).
+    pub fn pages_found(&self) -> u32 {
+        self.found_used.get()
     }
 
     /// The data source `kind`'s pages go to, and what it has.

@@ -283,6 +283,74 @@ impl<'a> Queue<'a> {
         Ok(events)
     }
 
+    /// Leases up to `limit` events of `lease_key` that are due by `due_by` (a little later than `now`:
+    /// events another drain just released because this key was busy count as due), oldest first, for a
+    /// worker that holds the key's number lease already (the periodic sync letting a number's webhook
+    /// events in between its own writes). Each lease counts as an attempt.
+    pub fn lease_key(
+        &self,
+        owner: &str,
+        lease_key: &str,
+        now: i64,
+        due_by: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<QueuedEvent>> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
+                     lease_expires_at = ?3, updated_at = ?2
+                 WHERE id IN (
+                     SELECT e.id FROM events AS e
+                     WHERE e.lease_key = ?5
+                       AND ((e.state = 'pending' AND e.available_at <= ?6)
+                            OR (e.state = 'leased' AND e.lease_expires_at <= ?2))
+                       AND NOT EXISTS (SELECT 1 FROM events AS busy
+                                       WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
+                                         AND busy.lease_expires_at > ?2)
+                     ORDER BY e.created_at, e.id
+                     LIMIT ?4)
+                 RETURNING id, type, phone_number_id, resource_id, lease_key, created_at, payload,
+                           attempts, lease_owner",
+                &[
+                    owner.into(),
+                    now.into(),
+                    now.saturating_add(lease_ms).into(),
+                    limit.into(),
+                    lease_key.into(),
+                    due_by.into(),
+                ],
+            )
+            .context("leasing a key's events")?;
+        let mut events = rows
+            .iter()
+            .map(QueuedEvent::from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        events.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(events)
+    }
+
+    /// The earliest time a pending event of one of `keys` is due, if it is due by `due_by`.
+    pub fn next_due(&self, keys: &[String], due_by: i64) -> anyhow::Result<Option<i64>> {
+        let rows = self
+            .sql
+            .execute(
+                "SELECT min(available_at) AS at FROM events
+                 WHERE state = 'pending' AND available_at <= ?2
+                   AND lease_key IN (SELECT value FROM json_each(?1))",
+                &[
+                    serde_json::to_string(keys)
+                        .context("encoding the keys")?
+                        .into(),
+                    due_by.into(),
+                ],
+            )
+            .context("looking for due events")?;
+        Ok(rows.first().and_then(|r| r.opt_i64("at").ok().flatten()))
+    }
+
     /// Pushes the expiry of every live lease `owner` holds to `now + lease_ms` (a drain's heartbeat).
     pub fn extend_leases(&self, owner: &str, now: i64, lease_ms: i64) -> anyhow::Result<()> {
         self.sql

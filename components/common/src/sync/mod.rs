@@ -14,7 +14,9 @@
 
 pub mod housekeeping;
 pub mod http;
+pub mod interleave;
 pub mod links;
+pub mod messages;
 pub mod number;
 pub mod pending;
 pub mod requests;

@@ -6,8 +6,15 @@
 //! newest first, pages of 100) → for each conversation, its calls (1:1 conversations only: calls take
 //! exactly one participant) and its messages (every participant) created since that conversation was last
 //! synced, all pages → each item Notion lacks is written through the [`Writer`]; an item already in the
-//! page map costs no Notion request. Calls of every status are synced, missed calls and voicemails
-//! included; what a call still lacks is recorded as [`pending`](super::pending) work.
+//! page map costs no Notion request, unless it is a text listed with a later status than the one written
+//! (one update). Calls of every status are synced, missed calls and voicemails included; what a call
+//! still lacks is recorded as [`pending`](super::pending) work, an outgoing text not yet delivered as
+//! [`messages`](super::messages) to ask for again.
+//!
+//! Items that predate the app are looked up in Notion in bulk ([`Writer::look_up_existing`]: the pages
+//! created in the pass's window, read once, about one query per 100 pages) instead of one query each;
+//! and before each write the sync lets the number's waiting webhook events in
+//! ([`interleave`](super::interleave)).
 //!
 //! `GET /v1/calls` lists one user's calls: `userId`'s, or the workspace owner's without it
 //! (openphone-api.md §4.2). So a conversation's calls are listed once per user of the number (its
@@ -35,6 +42,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use super::interleave::Interleave;
+use super::messages;
 use super::pending::{self, Needs, RecheckReport};
 use super::requests::{self, Requests};
 use super::{iso, parse_iso, record_history, SyncOptions, SyncSettings};
@@ -45,6 +54,7 @@ use crate::openphone::types::{Call, Message, PhoneNumberUser};
 use crate::openphone::{OpenPhone, Page};
 use crate::outbound::ApiError;
 use crate::pages::map::{Kind, PageMap};
+use crate::pages::messages::status_rank;
 use crate::pages::{WriteError, Writer};
 use crate::platform::{Platform, Value};
 
@@ -78,6 +88,19 @@ pub struct NumberReport {
     pub messages_written: u32,
     /// Items listed that already had a page.
     pub already_synced: u32,
+    /// Message pages whose status was written because it moved since the page was written (listed
+    /// again with a later status, or settled while [`messages`](super::messages) watched it).
+    #[serde(default)]
+    pub statuses_updated: u32,
+    /// Items written to pages the bulk lookups found in Notion (an earlier tool's), not created again.
+    #[serde(default)]
+    pub found_in_notion: u32,
+    /// The number's webhook events processed between the sync's pages (see [`super::interleave`]).
+    #[serde(default)]
+    pub events_let_in: u32,
+    /// Outgoing texts whose delivery was asked for again.
+    #[serde(default)]
+    pub unsettled: super::messages::SettleReport,
     /// Items that failed for good, with why (the first few).
     pub failures: Vec<String>,
     /// Pending calls re-checked.
@@ -172,6 +195,8 @@ async fn sync_under_lease(
     };
     let started = platform.clock.now_ms();
     let pass = begin_pass(platform, phone_number_id, since, started, options)?;
+    let interleave = Interleave::new(platform, settings, &lease, phone_number_id);
+    report.events_let_in += interleave.let_in().await;
     let sync = NumberSync {
         platform,
         settings,
@@ -184,6 +209,7 @@ async fn sync_under_lease(
         call_users: call_users(&known.users),
         deadline: started + options.number_budget_ms,
         pass,
+        interleave: &interleave,
     };
     let interrupted = sync.run_pass(report).await;
     match &interrupted {
@@ -216,7 +242,17 @@ async fn sync_under_lease(
             Ok(recheck) => report.pending = recheck,
             Err(e) => report.pending.errors.push(format!("{e:#}")),
         }
+        report.events_let_in += interleave.let_in().await;
+        match messages::recheck(platform, &openphone, &writer, &lease, phone_number_id).await {
+            Ok(settled) => {
+                report.statuses_updated += settled.updated;
+                report.unsettled = settled;
+            }
+            Err(e) => report.unsettled.errors.push(format!("{e:#}")),
+        }
     }
+    report.events_let_in += interleave.let_in().await;
+    report.found_in_notion = writer.pages_found();
     lease.release();
     Ok(())
 }
@@ -400,6 +436,7 @@ struct NumberSync<'a> {
     call_users: Vec<Option<String>>,
     deadline: i64,
     pass: Pass,
+    interleave: &'a Interleave<'a>,
 }
 
 impl NumberSync<'_> {
@@ -573,6 +610,12 @@ impl NumberSync<'_> {
             .page::<Message>("/v1/messages", &query, token.take(), report)
             .await?
         {
+            let items: Vec<(&str, Option<&str>)> = page
+                .data
+                .iter()
+                .map(|m| (m.id.as_str(), m.created_at.as_deref()))
+                .collect();
+            self.look_up(Kind::Message, &items).await;
             for message in page.data {
                 note(
                     self.sync_message(message, &conversation.id, report).await,
@@ -614,6 +657,12 @@ impl NumberSync<'_> {
                 .page::<Call>("/v1/calls", &query, token.take(), report)
                 .await?
             {
+                let items: Vec<(&str, Option<&str>)> = page
+                    .data
+                    .iter()
+                    .map(|c| (c.id.as_str(), c.created_at.as_deref()))
+                    .collect();
+                self.look_up(Kind::Call, &items).await;
                 for call in page.data {
                     if !seen.insert(call.id.clone()) {
                         continue;
@@ -664,6 +713,23 @@ impl NumberSync<'_> {
         }
     }
 
+    /// Finds in bulk the pages an earlier tool made for a listing page's items (see
+    /// [`Writer::look_up_existing`]). A failed lookup costs only the saving: each item then queries for
+    /// itself as before.
+    async fn look_up(&self, kind: Kind, items: &[(&str, Option<&str>)]) {
+        // Every item a pass lists was created after its conversation's lower bound, none of which is
+        // earlier than the number's origin less the overlap.
+        let items_from = self.pass.origin - self.options().overlap_ms;
+        if let Err(e) = self.writer.look_up_existing(kind, items, items_from).await {
+            tracing::warn!(error = %e, kind = kind.as_str(), "looking up existing pages failed; each item looks for itself");
+        }
+    }
+
+    /// Before a write of its own, the sync lets in the number's webhook events that are waiting.
+    async fn let_events_in(&self, report: &mut NumberReport) {
+        report.events_let_in += self.interleave.let_in().await;
+    }
+
     fn has_page(&self, kind: Kind, id: &str) -> anyhow::Result<bool> {
         Ok(self
             .map
@@ -681,6 +747,7 @@ impl NumberSync<'_> {
             report.already_synced += 1;
             return Ok(());
         }
+        self.let_events_in(report).await;
         let now = self.platform.clock.now_ms();
         let created_at = call
             .created_at
@@ -779,10 +846,29 @@ impl NumberSync<'_> {
         conversation_id: &str,
         report: &mut NumberReport,
     ) -> Result<(), Halt> {
-        if self.has_page(Kind::Message, &message.id)? {
+        let existing = self
+            .map
+            .get(Kind::Message, &message.id)?
+            .filter(|row| row.page_id.is_some());
+        let status_moved = match &existing {
+            None => false,
+            // A page people deleted stays deleted; one whose status is as far along is left alone.
+            Some(row) => {
+                !self.map.is_gone(Kind::Message, &message.id)?
+                    && row
+                        .status_rank
+                        .is_none_or(|written| status_rank(message.status.as_deref()) > written)
+            }
+        };
+        if let Some(row) = existing.as_ref().filter(|_| !status_moved) {
             report.already_synced += 1;
+            // A page already showing a settled status (a webhook's) need not be asked about.
+            if row.status_rank < Some(status_rank(Some("delivered"))) {
+                messages::track(self.platform, self.phone_number_id, &message)?;
+            }
             return Ok(());
         }
+        self.let_events_in(report).await;
         let message = Message {
             conversation_id: message
                 .conversation_id
@@ -797,7 +883,13 @@ impl NumberSync<'_> {
         self.lease.check()?;
         match self.writer.upsert_message(&message).await {
             Ok(page_id) => {
-                report.messages_written += 1;
+                // A page found by the lookup has no status of ours yet: it is written, not updated.
+                if existing.is_some_and(|row| row.status_rank.is_some()) {
+                    report.statuses_updated += 1;
+                } else {
+                    report.messages_written += 1;
+                }
+                messages::track(self.platform, self.phone_number_id, &message)?;
                 record_history(
                     self.platform,
                     self.phone_number_id,

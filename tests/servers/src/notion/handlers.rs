@@ -340,6 +340,9 @@ async fn query_data_source(
         .filter(|page| filter.as_ref().is_none_or(|filter| matches(filter, page)))
         .collect();
     sort(&mut pages, &sorts);
+    // Notion reads at most 10 000 results of one query; the last page of those says so.
+    let capped = pages.len() > MAX_QUERY_RESULTS;
+    pages.truncate(MAX_QUERY_RESULTS);
     let cursor = match fields.get("start_cursor") {
         None | Some(Value::Null) => None,
         Some(cursor) => Some(cursor.as_str().ok_or_else(|| {
@@ -351,15 +354,23 @@ async fn query_data_source(
         .iter()
         .map(|page| state.render_page(page, true, only.as_deref()))
         .collect();
-    ok(json!({
+    let mut body = json!({
         "object": "list",
         "results": results,
         "next_cursor": next_cursor,
         "has_more": next_cursor.is_some(),
         "type": "page_or_data_source",
         "page_or_data_source": {},
-    }))
+    });
+    if capped && next_cursor.is_none() {
+        body["request_status"] =
+            json!({ "type": "incomplete", "incomplete_reason": "query_result_limit_reached" });
+    }
+    ok(body)
 }
+
+/// Results one query can read through all its pages (notion-api.md §6.4).
+const MAX_QUERY_RESULTS: usize = 10_000;
 
 fn page_size(value: Option<&Value>, path: &str) -> Result<usize, NotionError> {
     match value {

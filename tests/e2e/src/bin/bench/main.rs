@@ -11,7 +11,12 @@
 //! Rows: `.wasm` sizes; peak memory of copying a 100 MiB recording; each component's cold start
 //! (compiled from scratch, then its first answer); OpenPhone, Notion and S3 requests per event type and
 //! per call lifecycle with a cold and a warm Canvas cache; drain throughput with the servers' rate limits
-//! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates.
+//! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates; the
+//! first sync of 140 texts older than the app (Notion requests per item, items per minute); webhook →
+//! page latency with and without a sync of the same number running (also on `spin up`).
+
+mod backfill;
+mod latency;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -104,6 +109,17 @@ async fn main() -> anyhow::Result<()> {
         intake(&mut table, Runner::Spin(spin.into()), "spin up")
             .await
             .context("intake on spin up")?;
+    }
+    backfill::backfill(&mut table, Runner::TestHost, "test host")
+        .await
+        .context("backfill on the test host")?;
+    latency::webhook_to_page(&mut table, Runner::TestHost, "test host")
+        .await
+        .context("webhook to page on the test host")?;
+    if let Some(spin) = std::env::var_os("SPIN_BIN") {
+        latency::webhook_to_page(&mut table, Runner::Spin(spin.into()), "spin up")
+            .await
+            .context("webhook to page on spin up")?;
     }
     table.print();
     Ok(())
