@@ -353,6 +353,7 @@ async fn process_group(
         platform,
         router,
         options,
+        refused,
         Held::ReleaseBeforeLast(lease),
         &events,
     )
@@ -391,7 +392,16 @@ pub async fn drain_key_under(
         if events.is_empty() {
             return Ok(reports);
         }
-        let done = process_under(platform, router, options, Held::Kept(lease), &events).await;
+        let refused = Cell::new(false);
+        let done = process_under(
+            platform,
+            router,
+            options,
+            &refused,
+            Held::Kept(lease),
+            &events,
+        )
+        .await;
         let stopped = done.len() < events.len()
             || done
                 .iter()
@@ -411,11 +421,13 @@ enum Held<'a> {
     Kept(&'a Lease),
 }
 
-/// Processes `events` (one key's, in order) under `held`, recording each outcome.
+/// Processes `events` (one key's, in order) under `held`, recording each outcome. Once an API refuses
+/// our credentials (here or in another group sharing `refused`), the rest are given back untried.
 async fn process_under(
     platform: &Platform,
     router: &Router,
     options: &DrainOptions,
+    refused: &Cell<bool>,
     held: Held<'_>,
     events: &[QueuedEvent],
 ) -> Vec<EventReport> {

@@ -242,22 +242,54 @@ impl<'a> Queue<'a> {
         limit: u32,
         exclude: &[String],
     ) -> anyhow::Result<Vec<QueuedEvent>> {
+        self.lease_matching(owner, None, now, now, lease_ms, limit, exclude)
+    }
+
+    /// Leases up to `limit` events of `lease_key` that are due by `due_by` (a little later than `now`:
+    /// events another drain just released because this key was busy count as due), oldest first, for a
+    /// worker that holds the key's number lease already (the periodic sync letting a number's webhook
+    /// events in between its own writes). Otherwise as [`Queue::lease`].
+    pub fn lease_key(
+        &self,
+        owner: &str,
+        lease_key: &str,
+        now: i64,
+        due_by: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<QueuedEvent>> {
+        self.lease_matching(owner, Some(lease_key), now, due_by, lease_ms, limit, &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lease_matching(
+        &self,
+        owner: &str,
+        lease_key: Option<&str>,
+        now: i64,
+        due_by: i64,
+        lease_ms: i64,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<QueuedEvent>> {
         let rows = self
             .sql
             .execute(
                 "UPDATE events
                  SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
-                     abandoned = abandoned + CASE WHEN state = 'leased' THEN 1 ELSE 0 END,
+                     abandoned = abandoned + CASE WHEN state = 'leased' THEN in_hand ELSE 0 END,
+                     in_hand = 0,
                      lease_expires_at = ?3, updated_at = ?2
                  WHERE id IN (
                      SELECT e.id FROM events AS e
-                     WHERE ((e.state = 'pending' AND e.available_at <= ?2)
+                     WHERE (?5 IS NULL OR e.lease_key = ?5)
+                       AND ((e.state = 'pending' AND e.available_at <= ?6)
                             OR (e.state = 'leased' AND e.lease_expires_at <= ?2
-                                AND e.abandoned + 1 < ?6))
+                                AND e.abandoned + e.in_hand < ?8))
                        AND NOT EXISTS (SELECT 1 FROM events AS busy
                                        WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
                                          AND busy.lease_expires_at > ?2)
-                       AND e.lease_key NOT IN (SELECT value FROM json_each(?5))
+                       AND e.lease_key NOT IN (SELECT value FROM json_each(?7))
                      ORDER BY e.created_at, e.id
                      LIMIT ?4)
                  RETURNING id, type, phone_number_id, resource_id, lease_key, created_at, payload,
@@ -267,6 +299,8 @@ impl<'a> Queue<'a> {
                     now.into(),
                     now.saturating_add(lease_ms).into(),
                     limit.into(),
+                    lease_key.into(),
+                    due_by.into(),
                     serde_json::to_string(exclude)
                         .context("encoding the excluded keys")?
                         .into(),
@@ -279,55 +313,6 @@ impl<'a> Queue<'a> {
             .map(QueuedEvent::from_row)
             .collect::<anyhow::Result<Vec<_>>>()?;
         // RETURNING has no order of its own.
-        events.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(events)
-    }
-
-    /// Leases up to `limit` events of `lease_key` that are due by `due_by` (a little later than `now`:
-    /// events another drain just released because this key was busy count as due), oldest first, for a
-    /// worker that holds the key's number lease already (the periodic sync letting a number's webhook
-    /// events in between its own writes). Each lease counts as an attempt.
-    pub fn lease_key(
-        &self,
-        owner: &str,
-        lease_key: &str,
-        now: i64,
-        due_by: i64,
-        lease_ms: i64,
-        limit: u32,
-    ) -> anyhow::Result<Vec<QueuedEvent>> {
-        let rows = self
-            .sql
-            .execute(
-                "UPDATE events
-                 SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
-                     lease_expires_at = ?3, updated_at = ?2
-                 WHERE id IN (
-                     SELECT e.id FROM events AS e
-                     WHERE e.lease_key = ?5
-                       AND ((e.state = 'pending' AND e.available_at <= ?6)
-                            OR (e.state = 'leased' AND e.lease_expires_at <= ?2))
-                       AND NOT EXISTS (SELECT 1 FROM events AS busy
-                                       WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
-                                         AND busy.lease_expires_at > ?2)
-                     ORDER BY e.created_at, e.id
-                     LIMIT ?4)
-                 RETURNING id, type, phone_number_id, resource_id, lease_key, created_at, payload,
-                           attempts, lease_owner",
-                &[
-                    owner.into(),
-                    now.into(),
-                    now.saturating_add(lease_ms).into(),
-                    limit.into(),
-                    lease_key.into(),
-                    due_by.into(),
-                ],
-            )
-            .context("leasing a key's events")?;
-        let mut events = rows
-            .iter()
-            .map(QueuedEvent::from_row)
-            .collect::<anyhow::Result<Vec<_>>>()?;
         events.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(events)
     }
