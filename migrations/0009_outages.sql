@@ -1,9 +1,11 @@
 -- openphone-notion-sync: an outage of days loses nothing (components/common/src/queue, drain/breaker.rs).
 -- Applied like 0001; an `ADD COLUMN` found already there (an instance died half-way) is skipped.
 
--- Times an event's lease ran out without an outcome (its drain crashed or stalled). A poison event that
--- kills every drain is buried after a few; failures and rate limits never count here.
+-- Times a drain started processing an event and its lease ran out without an outcome (the drain crashed or
+-- stalled while on it); `in_hand` is 1 while a drain processes it. A poison event that kills every drain is
+-- buried after a few; events merely waiting in a crashed drain's batch, failures and rate limits never count.
 ALTER TABLE events ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN in_hand INTEGER NOT NULL DEFAULT 0;
 
 -- 1 when the event was buried because it kept failing transiently past `queue_max_age_hours`: such events
 -- are replayed by themselves once an event succeeds again, at most three times (`replays`).

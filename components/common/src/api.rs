@@ -145,14 +145,21 @@ pub fn health(platform: &Platform, component: &str) -> Response {
         Ok(_) => "ok",
         Err(_) => "unavailable",
     };
+    // An API that refuses our credentials pauses the drain: the app is up, but a person must act.
+    let paused: Vec<serde_json::Value> = crate::drain::breaker::open_breakers(&*platform.sql)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| json!({ "service": b.service, "status": b.status, "since": b.opened_at }))
+        .collect();
     Response::json(
         200,
         &json!({
-            "status": "ok",
+            "status": if paused.is_empty() { "ok" } else { "paused" },
             "component": component,
             "version": env!("CARGO_PKG_VERSION"),
             "configuration": { "complete": missing.is_empty(), "missing": missing },
             "database": database,
+            "credentials_refused": paused,
         }),
     )
 }

@@ -114,6 +114,8 @@ pub struct Stats {
     pub last_run: Option<Run>,
     /// Object storage as the last housekeeping counted it (object count and bytes per prefix).
     pub storage: Option<serde_json::Value>,
+    /// APIs that refuse our credentials: the drain is paused until a probe gets through.
+    pub breakers: Vec<crate::drain::breaker::OpenBreaker>,
 }
 
 /// Media copied to object storage.
@@ -420,7 +422,10 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
                 .and_then(|j| serde_json::from_str(j).ok())
         });
 
+    let breakers = crate::drain::breaker::open_breakers(sql)?;
+
     Ok(Stats {
+        breakers,
         dlq_size: queue.dead,
         storage,
         queue,

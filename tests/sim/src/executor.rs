@@ -178,14 +178,11 @@ impl World {
     }
 
     /// Polls ready tasks in a seeded order and moves time from timer to timer until the true time would
-    /// pass `end_ms` or nothing is left to do. `after_step` runs after every poll and every action, and
-    /// `crash_chance` is the probability that the instance just polled is killed at the await point
-    /// where it stopped.
+    /// pass `end_ms` or nothing is left to do. `after_step` runs after every poll and every action.
     pub fn run_until(
         self: &Rc<Self>,
         end_ms: i64,
         max_steps: u64,
-        crash_chance: impl Fn(i64) -> f64,
         mut after_step: impl FnMut(),
     ) -> Result<(), Stall> {
         loop {
@@ -207,7 +204,7 @@ impl World {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
                 self.steps.set(self.steps.get() + 1);
-                self.poll(id, &crash_chance);
+                self.poll(id);
                 after_step();
                 continue;
             }
@@ -233,7 +230,7 @@ impl World {
         }
     }
 
-    fn poll(self: &Rc<Self>, id: u64, crash_chance: &impl Fn(i64) -> f64) {
+    fn poll(self: &Rc<Self>, id: u64) {
         let Some(mut task) = self.tasks.borrow_mut().remove(&id) else {
             return; // killed by a crash; a stale wake-up
         };
@@ -245,11 +242,7 @@ impl World {
         let poll = task.future.as_mut().poll(&mut Context::from_waker(&waker));
         let alive = self.incarnations.borrow()[task.instance] == task.incarnation;
         if poll.is_pending() && alive {
-            let instance = task.instance;
             self.tasks.borrow_mut().insert(id, task);
-            if self.chance(crash_chance(self.now())) {
-                self.crash(instance);
-            }
         }
     }
 }
@@ -304,7 +297,7 @@ mod tests {
                 });
             }
         }
-        world.run_until(10_000, 1_000, |_| 0.0, || {}).unwrap();
+        world.run_until(10_000, 1_000, || {}).unwrap();
         let order = log.borrow().clone();
         order
     }
@@ -334,7 +327,7 @@ mod tests {
         }
         let w = world.clone();
         world.at(1_000, move || w.crash(0));
-        world.run_until(10_000, 1_000, |_| 0.0, || {}).unwrap();
+        world.run_until(10_000, 1_000, || {}).unwrap();
         assert_eq!(finished.get(), 1);
         assert_eq!(world.tasks_of(0), 0);
     }

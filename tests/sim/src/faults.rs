@@ -101,8 +101,9 @@ pub struct FaultPlan {
     pub ghost_chance: f64,
     /// Per request, the chance of a lone `5xx` or connection error.
     pub error_chance: f64,
-    /// Per poll, the chance the polled instance is killed there; only while the faults last.
-    pub crash_chance: f64,
+    /// Instance kills: (true time, instance). Each lands at whatever await point the instance's tasks
+    /// have reached then.
+    pub crashes: Vec<(i64, usize)>,
     /// Each instance's clock skew (ms).
     pub skews: Vec<i64>,
     /// When the last fault ends (true time): after it the world is kind, and everything must settle.
@@ -130,13 +131,21 @@ impl FaultPlan {
             },
             ghost_chance: rng.gen_range(0.0..0.7),
             error_chance: rng.gen_range(0.0..0.1),
-            crash_chance: if rng.gen_bool(0.6) {
-                rng.gen_range(0.0..0.002)
-            } else {
-                0.0
-            },
             ..FaultPlan::default()
         };
+        if rng.gen_bool(0.7) {
+            // Up to one crash every ten minutes of traffic, at times with no relation to the work.
+            let most = usize::try_from(span / (10 * MINUTE)).unwrap_or(1).max(1);
+            plan.crashes = (0..rng.gen_range(1..=most))
+                .map(|_| {
+                    (
+                        start + rng.gen_range(0..span.max(1)),
+                        rng.gen_range(0..instances),
+                    )
+                })
+                .collect();
+            plan.crashes.sort_unstable();
+        }
         if long_outage {
             let from = start + rng.gen_range(0..span.max(1));
             plan.windows.push(Window {
@@ -223,23 +232,18 @@ impl FaultPlan {
         }
         None
     }
-
-    /// The chance of a crash at an await point at true time `now`.
-    pub fn crash_chance_at(&self, now: i64) -> f64 {
-        if now < self.calm_from {
-            self.crash_chance
-        } else {
-            0.0
-        }
-    }
 }
 
 impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "skews {:?} ms; hang {:.3}, ghost {:.2}, error {:.3}, crash {:.4}",
-            self.skews, self.hang_chance, self.ghost_chance, self.error_chance, self.crash_chance
+            "skews {:?} ms; hang {:.3}, ghost {:.2}, error {:.3}, {} crashes",
+            self.skews,
+            self.hang_chance,
+            self.ghost_chance,
+            self.error_chance,
+            self.crashes.len()
         )?;
         for w in &self.windows {
             write!(

@@ -217,7 +217,7 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
             *result.borrow_mut() = Some(report.map(drop));
         });
         world
-            .run_until(start_ms + MINUTE, MAX_STEPS, |_| 0.0, || {})
+            .run_until(start_ms + MINUTE, MAX_STEPS, || {})
             .map_err(|stall| anyhow::anyhow!("migrations stalled: {stall:?}"))?;
         let migrated = done.borrow_mut().take();
         migrated.context("migrations did not finish")??;
@@ -231,18 +231,22 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         sim.schedule_cron(instance, start_ms);
     }
 
+    for &(at, instance) in &plan.crashes {
+        let sim = sim.clone();
+        world.at(at, move || {
+            *sim.crashes.borrow_mut() += 1;
+            sim.world.crash(instance);
+        });
+    }
+
     let watch = LeaseWatch::new(world.clone(), plan.skews.clone());
     let end = plan.calm_from + SETTLE_MS;
     let stalled = {
         let watch = watch.clone();
         let world2 = world.clone();
-        let plan2 = plan.clone();
-        world.run_until(
-            end,
-            MAX_STEPS,
-            move |now| plan2.crash_chance_at(now),
-            move || watch.take_log(world2.last_instance()),
-        )
+        world.run_until(end, MAX_STEPS, move || {
+            watch.take_log(world2.last_instance())
+        })
     };
 
     let mut violations: Vec<String> = watch.violations.borrow().clone();
@@ -349,13 +353,24 @@ fn plan_workload(
 }
 
 impl Sim {
-    /// Delivers `payload` to `instance` at true time `at`; a refused delivery is sent again later, as
-    /// OpenPhone does.
+    /// Delivers `payload` to `instance` at true time `at`; a delivery refused, or not answered because
+    /// the instance died, is sent again later, as OpenPhone does.
     fn deliver_at(self: &Rc<Self>, at: i64, instance: usize, payload: Value, tries: u32) {
         let sim = self.clone();
         self.world.at(at, move || {
             *sim.deliveries.borrow_mut() += 1;
             let platform = sim.platforms[instance].clone();
+            let answered = Rc::new(std::cell::Cell::new(false));
+            if tries < 10 {
+                let (sim2, answered, payload) = (sim.clone(), answered.clone(), payload.clone());
+                let later = sim.world.now() + 5 * MINUTE * i64::from(tries + 1);
+                sim.world.at(later, move || {
+                    if !answered.get() {
+                        let next = sim2.world.random(|r| r.gen_range(0..INSTANCES));
+                        sim2.deliver_at(later, next, payload, tries + 1);
+                    }
+                });
+            }
             let sim2 = sim.clone();
             sim.world.spawn(instance, async move {
                 let signed_at = platform.clock.now_ms();
@@ -366,18 +381,14 @@ impl Sim {
                     method: "POST".into(),
                     path: "/webhooks/openphone".into(),
                     headers: signed.headers.clone(),
-                    body: signed.body.clone().into(),
+                    body: signed.body.clone(),
                     ..Request::default()
                 };
                 let intake = intake::handle(&platform, &request);
-                let status = intake.response.status;
-                if (200..300).contains(&status) {
+                if (200..300).contains(&intake.response.status) {
+                    answered.set(true);
                     let id = payload["id"].as_str().unwrap_or_default().to_owned();
                     sim2.accepted.borrow_mut().insert(id, page_of(&payload));
-                } else if tries < 10 {
-                    let next = sim2.world.random(|r| r.gen_range(0..INSTANCES));
-                    let later = sim2.world.now() + 5 * MINUTE * i64::from(tries + 1);
-                    sim2.deliver_at(later, next, payload.clone(), tries + 1);
                 }
                 if intake.kick_drain {
                     // The webhook answers first; a failed kick leaves the work to the next tick.

@@ -85,6 +85,9 @@ impl Traffic {
     }
 }
 
+/// Starts a drain on an instance.
+pub type Kick = Box<dyn Fn(usize)>;
+
 /// Where each API lives in the simulation.
 pub struct Network {
     /// The world.
@@ -99,8 +102,9 @@ pub struct Network {
     pub plan: FaultPlan,
     /// What happened.
     pub traffic: RefCell<Traffic>,
-    /// Starts a drain on an instance (the webhook's kick of the private route).
-    pub kick: RefCell<Option<Box<dyn Fn(usize)>>>,
+    /// Starts a drain on an instance (the webhook's kick of the private route); set once the
+    /// instances exist.
+    pub kick: RefCell<Option<Kick>>,
 }
 
 /// One instance's outbound HTTP.

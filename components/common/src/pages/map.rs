@@ -173,10 +173,18 @@ impl<'a> PageMap<'a> {
     }
 
     /// Records the page id learned from a create or a query, ending the claim.
-    pub fn record_page(&self, kind: Kind, openphone_id: &str, page_id: &str) -> anyhow::Result<()> {
-        self.platform.sql.execute(
-            "UPDATE notion_pages SET page_id = ?3, create_started_at = NULL, updated_at = ?4
-             WHERE kind = ?1 AND openphone_id = ?2",
+    /// The first page recorded stays the item's page: a create that outlived its claim, while another
+    /// worker created and recorded a page, does not overwrite it. Returns the item's page.
+    pub fn record_page(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        page_id: &str,
+    ) -> anyhow::Result<String> {
+        let rows = self.platform.sql.execute(
+            "UPDATE notion_pages SET page_id = coalesce(page_id, ?3), create_started_at = NULL, updated_at = ?4
+             WHERE kind = ?1 AND openphone_id = ?2
+             RETURNING page_id",
             &[
                 kind.as_str().into(),
                 openphone_id.into(),
@@ -184,7 +192,20 @@ impl<'a> PageMap<'a> {
                 self.platform.clock.now_ms().into(),
             ],
         )?;
-        Ok(())
+        let recorded = match rows.first() {
+            Some(row) => row.str("page_id")?.to_owned(),
+            None => page_id.to_owned(),
+        };
+        if recorded != page_id {
+            tracing::warn!(
+                kind = kind.as_str(),
+                openphone_id,
+                page_id,
+                recorded,
+                "a second page was made for an item; the first one recorded is kept"
+            );
+        }
+        Ok(recorded)
     }
 
     /// Records the page a lookup in Notion found for an item (made by an earlier tool or an earlier
@@ -368,6 +389,33 @@ mod tests {
             .await
             .unwrap();
         platform
+    }
+
+    #[tokio::test]
+    async fn the_first_page_recorded_stays_the_items_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(1_000_000));
+        let p = platform(dir.path(), clock.clone()).await;
+        let map = PageMap::new(&p);
+        map.plan_create(Kind::Call, "AC1", Some("PN1"), false)
+            .unwrap();
+        assert_eq!(
+            map.record_page(Kind::Call, "AC1", "page-1").unwrap(),
+            "page-1"
+        );
+        // A slow create that outlived its claim comes back with another page: it does not replace it.
+        assert_eq!(
+            map.record_page(Kind::Call, "AC1", "page-2").unwrap(),
+            "page-1"
+        );
+        assert_eq!(
+            map.get(Kind::Call, "AC1")
+                .unwrap()
+                .unwrap()
+                .page_id
+                .as_deref(),
+            Some("page-1")
+        );
     }
 
     #[tokio::test]

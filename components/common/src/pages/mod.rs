@@ -283,8 +283,7 @@ impl<'a> Writer<'a> {
         let (props, children) = match prepared {
             Ok(Prepared::New(props, children)) => (props, children),
             Ok(Prepared::Found(found)) => {
-                self.map.record_page(kind, openphone_id, &found)?;
-                return Ok((found, false));
+                return Ok((self.map.record_page(kind, openphone_id, &found)?, false));
             }
             Err(e) => {
                 // Nothing was sent: the claim ends, and the next attempt (a retry) queries first.
@@ -306,8 +305,9 @@ impl<'a> Writer<'a> {
             .await
         {
             Ok(page_id) => {
-                self.map.record_page(kind, openphone_id, &page_id)?;
-                Ok((page_id, true))
+                let recorded = self.map.record_page(kind, openphone_id, &page_id)?;
+                let created = recorded == page_id;
+                Ok((recorded, created))
             }
             Err(e @ ApiError::Refused { .. }) | Err(e @ ApiError::RateLimited { .. }) => {
                 if e.status() == Some(400) {

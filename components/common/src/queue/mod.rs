@@ -11,9 +11,9 @@
 //! ```
 //!
 //! A lease is a visibility timeout: an event whose lease expired (its drain crashed or stalled) is due
-//! again and is reclaimed by the next lease, so nothing is lost; `abandoned` counts those reclaims, and an
-//! event whose drains keep dying before an outcome (a poison event) is buried after
-//! [`MAX_ABANDONED`]. A transient failure is retried with backoff until the event is older than the
+//! again and is reclaimed by the next lease, so nothing is lost; `abandoned` counts the reclaims of events
+//! a drain had started processing (`in_hand`), and an event whose drains keep dying on it (a poison
+//! event) is buried after [`MAX_ABANDONED`]. A transient failure is retried with backoff until the event is older than the
 //! configured age (`queue_max_age_hours`): a count of attempts would kill every event of a day-long
 //! outage. Events buried that way are replayed by themselves when an event succeeds again.
 //!
@@ -352,13 +352,14 @@ impl<'a> Queue<'a> {
         Ok(())
     }
 
-    /// Renews this drain's lease on `event` to `now + lease_ms` if it is still live and still this
-    /// drain's; `false` means another drain may have taken the event over, and it must not be processed.
+    /// Renews this drain's lease on `event` to `now + lease_ms` and marks it in hand, if the lease is
+    /// still live and still this drain's; `false` means another drain may have taken the event over, and
+    /// it must not be processed. Called right before processing it.
     pub fn keep(&self, event: &QueuedEvent, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
         let rows = self
             .sql
             .execute(
-                "UPDATE events SET lease_expires_at = ?4
+                "UPDATE events SET lease_expires_at = ?4, in_hand = 1
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2 AND lease_expires_at > ?3
                  RETURNING id",
                 &[
@@ -401,7 +402,8 @@ impl<'a> Queue<'a> {
                  SET state = ?4,
                      last_error = CASE WHEN ?4 = 'dead' THEN ?5 ELSE last_error END,
                      skip_reason = CASE WHEN ?4 = 'skipped' THEN ?5 ELSE skip_reason END,
-                     lease_owner = NULL, lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
+                     lease_owner = NULL, lease_expires_at = NULL, in_hand = 0, finished_at = ?3,
+                     updated_at = ?3
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
                  RETURNING id",
                 &[
@@ -436,7 +438,7 @@ impl<'a> Queue<'a> {
                      gave_up = CASE WHEN received_at <= ?4 THEN 1 ELSE 0 END,
                      available_at = ?5, last_error = ?6,
                      finished_at = CASE WHEN received_at <= ?4 THEN ?3 END,
-                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+                     lease_owner = NULL, lease_expires_at = NULL, in_hand = 0, updated_at = ?3
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
                  RETURNING state, available_at",
                 &[
@@ -474,7 +476,7 @@ impl<'a> Queue<'a> {
             .execute(
                 "UPDATE events
                  SET state = 'pending', attempts = max(attempts - 1, 0), available_at = ?4,
-                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+                     lease_owner = NULL, lease_expires_at = NULL, in_hand = 0, updated_at = ?3
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
                  RETURNING id",
                 &[
@@ -488,20 +490,21 @@ impl<'a> Queue<'a> {
         Ok(!rows.is_empty())
     }
 
-    /// Buries events whose drains kept dying before an outcome (a poison event, or a crash loop): their
-    /// lease ran out [`MAX_ABANDONED`] times, the last time at least `silent_ms` ago — so a drain that
-    /// is merely slow, and may still finish its attempt, is not overtaken. Returns their ids.
+    /// Buries events whose drains kept dying while processing them (a poison event): their lease ran out
+    /// in hand [`MAX_ABANDONED`] times, the last time at least `silent_ms` ago — so a drain that is
+    /// merely slow, and may still finish its attempt, is not overtaken. Returns their ids.
     pub fn bury_abandoned(&self, silent_ms: i64, now: i64) -> anyhow::Result<Vec<String>> {
         let rows = self
             .sql
             .execute(
                 "UPDATE events
                  SET state = 'dead',
-                     last_error = 'abandoned: ' || (abandoned + 1) || ' drains stopped before an '
-                                  || 'outcome (a crash loop?); last error: '
+                     last_error = 'abandoned: ' || (abandoned + in_hand) || ' drains stopped while '
+                                  || 'processing it (does it crash the app?); last error: '
                                   || coalesce(last_error, 'none'),
+                     abandoned = abandoned + in_hand, in_hand = 0,
                      lease_owner = NULL, lease_expires_at = NULL, finished_at = ?1, updated_at = ?1
-                 WHERE state = 'leased' AND lease_expires_at <= ?2 AND abandoned + 1 >= ?3
+                 WHERE state = 'leased' AND lease_expires_at <= ?2 AND abandoned + in_hand >= ?3
                  RETURNING id",
                 &[
                     now.into(),
@@ -930,12 +933,19 @@ mod tests {
         let queue = Queue::new(&*platform.sql);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         queue.enqueue(&new_event("B", Some("PN2"), T0), T0).unwrap();
+        queue.enqueue(&new_event("C", Some("PN3"), T0), T0).unwrap();
         let mut now = T0;
-        // A's drains die every time; B fails transiently every time, which is not abandonment.
+        // A's drains die while processing it; B fails transiently every time; C waits in each dying
+        // drain's batch without being started. Only A is abandoned.
         for round in 1..=MAX_ABANDONED {
             for event in queue.lease("d", now, 1_000, 10, &[]).unwrap() {
-                if event.id == "B" {
-                    queue.retry(&event, "503", None, i64::MAX, now).unwrap();
+                match event.id.as_str() {
+                    "A" => assert!(queue.keep(&event, now, 1_000).unwrap()),
+                    "B" => {
+                        assert!(queue.keep(&event, now, 1_000).unwrap());
+                        queue.retry(&event, "503", None, i64::MAX, now).unwrap();
+                    }
+                    _ => {}
                 }
             }
             now += 1_000;
@@ -948,6 +958,11 @@ mod tests {
         // Expired, but only just: its drain may be slow rather than dead.
         assert!(queue.bury_abandoned(5_000, now).unwrap().is_empty());
         assert_eq!(queue.bury_abandoned(5_000, now + 5_000).unwrap(), ["A"]);
+        assert_eq!(
+            queue.lease("d", now + 5_000, 1_000, 10, &[]).unwrap()[0].id,
+            "C",
+            "C is leased again, not buried"
+        );
         let (dead, _) = queue.dead(None, 10).unwrap();
         assert_eq!(dead.len(), 1);
         assert!(
