@@ -46,6 +46,9 @@ pub struct DrainOptions {
     pub busy_delay_ms: i64,
     /// The per-number lease.
     pub lease: LeaseConfig,
+    /// When kicked for a window of deliveries ([`crate::webhook::kick`]): with nothing due, look again at
+    /// this time before stopping, so an event stored late in the window is not left for the tick.
+    pub linger_until_ms: Option<i64>,
 }
 
 impl DrainOptions {
@@ -59,6 +62,7 @@ impl DrainOptions {
             max_attempts: sync.queue_max_attempts.max(1),
             busy_delay_ms: 5_000,
             lease: LeaseConfig::default(),
+            linger_until_ms: None,
         }
     }
 }
@@ -152,12 +156,24 @@ impl DrainReport {
 
 /// Drains with the app's configuration and routes.
 pub async fn run(platform: &Platform) -> anyhow::Result<DrainReport> {
+    run_lingering(platform, None).await
+}
+
+/// [`run`], for a kick: with nothing due, looks again at `linger_until_ms` before stopping
+/// ([`DrainOptions::linger_until_ms`]).
+pub async fn run_lingering(
+    platform: &Platform,
+    linger_until_ms: Option<i64>,
+) -> anyhow::Result<DrainReport> {
     let mut loader = Loader::new(&*platform.vars);
     let sync = SyncConfig::load(&mut loader);
     let notion = NotionConfig::load(&mut loader);
     let openphone = OpenPhoneConfig::load(&mut loader);
     loader.finish().context("drain configuration")?;
-    let options = DrainOptions::from_config(&sync);
+    let options = DrainOptions {
+        linger_until_ms,
+        ..DrainOptions::from_config(&sync)
+    };
     let mut pages = PageHandler::new(platform.clone(), notion, openphone, sync);
     // Without object storage the pages still get written, linking OpenPhone's media URLs; /health names
     // what is missing.
@@ -199,7 +215,18 @@ pub async fn drain(
                 &busy,
             )?;
             if batch.is_empty() {
-                break;
+                match options.linger_until_ms {
+                    // Deliveries of the kick's window after the first did not kick: wait for the
+                    // window to close, then look once more.
+                    Some(until) if now < until => {
+                        platform
+                            .clock
+                            .sleep_ms(u64::try_from(until - now).unwrap_or(0))
+                            .await;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             report.batches += 1;
             let groups: Vec<GroupReport> = stream::iter(group_by_key(batch))
@@ -441,13 +468,26 @@ pub fn answer_kick(request: &Request) -> (Response, bool) {
     }
 }
 
-/// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin). It answers at once and drains after
-/// answering, so this returns quickly; a failure only delays the events until the next tick.
-pub async fn kick(http: &dyn HttpClient, url: &str) -> anyhow::Result<()> {
+/// The time a kick asks the drain to keep looking until (`?until=<ms>`), if it names one.
+pub fn kick_linger_until(request: &Request) -> Option<i64> {
+    request
+        .query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("until="))
+        .and_then(|ms| ms.parse().ok())
+}
+
+/// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin) and, with nothing due, to look again at
+/// `linger_until_ms` before it stops. It answers at once and drains after answering, so this returns
+/// quickly; a failure only delays the events until the next tick.
+pub async fn kick(http: &dyn HttpClient, url: &str, linger_until_ms: i64) -> anyhow::Result<()> {
     let span = tracing::info_span!("drain.kick", otel.kind = "client", url);
     async {
         let response = http
-            .send(HttpRequest::new(Method::Post, url))
+            .send(HttpRequest::new(
+                Method::Post,
+                format!("{url}?until={linger_until_ms}"),
+            ))
             .await
             .context("kicking the drain")?;
         anyhow::ensure!(
