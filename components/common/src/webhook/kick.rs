@@ -1,7 +1,7 @@
 //! Whether an accepted delivery kicks the drain. Kicking for every event started one drain per event,
 //! each competing with the intake for the database; instead the first delivery of each second (across
-//! every instance: one `increment` of a key-value window, the only atomic operation on every Spin backend)
-//! kicks, and asks that drain to look again once the second is over ([`crate::drain::kick`]). Every later
+//! every instance: one `increment` of a key-value window, the only atomic operation on every Spin backend,
+//! after a read that spares the rest of the second any write) kicks, and asks that drain to look again once the second is over ([`crate::drain::kick`]). Every later
 //! delivery of the second stored its event before it took its turn on the window, so that last look finds
 //! it: the drain still starts within a second of any new event, without waiting for the tick.
 
@@ -24,6 +24,11 @@ pub fn kick_due(platform: &Platform) -> Option<i64> {
     let linger_until = (window + 1) * WINDOW_MS + GRACE_MS;
     // Under the budgets' prefix, so the housekeeping deletes past windows with theirs.
     let key = format!("{}drain-kick:{window}", ratelimit::KEY_PREFIX);
+    // A window that exists was incremented, so its first delivery kicks: a read, not a write, tells the
+    // rest of the second so. Those that find it absent race on the increment, which exactly one wins.
+    if matches!(platform.kv.get(&key), Ok(Some(_))) {
+        return None;
+    }
     match platform.kv.increment(&key, 1) {
         Ok(1) => Some(linger_until),
         Ok(_) => None,
