@@ -84,7 +84,10 @@ impl Table {
 /// `memory`, `cold`, `requests`, `drain`, `intake`; `requests-spin` and `intake-spin` for only their
 /// `spin up` half).
 fn runs(name: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|phase| phase.trim() == name),
+        Err(_) => true,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
