@@ -442,14 +442,11 @@ mod tests {
     fn only_the_first_few_signatures_of_a_header_are_looked_at() {
         let wrong = legacy_header(b"other", NOW, BODY);
         let good = legacy_header(&key(), NOW, BODY);
-        let within = [
-            vec![wrong.as_str(); MAX_SIGNATURES - 1],
-            vec![good.as_str()],
-        ]
-        .concat();
+        let within = [vec![wrong.as_str(); 3], vec![good.as_str()]].concat();
         assert!(verify(&legacy(&within.join(",")), BODY, &[key()], NOW).is_ok());
-        // A header of many signatures costs the work of a few: the one past the limit is not checked.
-        let past = [vec![wrong.as_str(); MAX_SIGNATURES], vec![good.as_str()]].concat();
+        // Four are looked at (one key, or two while rotating): a header of many signatures costs the
+        // work of a few, and the one past the limit is not checked.
+        let past = [vec![wrong.as_str(); 4], vec![good.as_str()]].concat();
         assert_eq!(
             verify(&legacy(&past.join(",")), BODY, &[key()], NOW),
             Err(SignatureError::Mismatch)
