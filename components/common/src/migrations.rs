@@ -5,11 +5,12 @@
 //! - `schema_migrations` records every version; an instance *claims* a version with one upsert before
 //!   applying it, so two instances starting at once do not both apply it, and a claim left by a crashed
 //!   instance goes stale and is taken over;
+//! - the instance applying a version renews its claim (a heartbeat) before every statement, so a slow
+//!   migration is not mistaken for a crashed one, and it stops if its claim was taken over regardless;
 //! - an instance that lost the claim waits for the winner to finish;
-//! - [`ensure`] remembers success for the life of the instance, and a fully migrated database costs one
-//!   query, so this never runs per request.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! - [`ensure`] runs on every request (on Spin an instance lives for one request, so nothing can be
+//!   remembered between them): on a migrated database it costs one read that takes no lock;
+//!   [`ensure_checked`], run by the minute tick, also compares every applied file's checksum.
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
@@ -66,7 +67,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// A claim older than this belongs to an instance that died mid-migration.
+/// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews
+/// it before each statement, so only a single statement running longer than this is taken over.
 const STALE_CLAIM_MS: i64 = 60_000;
 /// How long a losing instance waits for the winner before giving up.
 const WAIT_FOR_OTHER_MS: i64 = 120_000;
@@ -81,16 +83,36 @@ pub struct Report {
     pub already_applied: Vec<i64>,
 }
 
-static MIGRATED: AtomicBool = AtomicBool::new(false);
-
-/// Migrates once per instance: later calls in the same instance return at once.
+/// Makes sure the schema is current, for a request: when every version of [`MIGRATIONS`] is recorded as
+/// applied this costs one read (no write, no lock); otherwise it applies what is missing ([`run`]).
 pub async fn ensure(platform: &Platform) -> anyhow::Result<()> {
-    if MIGRATED.load(Ordering::Acquire) {
+    if is_current(platform, MIGRATIONS) {
         return Ok(());
     }
-    run(platform, MIGRATIONS).await?;
-    MIGRATED.store(true, Ordering::Release);
-    Ok(())
+    run(platform, MIGRATIONS).await.map(drop)
+}
+
+/// [`run`], for the minute tick: applies what is missing and refuses a migration edited after it was
+/// applied (checksums), which the per-request [`ensure`] does not compute.
+pub async fn ensure_checked(platform: &Platform) -> anyhow::Result<()> {
+    run(platform, MIGRATIONS).await.map(drop)
+}
+
+/// Whether the database records every version of `migrations` as applied (versions of a newer build
+/// besides them are fine). Any failure, such as a database without `schema_migrations`, counts as not
+/// current, so [`run`] gets to say what is wrong.
+fn is_current(platform: &Platform, migrations: &[Migration]) -> bool {
+    let Ok(rows) = platform.sql.execute(
+        "SELECT version FROM schema_migrations WHERE applied_at IS NOT NULL",
+        &[],
+    ) else {
+        return false;
+    };
+    let applied: Vec<i64> = rows
+        .iter()
+        .filter_map(|row| row.i64("version").ok())
+        .collect();
+    migrations.iter().all(|m| applied.contains(&m.version))
 }
 
 /// Applies every migration of `migrations` that the database lacks.
@@ -137,11 +159,23 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
                 }
                 _ => {
                     if claim(platform, migration, &checksum, &instance)? {
-                        apply(platform, migration)?;
-                        sql.execute(
-                            "UPDATE schema_migrations SET applied_at = ?1 WHERE version = ?2",
-                            &[platform.clock.now_ms().into(), migration.version.into()],
+                        apply(platform, migration, &instance)?;
+                        let done = sql.execute(
+                            "UPDATE schema_migrations SET applied_at = ?1
+                             WHERE version = ?2 AND claimed_by = ?3 AND applied_at IS NULL
+                             RETURNING version",
+                            &[
+                                platform.clock.now_ms().into(),
+                                migration.version.into(),
+                                instance.as_str().into(),
+                            ],
                         )?;
+                        if done.is_empty() {
+                            bail!(
+                                "migration {} was taken over by another instance while it was applied",
+                                migration.name
+                            );
+                        }
                         tracing::info!(
                             version = migration.version,
                             name = migration.name,
@@ -211,8 +245,12 @@ fn claim(
         .unwrap_or(false))
 }
 
-fn apply(platform: &Platform, migration: &Migration) -> anyhow::Result<()> {
+/// Runs `migration`'s statements, renewing `instance`'s claim before each one. A claim found taken over
+/// (this instance stalled past [`STALE_CLAIM_MS`]) stops it: the other instance applies the rest, and
+/// every statement is idempotent, so what ran twice did no harm.
+fn apply(platform: &Platform, migration: &Migration, instance: &str) -> anyhow::Result<()> {
     for (index, statement) in statements(migration.sql).iter().enumerate() {
+        renew(platform, migration, instance, index)?;
         match platform.sql.execute(statement, &[]) {
             // SQLite has no `ADD COLUMN IF NOT EXISTS`: a migration taken over after its first
             // instance died half-way finds its columns there already.
@@ -232,6 +270,34 @@ fn is_column_added_before(statement: &str, error: &anyhow::Error) -> bool {
     statement.starts_with("ALTER TABLE")
         && statement.contains("ADD COLUMN")
         && format!("{error:#}").contains("duplicate column name")
+}
+
+/// The heartbeat: moves `instance`'s claim on `migration` to now, before statement `index`; fails when
+/// the claim is no longer this instance's.
+fn renew(
+    platform: &Platform,
+    migration: &Migration,
+    instance: &str,
+    index: usize,
+) -> anyhow::Result<()> {
+    let renewed = platform.sql.execute(
+        "UPDATE schema_migrations SET claimed_at = ?1
+         WHERE version = ?2 AND claimed_by = ?3 AND applied_at IS NULL
+         RETURNING version",
+        &[
+            platform.clock.now_ms().into(),
+            migration.version.into(),
+            instance.into(),
+        ],
+    )?;
+    if renewed.is_empty() {
+        bail!(
+            "migration {} was taken over by another instance before statement {}",
+            migration.name,
+            index + 1
+        );
+    }
+    Ok(())
 }
 
 /// Splits a migration file into statements: a statement ends with `;` at the end of a line. `--` comments
@@ -272,8 +338,12 @@ fn instance_id(platform: &Platform) -> String {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
     use super::*;
-    use crate::platform::native::NativePlatformBuilder;
+    use crate::platform::native::{ManualClock, NativePlatformBuilder};
+    use crate::platform::{Rows, Sql};
 
     fn tables(platform: &Platform) -> Vec<String> {
         platform
@@ -422,6 +492,105 @@ mod tests {
             .unwrap();
         let report = run(&platform, MIGRATIONS).await.unwrap();
         assert_eq!(report.applied, versions());
+    }
+
+    /// The database of `inner`, counting its statements and moving `clock` on by `step_ms` for each one,
+    /// as a slow remote database would. With a `rival`, another instance tries to claim the rival's
+    /// migration before each statement that is not about `schema_migrations`.
+    struct SlowSql {
+        inner: Rc<dyn Sql>,
+        clock: Rc<ManualClock>,
+        step_ms: i64,
+        statements: Cell<usize>,
+        rival: RefCell<Option<(Platform, Migration)>>,
+        rival_won: Cell<bool>,
+    }
+
+    impl Sql for SlowSql {
+        fn execute(&self, statement: &str, params: &[Value]) -> anyhow::Result<Rows> {
+            self.statements.set(self.statements.get() + 1);
+            self.clock.advance_ms(self.step_ms);
+            if !statement.contains("schema_migrations") {
+                if let Some((rival, migration)) = &*self.rival.borrow() {
+                    let won = claim(rival, migration, &checksum(migration.sql), "rival")?;
+                    self.rival_won.set(self.rival_won.get() || won);
+                }
+            }
+            self.inner.execute(statement, params)
+        }
+    }
+
+    fn slow_platform(dir: &std::path::Path, step_ms: i64) -> (Platform, Rc<SlowSql>) {
+        let clock = Rc::new(ManualClock::at(crate::testing::T0));
+        let mut platform = NativePlatformBuilder::new(dir)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let slow = Rc::new(SlowSql {
+            inner: platform.sql.clone(),
+            clock,
+            step_ms,
+            statements: Cell::new(0),
+            rival: RefCell::new(None),
+            rival_won: Cell::new(false),
+        });
+        platform.sql = slow.clone();
+        (platform, slow)
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_migrated_database_costs_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (platform, counted) = slow_platform(dir.path(), 0);
+        ensure(&platform).await.unwrap();
+        assert!(counted.statements.get() > MIGRATIONS.len());
+        // Every request is a new instance on Spin: nothing is remembered from the one before.
+        counted.statements.set(0);
+        ensure(&platform).await.unwrap();
+        assert_eq!(counted.statements.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_migration_renews_its_claim_and_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each statement takes 20 s: a claim made before the first is 60 s old by the fourth.
+        let (platform, slow) = slow_platform(dir.path(), 20_000);
+        let migration = Migration {
+            version: 1,
+            name: "0001_slow.sql",
+            sql: "CREATE TABLE IF NOT EXISTS a (x INT);\nCREATE TABLE IF NOT EXISTS b (x INT);\n\
+                  CREATE TABLE IF NOT EXISTS c (x INT);\nCREATE TABLE IF NOT EXISTS d (x INT);\n\
+                  CREATE TABLE IF NOT EXISTS e (x INT);\nCREATE TABLE IF NOT EXISTS f (x INT);",
+        };
+        let rival = NativePlatformBuilder::new(dir.path())
+            .clock(slow.clock.clone())
+            .build()
+            .unwrap();
+        *slow.rival.borrow_mut() = Some((rival, migration));
+        let report = run(&platform, &[migration]).await.unwrap();
+        assert_eq!(report.applied, vec![1]);
+        assert!(
+            !slow.rival_won.get(),
+            "another instance took the migration over while it was being applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_whose_claim_was_taken_over_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (platform, slow) = slow_platform(dir.path(), 0);
+        run(&platform, &[]).await.unwrap();
+        let migration = Migration {
+            version: 1,
+            name: "0001_x.sql",
+            sql: "CREATE TABLE IF NOT EXISTS x (a INT);",
+        };
+        let checksum = checksum(migration.sql);
+        assert!(claim(&platform, &migration, &checksum, "stalled").unwrap());
+        slow.clock.advance_ms(STALE_CLAIM_MS + 1);
+        assert!(claim(&platform, &migration, &checksum, "newcomer").unwrap());
+        let err = renew(&platform, &migration, "stalled", 0).unwrap_err();
+        assert!(err.to_string().contains("taken over"), "{err}");
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ impl Guest for Tick {
                 scheduled_at = metadata.timestamp
             );
             async {
-                common::migrations::ensure(&platform)
+                common::migrations::ensure_checked(&platform)
                     .await
                     .map_err(|e| Error::Other(format!("{e:#}")))?;
                 let run_id = runs::start(&platform, RunKind::Tick, None)

@@ -70,9 +70,13 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             "/admin/setup" => (admin::setup(&platform, &request).await, false),
             path => (api::not_found(path), false),
         };
+        let linger_until = match request.path.as_str() {
+            "/drain" => drain::kick_linger_until(&request),
+            _ => None,
+        };
         send_response(out, response).await;
         if drain_after {
-            match drain::run(&platform).await {
+            match drain::run_lingering(&platform, linger_until).await {
                 Ok(report) => tracing::info!(events = report.events.len(), "drained"),
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "drain failed"),
             }

@@ -48,6 +48,9 @@ pub struct DrainOptions {
     pub busy_delay_ms: i64,
     /// The per-number lease.
     pub lease: LeaseConfig,
+    /// When kicked for a window of deliveries ([`crate::webhook::kick`]): with nothing due, look again at
+    /// this time before stopping, so an event stored late in the window is not left for the tick.
+    pub linger_until_ms: Option<i64>,
 }
 
 impl DrainOptions {
@@ -61,6 +64,7 @@ impl DrainOptions {
             max_age_ms: i64::from(sync.queue_max_age_hours.max(1)) * 3_600_000,
             busy_delay_ms: 5_000,
             lease: LeaseConfig::default(),
+            linger_until_ms: None,
         }
     }
 }
@@ -160,12 +164,24 @@ impl DrainReport {
 
 /// Drains with the app's configuration and routes.
 pub async fn run(platform: &Platform) -> anyhow::Result<DrainReport> {
+    run_lingering(platform, None).await
+}
+
+/// [`run`], for a kick: with nothing due, looks again at `linger_until_ms` before stopping
+/// ([`DrainOptions::linger_until_ms`]).
+pub async fn run_lingering(
+    platform: &Platform,
+    linger_until_ms: Option<i64>,
+) -> anyhow::Result<DrainReport> {
     let mut loader = Loader::new(&*platform.vars);
     let sync = SyncConfig::load(&mut loader);
     let notion = NotionConfig::load(&mut loader);
     let openphone = OpenPhoneConfig::load(&mut loader);
     loader.finish().context("drain configuration")?;
-    let options = DrainOptions::from_config(&sync);
+    let options = DrainOptions {
+        linger_until_ms,
+        ..DrainOptions::from_config(&sync)
+    };
     let mut pages = PageHandler::new(platform.clone(), notion, openphone, sync);
     // Without object storage the pages still get written, linking OpenPhone's media URLs; /health names
     // what is missing.
@@ -224,6 +240,13 @@ pub async fn drain(
             };
             let batch = queue.lease(&owner, now, options.event_lease_ms, limit, &busy)?;
             if batch.is_empty() {
+                if let Some(until) = options.linger_until_ms.filter(|until| now < *until) {
+                    // Deliveries of the kick's window after the first did not kick: wait for the
+                    // window to close, then look once more.
+                    let wait = u64::try_from(until - now).unwrap_or(0);
+                    platform.clock.sleep_ms(wait).await;
+                    continue;
+                }
                 // Events released because their number was busy come back in `busy_delay_ms`: wait for
                 // them here (the holder may be done by then, or have taken them itself) rather than leave
                 // them to the next tick, a minute away.
@@ -644,13 +667,26 @@ pub fn answer_kick(request: &Request) -> (Response, bool) {
     }
 }
 
-/// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin). It answers at once and drains after
-/// answering, so this returns quickly; a failure only delays the events until the next tick.
-pub async fn kick(http: &dyn HttpClient, url: &str) -> anyhow::Result<()> {
+/// The time a kick asks the drain to keep looking until (`?until=<ms>`), if it names one.
+pub fn kick_linger_until(request: &Request) -> Option<i64> {
+    request
+        .query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("until="))
+        .and_then(|ms| ms.parse().ok())
+}
+
+/// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin) and, with nothing due, to look again at
+/// `linger_until_ms` before it stops. It answers at once and drains after answering, so this returns
+/// quickly; a failure only delays the events until the next tick.
+pub async fn kick(http: &dyn HttpClient, url: &str, linger_until_ms: i64) -> anyhow::Result<()> {
     let span = tracing::info_span!("drain.kick", otel.kind = "client", url);
     async {
         let response = http
-            .send(HttpRequest::new(Method::Post, url))
+            .send(HttpRequest::new(
+                Method::Post,
+                format!("{url}?until={linger_until_ms}"),
+            ))
             .await
             .context("kicking the drain")?;
         anyhow::ensure!(

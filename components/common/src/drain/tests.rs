@@ -27,6 +27,7 @@ fn options() -> DrainOptions {
             window_ms: 120_000,
             margin_ms: 10_000,
         },
+        linger_until_ms: None,
     }
 }
 
@@ -825,23 +826,80 @@ impl HttpClient for FakeHttp {
     }
 }
 
+/// Time for a drain that, when it first waits, sees a delivery arrive: event `LATE` is stored.
+struct DeliveryWhileWaiting {
+    clock: Rc<ManualClock>,
+    platform: Platform,
+    waited: Cell<bool>,
+}
+
+#[async_trait(?Send)]
+impl Clock for DeliveryWhileWaiting {
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        if !self.waited.replace(true) {
+            enqueue(&self.platform, "LATE", "message.received", "PN1", T0);
+        }
+        self.clock.sleep_ms(ms).await;
+    }
+}
+
+#[tokio::test]
+async fn a_kicked_drain_looks_again_when_its_window_closes() {
+    for (linger_until_ms, processed) in [
+        (Some(T0 + 1_500), vec!["EARLY", "LATE"]),
+        (None, vec!["EARLY"]),
+    ] {
+        let (_dir, platform, clock) = migrated_platform().await;
+        enqueue(&platform, "EARLY", "message.received", "PN1", T0);
+        let mut kicked = platform.clone();
+        kicked.clock = Rc::new(DeliveryWhileWaiting {
+            clock: clock.clone(),
+            platform: platform.clone(),
+            waited: Cell::new(false),
+        });
+        let handler = Scripted::ok();
+        let options = DrainOptions {
+            linger_until_ms,
+            ..options()
+        };
+        drain(&kicked, &router_for(handler.clone()), &options)
+            .await
+            .unwrap();
+        // A later delivery of the window did not kick: only a drain that looks again processes it.
+        assert_eq!(
+            handler.seen(),
+            processed,
+            "lingering until {linger_until_ms:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn kick_posts_to_the_drain_and_reports_failures() {
     let accepted = FakeHttp {
         status: Some(202),
         sent: RefCell::default(),
     };
-    kick(&accepted, DRAIN_URL).await.unwrap();
-    assert_eq!(
-        *accepted.sent.borrow(),
-        [(Method::Post, DRAIN_URL.to_owned())]
-    );
+    kick(&accepted, DRAIN_URL, T0).await.unwrap();
+    let url = format!("{DRAIN_URL}?until={T0}");
+    assert_eq!(*accepted.sent.borrow(), [(Method::Post, url.clone())]);
+    let request = Request {
+        method: "POST".into(),
+        path: "/drain".into(),
+        query: format!("until={T0}"),
+        ..Default::default()
+    };
+    assert_eq!(kick_linger_until(&request), Some(T0));
     for status in [Some(500), None] {
         let failing = FakeHttp {
             status,
             sent: RefCell::default(),
         };
-        assert!(kick(&failing, DRAIN_URL).await.is_err());
+        assert!(kick(&failing, DRAIN_URL, T0).await.is_err());
     }
 }
 

@@ -5,23 +5,23 @@
 //! ```text
 //! scripts/bench                              # builds the components first
 //! cargo run --release -p e2e --bin bench     # with the components already built
-//! SPIN_BIN=/path/to/spin scripts/bench       # intake also on spin up
+//! SPIN_BIN=/path/to/spin scripts/bench       # intake and requests per event also on spin up
+//! BENCH_ONLY=intake,requests cargo run --release -p e2e --bin bench   # only these phases
 //! ```
 //!
 //! Rows: `.wasm` sizes; peak memory of copying a 100 MiB recording; each component's cold start
 //! (compiled from scratch, then its first answer); OpenPhone, Notion and S3 requests per event type and
 //! per call lifecycle with a cold and a warm Canvas cache; drain throughput with the servers' rate limits
-//! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates; the
-//! first sync of 140 texts older than the app (Notion requests per item, items per minute); webhook →
-//! page latency with and without a sync of the same number running (also on `spin up`).
+//! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates, on
+//! Spin against two floors ([`intake`]); the first sync of 140 texts older than the app (Notion requests
+//! per item, items per minute); webhook → page latency with and without a sync of the same number running
+//! (also on `spin up`).
 
 mod backfill;
+mod intake;
 mod latency;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -31,13 +31,10 @@ use e2e::workload::{contact, CallScript, Line, MessageScript};
 use e2e::{component_wasm, workspace_root, COMPONENTS};
 use serde_json::{json, Value};
 use spin_test_host::{HostOptions, SpinHost};
-use test_servers::webhooks::SignedDelivery;
 use test_servers::{NotionServer, OpenPhoneServer};
 
 /// No phase of the benchmark runs longer than this.
 const PHASE_LIMIT: Duration = Duration::from_secs(300);
-/// Intake: (clients, deliveries of each kind).
-const INTAKE_LOADS: [(usize, usize); 3] = [(1, 200), (16, 800), (64, 1280)];
 /// Drain throughput: messages, and calls with their four events each.
 const DRAIN_MESSAGES: usize = 60;
 const DRAIN_CALLS: usize = 15;
@@ -87,37 +84,78 @@ impl Table {
     }
 }
 
+/// Whether phase `name` runs: every phase, or those `BENCH_ONLY` lists (comma-separated: `sizes`,
+/// `memory`, `cold`, `requests`, `drain`, `intake`, `backfill`, `latency`; `requests-spin`,
+/// `intake-spin` and `latency-spin` for only their `spin up` half).
+fn runs(name: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|phase| phase.trim() == name),
+        Err(_) => true,
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut table = Table::default();
-    sizes(&mut table)?;
+    let spin = std::env::var_os("SPIN_BIN").map(std::path::PathBuf::from);
+    if runs("sizes") {
+        sizes(&mut table)?;
+    }
     // First, while the process's peak memory is still low: later phases run hundreds of instances.
-    memory_per_recording(&mut table)
-        .await
-        .context("memory per recording")?;
-    cold_starts(&mut table).await.context("cold starts")?;
-    requests_per_event(&mut table)
-        .await
-        .context("requests per event")?;
-    drain_throughput(&mut table)
-        .await
-        .context("drain throughput")?;
-    intake(&mut table, Runner::TestHost, "test host")
-        .await
-        .context("intake on the test host")?;
-    if let Some(spin) = std::env::var_os("SPIN_BIN") {
-        intake(&mut table, Runner::Spin(spin.into()), "spin up")
+    if runs("memory") {
+        memory_per_recording(&mut table)
+            .await
+            .context("memory per recording")?;
+    }
+    if runs("cold") {
+        cold_starts(&mut table).await.context("cold starts")?;
+    }
+    if runs("requests") {
+        requests_per_event(&mut table, Runner::TestHost, "")
+            .await
+            .context("requests per event")?;
+    }
+    if let Some(spin) = spin
+        .as_ref()
+        .filter(|_| runs("requests") || runs("requests-spin"))
+    {
+        requests_per_event(&mut table, Runner::Spin(spin.clone()), " (spin up)")
+            .await
+            .context("requests per event on spin up")?;
+    }
+    if runs("drain") {
+        drain_throughput(&mut table)
+            .await
+            .context("drain throughput")?;
+    }
+    if runs("intake") {
+        intake::on_test_host(&mut table)
+            .await
+            .context("intake on the test host")?;
+    }
+    if let Some(spin) = spin
+        .as_ref()
+        .filter(|_| runs("intake") || runs("intake-spin"))
+    {
+        intake::on_spin(&mut table, spin)
             .await
             .context("intake on spin up")?;
     }
-    backfill::backfill(&mut table, Runner::TestHost, "test host")
-        .await
-        .context("backfill on the test host")?;
-    latency::webhook_to_page(&mut table, Runner::TestHost, "test host")
-        .await
-        .context("webhook to page on the test host")?;
-    if let Some(spin) = std::env::var_os("SPIN_BIN") {
-        latency::webhook_to_page(&mut table, Runner::Spin(spin.into()), "spin up")
+    if runs("backfill") {
+        backfill::backfill(&mut table, Runner::TestHost, "test host")
+            .await
+            .context("backfill on the test host")?;
+    }
+    if runs("latency") {
+        latency::webhook_to_page(&mut table, Runner::TestHost, "test host")
+            .await
+            .context("webhook to page on the test host")?;
+    }
+    if let Some(spin) = spin
+        .as_ref()
+        .filter(|_| runs("latency") || runs("latency-spin"))
+    {
+        latency::webhook_to_page(&mut table, Runner::Spin(spin.clone()), "spin up")
             .await
             .context("webhook to page on spin up")?;
     }
@@ -476,8 +514,9 @@ async fn cost(app: &TestApp, event: &Value) -> anyhow::Result<Spent> {
     Ok(Spent::now(app).await?.since(before))
 }
 
-async fn requests_per_event(table: &mut Table) -> anyhow::Result<()> {
-    let (app, line) = start(Runner::TestHost, true).await?;
+/// Requests per event on `runner`; `label` tells the rows of another runner apart.
+async fn requests_per_event(table: &mut Table, runner: Runner, label: &str) -> anyhow::Result<()> {
+    let (app, line) = start(runner, true).await?;
     let at = Utc::now();
     // Contacts 1, 3 and 4 have a Canvas record; 2 has none (a cached miss costs the same as a hit).
     for i in [1, 3, 4] {
@@ -519,7 +558,7 @@ async fn requests_per_event(table: &mut Table) -> anyhow::Result<()> {
             "target: Notion 1" => "target: Notion 1 — NOT MET",
             other => other,
         };
-        table.add(format!("requests: {name}"), spent.describe(), met);
+        table.add(format!("requests{label}: {name}"), spent.describe(), met);
     }
     // The first call also looks up the Calls database and the workspace's numbers; then a call with
     // someone the Canvas cache has not seen, then one with someone it has.
@@ -540,7 +579,7 @@ async fn requests_per_event(table: &mut Table) -> anyhow::Result<()> {
             let spent = cost(&app, &event).await?;
             table.add(
                 format!(
-                    "requests: {}, {case}",
+                    "requests{label}: {}, {case}",
                     event["type"].as_str().unwrap_or_default()
                 ),
                 spent.describe(),
@@ -555,7 +594,7 @@ async fn requests_per_event(table: &mut Table) -> anyhow::Result<()> {
             (true, false) => "; target: Notion ≤ 4 + appends, OpenPhone ≤ 3 — NOT MET",
         };
         table.add(
-            format!("requests: call lifecycle, {case}"),
+            format!("requests{label}: call lifecycle, {case}"),
             total.describe(),
             format!("completed + recording + transcript + summary{verdict}"),
         );
@@ -606,152 +645,4 @@ async fn drain_rate(app: &TestApp, events: &[Value]) -> anyhow::Result<f64> {
     }
     until_finished(app, already + events.len() as i64, PHASE_LIMIT).await?;
     Ok(events.len() as f64 / started.elapsed().as_secs_f64())
-}
-
-/// What one intake load measured.
-struct Load {
-    answered: usize,
-    unexpected: BTreeMap<u16, usize>,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Load {
-    fn percentile(&self, p: usize) -> Duration {
-        let index = (self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1));
-        self.latencies.get(index).copied().unwrap_or_default()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
-            self.answered as f64 / self.elapsed.as_secs_f64(),
-            self.percentile(50).as_secs_f64() * 1000.0,
-            self.percentile(99).as_secs_f64() * 1000.0
-        )
-    }
-}
-
-/// Sends `deliveries` from `clients` concurrent clients (stopping at [`PHASE_LIMIT`]).
-async fn fire(
-    base_url: &str,
-    deliveries: Vec<SignedDelivery>,
-    clients: usize,
-    expected: u16,
-) -> anyhow::Result<Load> {
-    let deliveries = Arc::new(deliveries);
-    let next = Arc::new(AtomicUsize::new(0));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let url = format!("{base_url}/webhooks/openphone");
-    let started = Instant::now();
-    let deadline = started + PHASE_LIMIT;
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (deliveries, next, client, url) = (
-            deliveries.clone(),
-            next.clone(),
-            client.clone(),
-            url.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut unexpected: BTreeMap<u16, usize> = BTreeMap::new();
-            while Instant::now() < deadline {
-                let Some(delivery) = deliveries.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let mut request = client.post(&url).body(delivery.body.clone());
-                for (name, value) in &delivery.headers {
-                    request = request.header(name.as_str(), value.as_str());
-                }
-                let sent = Instant::now();
-                let status = request.send().await.map_or(0, |r| r.status().as_u16());
-                latencies.push(sent.elapsed());
-                if status != expected {
-                    *unexpected.entry(status).or_default() += 1;
-                }
-            }
-            (latencies, unexpected)
-        }));
-    }
-    let mut load = Load {
-        answered: 0,
-        unexpected: BTreeMap::new(),
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for task in tasks {
-        let (latencies, unexpected) = task.await.context("an intake client failed")?;
-        load.latencies.extend(latencies);
-        for (status, n) in unexpected {
-            *load.unexpected.entry(status).or_default() += n;
-        }
-    }
-    load.elapsed = started.elapsed();
-    load.answered = load.latencies.len();
-    load.latencies.sort();
-    Ok(load)
-}
-
-async fn intake(table: &mut Table, runner: Runner, label: &str) -> anyhow::Result<()> {
-    for (clients, n) in INTAKE_LOADS {
-        let (app, line) = start(runner.clone(), false).await?;
-        let at = Utc::now();
-        let messages: Vec<Value> = (0..n)
-            .map(|i| {
-                MessageScript::new(&line, &[contact(i % 50)], &format!("ACin{i}"), at, false)
-                    .event()
-            })
-            .collect();
-        // The same events as a type the sync ignores: stored as skipped, so no drain is kicked and the
-        // queue stays idle while their duplicates are measured.
-        let ignored: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let mut event = m.clone();
-                event["id"] = format!("{}-ringing", m["id"].as_str().unwrap_or_default()).into();
-                event["type"] = "call.ringing".into();
-                event
-            })
-            .collect();
-        let sign = |payloads: &[Value]| -> anyhow::Result<Vec<SignedDelivery>> {
-            let now = Utc::now().timestamp_millis();
-            payloads
-                .iter()
-                .map(|p| SignedDelivery::legacy(&app.webhook_key, now, p))
-                .collect()
-        };
-        let loads = [
-            (
-                "new events (a type the sync ignores: no drain kicked)",
-                &ignored,
-                202,
-            ),
-            ("duplicates (queue idle)", &ignored, 200),
-            ("new events (each kicks a drain)", &messages, 202),
-        ];
-        for (kind, payloads, expected) in loads {
-            let load = fire(&app.base_url, sign(payloads)?, clients, expected).await?;
-            let note = if load.unexpected.is_empty() {
-                format!(
-                    "{} deliveries, every one answered {expected}",
-                    load.answered
-                )
-            } else {
-                format!(
-                    "{} deliveries; answers other than {expected}: {:?}",
-                    load.answered, load.unexpected
-                )
-            };
-            table.add(
-                format!("intake ({label}), {clients} clients: {kind}"),
-                load.describe(),
-                note,
-            );
-        }
-    }
-    Ok(())
 }

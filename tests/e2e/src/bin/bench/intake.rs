@@ -1,0 +1,451 @@
+//! Webhook intake throughput and latency at 1, 16 and 64 clients: new events of a type the sync ignores,
+//! their duplicates, and new events that start the drain. On a real `spin up` (`SPIN_BIN`) the same
+//! loads also go, in alternating rounds of the same run, to two floors built from `tests/host/fixtures`:
+//! `intake-floor`, a component that reads the body and answers `202` (what Spin itself costs), and
+//! `insert-floor`, which also stores the body with one SQLite insert (the least a durable intake does).
+//! The table gives the app's rate and p99 as ratios to both.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use e2e::app::Runner;
+use e2e::spin::{free_port, write_runtime_config, KeyValueBackend};
+use e2e::workload::{contact, MessageScript};
+use e2e::workspace_root;
+use serde_json::Value;
+use test_servers::webhooks::SignedDelivery;
+
+use crate::{start, Table, PHASE_LIMIT};
+
+/// (clients, deliveries of each kind in each round).
+const LOADS: [(usize, usize); 3] = [(1, 300), (16, 1600), (64, 2560)];
+/// Rounds per load on Spin, alternating app, do-nothing floor and insert floor.
+const SPIN_ROUNDS: usize = 3;
+
+/// What one load measured.
+struct Load {
+    unexpected: BTreeMap<u16, usize>,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    /// Several rounds as one: their latencies together, their times added.
+    fn merge(loads: Vec<Load>) -> Load {
+        let mut all = Load {
+            unexpected: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+        };
+        for load in loads {
+            all.elapsed += load.elapsed;
+            all.latencies.extend(load.latencies);
+            for (status, n) in load.unexpected {
+                *all.unexpected.entry(status).or_default() += n;
+            }
+        }
+        all.latencies.sort();
+        all
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: usize) -> f64 {
+        let index = (self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1));
+        self.latencies
+            .get(index)
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+            self.rate(),
+            self.percentile_ms(50),
+            self.percentile_ms(99)
+        )
+    }
+
+    fn note(&self, expected: u16) -> String {
+        if self.unexpected.is_empty() {
+            format!(
+                "{} deliveries, every one answered {expected}",
+                self.latencies.len()
+            )
+        } else {
+            format!(
+                "{} deliveries; answers other than {expected}: {:?}",
+                self.latencies.len(),
+                self.unexpected
+            )
+        }
+    }
+}
+
+/// Sends `deliveries` from `clients` concurrent clients (stopping at [`PHASE_LIMIT`]).
+async fn fire(
+    base_url: &str,
+    deliveries: Vec<SignedDelivery>,
+    clients: usize,
+    expected: u16,
+) -> anyhow::Result<Load> {
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let url = format!("{base_url}/webhooks/openphone");
+    let started = Instant::now();
+    let deadline = started + PHASE_LIMIT;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (deliveries, next, client, url) = (
+            deliveries.clone(),
+            next.clone(),
+            client.clone(),
+            url.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut unexpected: BTreeMap<u16, usize> = BTreeMap::new();
+            while Instant::now() < deadline {
+                let Some(delivery) = deliveries.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let mut request = client.post(&url).body(delivery.body.clone());
+                for (name, value) in &delivery.headers {
+                    request = request.header(name.as_str(), value.as_str());
+                }
+                let sent = Instant::now();
+                let status = request.send().await.map_or(0, |r| r.status().as_u16());
+                latencies.push(sent.elapsed());
+                if status != expected {
+                    *unexpected.entry(status).or_default() += 1;
+                }
+            }
+            (latencies, unexpected)
+        }));
+    }
+    let mut load = Load {
+        unexpected: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, unexpected) = task.await.context("an intake client failed")?;
+        load.latencies.extend(latencies);
+        for (status, n) in unexpected {
+            *load.unexpected.entry(status).or_default() += n;
+        }
+    }
+    load.elapsed = started.elapsed();
+    load.latencies.sort();
+    Ok(load)
+}
+
+/// The kinds of delivery measured, each answered with its status.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// New events of a type the sync ignores: stored as skipped, no drain started.
+    Ignored,
+    /// The same events again.
+    Duplicate,
+    /// New `message.received` events: stored, and the drain started.
+    Processed,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Ignored, Kind::Duplicate, Kind::Processed];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Ignored => "new events (a type the sync ignores: no drain kicked)",
+            Kind::Duplicate => "duplicates (queue idle)",
+            Kind::Processed => "new events (the drain kicked)",
+        }
+    }
+
+    fn expected(self) -> u16 {
+        match self {
+            Kind::Duplicate => 200,
+            Kind::Ignored | Kind::Processed => 202,
+        }
+    }
+}
+
+/// `n` message events of round `round`, and the same as a type the sync ignores (`call.ringing`).
+fn payloads(line: &e2e::workload::Line, round: usize, n: usize) -> (Vec<Value>, Vec<Value>) {
+    let at = Utc::now();
+    let messages: Vec<Value> = (0..n)
+        .map(|i| {
+            MessageScript::new(
+                line,
+                &[contact(i % 50)],
+                &format!("ACin{round}x{i}"),
+                at,
+                false,
+            )
+            .event()
+        })
+        .collect();
+    let ignored = messages
+        .iter()
+        .map(|m| {
+            let mut event = m.clone();
+            event["id"] = format!("{}-ringing", m["id"].as_str().unwrap_or_default()).into();
+            event["type"] = "call.ringing".into();
+            event
+        })
+        .collect();
+    (messages, ignored)
+}
+
+fn sign(key: &str, payloads: &[Value]) -> anyhow::Result<Vec<SignedDelivery>> {
+    let now = Utc::now().timestamp_millis();
+    payloads
+        .iter()
+        .map(|p| SignedDelivery::legacy(key, now, p))
+        .collect()
+}
+
+/// Intake on the test host: the app alone.
+pub async fn on_test_host(table: &mut Table) -> anyhow::Result<()> {
+    for (clients, n) in LOADS {
+        let (app, line) = start(Runner::TestHost, false).await?;
+        let (messages, ignored) = payloads(&line, 0, n);
+        for kind in Kind::ALL {
+            let payloads = if kind == Kind::Processed {
+                &messages
+            } else {
+                &ignored
+            };
+            let load = fire(
+                &app.base_url,
+                sign(&app.webhook_key, payloads)?,
+                clients,
+                kind.expected(),
+            )
+            .await?;
+            table.add(
+                format!("intake (test host), {clients} clients: {}", kind.describe()),
+                load.describe(),
+                load.note(kind.expected()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Intake on `spin up` against its two floors, in alternating rounds.
+pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
+    let floors = build_floors()?;
+    for (clients, n) in LOADS {
+        let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
+        let nothing = Floor::start(spin, &floors[0]).await?;
+        let insert = Floor::start(spin, &floors[1]).await?;
+        let mut app_loads: BTreeMap<usize, Vec<Load>> = BTreeMap::new();
+        let mut nothing_loads = Vec::new();
+        let mut insert_loads = Vec::new();
+        for round in 0..SPIN_ROUNDS {
+            let (messages, ignored) = payloads(&line, round, n);
+            for (index, kind) in Kind::ALL.into_iter().enumerate() {
+                let payloads = if kind == Kind::Processed {
+                    &messages
+                } else {
+                    &ignored
+                };
+                let load = fire(
+                    &app.base_url,
+                    sign(&app.webhook_key, payloads)?,
+                    clients,
+                    kind.expected(),
+                )
+                .await?;
+                app_loads.entry(index).or_default().push(load);
+            }
+            // The floors get the same bodies as the app's new events.
+            nothing_loads.push(
+                fire(
+                    &nothing.base_url(),
+                    sign(&app.webhook_key, &ignored)?,
+                    clients,
+                    202,
+                )
+                .await?,
+            );
+            insert_loads.push(
+                fire(
+                    &insert.base_url(),
+                    sign(&app.webhook_key, &ignored)?,
+                    clients,
+                    202,
+                )
+                .await?,
+            );
+        }
+        let nothing_load = Load::merge(nothing_loads);
+        let insert_load = Load::merge(insert_loads);
+        table.add(
+            format!("intake (spin up), {clients} clients: do-nothing floor"),
+            nothing_load.describe(),
+            format!("{}; reads the body, answers 202", nothing_load.note(202)),
+        );
+        table.add(
+            format!("intake (spin up), {clients} clients: insert floor"),
+            insert_load.describe(),
+            format!(
+                "{}; reads the body, one SQLite insert, answers 202",
+                insert_load.note(202)
+            ),
+        );
+        for (index, loads) in app_loads {
+            let kind = Kind::ALL[index];
+            let load = Load::merge(loads);
+            let ratios = format!(
+                "{:.2}× the do-nothing floor's rate, p99 {:.1}× its p99; {:.2}× the insert floor's rate, p99 {:.1}× its p99",
+                load.rate() / nothing_load.rate(),
+                load.percentile_ms(99) / nothing_load.percentile_ms(99),
+                load.rate() / insert_load.rate(),
+                load.percentile_ms(99) / insert_load.percentile_ms(99),
+            );
+            table.add(
+                format!("intake (spin up), {clients} clients: {}", kind.describe()),
+                load.describe(),
+                format!("{}; {ratios}", load.note(kind.expected())),
+            );
+        }
+        nothing.stop();
+        insert.stop();
+    }
+    Ok(())
+}
+
+/// Builds the two floor components; returns their `.wasm` paths, do-nothing first.
+fn build_floors() -> anyhow::Result<[PathBuf; 2]> {
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--release"])
+        .arg("--manifest-path")
+        .arg(root.join("tests/host/fixtures/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .args(["-p", "intake-floor", "-p", "insert-floor"])
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("building the intake floors failed: {status}");
+    }
+    let wasm = |name: &str| target.join("wasm32-wasip2/release").join(name);
+    Ok([wasm("intake_floor.wasm"), wasm("insert_floor.wasm")])
+}
+
+/// A `spin up` of one floor component on the intake's route, with the same runtime config as the app
+/// (Spin's SQLite database and key-value store in a state directory of its own).
+struct Floor {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Floor {
+    async fn start(spin: &Path, wasm: &Path) -> anyhow::Result<Floor> {
+        use std::os::unix::process::CommandExt;
+
+        let state = tempfile::tempdir()?;
+        let manifest = state.path().join("spin.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "spin_manifest_version = 2\n\n[application]\nname = \"intake-floor\"\n\n\
+                 [[trigger.http]]\nroute = \"/webhooks/openphone\"\ncomponent = \"floor\"\n\n\
+                 [component.floor]\nsource = {}\nsqlite_databases = [\"default\"]\n\
+                 key_value_stores = [\"default\"]\n",
+                toml::Value::String(wasm.display().to_string())
+            ),
+        )?;
+        let runtime_config = state.path().join("runtime-config.toml");
+        write_runtime_config(
+            &runtime_config,
+            &KeyValueBackend::SpinSqlite,
+            &state.path().join("kv.db"),
+            &state.path().join("sqlite_db.db"),
+        )?;
+        let port = free_port()?;
+        let log = std::fs::File::create(state.path().join("spin.log"))?;
+        let child = Command::new(spin)
+            .arg("up")
+            .arg("--from")
+            .arg(&manifest)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--runtime-config-file")
+            .arg(&runtime_config)
+            .arg("--state-dir")
+            .arg(state.path().join("state"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", spin.display()))?;
+        let floor = Floor {
+            child,
+            port,
+            _state: state,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answered = client
+                .post(format!("{}/webhooks/openphone", floor.base_url()))
+                .body("{}")
+                .send()
+                .await;
+            if answered.is_ok_and(|r| r.status() == 202) {
+                return Ok(floor);
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(floor._state.path().join("spin.log"))
+                    .unwrap_or_default();
+                floor.stop();
+                bail!(
+                    "the floor {} did not answer within 60 s:\n{log}",
+                    wasm.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops `spin up` and the trigger processes it started (its process group).
+    fn stop(mut self) {
+        let group = i32::try_from(self.child.id()).unwrap_or(0);
+        if group > 0 {
+            // SAFETY: a plain signal to the process group this bench started.
+            unsafe {
+                libc::killpg(group, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
