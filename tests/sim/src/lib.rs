@@ -200,9 +200,9 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
     });
     {
         let weak = Rc::downgrade(&sim);
-        *network.kick.borrow_mut() = Some(Box::new(move |instance| {
+        *network.kick.borrow_mut() = Some(Box::new(move |instance, until| {
             if let Some(sim) = weak.upgrade() {
-                sim.start_drain(instance);
+                sim.start_drain(instance, until);
             }
         }));
     }
@@ -390,19 +390,26 @@ impl Sim {
                     let id = payload["id"].as_str().unwrap_or_default().to_owned();
                     sim2.accepted.borrow_mut().insert(id, page_of(&payload));
                 }
-                if intake.kick_drain {
-                    // The webhook answers first; a failed kick leaves the work to the next tick.
-                    let _ = common::drain::kick(&*platform.http, common::drain::DRAIN_URL).await;
+                // As the webhook component: it answers first, then kicks the drain (the first accepted
+                // event of each second does); a failed kick leaves the work to the next tick.
+                let linger_until = intake
+                    .kick_drain
+                    .then(|| common::webhook::kick::kick_due(&platform))
+                    .flatten();
+                if let Some(until) = linger_until {
+                    let url = common::drain::DRAIN_URL;
+                    let _ = common::drain::kick(&*platform.http, url, until).await;
                 }
             });
         });
     }
 
-    fn start_drain(self: &Rc<Self>, instance: usize) {
+    /// The queue-drain component's private route: drains on `instance`, lingering until `until`.
+    fn start_drain(self: &Rc<Self>, instance: usize, until: Option<i64>) {
         let platform = self.platforms[instance].clone();
         self.world.spawn(instance, async move {
             // Failures end up in the events' rows; the run's own error is the kick's business.
-            let _ = common::drain::run(&platform).await;
+            let _ = common::drain::run_lingering(&platform, until).await;
         });
     }
 

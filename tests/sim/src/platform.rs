@@ -85,8 +85,8 @@ impl Traffic {
     }
 }
 
-/// Starts a drain on an instance.
-pub type Kick = Box<dyn Fn(usize)>;
+/// Starts a drain on an instance, lingering until the given time.
+pub type Kick = Box<dyn Fn(usize, Option<i64>)>;
 
 /// Where each API lives in the simulation.
 pub struct Network {
@@ -190,9 +190,13 @@ impl HttpClient for SimHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let network = &self.network;
         let now = network.world.now();
-        if request.url == common::drain::DRAIN_URL {
+        if let Some(query) = request.url.strip_prefix(common::drain::DRAIN_URL) {
+            let until = common::drain::kick_linger_until(&common::api::Request {
+                query: query.trim_start_matches('?').to_owned(),
+                ..common::api::Request::default()
+            });
             if let Some(kick) = &*network.kick.borrow() {
-                kick(self.instance);
+                kick(self.instance, until);
             }
             return Ok(answer(202, &[], ""));
         }
