@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -120,8 +121,9 @@ pub struct HttpRequest {
     pub url: String,
     /// Header names and values, in order.
     pub headers: Vec<(String, String)>,
-    /// Body bytes (empty for none).
-    pub body: Vec<u8>,
+    /// Body bytes (empty for none). Shared, not copied, when the request is cloned: a retry keeps the
+    /// request while an attempt sends it, and an upload part is 8 MiB.
+    pub body: Bytes,
     /// How long each stage of the exchange may take.
     pub timeouts: Timeouts,
 }
@@ -133,7 +135,7 @@ impl HttpRequest {
             method,
             url: url.into(),
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Bytes::new(),
             timeouts: Timeouts::API,
         }
     }
@@ -152,7 +154,9 @@ impl HttpRequest {
 
     /// Sets a JSON body and its content type.
     pub fn json(mut self, body: &serde_json::Value) -> Self {
-        self.body = serde_json::to_vec(body).expect("a JSON value always serializes");
+        self.body = serde_json::to_vec(body)
+            .expect("a JSON value always serializes")
+            .into();
         self.header("content-type", "application/json")
     }
 }

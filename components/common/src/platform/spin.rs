@@ -192,6 +192,9 @@ impl Stream for SpinBody {
     }
 }
 
+/// The largest piece of a request body copied out at a time.
+const BODY_PIECE: usize = 64 * 1024;
+
 /// Sends `request` through `wasi:http/outgoing-handler` with its [`Timeouts`] as request options, reading
 /// the response as `R` (whole, or as a stream). spin-sdk's own `send` passes no options, and a request
 /// without them may wait ten minutes for an answer — longer than any lease the work runs under.
@@ -217,17 +220,19 @@ where
     for (name, value) in &request.headers {
         builder.header(name, value);
     }
-    let (outgoing, body) = builder
-        .body(request.body)
+    let (outgoing, _) = builder
+        .body(Vec::new())
         .build()
         .try_into_outgoing_request()
         .map_err(|e| HttpError::InvalidRequest(format!("{e:#}")))?;
     let mut body_sink = outgoing.take_body();
     let response = outgoing_handler::handle(outgoing, Some(request_options(request.timeouts)))
         .map_err(classify)?;
-    if let Some(body) = body.filter(|b| !b.is_empty()) {
+    // The sink takes owned chunks; the body is shared with the caller's retry, so it goes out in small
+    // copied pieces rather than as one copy of the whole (an upload part is 8 MiB).
+    for piece in request.body.chunks(BODY_PIECE) {
         body_sink
-            .send(body)
+            .send(piece.to_vec())
             .await
             .map_err(|e| HttpError::Network(format!("writing the request body: {e}")))?;
     }

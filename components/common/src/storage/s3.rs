@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use bytes::Bytes;
 use rusty_s3::actions::{
     CompleteMultipartUploadResponse, CreateMultipartUpload, ListObjectsV2, S3Action,
 };
@@ -218,7 +219,7 @@ impl ObjectStore {
         &self,
         key: &str,
         attributes: &ObjectAttributes,
-        body: Vec<u8>,
+        body: Bytes,
         now_ms: i64,
     ) -> HttpRequest {
         let headers = attributes.headers();
@@ -277,7 +278,7 @@ impl ObjectStore {
         key: &str,
         upload_id: &str,
         part_number: u16,
-        body: Vec<u8>,
+        body: Bytes,
         now_ms: i64,
     ) -> HttpRequest {
         let action = self
@@ -304,7 +305,7 @@ impl ObjectStore {
             etags.iter().map(String::as_str),
         );
         let url = sign(&action, REQUEST_EXPIRY, now_ms);
-        let body = action.body().into_bytes();
+        let body = action.body().into_bytes().into();
         with_body(HttpRequest::new(Method::Post, url), Vec::new(), body)
     }
 
@@ -324,11 +325,7 @@ fn sign<'a>(action: &impl S3Action<'a>, expires_in: Duration, now_ms: i64) -> St
 
 /// Adds `headers` and a body with its explicit `Content-Length`: without it a WASI host may send the
 /// body chunked, and S3 refuses a `PUT` of unknown length.
-fn with_body(
-    mut request: HttpRequest,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-) -> HttpRequest {
+fn with_body(mut request: HttpRequest, headers: Vec<(String, String)>, body: Bytes) -> HttpRequest {
     request.headers = headers;
     request
         .headers
@@ -460,10 +457,12 @@ impl<'a> S3Client<'a> {
         &self,
         key: &str,
         attributes: &ObjectAttributes,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
     ) -> Result<(), StoreError> {
         attributes.check_size(key)?;
-        let request = self.store.put_object(key, attributes, body, self.now_ms());
+        let request = self
+            .store
+            .put_object(key, attributes, body.into(), self.now_ms());
         self.outbound.send(request, Retry::Idempotent).await?;
         Ok(())
     }
@@ -530,7 +529,7 @@ impl<'a> S3Client<'a> {
         key: &str,
         upload_id: &str,
         part_number: u16,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<String, StoreError> {
         let request = self
             .store
@@ -624,8 +623,9 @@ impl ObjectWriter<'_, '_> {
             });
         }
         let part_number = u16::try_from(part_number).expect("at most 10000 parts");
-        // The buffer goes out with the request and is allocated again only when more data arrives.
-        let body = std::mem::take(&mut self.buffer);
+        // The buffer goes out with the request (as `Bytes`, without a copy, shared with the retries
+        // rather than cloned) and is allocated again only when more data arrives.
+        let body = Bytes::from(std::mem::take(&mut self.buffer));
         let etag = client
             .upload_part(&self.key, &upload.upload_id, part_number, body)
             .await?;
@@ -750,7 +750,7 @@ mod tests {
 
     #[test]
     fn uploads_send_exactly_the_headers_they_sign_and_their_length() {
-        let request = r2().put_object("k.mp3", &attributes(), vec![7; 10], T0);
+        let request = r2().put_object("k.mp3", &attributes(), vec![7; 10].into(), T0);
         assert_eq!(request.method, Method::Put);
         assert_eq!(
             query(&request.url, "X-Amz-SignedHeaders").as_deref(),
@@ -767,12 +767,12 @@ mod tests {
         assert_eq!(header("x-amz-meta-call-id"), Some("AC1"));
         assert_eq!(header("x-amz-meta-segment"), Some("1"));
         assert_eq!(header("content-length"), Some("10"));
-        let part = r2().upload_part("k.mp3", "up-1", 3, vec![0; 5], T0);
+        let part = r2().upload_part("k.mp3", "up-1", 3, vec![0; 5].into(), T0);
         assert_eq!(query(&part.url, "partNumber").as_deref(), Some("3"));
         assert_eq!(query(&part.url, "uploadId").as_deref(), Some("up-1"));
         let complete =
             r2().complete_multipart_upload("k.mp3", "up-1", &["\"a\"".into(), "\"b\"".into()], T0);
-        let body = String::from_utf8(complete.body).unwrap();
+        let body = String::from_utf8(complete.body.to_vec()).unwrap();
         assert!(
             body.contains("<PartNumber>1</PartNumber>")
                 && body.contains("<PartNumber>2</PartNumber>"),
@@ -1004,6 +1004,72 @@ mod tests {
         );
     }
 
+    /// Answers the first attempt of every `UploadPart` with a `503` (as a store that is briefly
+    /// unavailable does) and sends everything else, remembering each part attempt's body.
+    #[derive(Default)]
+    struct FirstPartAttemptFails {
+        inner: crate::platform::native::ReqwestClient,
+        part_attempts: std::cell::RefCell<Vec<(String, Bytes)>>,
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl crate::platform::HttpClient for FirstPartAttemptFails {
+        async fn send(
+            &self,
+            request: HttpRequest,
+        ) -> Result<HttpResponse, crate::platform::HttpError> {
+            if crate::storage::testing::action(request.method, &request.url) == "UploadPart" {
+                let part = query(&request.url, "partNumber").expect("a part number");
+                let mut attempts = self.part_attempts.borrow_mut();
+                let first = !attempts.iter().any(|(p, _)| *p == part);
+                attempts.push((part, request.body.clone()));
+                if first {
+                    return Ok(response(503, &[], "<Error><Code>SlowDown</Code></Error>"));
+                }
+            }
+            self.inner.send(request).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_is_sent_again_with_the_same_shared_bytes() {
+        use crate::platform::native::{ManualClock, NativePlatformBuilder};
+        use std::rc::Rc;
+
+        let s3 = s3_server();
+        let dir = tempfile::tempdir().unwrap();
+        let http = Rc::new(FirstPartAttemptFails::default());
+        let platform = NativePlatformBuilder::new(dir.path())
+            .http(http.clone())
+            .clock(Rc::new(ManualClock::at(
+                crate::storage::testing::real_now_ms(),
+            )))
+            .build()
+            .unwrap();
+        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+            .await
+            .unwrap();
+        let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
+        let client = S3Client::new(&platform, &store);
+        let len = MIN_PART_SIZE + 1000;
+        let mut writer = client.writer("r/retried.mp3", attributes(), MIN_PART_SIZE);
+        for chunk in media_pattern(0, len).chunks(64 * 1024) {
+            writer.write(chunk).await.unwrap();
+        }
+        assert_eq!(writer.finish().await.unwrap(), len as u64);
+        assert!(s3.object_bytes("r/retried.mp3").unwrap() == media_pattern(0, len));
+        let attempts = http.part_attempts.take();
+        let parts: Vec<&str> = attempts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(parts, ["1", "1", "2", "2"]);
+        for pair in attempts.chunks(2) {
+            let (failed, resent) = (&pair[0].1, &pair[1].1);
+            assert!(failed == resent, "part {} changed on its retry", pair[0].0);
+            // The retry sends the very bytes the failed attempt had, not a copy of them.
+            assert_eq!(failed.as_ptr(), resent.as_ptr(), "part {}", pair[0].0);
+        }
+        assert_eq!(attempts[0].1.len(), MIN_PART_SIZE);
+    }
+
     #[tokio::test]
     async fn objects_up_to_one_part_go_up_in_a_single_put() {
         let s3 = s3_server();
@@ -1037,7 +1103,7 @@ mod tests {
         let actions = test.http.take_actions();
         assert_eq!(count(&actions, "AbortMultipartUpload"), 1, "{actions:?}");
         let err = client
-            .upload_part("r/cut.mp3", &upload_id, 2, vec![1])
+            .upload_part("r/cut.mp3", &upload_id, 2, vec![1].into())
             .await
             .unwrap_err();
         assert!(

@@ -1,16 +1,18 @@
 //! The benchmarks: one table of where the app stands, measured on the built components in the test host
-//! (and, for intake, on a real `spin up` when `SPIN_BIN` is set), against the local OpenPhone, Notion and
+//! (and, for memory, cold starts and intake, on a real `spin up` when `SPIN_BIN` is set), against the local OpenPhone, Notion and
 //! S3 servers. Not a test: nothing here fails on a number; the table says which targets are met.
 //!
 //! ```text
 //! scripts/bench                              # builds the components first
 //! cargo run --release -p e2e --bin bench     # with the components already built
-//! SPIN_BIN=/path/to/spin scripts/bench       # intake and requests per event also on spin up
+//! SPIN_BIN=/path/to/spin scripts/bench       # memory, cold starts, requests per event, intake and
+//!                                            # webhook → page latency also on spin up
 //! BENCH_ONLY=intake,requests cargo run --release -p e2e --bin bench   # only these phases
 //! ```
 //!
 //! Rows: `.wasm` sizes; peak memory of copying a 100 MiB recording; each component's cold start
-//! (compiled from scratch, then its first answer); OpenPhone, Notion and S3 requests per event type and
+//! (compiled from scratch, then its first answer; on `spin up`, from its start to the first answer);
+//! OpenPhone, Notion and S3 requests per event type and
 //! per call lifecycle with a cold and a warm Canvas cache; drain throughput with the servers' rate limits
 //! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates, on
 //! Spin against two floors ([`intake`]); the first sync of 140 texts older than the app (Notion requests
@@ -20,6 +22,8 @@
 mod backfill;
 mod intake;
 mod latency;
+
+mod resources;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -85,8 +89,8 @@ impl Table {
 }
 
 /// Whether phase `name` runs: every phase, or those `BENCH_ONLY` lists (comma-separated: `sizes`,
-/// `memory`, `cold`, `requests`, `drain`, `intake`, `backfill`, `latency`; `requests-spin`,
-/// `intake-spin` and `latency-spin` for only their `spin up` half).
+/// `memory`, `cold`, `requests`, `drain`, `intake`, `backfill`, `latency`; `memory-spin`, `cold-spin`,
+/// `requests-spin`, `intake-spin` and `latency-spin` for only their `spin up` half).
 fn runs(name: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) => only.split(',').any(|phase| phase.trim() == name),
@@ -103,12 +107,25 @@ async fn main() -> anyhow::Result<()> {
     }
     // First, while the process's peak memory is still low: later phases run hundreds of instances.
     if runs("memory") {
-        memory_per_recording(&mut table)
+        resources::memory_per_recording(&mut table, Runner::TestHost, "test host")
             .await
             .context("memory per recording")?;
     }
+    if let Some(spin) = spin
+        .as_ref()
+        .filter(|_| runs("memory") || runs("memory-spin"))
+    {
+        resources::memory_per_recording(&mut table, Runner::Spin(spin.clone()), "spin up")
+            .await
+            .context("memory per recording on spin up")?;
+    }
     if runs("cold") {
         cold_starts(&mut table).await.context("cold starts")?;
+    }
+    if let Some(spin) = spin.as_ref().filter(|_| runs("cold") || runs("cold-spin")) {
+        resources::cold_starts_on_spin(&mut table, spin)
+            .await
+            .context("cold starts on spin up")?;
     }
     if runs("requests") {
         requests_per_event(&mut table, Runner::TestHost, "")
@@ -235,72 +252,6 @@ async fn until_finished(app: &TestApp, n: i64, limit: Duration) -> anyhow::Resul
     }
 }
 
-fn vm_kib(field: &str) -> anyhow::Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .with_context(|| format!("no {field} in /proc/self/status"))
-}
-
-async fn memory_per_recording(table: &mut Table) -> anyhow::Result<()> {
-    let (app, line) = start(Runner::TestHost, true).await?;
-    let started = Utc::now();
-    // A call with a 1 MiB recording first, so what a copy allocates once is allocated before measuring.
-    app.openphone.add_generated_recording("ACwarmup", MIB);
-    let mut warmup =
-        CallScript::answered(&app.openphone, &line, &contact(1), "ACwarmup", started).events();
-    warmup.truncate(2);
-    for event in &warmup {
-        app.deliver(event).await;
-    }
-    until_finished(&app, 2, PHASE_LIMIT).await?;
-    // Resets the peak to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`).
-    std::fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")?;
-    let before = vm_kib("VmHWM:")?;
-    let size = 100 * MIB;
-    let call = CallScript::answered(&app.openphone, &line, &contact(2), "ACbig", started);
-    // `answered` gave the call a small segment; the one measured is the second, of 100 MiB.
-    app.openphone.add_generated_recording("ACbig", size);
-    let copied = Instant::now();
-    for event in call.events().iter().take(2) {
-        app.deliver(event).await;
-    }
-    until_finished(&app, 4, PHASE_LIMIT).await?;
-    let took = copied.elapsed();
-    let after = vm_kib("VmHWM:")?;
-    let s3 = app.s3.as_ref().context("S3 is running")?;
-    let stored = s3
-        .objects()?
-        .into_iter()
-        .find(|o| o.key.ends_with("ACbig-2.mp3"))
-        .context("the 100 MiB recording is not in the bucket")?;
-    ensure!(
-        stored.size == size,
-        "the stored recording has {} bytes",
-        stored.size
-    );
-    table.add(
-        "memory: peak RSS growth copying a 100 MiB recording",
-        format!("+{} MiB", after.saturating_sub(before) / 1024),
-        format!(
-            "VmHWM {} → {} MiB of the host process (local servers included; s3s-fs is another process); copied in {:.1?}",
-            before / 1024,
-            after / 1024,
-            took
-        ),
-    );
-    Ok(())
-}
-
 /// Each component alone in the test host, compiled without any cache, then its first answers.
 async fn cold_starts(table: &mut Table) -> anyhow::Result<()> {
     let manifest: toml::Table = std::fs::read_to_string(workspace_root().join("spin.toml"))?
@@ -308,30 +259,7 @@ async fn cold_starts(table: &mut Table) -> anyhow::Result<()> {
         .context("parsing spin.toml")?;
     let openphone = OpenPhoneServer::start("op-bench-key")?;
     let notion = NotionServer::start("secret_bench")?;
-    let variables: std::collections::HashMap<String, String> = [
-        ("openphone_api_key", openphone.api_key()),
-        ("openphone_api_base", openphone.base_url()),
-        ("openphone_media_base", openphone.media_base_url()),
-        ("openphone_webhook_secret", "YmVuY2g=".into()),
-        ("notion_api_key", notion.token()),
-        ("notion_api_base", notion.base_url()),
-        (
-            "notion_calls_database_id",
-            "11111111111111111111111111111111".into(),
-        ),
-        (
-            "notion_messages_database_id",
-            "22222222222222222222222222222222".into(),
-        ),
-        ("s3_endpoint", "http://127.0.0.1:9".into()),
-        ("r2_bucket", "recordings".into()),
-        ("r2_access_key_id", "unused".into()),
-        ("r2_secret_access_key", "unused".into()),
-        ("admin_token", ADMIN_TOKEN.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let variables = cold_start_variables(&openphone, &notion);
     let dir = tempfile::tempdir()?;
     // The host keeps compiled code next to the `target` directory a component is in: here, a fresh one
     // in the temporary directory, so nothing is cached and nothing is left behind.
@@ -389,6 +317,38 @@ async fn cold_starts(table: &mut Table) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The variables a component started alone needs: the local servers, an unreachable S3 (nothing is
+/// copied at start-up) and the bench's admin token.
+fn cold_start_variables(
+    openphone: &OpenPhoneServer,
+    notion: &NotionServer,
+) -> std::collections::HashMap<String, String> {
+    [
+        ("openphone_api_key", openphone.api_key()),
+        ("openphone_api_base", openphone.base_url()),
+        ("openphone_media_base", openphone.media_base_url()),
+        ("openphone_webhook_secret", "YmVuY2g=".into()),
+        ("notion_api_key", notion.token()),
+        ("notion_api_base", notion.base_url()),
+        (
+            "notion_calls_database_id",
+            "11111111111111111111111111111111".into(),
+        ),
+        (
+            "notion_messages_database_id",
+            "22222222222222222222222222222222".into(),
+        ),
+        ("s3_endpoint", "http://127.0.0.1:9".into()),
+        ("r2_bucket", "recordings".into()),
+        ("r2_access_key_id", "unused".into()),
+        ("r2_secret_access_key", "unused".into()),
+        ("admin_token", ADMIN_TOKEN.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// `spin.toml` reduced to component `id` (source at `source`), its public triggers, and no chaining to
