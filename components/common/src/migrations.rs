@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_real_workspaces.sql",
         sql: include_str!("../../../migrations/0003_real_workspaces.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_linked_history.sql",
+        sql: include_str!("../../../migrations/0006_linked_history.sql"),
+    },
 ];
 
 /// A claim older than this belongs to an instance that died mid-migration.
@@ -271,7 +276,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
         let first = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(first.applied, vec![1, 2, 3]);
+        let every: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(first.applied, every);
         let names = tables(&platform);
         for expected in [
             "events",
@@ -305,7 +311,7 @@ mod tests {
             second,
             Report {
                 applied: vec![],
-                already_applied: vec![1, 2, 3]
+                already_applied: every
             }
         );
         // The views are queryable, not just declared.
@@ -382,7 +388,8 @@ mod tests {
             )
             .unwrap();
         let report = run(&platform, MIGRATIONS).await.unwrap();
-        assert_eq!(report.applied, vec![1, 2, 3]);
+        let every: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(report.applied, every);
     }
 
     #[tokio::test]
