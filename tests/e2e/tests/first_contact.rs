@@ -486,14 +486,15 @@ async fn a_canvas_record_added_later_links_past_calls_and_texts() {
         };
         assert_eq!(relation(&page), expected, "{page:#}");
     }
-    // From the page map, not by reading Notion: one query of the Canvas, one update per page.
+    // From the page map, not by reading Notion: one query of the Canvas, then only updates.
     let counts = app.notion.request_counts();
     let updates: u64 = counts
         .iter()
         .filter(|(endpoint, _)| endpoint.starts_with("PATCH /v1/pages"))
         .map(|(_, n)| n)
         .sum();
-    assert_eq!(updates, 3, "{counts:?}");
+    // One update per page and record: the group text once for each participant's record.
+    assert_eq!(updates, 4, "{counts:?}");
     assert_eq!(
         counts
             .get("POST /v1/data_sources/{id}/query")

@@ -112,13 +112,15 @@ fn call_icon(call: Option<&Call>, has_voicemail: bool) -> Option<&'static str> {
 }
 
 /// The workspace user who handled a call: who answered it or placed it; the call's user when the payload
-/// does not say (a legacy one) and the call was not missed. `None` for a call nobody took.
+/// does not say (a legacy one) and the call was placed or answered. `None` for a call nobody took (a
+/// legacy voicemail is `completed` but was never answered).
 fn handler_of(call: &Call) -> Option<&str> {
+    let taken = call.direction.as_deref() == Some("outgoing") || call.answered_at.is_some();
     call.answered_by
         .as_deref()
         .or(call.initiated_by.as_deref())
         .or_else(|| {
-            (!unanswered(call.status.as_deref()))
+            (taken && !unanswered(call.status.as_deref()))
                 .then_some(call.user_id.as_deref())
                 .flatten()
         })
@@ -733,14 +735,20 @@ mod tests {
         assert_eq!(handler_of(&answered), Some("USanswer"));
         let legacy = Call {
             answered_by: None,
+            answered_at: Some("2025-10-20T19:22:00Z".into()),
             ..answered.clone()
         };
         assert_eq!(handler_of(&legacy), Some("USowner"));
         let missed = Call {
             status: Some("missed".into()),
-            ..legacy
+            ..legacy.clone()
         };
         assert_eq!(handler_of(&missed), None);
+        let voicemail = Call {
+            answered_at: None,
+            ..legacy
+        };
+        assert_eq!(handler_of(&voicemail), None, "completed, never answered");
     }
 
     #[test]
