@@ -281,6 +281,12 @@ impl<'a> Canvas<'a> {
         Ok(page_id)
     }
 
+    /// Records that the Canvas record `page_id` has `number`, so the number's next lookup finds it without
+    /// asking Notion (the watch over the Canvas saw the record appear or gain the number).
+    pub fn learn_record(&self, number: &E164, page_id: &str) {
+        self.remember("phone", number.as_str(), Some(page_id));
+    }
+
     /// Caches a lookup's answer (a hit for a day, a miss for an hour).
     fn remember(&self, kind: &str, key: &str, page_id: Option<&str>) {
         let now = self.platform.clock.now_ms();
@@ -451,7 +457,7 @@ impl<'a> Canvas<'a> {
         };
         match self
             .notion
-            .create_page(&data_source, &properties, &[])
+            .create_page(&data_source, &properties, None, &[])
             .await
         {
             Ok(page_id) => {

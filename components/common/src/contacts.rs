@@ -84,6 +84,67 @@ pub async fn lookup(
     Ok(find(platform, number)?)
 }
 
+/// How a page names the other party `raw`: "Name (Company)" from its OpenPhone contact, else the formatted
+/// number (`raw` as given when it is not a phone number). The index is read, and refreshed on a miss at most
+/// every [`REFRESH_INTERVAL_MS`], so naming costs no OpenPhone request per event. A failed lookup names the
+/// party by number: a name is never worth delaying a page for.
+pub async fn party_name(platform: &Platform, openphone: &OpenPhone<'_>, raw: &str) -> String {
+    let Ok(number) = E164::parse(raw) else {
+        return raw.trim().to_owned();
+    };
+    match lookup(platform, openphone, &number).await {
+        Ok(contact) => contact.and_then(|c| c.title()),
+        Err(e) => {
+            tracing::debug!(error = %e, "contact name not available; the number names the party");
+            None
+        }
+    }
+    .unwrap_or_else(|| number.formatted())
+}
+
+/// The names of the other parties `numbers`, joined with `, ` (each as [`party_name`] gives it).
+pub async fn party_names(
+    platform: &Platform,
+    openphone: &OpenPhone<'_>,
+    numbers: &[String],
+) -> String {
+    let mut names = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        names.push(party_name(platform, openphone, number).await);
+    }
+    names.join(", ")
+}
+
+/// The name of workspace user `user_id`: from the users of `own` (the item's number) first, then of any
+/// number the workspace has (a user answering a colleague's line), as `GET /v1/phone-numbers` last listed
+/// them, so it costs no request; the id itself when no number lists the user.
+pub fn user_name(
+    platform: &Platform,
+    own: Option<&crate::phone_numbers::KnownNumber>,
+    user_id: &str,
+) -> anyhow::Result<String> {
+    if let Some(user) = own.and_then(|n| n.users.iter().find(|u| u.id == user_id)) {
+        return Ok(user.display_name());
+    }
+    let rows = platform.sql.execute(
+        "SELECT json_extract(value, '$.firstName') AS first_name, json_extract(value, '$.lastName') AS last_name,
+                json_extract(value, '$.email') AS email
+         FROM phone_numbers, json_each(phone_numbers.users)
+         WHERE json_valid(phone_numbers.users) AND json_extract(value, '$.id') = ?1 LIMIT 1",
+        &[user_id.into()],
+    )?;
+    Ok(match rows.first() {
+        Some(row) => crate::openphone::types::PhoneNumberUser {
+            id: user_id.to_owned(),
+            first_name: row.opt_str("first_name")?.map(String::from),
+            last_name: row.opt_str("last_name")?.map(String::from),
+            email: row.opt_str("email")?.map(String::from),
+        }
+        .display_name(),
+        None => user_id.to_owned(),
+    })
+}
+
 /// The indexed contact of `number`.
 pub fn find(platform: &Platform, number: &E164) -> anyhow::Result<Option<ContactName>> {
     let rows = platform.sql.execute(

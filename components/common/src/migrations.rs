@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0005_unsettled_messages.sql"),
     },
     Migration {
+        version: 6,
+        name: "0006_linked_history.sql",
+        sql: include_str!("../../../migrations/0006_linked_history.sql"),
+    },
+    Migration {
         version: 7,
         name: "0007_message_media.sql",
         sql: include_str!("../../../migrations/0007_message_media.sql"),

@@ -2,15 +2,19 @@
 //! sync's own databases never would. A fresh workspace (databases with nothing but "Name", no Canvas
 //! database) works after `/admin/setup`; a Canvas problem costs a page its relation for a while, never the
 //! page; a page a person trashed is left alone; a delivery signed by the official Standard Webhooks library
-//! is accepted.
+//! is accepted; pages name the contact and the user who handled them, with an icon by kind, at no OpenPhone
+//! request per event once the contacts are indexed; a Canvas record added after calls and texts links them.
 
 use std::time::Duration;
 
+use common::notion::schema as common_schema;
 use e2e::app::{TestApp, TestAppOptions};
 use e2e::workload::{CallScript, Line};
 use serde_json::{json, Value};
 use test_servers::notion::property_text;
-use test_servers::webhooks::{MessageFixture, SignedDelivery};
+use test_servers::openphone::model::{Contact, PhoneNumber};
+use test_servers::webhooks::{CallFixture, MessageFixture, SignedDelivery};
+use test_servers::Schema;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -258,4 +262,265 @@ async fn a_delivery_signed_by_the_official_standard_webhooks_library_is_accepted
         })
         .await;
     assert!(page, "logs:\n{}", app.logs());
+}
+
+/// An incoming call from `other` to the workspace line `PNtoDbDhuz`, answered by its owner (`USowner`,
+/// "Olive Owner"), as an API-created (v4) webhook sends it.
+fn answered_call(id: &str, other: &str) -> CallFixture {
+    let now = chrono::Utc::now();
+    CallFixture {
+        other_number: other.into(),
+        status: "completed".into(),
+        user_id: "USowner".into(),
+        created_at: now - chrono::Duration::seconds(90),
+        answered_at: Some(now - chrono::Duration::seconds(80)),
+        completed_at: Some(now),
+        event_created_at: now,
+        voicemail: None,
+        ..CallFixture::example().with_ids(&format!("AC{id}"), &format!("EV{id}"))
+    }
+}
+
+fn icon(page: &Value) -> &str {
+    page["icon"]["emoji"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_name_the_contact_and_the_user_with_an_icon_by_kind() {
+    // A Messages database made before these properties existed (setup not re-run): it still gets pages.
+    let old_messages: Vec<(&str, &str)> = common_schema::MESSAGES
+        .iter()
+        .copied()
+        .filter(|(name, _)| !matches!(*name, "Contact" | "Handled By" | "Canvas"))
+        .collect();
+    let app = TestApp::start(TestAppOptions {
+        messages_schema: Some(Schema::from_types(&old_messages, None)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    app.openphone
+        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    let mut contact = Contact::new("CTpat", "Pat", "Prospect", &["(555) 555-0123"], &[]);
+    contact.default_fields["company"] = json!("Acme Funding");
+    app.openphone.add_contact(contact);
+
+    let answered = answered_call("namesanswered", "+15555550123");
+    assert_eq!(
+        app.deliver(&answered.call_completed_v4()).await.status(),
+        202
+    );
+    // A missed call from a number no contact has, that left a voicemail (a legacy webhook).
+    let voicemail = CallFixture {
+        other_number: "+15555550199".into(),
+        user_id: "USowner".into(),
+        created_at: chrono::Utc::now(),
+        event_created_at: chrono::Utc::now(),
+        ..CallFixture::example().with_ids("ACnamesvoicemail", "EVnamesvoicemail")
+    };
+    assert_eq!(
+        app.deliver(&voicemail.call_completed_v2()).await.status(),
+        202
+    );
+    let mut sms = message("namestext");
+    sms.user_id = "USowner".into();
+    assert_eq!(app.deliver(&sms.message_received()).await.status(), 202);
+    let written = app
+        .eventually(PATIENCE, |app| {
+            app.notion.pages(&app.calls_ds).len() == 2
+                && app.notion.pages(&app.messages_ds).len() == 1
+        })
+        .await;
+    assert!(
+        written,
+        "stats: {}\nlogs:\n{}",
+        app.stats().await,
+        app.logs()
+    );
+    app.wait_idle().await;
+
+    let calls = app.notion.pages(&app.calls_ds);
+    let call = |id: &str| {
+        calls
+            .iter()
+            .find(|p| text(p, "Call ID") == id)
+            .unwrap_or_else(|| panic!("no page of {id}: {calls:#?}"))
+    };
+    let answered_page = call(&answered.call_id);
+    assert_eq!(
+        text(answered_page, "Contact"),
+        "Pat Prospect (Acme Funding)"
+    );
+    assert_eq!(text(answered_page, "Handled By"), "Olive Owner");
+    assert_eq!(icon(answered_page), "📲");
+    let voicemail_page = call("ACnamesvoicemail");
+    assert_eq!(text(voicemail_page, "Contact"), "(555) 555-0199");
+    assert_eq!(text(voicemail_page, "Handled By"), "", "nobody took it");
+    assert_eq!(icon(voicemail_page), "📼");
+
+    let messages = app.notion.pages(&app.messages_ds);
+    assert_eq!(text(&messages[0], "Content"), sms.body);
+    assert_eq!(icon(&messages[0]), "💬");
+    assert!(messages[0]["properties"].get("Contact").is_none());
+
+    // Names cost one contact listing (the first unknown number), then no OpenPhone request per event: the
+    // number nobody knows did not list the contacts again, and users come from the numbers' list.
+    assert_eq!(app.openphone.request_count("GET /v1/contacts"), 1);
+    assert_eq!(app.openphone.request_count("GET /v1/users"), 0);
+    let before = app.openphone.total_requests();
+    let mut again = message("namestext2");
+    again.from = "+15555550123".into();
+    assert_eq!(app.deliver(&again.message_received()).await.status(), 202);
+    let second = app
+        .eventually(PATIENCE, |app| {
+            app.notion.pages(&app.messages_ds).len() == 2
+        })
+        .await;
+    assert!(second, "logs:\n{}", app.logs());
+    assert_eq!(
+        app.openphone.total_requests(),
+        before,
+        "{:?}",
+        app.openphone.request_counts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canvas_record_added_later_links_past_calls_and_texts() {
+    let app = TestApp::start(TestAppOptions::default()).await.unwrap();
+    app.openphone
+        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    // Before anyone put the customer in the Canvas: a text, a call, and a group text with a colleague of
+    // theirs.
+    let mut sms = message("laterlinktext");
+    sms.from = "+15555550177".into();
+    assert_eq!(app.deliver(&sms.message_received()).await.status(), 202);
+    let call = answered_call("laterlinkcall", "+15555550177");
+    assert_eq!(app.deliver(&call.call_completed_v4()).await.status(), 202);
+    let group = MessageFixture {
+        event_id: "EVlaterlinkgroup".into(),
+        message_id: "AClaterlinkgroup".into(),
+        created_at: chrono::Utc::now(),
+        event_created_at: chrono::Utc::now(),
+        ..MessageFixture::outgoing("+13365550100", &["+15555550177", "+15555550178"])
+    };
+    assert_eq!(app.deliver(&group.message_delivered()).await.status(), 202);
+    let written = app
+        .eventually(PATIENCE, |app| {
+            app.notion.pages(&app.calls_ds).len() == 1
+                && app.notion.pages(&app.messages_ds).len() == 2
+        })
+        .await;
+    assert!(
+        written,
+        "stats: {}\nlogs:\n{}",
+        app.stats().await,
+        app.logs()
+    );
+    app.wait_idle().await;
+    for page in app
+        .notion
+        .pages(&app.calls_ds)
+        .iter()
+        .chain(&app.notion.pages(&app.messages_ds))
+    {
+        assert_eq!(page["properties"]["Canvas"]["relation"], json!([]));
+    }
+
+    // A salesperson adds both people, one with the number typed their own way.
+    let customer = app
+        .notion
+        .insert_page(
+            &app.canvas_ds,
+            json!({ "Name": { "title": [{ "text": { "content": "Carla Customer" } }] },
+                    "Phone": { "phone_number": "(555) 555-0177" } }),
+        )
+        .unwrap();
+    let colleague = app
+        .notion
+        .insert_page(
+            &app.canvas_ds,
+            json!({ "Name": { "title": [{ "text": { "content": "Cole Colleague" } }] },
+                    "Phone": { "phone_number": "+15555550178" } }),
+        )
+        .unwrap();
+    app.notion.reset_counters();
+    let tick = app.admin_post("/admin/tick", &json!({})).await;
+    assert!(tick.status().is_success(), "tick: {}", tick.status());
+    let relation = |page: &Value| -> Vec<String> {
+        page["properties"]["Canvas"]["relation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(String::from))
+            .collect()
+    };
+    let linked = app
+        .eventually(PATIENCE, |app| {
+            let messages = app.notion.pages(&app.messages_ds);
+            let calls = app.notion.pages(&app.calls_ds);
+            messages.len() == 2
+                && calls
+                    .iter()
+                    .chain(&messages)
+                    .all(|p| !relation(p).is_empty())
+        })
+        .await;
+    assert!(
+        linked,
+        "calls: {:#?}\nmessages: {:#?}\nlogs:\n{}",
+        app.notion.pages(&app.calls_ds),
+        app.notion.pages(&app.messages_ds),
+        app.logs()
+    );
+    app.wait_idle().await;
+    assert_eq!(
+        relation(&app.notion.pages(&app.calls_ds)[0]),
+        std::slice::from_ref(&customer)
+    );
+    for page in app.notion.pages(&app.messages_ds) {
+        let expected = if text(&page, "Message ID") == group.message_id {
+            vec![customer.clone(), colleague.clone()]
+        } else {
+            vec![customer.clone()]
+        };
+        assert_eq!(relation(&page), expected, "{page:#}");
+    }
+    // From the page map, not by reading Notion: one query of the Canvas, then only updates.
+    let counts = app.notion.request_counts();
+    let updates: u64 = counts
+        .iter()
+        .filter(|(endpoint, _)| endpoint.starts_with("PATCH /v1/pages"))
+        .map(|(_, n)| n)
+        .sum();
+    // One update per page and record: the group text once for each participant's record.
+    assert_eq!(updates, 4, "{counts:?}");
+    assert_eq!(
+        counts
+            .get("POST /v1/data_sources/{id}/query")
+            .copied()
+            .unwrap_or(0),
+        1,
+        "{counts:?}"
+    );
+    assert!(
+        !counts
+            .keys()
+            .any(|endpoint| endpoint.starts_with("GET /v1/pages")),
+        "{counts:?}"
+    );
+
+    // A new text from the customer links at once, without asking Notion for the record.
+    let mut later = message("laterlinktext2");
+    later.from = "+15555550177".into();
+    assert_eq!(app.deliver(&later.message_received()).await.status(), 202);
+    let third = app
+        .eventually(PATIENCE, |app| {
+            app.notion
+                .pages(&app.messages_ds)
+                .iter()
+                .any(|p| text(p, "Message ID") == later.message_id && !relation(p).is_empty())
+        })
+        .await;
+    assert!(third, "logs:\n{}", app.logs());
 }

@@ -546,6 +546,45 @@ async fn page_updates_touch_only_the_given_properties() {
     assert_error(status, &body, 404, "object_not_found");
 }
 
+#[tokio::test]
+async fn page_icons_are_an_emoji_an_external_image_or_none() {
+    let f = fixture();
+    let id = f
+        .create_ok(json!({ "Name": { "title": text("Call") } }))
+        .await;
+    // `PATCH /v1/pages` takes an emoji icon as `{"emoji": …}` only (the published spec closes it).
+    for (sent, read_back) in [(
+        json!({ "emoji": "📞" }),
+        json!({ "type": "emoji", "emoji": "📞" }),
+    )] {
+        let (status, page) = f
+            .send(
+                "PATCH",
+                &format!("/v1/pages/{id}"),
+                Some(json!({ "icon": sent })),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["icon"], read_back);
+    }
+    for bad in [
+        json!({ "type": "emoji", "emoji": "phone" }),
+        json!({ "type": "emoji" }),
+        json!({ "type": "emoji", "emoji": "📞", "color": "red" }),
+        json!("📞"),
+        json!({ "type": "external", "external": { "url": "not a url" } }),
+    ] {
+        let (status, body) = f
+            .send(
+                "PATCH",
+                &format!("/v1/pages/{id}"),
+                Some(json!({ "icon": bad })),
+            )
+            .await;
+        assert_error(status, &body, 400, "validation_error");
+    }
+}
+
 async fn seed_for_queries(f: &Fixture) -> String {
     let canvas_page = f
         .server

@@ -211,7 +211,27 @@ impl<'a> Notion<'a> {
         page_size: u32,
         start_cursor: Option<&str>,
     ) -> Result<ResultsPage, ApiError> {
-        let mut body = json!({ "filter": filter, "page_size": page_size.clamp(1, 100) });
+        self.query_sorted(data_source_id, Some(filter), &[], page_size, start_cursor)
+            .await
+    }
+
+    /// One page of `POST /v1/data_sources/{id}/query` with `filter` (every page without one), in the
+    /// order of `sorts`.
+    pub async fn query_sorted(
+        &self,
+        data_source_id: &str,
+        filter: Option<&Value>,
+        sorts: &[Value],
+        page_size: u32,
+        start_cursor: Option<&str>,
+    ) -> Result<ResultsPage, ApiError> {
+        let mut body = json!({ "page_size": page_size.clamp(1, 100) });
+        if let Some(filter) = filter {
+            body["filter"] = filter.clone();
+        }
+        if !sorts.is_empty() {
+            body["sorts"] = Value::Array(sorts.to_vec());
+        }
         if let Some(cursor) = start_cursor {
             body["start_cursor"] = json!(cursor);
         }
@@ -310,12 +330,16 @@ impl<'a> Notion<'a> {
         &self,
         data_source_id: &str,
         properties: &Value,
+        icon: Option<&Value>,
         children: &[Value],
     ) -> Result<String, ApiError> {
         let mut body = json!({
             "parent": { "type": "data_source_id", "data_source_id": data_source_id },
             "properties": properties,
         });
+        if let Some(icon) = icon {
+            body["icon"] = icon.clone();
+        }
         if !children.is_empty() {
             body["children"] = Value::Array(children.to_vec());
         }
@@ -332,9 +356,17 @@ impl<'a> Notion<'a> {
             })
     }
 
-    /// Sets the given properties of a page (the others are untouched).
-    pub async fn update_page(&self, page_id: &str, properties: &Value) -> Result<(), ApiError> {
-        let body = json!({ "properties": properties });
+    /// Sets the given properties of a page (the others are untouched), and its icon when given.
+    pub async fn update_page(
+        &self,
+        page_id: &str,
+        properties: &Value,
+        icon: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let mut body = json!({ "properties": properties });
+        if let Some(icon) = icon {
+            body["icon"] = icon.clone();
+        }
         self.call(
             Method::Patch,
             &format!("/v1/pages/{page_id}"),

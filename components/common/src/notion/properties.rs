@@ -133,6 +133,26 @@ pub fn relation(page_ids: &[&str]) -> Value {
     json!({ "relation": page_ids.iter().take(MAX_ITEMS).map(|id| json!({ "id": id })).collect::<Vec<_>>() })
 }
 
+/// A page icon of one emoji, as Notion's examples send it (`type` left out: `PATCH /v1/pages` takes only
+/// `emoji`).
+pub fn emoji_icon(emoji: &str) -> Value {
+    json!({ "emoji": emoji })
+}
+
+/// The icons that tell pages apart in a database view at a glance.
+pub mod icons {
+    /// A call someone answered that came in.
+    pub const INCOMING_CALL: &str = "📲";
+    /// A call the workspace placed.
+    pub const OUTGOING_CALL: &str = "📞";
+    /// A call nobody answered (missed, no answer, busy, abandoned, …).
+    pub const MISSED_CALL: &str = "📵";
+    /// A call that left a voicemail.
+    pub const VOICEMAIL: &str = "📼";
+    /// A text message.
+    pub const TEXT: &str = "💬";
+}
+
 fn truncate(s: &str, max_units: usize) -> String {
     let mut units = 0;
     s.chars()

@@ -97,6 +97,12 @@ pub struct Call {
     /// `US…`.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// `US…` of the user who answered an incoming call (v4 payloads and REST).
+    #[serde(default)]
+    pub answered_by: Option<String>,
+    /// `US…` of the user who placed an outgoing call (v4 payloads and REST).
+    #[serde(default)]
+    pub initiated_by: Option<String>,
     /// `incoming` or `outgoing`.
     #[serde(default)]
     pub direction: Option<String>,

@@ -5,9 +5,11 @@
 
 use serde_json::{json, Map, Value};
 
+use super::canvas_backlink;
 use super::map::Kind;
 use super::{split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
+use crate::contacts;
 use crate::domain::E164;
 use crate::notion::properties as p;
 use crate::openphone::types::{
@@ -82,6 +84,55 @@ pub fn status_rank(status: Option<&str>) -> i64 {
         "completed" | "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned" => 3,
         _ => 0,
     }
+}
+
+/// Whether a call with `status` rang out without anyone taking it.
+fn unanswered(status: Option<&str>) -> bool {
+    matches!(
+        status.unwrap_or_default(),
+        "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned"
+    )
+}
+
+/// The icon of a call page: a voicemail, a missed call, or the direction; `None` when these facts say
+/// none of that (a transcript event), so the page keeps its icon.
+fn call_icon(call: Option<&Call>, has_voicemail: bool) -> Option<&'static str> {
+    if has_voicemail {
+        return Some(p::icons::VOICEMAIL);
+    }
+    let call = call?;
+    if unanswered(call.status.as_deref()) {
+        return Some(p::icons::MISSED_CALL);
+    }
+    match call.direction.as_deref()? {
+        "incoming" => Some(p::icons::INCOMING_CALL),
+        "outgoing" => Some(p::icons::OUTGOING_CALL),
+        _ => None,
+    }
+}
+
+/// The workspace user who handled a call: who answered it or placed it; the call's user when the payload
+/// does not say (a legacy one) and the call was placed or answered. `None` for a call nobody took (a
+/// legacy voicemail is `completed` but was never answered).
+fn handler_of(call: &Call) -> Option<&str> {
+    let taken = call.direction.as_deref() == Some("outgoing") || call.answered_at.is_some();
+    call.answered_by
+        .as_deref()
+        .or(call.initiated_by.as_deref())
+        .or_else(|| {
+            (taken && !unanswered(call.status.as_deref()))
+                .then_some(call.user_id.as_deref())
+                .flatten()
+        })
+}
+
+/// Who a page names: the other parties, and the workspace user who handled the item.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    /// The other parties, by contact name or formatted number.
+    pub contact: Option<String>,
+    /// The workspace user, by name.
+    pub handled_by: Option<String>,
 }
 
 fn fmt_duration(seconds: f64) -> String {
@@ -199,10 +250,17 @@ impl CallFacts {
         &self,
         workspace: Option<&KnownNumber>,
         stored_media: (&[String], Option<&str>),
-        canvas: Option<&str>,
+        canvas: &[&str],
+        names: &Names,
         now: &str,
     ) -> Map<String, Value> {
         let mut props = Map::new();
+        if let Some(contact) = names.contact.as_deref().filter(|c| !c.is_empty()) {
+            props.insert("Contact".into(), p::rich_text(contact));
+        }
+        if let Some(user) = names.handled_by.as_deref() {
+            props.insert("Handled By".into(), p::rich_text(user));
+        }
         let users = workspace.map(|w| w.users.as_slice()).unwrap_or_default();
         props.insert("Last Updated".into(), p::date(Some(now)));
         if let Some(call) = &self.call {
@@ -324,8 +382,8 @@ impl CallFacts {
                 p::rich_text(&summary.next_steps.clone().unwrap_or_default().join("\n")),
             );
         }
-        if let Some(canvas) = canvas {
-            props.insert("Canvas".into(), p::relation(&[canvas]));
+        if !canvas.is_empty() {
+            props.insert("Canvas".into(), p::relation(canvas));
         }
         props
     }
@@ -431,21 +489,56 @@ impl Writer<'_> {
             .as_ref()
             .map(|w| w.users.clone())
             .unwrap_or_default();
+        let own = workspace.as_ref().map(|w| w.number.as_str());
+        let others = facts
+            .call
+            .as_ref()
+            .map(|call| participants(call, own))
+            .unwrap_or_default();
         // A Canvas problem costs the page its relation for now, never the page (see `canvas_relink`).
         let canvas = match (&facts.call, &row.canvas_page_id) {
             (Some(call), None) => {
                 let lookup = self.find_canvas(call, workspace.as_ref()).await;
-                let own = workspace.as_ref().map(|w| w.number.as_str());
-                let first = participants(call, own).into_iter().next();
-                self.canvas_or_retry_later(Kind::Call, &facts.call_id, first.as_deref(), lookup)?
+                let first = others.first().map(String::as_str);
+                self.canvas_or_retry_later(Kind::Call, &facts.call_id, first, lookup)?
             }
             _ => None,
         };
+        // The numbers are kept so a Canvas record added later links this page (see `canvas_backlink`).
+        let found = canvas.as_ref().and_then(|(number, page)| {
+            let page = page.as_deref()?;
+            Some((number.as_str(), page))
+        });
+        let linked = canvas_backlink::record_numbers(
+            self.platform,
+            Kind::Call,
+            &facts.call_id,
+            &others,
+            found.as_slice(),
+        )?;
+        let names = match &facts.call {
+            Some(call) => Names {
+                contact: (!others.is_empty())
+                    .then_some(contacts::party_names(self.platform, self.openphone, &others).await),
+                handled_by: handler_of(call)
+                    .map(|user| contacts::user_name(self.platform, workspace.as_ref(), user))
+                    .transpose()?,
+            },
+            None => Names::default(),
+        };
+        let has_voicemail = facts.voicemail.is_some()
+            || row.voicemail_url.is_some()
+            || row.section_done("voicemail");
+        let icon = call_icon(facts.call.as_ref(), has_voicemail).map(p::emoji_icon);
         let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
             .unwrap_or_default()
             .to_rfc3339();
         let stored = (row.recording_urls.as_slice(), row.voicemail_url.as_deref());
-        let mut props = facts.properties(workspace.as_ref(), stored, canvas.as_deref(), &now);
+        let linked: Vec<&str> = match found {
+            Some(_) => linked.relation.iter().map(String::as_str).collect(),
+            None => Vec::new(),
+        };
+        let mut props = facts.properties(workspace.as_ref(), stored, &linked, &names, &now);
         let sections = facts.sections(&users);
         let created_at = facts.call.as_ref().and_then(|c| c.created_at.clone());
 
@@ -456,6 +549,7 @@ impl Writer<'_> {
                 &facts.call_id,
                 phone_number_id.as_deref(),
                 created_at.as_deref(),
+                icon.as_ref(),
                 || {
                     let mut new_props = props.clone();
                     new_props.insert("Call ID".into(), p::title(&facts.call_id));
@@ -483,36 +577,42 @@ impl Writer<'_> {
             if !newest {
                 props.remove("Status");
             }
-            self.update_page(Kind::Call, &facts.call_id, &page_id, props)
+            // An older event's kind (a late `call.answered`) must not replace a newer one's icon.
+            let icon = icon.filter(|_| newest || has_voicemail);
+            self.update_page_and_icon(Kind::Call, &facts.call_id, &page_id, props, icon.as_ref())
                 .await?;
         }
-        if let Some(canvas) = &canvas {
-            self.map.set_canvas(Kind::Call, &facts.call_id, canvas)?;
+        if let Some((_, page)) = found {
+            self.map.set_canvas(Kind::Call, &facts.call_id, page)?;
         }
         self.append_sections(Kind::Call, &facts.call_id, &page_id, &sections)
             .await?;
         Ok(page_id)
     }
 
+    /// The Canvas record of the first participant that has one, with that participant's number.
     async fn find_canvas(
         &self,
         call: &Call,
         workspace: Option<&KnownNumber>,
-    ) -> Result<Option<String>, WriteError> {
+    ) -> Result<Option<(String, Option<String>)>, WriteError> {
         let canvas = self.canvas();
         let mut first_miss = None;
         for number in participants(call, workspace.map(|w| w.number.as_str())) {
             let found = canvas.by_phone(&number).await?;
             if found.page_id.is_some() {
-                return Ok(found.page_id);
+                return Ok(Some((number, found.page_id)));
             }
             if found.source != Source::Skipped {
-                first_miss.get_or_insert(found);
+                first_miss.get_or_insert((number, found));
             }
         }
         // No participant has a record: the first one gets a new record, when that is on.
         match first_miss {
-            Some(miss) => Ok(canvas.create_if_unknown(miss).await?.page_id),
+            Some((number, miss)) => Ok(Some((
+                number,
+                canvas.create_if_unknown(miss).await?.page_id,
+            ))),
             None => Ok(None),
         }
     }
@@ -574,7 +674,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        let props = facts.properties(None, (&[], None), None, "2025-10-20T00:00:00Z");
+        let props = facts.properties(
+            None,
+            (&[], None),
+            &[],
+            &Names::default(),
+            "2025-10-20T00:00:00Z",
+        );
         assert!(props.contains_key("Transcript Status"));
         for untouched in [
             "Status",
@@ -583,12 +689,87 @@ mod tests {
             "Voicemail URL",
             "Canvas",
             "Duration",
+            "Contact",
+            "Handled By",
         ] {
             assert!(
                 !props.contains_key(untouched),
                 "{untouched} would be blanked"
             );
         }
+    }
+
+    #[test]
+    fn icons_tell_voicemails_missed_calls_and_directions_apart() {
+        let call = |direction: &str, status: &str| Call {
+            id: "AC1".into(),
+            direction: Some(direction.into()),
+            status: Some(status.into()),
+            ..Default::default()
+        };
+        let incoming = call("incoming", "completed");
+        assert_eq!(
+            call_icon(Some(&incoming), false),
+            Some(p::icons::INCOMING_CALL)
+        );
+        let outgoing = call("outgoing", "completed");
+        assert_eq!(
+            call_icon(Some(&outgoing), false),
+            Some(p::icons::OUTGOING_CALL)
+        );
+        let missed = call("incoming", "no-answer");
+        assert_eq!(call_icon(Some(&missed), false), Some(p::icons::MISSED_CALL));
+        assert_eq!(call_icon(Some(&missed), true), Some(p::icons::VOICEMAIL));
+        assert_eq!(call_icon(None, false), None, "a transcript keeps the icon");
+    }
+
+    #[test]
+    fn the_handler_is_who_answered_or_placed_the_call_and_nobody_for_a_missed_one() {
+        let answered = Call {
+            id: "AC1".into(),
+            user_id: Some("USowner".into()),
+            answered_by: Some("USanswer".into()),
+            status: Some("completed".into()),
+            ..Default::default()
+        };
+        assert_eq!(handler_of(&answered), Some("USanswer"));
+        let legacy = Call {
+            answered_by: None,
+            answered_at: Some("2025-10-20T19:22:00Z".into()),
+            ..answered.clone()
+        };
+        assert_eq!(handler_of(&legacy), Some("USowner"));
+        let missed = Call {
+            status: Some("missed".into()),
+            ..legacy.clone()
+        };
+        assert_eq!(handler_of(&missed), None);
+        let voicemail = Call {
+            answered_at: None,
+            ..legacy
+        };
+        assert_eq!(handler_of(&voicemail), None, "completed, never answered");
+    }
+
+    #[test]
+    fn names_go_to_contact_and_handled_by() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            ..Default::default()
+        };
+        let names = Names {
+            contact: Some("Olive Owner (Acme Funding)".into()),
+            handled_by: Some("Jacob Smith".into()),
+        };
+        let props = facts.properties(None, (&[], None), &[], &names, "now");
+        assert_eq!(
+            props["Contact"]["rich_text"][0]["text"]["content"],
+            "Olive Owner (Acme Funding)"
+        );
+        assert_eq!(
+            props["Handled By"]["rich_text"][0]["text"]["content"],
+            "Jacob Smith"
+        );
     }
 
     #[test]
@@ -603,7 +784,7 @@ mod tests {
             ..Default::default()
         };
         let ours = vec!["https://recordings.example.com/recordings/AC1-1.mp3".to_owned()];
-        let props = facts.properties(None, (&ours, None), None, "now");
+        let props = facts.properties(None, (&ours, None), &[], &Names::default(), "now");
         assert_eq!(props["Recording URL"]["url"], ours[0]);
     }
 

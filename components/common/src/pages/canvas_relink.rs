@@ -148,13 +148,13 @@ impl Writer<'_> {
     /// The Canvas record a `lookup` for the page of `kind`/`openphone_id` found; when it failed for any
     /// reason but another worker creating the record, none for now, with the miss on `number` recorded for
     /// the tick to retry.
-    pub(super) fn canvas_or_retry_later(
+    pub(super) fn canvas_or_retry_later<T>(
         &self,
         kind: Kind,
         openphone_id: &str,
         number: Option<&str>,
-        lookup: Result<Option<String>, WriteError>,
-    ) -> Result<Option<String>, WriteError> {
+        lookup: Result<Option<T>, WriteError>,
+    ) -> Result<Option<T>, WriteError> {
         match lookup {
             Err(WriteError::Busy) => Err(WriteError::Busy),
             Err(e) => {
@@ -185,8 +185,17 @@ impl Writer<'_> {
         let Some(canvas) = self.canvas().link_phone(number).await?.page_id else {
             return Ok(false);
         };
+        // The relation keeps the records of the page's other numbers (a group text).
+        let linked = super::canvas_backlink::record_numbers(
+            self.platform,
+            kind,
+            openphone_id,
+            &[number.to_owned()],
+            &[(number, canvas.as_str())],
+        )?;
+        let relation: Vec<&str> = linked.relation.iter().map(String::as_str).collect();
         let mut props = Map::new();
-        props.insert("Canvas".into(), p::relation(&[canvas.as_str()]));
+        props.insert("Canvas".into(), p::relation(&relation));
         self.update_page(kind, openphone_id, &page_id, props)
             .await?;
         self.map.set_canvas(kind, openphone_id, &canvas)?;

@@ -4,8 +4,11 @@
 
 use serde_json::{json, Map, Value};
 
+use super::calls::Names;
+use super::canvas_backlink;
 use super::map::Kind;
 use super::{Section, WriteError, Writer};
+use crate::contacts;
 use crate::domain::E164;
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
@@ -19,6 +22,20 @@ pub fn status_rank(status: Option<&str>) -> i64 {
         "delivered" | "undelivered" | "failed" => 2,
         _ => 0,
     }
+}
+
+/// Most other parties of a group text looked up in the Canvas per message.
+const MAX_LINKED_PARTIES: usize = 10;
+
+/// The other parties of a message, once each: everyone on it but the workspace's own number.
+fn other_parties(from: &[String], to: &[String], own: Option<&str>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    from.iter()
+        .chain(to)
+        .filter(|n| Some(n.as_str()) != own)
+        .filter(|n| seen.insert(n.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Numbers as E.164 where they parse, as given otherwise (a short code stays a short code).
@@ -56,16 +73,39 @@ impl Writer<'_> {
                 to.first().cloned()
             }
         });
-        let counterpart = if outgoing { to.first() } else { from.first() };
-        // A Canvas problem costs the page its relation for now, never the page (see `canvas_relink`).
-        let canvas = match counterpart {
-            Some(number) => {
-                let lookup = self.canvas().link_phone(number).await;
-                let lookup = lookup.map(|found| found.page_id).map_err(WriteError::from);
+        let others = other_parties(&from, &to, workspace_number.as_deref());
+        // Every other party of a group text is linked to its record. A Canvas problem costs the page its
+        // relation for now, never the page (see `canvas_relink`).
+        let mut found = Vec::new();
+        for number in others.iter().take(MAX_LINKED_PARTIES) {
+            let lookup = self.canvas().link_phone(number).await;
+            let lookup = lookup.map(|found| found.page_id).map_err(WriteError::from);
+            if let Some(page) =
                 self.canvas_or_retry_later(Kind::Message, &message.id, Some(number), lookup)?
+            {
+                found.push((number.as_str(), page));
             }
-            None => None,
+        }
+        let found: Vec<(&str, &str)> = found.iter().map(|(n, p)| (*n, p.as_str())).collect();
+        // The numbers are kept so a Canvas record added later links this page (see `canvas_backlink`).
+        let linked = canvas_backlink::record_numbers(
+            self.platform,
+            Kind::Message,
+            &message.id,
+            &others,
+            &found,
+        )?;
+        let canvas: Vec<&str> = linked.relation.iter().map(String::as_str).collect();
+        let names = Names {
+            contact: (!others.is_empty())
+                .then_some(contacts::party_names(self.platform, self.openphone, &others).await),
+            handled_by: message
+                .user_id
+                .as_deref()
+                .map(|user| contacts::user_name(self.platform, None, user))
+                .transpose()?,
         };
+        let icon = p::emoji_icon(p::icons::TEXT);
         let rank = status_rank(message.status.as_deref());
         let media = self.copy_message_media(message).await;
 
@@ -75,13 +115,15 @@ impl Writer<'_> {
                 &message.id,
                 message.phone_number_id.as_deref(),
                 message.created_at.as_deref(),
+                Some(&icon),
                 || {
                     let mut props = self.message_properties(
                         message,
                         &from,
                         &to,
                         workspace_number.as_deref(),
-                        canvas.as_deref(),
+                        &canvas,
+                        &names,
                     );
                     if let Some(props) = props.as_object_mut() {
                         props.extend(self.message_media_properties(message, &media));
@@ -93,8 +135,8 @@ impl Writer<'_> {
             .await?;
         let newest = self.map.advance_status(Kind::Message, &message.id, rank)?;
         if created {
-            if let Some(canvas) = &canvas {
-                self.map.set_canvas(Kind::Message, &message.id, canvas)?;
+            if let Some(first) = canvas.first() {
+                self.map.set_canvas(Kind::Message, &message.id, first)?;
             }
             self.append_long_text(message, &page_id).await?;
             return self
@@ -112,22 +154,15 @@ impl Writer<'_> {
             update.insert("Content".into(), p::rich_text(text));
         }
         update.extend(self.message_media_properties(message, &media));
-        let row = self
-            .map
-            .get(Kind::Message, &message.id)?
-            .unwrap_or_default();
-        if let Some(canvas) = canvas
-            .as_deref()
-            .filter(|c| row.canvas_page_id.as_deref() != Some(*c))
-        {
-            update.insert("Canvas".into(), p::relation(&[canvas]));
+        if linked.grew {
+            update.insert("Canvas".into(), p::relation(&canvas));
         }
         if !update.is_empty() {
             self.update_page(Kind::Message, &message.id, &page_id, update)
                 .await?;
         }
-        if let Some(canvas) = &canvas {
-            self.map.set_canvas(Kind::Message, &message.id, canvas)?;
+        if let Some(first) = canvas.first() {
+            self.map.set_canvas(Kind::Message, &message.id, first)?;
         }
         self.append_long_text(message, &page_id).await?;
         self.append_message_media(message, page_id, created, media)
@@ -154,7 +189,8 @@ impl Writer<'_> {
         from: &[String],
         to: &[String],
         workspace_number: Option<&str>,
-        canvas: Option<&str>,
+        canvas: &[&str],
+        names: &Names,
     ) -> Value {
         let media: Vec<&str> = message
             .media
@@ -184,7 +220,9 @@ impl Writer<'_> {
             "Created At": p::date(message.created_at.as_deref()),
             "Updated At": p::date(message.updated_at.as_deref().or(message.created_at.as_deref())),
             "Conversation ID": p::rich_text(message.conversation_id.as_deref().unwrap_or_default()),
-            "Canvas": p::relation(&canvas.into_iter().collect::<Vec<_>>()),
+            "Canvas": p::relation(canvas),
+            "Contact": p::rich_text(names.contact.as_deref().unwrap_or_default()),
+            "Handled By": p::rich_text(names.handled_by.as_deref().unwrap_or_default()),
             "Raw Data": p::rich_text(&raw),
             "Synced At": p::date(Some(&now)),
         })

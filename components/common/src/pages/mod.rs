@@ -2,6 +2,7 @@
 //! updated with only the fields an event knows (nothing is blanked), body sections appended once each.
 
 pub mod calls;
+pub mod canvas_backlink;
 pub mod canvas_relink;
 pub mod events;
 pub mod handler;
@@ -224,13 +225,14 @@ impl<'a> Writer<'a> {
     }
 
     /// Finds or creates the page of an item: `Ok((page_id, created))`. `new_page` gives the properties and
-    /// children of a new page, and runs just before the create is sent.
+    /// children of a new page, and runs just before the create is sent; a new page gets `icon`.
     async fn ensure_page(
         &self,
         kind: Kind,
         openphone_id: &str,
         phone_number_id: Option<&str>,
         created_at: Option<&str>,
+        icon: Option<&Value>,
         new_page: impl FnOnce() -> anyhow::Result<(Value, Vec<Value>)>,
     ) -> Result<(String, bool), WriteError> {
         let found = self
@@ -301,7 +303,7 @@ impl<'a> Writer<'a> {
         self.check_lease()?;
         match self
             .notion
-            .create_page(&data_source, &Value::Object(props), &children)
+            .create_page(&data_source, &Value::Object(props), icon, &children)
             .await
         {
             Ok(page_id) => {
@@ -461,6 +463,19 @@ impl<'a> Writer<'a> {
         page_id: &str,
         properties: serde_json::Map<String, Value>,
     ) -> Result<(), WriteError> {
+        self.update_page_and_icon(kind, openphone_id, page_id, properties, None)
+            .await
+    }
+
+    /// [`Writer::update_page`], and sets the page's icon when `icon` is given.
+    async fn update_page_and_icon(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        page_id: &str,
+        properties: serde_json::Map<String, Value>,
+        icon: Option<&Value>,
+    ) -> Result<(), WriteError> {
         let (data_source, schema) = self.schema_of(kind).await?;
         let (properties, dropped) = schema.fit(properties);
         if !dropped.is_empty() {
@@ -469,13 +484,13 @@ impl<'a> Writer<'a> {
                 "properties the database does not have are left out"
             );
         }
-        if properties.is_empty() {
+        if properties.is_empty() && icon.is_none() {
             return Ok(());
         }
         self.check_lease()?;
         match self
             .notion
-            .update_page(page_id, &Value::Object(properties))
+            .update_page(page_id, &Value::Object(properties), icon)
             .await
         {
             Err(e) if e.status() == Some(400) && !is_gone(&e) => {

@@ -26,6 +26,10 @@ pub struct TickReport {
     /// Canvas relations set again after a failed lookup (see `pages::canvas_relink`), when any were due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canvas_relinks: Option<crate::pages::canvas_relink::RelinkReport>,
+    /// Past pages linked to Canvas records that appeared or gained a number (see
+    /// `pages::canvas_backlink`), when any record was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canvas_backlinks: Option<crate::pages::canvas_backlink::BacklinkReport>,
     /// Calls re-checked for what OpenPhone still owed them, when any were due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<super::pending::DueRecheck>,
@@ -64,6 +68,10 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
         match crate::pages::canvas_relink::retry_due(platform).await {
             Ok(relinked) => report.canvas_relinks = relinked,
             Err(e) => report.errors.push(format!("Canvas relinks: {e:#}")),
+        }
+        match crate::pages::canvas_backlink::run(platform).await {
+            Ok(linked) => report.canvas_backlinks = linked,
+            Err(e) => report.errors.push(format!("Canvas backlinks: {e:#}")),
         }
         if let Err(e) = periodic(platform, run_id, via, &mut report).await {
             report.errors.push(format!("periodic sync: {e:#}"));

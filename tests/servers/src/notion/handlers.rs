@@ -410,6 +410,71 @@ fn paginate<'a, T>(
     ))
 }
 
+/// A page icon as Notion takes it: null (none), one emoji, an external image, or an uploaded file. `type`
+/// may be left out (Notion's own examples send `{"emoji": "🥬"}`); the page reads back with it.
+fn check_icon(icon: &Value) -> Result<Value, NotionError> {
+    if icon.is_null() {
+        return Ok(Value::Null);
+    }
+    let fields = object(icon, "body.icon")?;
+    let invalid = |what: &str| {
+        NotionError::validation(format!(
+            "body failed validation: body.icon.{what}, instead was `{icon}`."
+        ))
+    };
+    let kind = match fields.get("type") {
+        Some(kind) => kind.as_str().unwrap_or_default(),
+        None => ["emoji", "external", "file_upload"]
+            .into_iter()
+            .find(|k| fields.contains_key(*k))
+            .unwrap_or_default(),
+    };
+    only_keys(fields, &["type", kind], "body.icon")?;
+    match kind {
+        "emoji" => {
+            let emoji = fields
+                .get("emoji")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            // Notion takes one emoji from its list: no letters, digits or text.
+            if emoji.is_empty()
+                || emoji.chars().count() > 8
+                || emoji
+                    .chars()
+                    .any(|c| c.is_ascii_alphanumeric() || c.is_whitespace())
+            {
+                return Err(invalid("emoji should be an emoji"));
+            }
+        }
+        "external" => match fields
+            .get("external")
+            .and_then(|e| e.get("url"))
+            .and_then(Value::as_str)
+        {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {}
+            _ => return Err(invalid("external.url should be a URL")),
+        },
+        "file_upload" => {
+            if fields
+                .get("file_upload")
+                .and_then(|f| f.get("id"))
+                .and_then(Value::as_str)
+                .is_none()
+            {
+                return Err(invalid("file_upload.id should be defined"));
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "type should be `\"emoji\"`, `\"external\"` or `\"file_upload\"`",
+            ))
+        }
+    }
+    let mut normalized = fields.clone();
+    normalized.insert("type".into(), json!(kind));
+    Ok(Value::Object(normalized))
+}
+
 async fn create_page(State(shared): Ctx, body: Bytes) -> Answer {
     let body = json_body(&body, false)?;
     let fields = object(&body, "body")?;
@@ -447,6 +512,7 @@ async fn create_page(State(shared): Ctx, body: Bytes) -> Answer {
         Some(children) => parse_children(children, "body.children")?,
         None => Vec::new(),
     };
+    let icon = check_icon(fields.get("icon").unwrap_or(&Value::Null))?;
     let mut state = shared.lock();
     state.data_source(&ds_id)?;
     let id = state.create_page(
@@ -455,7 +521,7 @@ async fn create_page(State(shared): Ctx, body: Bytes) -> Answer {
         &children,
     )?;
     if let Some(page) = state.pages.get_mut(&id) {
-        page.icon = fields.get("icon").cloned().unwrap_or(Value::Null);
+        page.icon = icon;
         page.cover = fields.get("cover").cloned().unwrap_or(Value::Null);
     }
     ok(state.render_page(state.page(&id)?, true, None))
@@ -482,6 +548,7 @@ async fn update_page(State(shared): Ctx, Path(id): Path<String>, body: Bytes) ->
         (Some(Value::Bool(a)), Some(Value::Bool(b))) if a == b => Some(*a),
         _ => return Err(NotionError::validation("body failed validation: body.archived and body.in_trash should be booleans that agree.")),
     };
+    let icon = fields.get("icon").map(check_icon).transpose()?;
     let mut state = shared.lock();
     let page = state.page(&id)?;
     let ds_id = page.data_source_id.clone();
@@ -500,8 +567,8 @@ async fn update_page(State(shared): Ctx, Path(id): Path<String>, body: Bytes) ->
     state.touch(&id);
     if let Some(page) = state.pages.get_mut(&id) {
         page.archived = archived;
-        if let Some(icon) = fields.get("icon") {
-            page.icon = icon.clone();
+        if let Some(icon) = icon {
+            page.icon = icon;
         }
         if let Some(cover) = fields.get("cover") {
             page.cover = cover.clone();
