@@ -46,29 +46,29 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0003_real_workspaces.sql"),
     },
     Migration {
+        version: 4,
+        name: "0004_unsettled_messages.sql",
+        sql: include_str!("../../../migrations/0004_unsettled_messages.sql"),
+    },
+    Migration {
         version: 5,
-        name: "0005_unsettled_messages.sql",
-        sql: include_str!("../../../migrations/0005_unsettled_messages.sql"),
+        name: "0005_linked_history.sql",
+        sql: include_str!("../../../migrations/0005_linked_history.sql"),
     },
     Migration {
         version: 6,
-        name: "0006_linked_history.sql",
-        sql: include_str!("../../../migrations/0006_linked_history.sql"),
+        name: "0006_message_media.sql",
+        sql: include_str!("../../../migrations/0006_message_media.sql"),
     },
     Migration {
         version: 7,
-        name: "0007_message_media.sql",
-        sql: include_str!("../../../migrations/0007_message_media.sql"),
+        name: "0007_minute_metrics.sql",
+        sql: include_str!("../../../migrations/0007_minute_metrics.sql"),
     },
     Migration {
         version: 8,
-        name: "0008_minute_metrics.sql",
-        sql: include_str!("../../../migrations/0008_minute_metrics.sql"),
-    },
-    Migration {
-        version: 9,
-        name: "0009_outages.sql",
-        sql: include_str!("../../../migrations/0009_outages.sql"),
+        name: "0008_outages.sql",
+        sql: include_str!("../../../migrations/0008_outages.sql"),
     },
 ];
 
