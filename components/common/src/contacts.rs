@@ -5,7 +5,10 @@
 //! last one finished more than [`REFRESH_INTERVAL_MS`] ago, so a stream of unknown callers costs one
 //! listing every few hours, not one per caller. One instance refreshes at a time (a [`JobClaim`]); each
 //! page of contacts is written with one statement, and contacts no longer listed are dropped at the end.
+//! The same refresh maps each contact's emails to its numbers (`contact_emails`, one more statement a
+//! page), so a Canvas record known only by its Email finds that person's numbers ([`numbers_of_email`]).
 
+use anyhow::Context;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -161,6 +164,35 @@ pub fn find(platform: &Platform, number: &E164) -> anyhow::Result<Option<Contact
         .transpose()
 }
 
+/// The phone numbers of the contacts that have `email` (case-insensitive), as the index last listed them.
+pub fn numbers_of_email(platform: &Platform, email: &str) -> anyhow::Result<Vec<E164>> {
+    let Some(email) = email_key(email) else {
+        return Ok(Vec::new());
+    };
+    let rows = platform
+        .sql
+        .execute(
+            "SELECT phone FROM contact_emails WHERE email = ?1 ORDER BY phone",
+            &[email.into()],
+        )
+        .context("reading the numbers of a contact email")?;
+    Ok(rows
+        .iter()
+        .map(|row| row.str("phone"))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        // Written by the refresh as E.164; anything else is not a number to link.
+        .filter_map(|phone| E164::parse(phone).ok())
+        .collect())
+}
+
+/// How the index keys an email: trimmed and lower-cased, as people type the same address in any case;
+/// `None` when it is no address.
+fn email_key(email: &str) -> Option<String> {
+    let email = email.trim();
+    email.contains('@').then(|| email.to_lowercase())
+}
+
 /// A contact as `GET /v1/contacts` lists it (only what the index keeps).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -177,6 +209,7 @@ struct DefaultFields {
     last_name: Option<String>,
     company: Option<String>,
     phone_numbers: Vec<Entry>,
+    emails: Vec<Entry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,9 +243,30 @@ impl Contact {
             .map(|phone| json!({ "phone": phone.as_str(), "id": self.id, "name": name, "company": company }))
             .collect()
     }
+
+    /// One `contact_emails` row per email and phone number of the contact.
+    fn email_rows(&self) -> Vec<serde_json::Value> {
+        let fields = &self.default_fields;
+        let phones: Vec<E164> = fields
+            .phone_numbers
+            .iter()
+            .filter_map(|entry| E164::parse(entry.value.as_deref()?).ok())
+            .collect();
+        let mut rows = Vec::new();
+        for email in fields
+            .emails
+            .iter()
+            .filter_map(|entry| email_key(entry.value.as_deref()?))
+        {
+            for phone in &phones {
+                rows.push(json!({ "email": email, "phone": phone.as_str(), "id": self.id }));
+            }
+        }
+        rows
+    }
 }
 
-/// Lists every contact into the index, then drops the numbers no longer listed.
+/// Lists every contact into the index (numbers and emails), then drops what is no longer listed.
 async fn refresh(platform: &Platform, openphone: &OpenPhone<'_>) -> Result<(), ContactError> {
     let started = platform.clock.now_ms();
     let mut page_token: Option<String> = None;
@@ -237,6 +291,25 @@ async fn refresh(platform: &Platform, openphone: &OpenPhone<'_>) -> Result<(), C
                 &[serde_json::Value::Array(rows).to_string().into(), started.into()],
             )?;
         }
+        let email_rows: Vec<serde_json::Value> =
+            page.data.iter().flat_map(Contact::email_rows).collect();
+        if !email_rows.is_empty() {
+            platform
+                .sql
+                .execute(
+                    "INSERT INTO contact_emails (email, phone, contact_id, refreshed_at)
+                     SELECT json_extract(value, '$.email'), json_extract(value, '$.phone'),
+                            json_extract(value, '$.id'), ?2
+                     FROM json_each(?1) WHERE true
+                     ON CONFLICT (email, phone) DO UPDATE SET contact_id = excluded.contact_id,
+                         refreshed_at = excluded.refreshed_at",
+                    &[
+                        serde_json::Value::Array(email_rows).to_string().into(),
+                        started.into(),
+                    ],
+                )
+                .context("indexing a page of contact emails")?;
+        }
         match page.next_page_token.filter(|t| !t.is_empty()) {
             Some(next) => page_token = Some(next),
             None => break,
@@ -246,6 +319,13 @@ async fn refresh(platform: &Platform, openphone: &OpenPhone<'_>) -> Result<(), C
         "DELETE FROM contacts WHERE refreshed_at < ?1",
         &[started.into()],
     )?;
+    platform
+        .sql
+        .execute(
+            "DELETE FROM contact_emails WHERE refreshed_at < ?1",
+            &[started.into()],
+        )
+        .context("dropping the emails of contacts no longer listed")?;
     tracing::info!(numbers = indexed, "contact index refreshed");
     Ok(())
 }
@@ -337,5 +417,53 @@ mod refresh_tests {
         refreshing.finish().unwrap();
         let unknown = lookup(&platform, &openphone, &E164::parse("+15555550199").unwrap()).await;
         assert!(matches!(unknown, Ok(None)), "{unknown:?}");
+    }
+
+    #[tokio::test]
+    async fn the_index_maps_an_email_to_its_contacts_numbers_until_the_contact_is_gone() {
+        use test_servers::openphone::model::Contact as Listed;
+        let (_dir, platform, clock) = migrated_platform().await;
+        let server = test_servers::OpenPhoneServer::start("op-test-key").unwrap();
+        let config = OpenPhoneConfig {
+            api_key: Secret::new(server.api_key()),
+            api_base: server.base_url(),
+            media_base: server.media_base_url(),
+        };
+        let openphone = OpenPhone::new(&platform, &config);
+        server.add_contact(Listed::new(
+            "CTcarla",
+            "Carla",
+            "Customer",
+            &["(555) 555-0177", "+1 555 555 0176"],
+            &[" Carla@Example.COM "],
+        ));
+        server.add_contact(Listed::new(
+            "CTnobody",
+            "No",
+            "Body",
+            &["+15555550150"],
+            &["other@example.com"],
+        ));
+        refresh(&platform, &openphone).await.unwrap();
+        let numbers = |email: &str| -> Vec<String> {
+            numbers_of_email(&platform, email)
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            numbers("carla@example.com"),
+            ["+15555550176", "+15555550177"]
+        );
+        assert_eq!(numbers("CARLA@example.com"), numbers("carla@example.com"));
+        assert!(numbers("nobody@example.com").is_empty());
+
+        // A contact deleted in OpenPhone no longer maps its email after the next refresh.
+        server.remove_contact("CTcarla");
+        clock.advance_ms(REFRESH_INTERVAL_MS + 1);
+        refresh(&platform, &openphone).await.unwrap();
+        assert!(numbers("carla@example.com").is_empty());
+        assert_eq!(numbers("other@example.com"), ["+15555550150"]);
     }
 }

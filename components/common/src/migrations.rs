@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_outages.sql",
         sql: include_str!("../../../migrations/0008_outages.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_contact_emails.sql",
+        sql: include_str!("../../../migrations/0009_contact_emails.sql"),
+    },
 ];
 
 /// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews

@@ -3,7 +3,8 @@
 //! database) works after `/admin/setup`; a Canvas problem costs a page its relation for a while, never the
 //! page; a page a person trashed is left alone; a delivery signed by the official Standard Webhooks library
 //! is accepted; pages name the contact and the user who handled them, with an icon by kind, at no OpenPhone
-//! request per event once the contacts are indexed; a Canvas record added after calls and texts links them.
+//! request per event once the contacts are indexed; a Canvas record added after calls and texts links them,
+//! found by its phone or by its email.
 
 use std::time::Duration;
 
@@ -523,4 +524,77 @@ async fn a_canvas_record_added_later_links_past_calls_and_texts() {
         })
         .await;
     assert!(third, "logs:\n{}", app.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canvas_record_added_later_with_only_an_email_links_that_contacts_past_texts() {
+    let app = TestApp::start(TestAppOptions::default()).await.unwrap();
+    app.openphone
+        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    app.openphone.add_contact(Contact::new(
+        "CTemma",
+        "Emma",
+        "Emailonly",
+        &["(555) 555-0166"],
+        &["emma@example.com"],
+    ));
+    // Before anyone put her in the Canvas: a text from her number.
+    let mut sms = message("emaillinktext");
+    sms.from = "+15555550166".into();
+    assert_eq!(app.deliver(&sms.message_received()).await.status(), 202);
+    let written = app
+        .eventually(PATIENCE, |app| {
+            app.notion.pages(&app.messages_ds).len() == 1
+        })
+        .await;
+    assert!(
+        written,
+        "stats: {}\nlogs:\n{}",
+        app.stats().await,
+        app.logs()
+    );
+    app.wait_idle().await;
+    assert_eq!(
+        app.notion.pages(&app.messages_ds)[0]["properties"]["Canvas"]["relation"],
+        json!([])
+    );
+
+    // A salesperson adds her by email alone, typed their own way.
+    let customer = app
+        .notion
+        .insert_page(
+            &app.canvas_ds,
+            json!({ "Name": { "title": [{ "text": { "content": "Emma Emailonly" } }] },
+                    "Email": { "email": "Emma@Example.com" } }),
+        )
+        .unwrap();
+    app.openphone.reset_counters();
+    let tick = app.admin_post("/admin/tick", &json!({})).await;
+    assert!(tick.status().is_success(), "tick: {}", tick.status());
+    let relation = |page: &Value| -> Vec<String> {
+        page["properties"]["Canvas"]["relation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(String::from))
+            .collect()
+    };
+    let linked = app
+        .eventually(PATIENCE, |app| {
+            relation(&app.notion.pages(&app.messages_ds)[0]) == std::slice::from_ref(&customer)
+        })
+        .await;
+    assert!(
+        linked,
+        "messages: {:#?}\nlogs:\n{}",
+        app.notion.pages(&app.messages_ds),
+        app.logs()
+    );
+    // Found in the contacts index the text already filled: OpenPhone is not asked again.
+    assert_eq!(
+        app.openphone.request_count("GET /v1/contacts"),
+        0,
+        "{:?}",
+        app.openphone.request_counts()
+    );
 }

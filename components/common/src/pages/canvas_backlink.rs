@@ -4,6 +4,9 @@
 //! salesperson adds a new customer), the tick links those past pages to it: it reads the Canvas records
 //! edited since it last looked (`last_edited_time`, oldest first, one query per tick), and sets the
 //! relation of each page whose number is still unlinked, from the page map, without reading the pages.
+//! A record's numbers are those typed into its `Phone` and those of the OpenPhone contacts that have its
+//! `Email` (from the contacts index, [`crate::contacts::numbers_of_email`]), so a record known only by email
+//! links that person's past pages too.
 //!
 //! Bounded: at most [`MAX_UPDATES`] page updates per tick; the rest waits for the next tick, which asks for
 //! the same records again (a number already linked costs nothing). A page's relation is every record its
@@ -172,16 +175,15 @@ fn save_watch(platform: &Platform, watch: &Watch) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The phone numbers a Canvas record's `Phone` holds (a `phone_number` or a text property; several may be
-/// typed into one, separated by commas, semicolons, slashes or new lines).
-fn record_numbers_of(record: &Value) -> Vec<E164> {
-    let phone = &record["properties"]["Phone"];
-    let text = match phone["type"].as_str() {
-        Some("phone_number") => phone["phone_number"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        Some("rich_text") => phone["rich_text"]
+/// The text of a record's property `name` when it is a `phone_number`, `email` or text property (a
+/// workspace may have typed either column as text).
+fn property_text(record: &Value, name: &str) -> String {
+    let property = &record["properties"][name];
+    match property["type"].as_str() {
+        Some(kind @ ("phone_number" | "email")) => {
+            property[kind].as_str().unwrap_or_default().to_owned()
+        }
+        Some("rich_text") => property["rich_text"]
             .as_array()
             .map(|items| {
                 items
@@ -191,13 +193,32 @@ fn record_numbers_of(record: &Value) -> Vec<E164> {
             })
             .unwrap_or_default(),
         _ => String::new(),
-    };
-    let mut numbers: Vec<E164> = text
+    }
+}
+
+/// The phone numbers a Canvas record's `Phone` holds (several may be typed into one, separated by commas,
+/// semicolons, slashes or new lines).
+fn record_numbers_of(record: &Value) -> Vec<E164> {
+    let mut numbers: Vec<E164> = property_text(record, "Phone")
         .split([',', ';', '/', '\n'])
         .filter_map(|piece| E164::parse(piece).ok())
         .collect();
     numbers.dedup();
     numbers
+}
+
+/// The numbers of a Canvas record: its `Phone` numbers, then those the contacts index maps its `Email` to
+/// (several addresses may be typed into one), each once.
+fn numbers_of(platform: &Platform, record: &Value) -> anyhow::Result<Vec<E164>> {
+    let mut numbers = record_numbers_of(record);
+    for email in property_text(record, "Email").split([',', ';', ' ', '\n']) {
+        for number in crate::contacts::numbers_of_email(platform, email)? {
+            if !numbers.contains(&number) {
+                numbers.push(number);
+            }
+        }
+    }
+    Ok(numbers)
 }
 
 /// Pages of `number` not linked to any record yet, at most `limit`.
@@ -262,7 +283,7 @@ pub async fn run_with(
             continue;
         };
         report.records += 1;
-        for number in record_numbers_of(record) {
+        for number in numbers_of(platform, record)? {
             let canvas = writer.canvas();
             if canvas.is_own_number(&number) {
                 continue;
@@ -422,5 +443,41 @@ mod store_tests {
             unlinked_pages(&platform, &E164::parse("+15555550124").unwrap(), 10).unwrap(),
             []
         );
+    }
+
+    #[tokio::test]
+    async fn a_records_email_brings_the_numbers_of_that_contact() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        platform
+            .sql
+            .execute(
+                "INSERT INTO contact_emails (email, phone, contact_id, refreshed_at) VALUES
+                     ('carla@example.com', '+15555550177', 'CT1', 1),
+                     ('carla@example.com', '+15555550123', 'CT1', 1),
+                     ('other@example.com', '+15555550150', 'CT2', 1)",
+                &[],
+            )
+            .unwrap();
+        let numbers = |record: Value| -> Vec<String> {
+            numbers_of(&platform, &record)
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().to_owned())
+                .collect()
+        };
+        let email_only = json!({ "properties": {
+            "Phone": { "type": "phone_number", "phone_number": null },
+            "Email": { "type": "email", "email": "Carla@Example.com" },
+        } });
+        assert_eq!(numbers(email_only), ["+15555550123", "+15555550177"]);
+        let both = json!({ "properties": {
+            "Phone": { "type": "phone_number", "phone_number": "(555) 555-0177" },
+            "Email": { "type": "email", "email": "carla@example.com" },
+        } });
+        assert_eq!(numbers(both), ["+15555550177", "+15555550123"], "each once");
+        let unknown = json!({ "properties": {
+            "Email": { "type": "email", "email": "stranger@example.com" },
+        } });
+        assert!(numbers(unknown).is_empty());
     }
 }

@@ -240,6 +240,11 @@ impl OpenPhoneServer {
             .insert(contact.id.clone(), contact);
     }
 
+    /// Deletes a contact, as someone deleting it in OpenPhone.
+    pub fn remove_contact(&self, id: &str) {
+        self.shared.lock().contacts.remove(id);
+    }
+
     /// The webhooks created through the API (and not deleted), by id.
     pub fn webhooks(&self) -> Vec<Webhook> {
         self.shared.lock().webhooks.values().cloned().collect()
