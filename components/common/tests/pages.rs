@@ -213,7 +213,9 @@ async fn a_full_call_lifecycle_builds_one_complete_page_within_budget() {
     let counts = world.openphone.request_counts();
     let indexes = ["GET /v1/contacts", "GET /v1/phone-numbers"];
     assert!(
-        indexes.iter().all(|e| counts.get(*e).copied().unwrap_or(0) <= 1),
+        indexes
+            .iter()
+            .all(|e| counts.get(*e).copied().unwrap_or(0) <= 1),
         "{counts:?}"
     );
     let lifecycle: u64 = counts

@@ -440,7 +440,11 @@ fn message_problems(plan: &Plan, script: &MessageScript, page: &Value) -> Vec<St
         &message.from
     };
     let canvas: Vec<String> = plan.canvas.get(counterpart).cloned().into_iter().collect();
-    expect("Canvas relation", relation(page) == canvas);
+    let linked = relation(page);
+    expect(
+        &format!("Canvas relation {linked:?}, expected {canvas:?}"),
+        linked == canvas,
+    );
     problems
 }
 

@@ -55,15 +55,20 @@ impl Traffic {
         *self.faults.entry(kind).or_default() += 1;
     }
 
-    fn record(&mut self, now: i64, request: &HttpRequest) {
+    /// Adds `request` to the digest. The doubles listen on ports the system picks, so their base URLs
+    /// (`bases`) are replaced by their names wherever they appear, in the URL or in the body.
+    fn record(&mut self, now: i64, request: &HttpRequest, bases: &[(&str, &str)]) {
+        let mut text = format!(
+            "{} {} {}",
+            request.method.as_str(),
+            request.url,
+            String::from_utf8_lossy(&request.body)
+        );
+        for (base, name) in bases {
+            text = text.replace(base, name);
+        }
         let mut hash = self.digest ^ now as u64;
-        for byte in request
-            .method
-            .as_str()
-            .bytes()
-            .chain(request.url.bytes())
-            .chain(request.body.iter().copied())
-        {
+        for byte in text.bytes() {
             hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
         self.digest = hash;
@@ -211,7 +216,12 @@ impl HttpClient for SimHttp {
         };
         {
             let mut traffic = network.traffic.borrow_mut();
-            traffic.record(now, &request);
+            let bases = [
+                (network.notion.1.as_str(), "<notion>"),
+                (network.openphone.1.as_str(), "<openphone>"),
+                (network.media.1.as_str(), "<media>"),
+            ];
+            traffic.record(now, &request, &bases);
             *traffic.requests.entry(api.name()).or_default() += 1;
         }
         let timeouts = request.timeouts;
