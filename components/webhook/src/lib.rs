@@ -2,7 +2,7 @@
 //! and answered before any API work; then the drain is kicked.
 
 use common::platform::spin::{platform, read_request, send_response};
-use common::webhook::{intake, kick};
+use common::webhook::intake;
 use common::{api, drain};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
@@ -43,9 +43,8 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
                 }
                 let intake = intake::handle(&platform, &request);
                 send_response(out, intake.response).await;
-                let linger_until = intake.kick_drain.then(|| kick::kick_due(&platform)).flatten();
-                if let Some(until) = linger_until {
-                    if let Err(e) = drain::kick(&*platform.http, drain::DRAIN_URL, until).await {
+                if intake.kick_drain {
+                    if let Err(e) = drain::kick(&*platform.http, drain::DRAIN_URL, None).await {
                         tracing::warn!(error = %format!("{e:#}"), "drain not kicked; the next tick drains");
                     }
                 }

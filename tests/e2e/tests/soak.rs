@@ -434,13 +434,20 @@ fn message_problems(plan: &Plan, script: &MessageScript, page: &Value) -> Vec<St
     expect("From", text(page, "From") == message.from);
     expect("To", text(page, "To") == message.to.join(", "));
     expect("Content", text(page, "Content") == message.body);
-    let counterpart = if script.outgoing {
-        &message.to[0]
+    // Every other party's record: a group text links each of them.
+    let parties: Vec<&String> = if script.outgoing {
+        message.to.iter().collect()
     } else {
-        &message.from
+        vec![&message.from]
     };
-    let canvas: Vec<String> = plan.canvas.get(counterpart).cloned().into_iter().collect();
-    let linked = relation(page);
+    let mut canvas: Vec<String> = parties
+        .iter()
+        .filter_map(|number| plan.canvas.get(*number).cloned())
+        .collect();
+    canvas.sort();
+    canvas.dedup();
+    let mut linked = relation(page);
+    linked.sort();
     expect(
         &format!("Canvas relation {linked:?}, expected {canvas:?}"),
         linked == canvas,
@@ -482,6 +489,12 @@ fn bucket_problems(app: &TestApp, plan: &Plan) -> anyhow::Result<Vec<String>> {
             .map(|key| format!("missing object {key}")),
     );
     Ok(problems)
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn first(problems: &[String]) -> String {
@@ -537,7 +550,15 @@ async fn under_faults_and_crashes_every_event_lands_exactly_once() -> anyhow::Re
                 .await;
             ensure!(
                 busy,
-                "the drains the webhooks kicked sent nothing to Notion"
+                "the drains the webhooks kicked sent nothing to Notion; the app logged:\n{}",
+                tail(
+                    &app.logs()
+                        .lines()
+                        .filter(|l| !l.contains("webhook.store"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    80
+                )
             );
             crashes.push(app.crash_and_restart().await?);
         }

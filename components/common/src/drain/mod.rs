@@ -48,8 +48,8 @@ pub struct DrainOptions {
     pub busy_delay_ms: i64,
     /// The per-number lease.
     pub lease: LeaseConfig,
-    /// When kicked for a window of deliveries ([`crate::webhook::kick`]): with nothing due, look again at
-    /// this time before stopping, so an event stored late in the window is not left for the tick.
+    /// When a kick names a time (`/drain?until=<ms>`): with nothing due, look again then before stopping,
+    /// so an event stored just after the drain found the queue empty is not left for the tick.
     pub linger_until_ms: Option<i64>,
 }
 
@@ -679,14 +679,19 @@ pub fn kick_linger_until(request: &Request) -> Option<i64> {
 /// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin) and, with nothing due, to look again at
 /// `linger_until_ms` before it stops. It answers at once and drains after answering, so this returns
 /// quickly; a failure only delays the events until the next tick.
-pub async fn kick(http: &dyn HttpClient, url: &str, linger_until_ms: i64) -> anyhow::Result<()> {
+pub async fn kick(
+    http: &dyn HttpClient,
+    url: &str,
+    linger_until_ms: Option<i64>,
+) -> anyhow::Result<()> {
     let span = tracing::info_span!("drain.kick", otel.kind = "client", url);
     async {
+        let target = match linger_until_ms {
+            Some(until) => format!("{url}?until={until}"),
+            None => url.to_owned(),
+        };
         let response = http
-            .send(HttpRequest::new(
-                Method::Post,
-                format!("{url}?until={linger_until_ms}"),
-            ))
+            .send(HttpRequest::new(Method::Post, target))
             .await
             .context("kicking the drain")?;
         anyhow::ensure!(

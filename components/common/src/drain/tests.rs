@@ -884,9 +884,16 @@ async fn kick_posts_to_the_drain_and_reports_failures() {
         status: Some(202),
         sent: RefCell::default(),
     };
-    kick(&accepted, DRAIN_URL, T0).await.unwrap();
+    kick(&accepted, DRAIN_URL, None).await.unwrap();
+    kick(&accepted, DRAIN_URL, Some(T0)).await.unwrap();
     let url = format!("{DRAIN_URL}?until={T0}");
-    assert_eq!(*accepted.sent.borrow(), [(Method::Post, url.clone())]);
+    assert_eq!(
+        *accepted.sent.borrow(),
+        [
+            (Method::Post, DRAIN_URL.to_owned()),
+            (Method::Post, url.clone())
+        ]
+    );
     let request = Request {
         method: "POST".into(),
         path: "/drain".into(),
@@ -899,7 +906,7 @@ async fn kick_posts_to_the_drain_and_reports_failures() {
             status,
             sent: RefCell::default(),
         };
-        assert!(kick(&failing, DRAIN_URL, T0).await.is_err());
+        assert!(kick(&failing, DRAIN_URL, None).await.is_err());
     }
 }
 

@@ -5,7 +5,6 @@
 pub mod envelope;
 pub mod intake;
 pub mod keys;
-pub mod kick;
 pub mod signature;
 
 pub use envelope::EventType;
