@@ -26,6 +26,9 @@ use crate::platform::{HttpClient, HttpRequest, Method, Platform};
 use crate::queue::{Queue, QueuedEvent, Retried};
 use crate::webhook::EventType;
 
+/// Why events are given back untried once an API refused our credentials.
+const REFUSED: &str = "an API refuses our credentials; waiting for the breaker's probe";
+
 /// Where the webhook kicks the drain (the `queue-drain` component's private route).
 pub const DRAIN_URL: &str = "http://queue-drain.spin.internal/drain";
 
@@ -339,8 +342,7 @@ async fn process_group(
     events: Vec<QueuedEvent>,
 ) -> GroupReport {
     if refused.get() {
-        let reason = "an API refuses our credentials; waiting for the breaker's probe";
-        let events = release_all(platform, options, &events, reason);
+        let events = release_all(platform, options, &events, REFUSED);
         return GroupReport {
             key,
             busy: false,
@@ -513,8 +515,12 @@ async fn process_under(
         if unauthorized || refused.get() {
             // The rest would be refused alike: they wait for the breaker's probe.
             refused.set(true);
-            let reason = "an API refuses our credentials; waiting for the breaker's probe";
-            reports.extend(release_all(platform, options, &events[index + 1..], reason));
+            reports.extend(release_all(
+                platform,
+                options,
+                &events[index + 1..],
+                REFUSED,
+            ));
             break;
         }
     }

@@ -226,6 +226,19 @@ pub struct RenewedLink {
     pub expires_at: Option<i64>,
 }
 
+/// Adds `renewed` to the links renewed for `owner` (a call or message id); rows come ordered by owner, so
+/// a new owner starts a new group.
+pub(super) fn group_renewed(
+    changed: &mut Vec<(String, Vec<RenewedLink>)>,
+    owner: &str,
+    renewed: RenewedLink,
+) {
+    match changed.last_mut() {
+        Some((id, links)) if id == owner => links.push(renewed),
+        _ => changed.push((owner.to_owned(), vec![renewed])),
+    }
+}
+
 /// The extension of an object key for `content_type`: `mp3`, `m4a`, `wav`, `ogg`, `webm`, else `bin`.
 pub fn extension_for(content_type: &str) -> &'static str {
     match essence(content_type).as_str() {
@@ -500,10 +513,7 @@ impl<'a> MediaCopier<'a> {
                 url,
                 expires_at,
             };
-            match changed.last_mut() {
-                Some((id, links)) if id == call_id => links.push(renewed),
-                _ => changed.push((call_id.to_owned(), vec![renewed])),
-            }
+            group_renewed(&mut changed, call_id, renewed);
         }
         changed
             .into_iter()

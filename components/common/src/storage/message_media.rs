@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::media::{
-    essence, extension_for, MediaCopier, MediaError, MediaSource, RenewedLink, StoredMedia,
-    StoredObject, Transfer, DAY_MS, REUSE_MARGIN_MS,
+    essence, extension_for, group_renewed, MediaCopier, MediaError, MediaSource, RenewedLink,
+    StoredMedia, StoredObject, Transfer, DAY_MS, REUSE_MARGIN_MS,
 };
 use crate::platform::Value;
 
@@ -306,10 +306,7 @@ impl MediaCopier<'_> {
                 url,
                 expires_at,
             };
-            match changed.last_mut() {
-                Some((id, links)) if id == message_id => links.push(renewed),
-                _ => changed.push((message_id.to_owned(), vec![renewed])),
-            }
+            group_renewed(&mut changed, message_id, renewed);
         }
         changed
             .into_iter()
