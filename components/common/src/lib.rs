@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api;
 pub mod canvas;
+pub mod claims;
 pub mod configuration;
 pub mod contacts;
 pub mod domain;
