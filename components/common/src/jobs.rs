@@ -1,10 +1,21 @@
 //! Jobs that must run one at a time across every instance (the contact index refresh, `/admin/setup`),
-//! claimed in the `job_claims` table with one upsert: the claim succeeds for exactly one caller when the
+//! claimed in the `job_claims` table with one upsert ([`crate::claims`]): the claim succeeds for exactly one caller when the
 //! job is idle (or its claim is older than the job's limit: the instance died) and its last success is
 //! old enough. The claim is released when the [`JobClaim`] is dropped, and recorded as a success by
 //! [`JobClaim::finish`].
 
-use crate::platform::{Platform, Value};
+use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
+use crate::platform::Platform;
+
+/// The `job_claims` table: a job is due again `min_interval_ms` after its last success.
+const JOBS: Table = Table {
+    name: "job_claims",
+    key: &["name"],
+    holder: Some("owner"),
+    stamp: Stamp::ClaimedAt("claimed_at"),
+    done: Done::Every("finished_at"),
+    created: None,
+};
 
 /// A claimed job. Dropping it without [`JobClaim::finish`] releases it without recording a success.
 pub struct JobClaim<'a> {
@@ -34,26 +45,18 @@ impl<'a> JobClaim<'a> {
     ) -> anyhow::Result<Option<Self>> {
         let now = platform.clock.now_ms();
         let owner = format!("{now}-{:016x}", crate::ids::random_u64());
-        let rows = platform.sql.execute(
-            "INSERT INTO job_claims (name, owner, claimed_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, claimed_at = excluded.claimed_at
-             WHERE (job_claims.owner IS NULL OR job_claims.claimed_at < ?4)
-               AND (job_claims.finished_at IS NULL OR job_claims.finished_at <= ?5)
-             RETURNING owner",
-            &[
-                name.into(),
-                owner.as_str().into(),
-                now.into(),
-                Value::Integer(now - stale_ms),
-                Value::Integer(now - min_interval_ms),
-            ],
+        let won = JOBS.claim(
+            platform,
+            &Attempt {
+                key: &[name.into()],
+                holder: Some(&owner),
+                stale_ms,
+                interval_ms: min_interval_ms,
+                insert: &[],
+                set: &[],
+            },
         )?;
-        let won = rows
-            .first()
-            .map(|row| row.str("owner").map(|o| o == owner))
-            .transpose()?
-            .unwrap_or(false);
-        Ok(won.then_some(Self {
+        Ok(won.is_some().then_some(Self {
             platform,
             name,
             owner,
@@ -84,14 +87,12 @@ impl<'a> JobClaim<'a> {
     /// Ends the run as a success, recording when.
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.released = true;
-        self.platform.sql.execute(
-            "UPDATE job_claims SET owner = NULL, claimed_at = NULL, finished_at = ?3
-             WHERE name = ?1 AND owner = ?2",
-            &[
-                self.name.into(),
-                self.owner.as_str().into(),
-                self.platform.clock.now_ms().into(),
-            ],
+        let now = self.platform.clock.now_ms();
+        JOBS.finish(
+            self.platform,
+            &[self.name.into()],
+            Some(&self.owner),
+            &[("finished_at", Recorded::Value(now.into()))],
         )?;
         Ok(())
     }
@@ -102,10 +103,7 @@ impl Drop for JobClaim<'_> {
         if self.released {
             return;
         }
-        let released = self.platform.sql.execute(
-            "UPDATE job_claims SET owner = NULL, claimed_at = NULL WHERE name = ?1 AND owner = ?2",
-            &[self.name.into(), self.owner.as_str().into()],
-        );
+        let released = JOBS.release(self.platform, &[self.name.into()], Some(&self.owner));
         if let Err(e) = released {
             // The claim goes stale and is taken over; nothing is lost.
             tracing::warn!(job = self.name, error = %format!("{e:#}"), "could not release a job claim");
