@@ -1,12 +1,23 @@
-//! Named schedules in SQLite (`schedules`): whether periodic work is due, claimed with one upsert so that
-//! of several overlapping ticks (cron plugin, `POST /admin/tick` from a CronJob, several replicas) exactly
-//! one runs it.
+//! Named schedules in SQLite (`schedules`): whether periodic work is due, claimed with one upsert
+//! ([`crate::claims`]) so that of several overlapping ticks (cron plugin, `POST /admin/tick` from a
+//! CronJob, several replicas) exactly one runs it.
 //!
 //! The claim succeeds only when the last start is older than the interval and no live claim exists; a
 //! claim expires after [`Claim::ttl_ms`], so a run that died does not block the schedule forever (its
 //! start time still counts, so the next run comes one interval after the crashed one).
 
+use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
 use crate::platform::{Platform, Value};
+
+/// The `schedules` table: a schedule is due `interval_ms` after its last start.
+const SCHEDULES: Table = Table {
+    name: "schedules",
+    key: &["name"],
+    holder: Some("claimed_by"),
+    stamp: Stamp::ExpiresAt("claim_expires_at"),
+    done: Done::Every("last_started_at"),
+    created: None,
+};
 
 /// The schedule of the periodic sync and housekeeping.
 pub const PERIODIC: &str = "periodic-sync";
@@ -35,25 +46,18 @@ pub fn claim(
     owner: &str,
 ) -> anyhow::Result<Option<Claim>> {
     let now = platform.clock.now_ms();
-    let rows = platform.sql.execute(
-        "INSERT INTO schedules (name, last_started_at, claimed_by, claim_expires_at)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (name) DO UPDATE SET last_started_at = excluded.last_started_at,
-                                          claimed_by = excluded.claimed_by,
-                                          claim_expires_at = excluded.claim_expires_at
-         WHERE coalesce(schedules.last_started_at, 0) <= ?5
-           AND (schedules.claim_expires_at IS NULL OR schedules.claim_expires_at < ?2)
-         RETURNING claimed_by",
-        &[
-            name.into(),
-            now.into(),
-            owner.into(),
-            Value::Integer(now + Claim::ttl_ms()),
-            Value::Integer(now - interval_ms),
-        ],
+    let won = SCHEDULES.claim(
+        platform,
+        &Attempt {
+            key: &[name.into()],
+            holder: Some(owner),
+            stale_ms: Claim::ttl_ms(),
+            interval_ms,
+            insert: &[],
+            set: &[("last_started_at", Value::Integer(now))],
+        },
     )?;
-    // A row comes back only when this statement inserted or took over the schedule.
-    Ok((!rows.is_empty()).then(|| Claim {
+    Ok(won.map(|_| Claim {
         name: name.to_owned(),
         owner: owner.to_owned(),
     }))
@@ -61,14 +65,14 @@ pub fn claim(
 
 /// Ends a claimed run: records when it finished and lets the claim go.
 pub fn finish(platform: &Platform, claim: &Claim) -> anyhow::Result<()> {
-    platform.sql.execute(
-        "UPDATE schedules SET last_finished_at = ?3, claimed_by = NULL, claim_expires_at = NULL
-         WHERE name = ?1 AND claimed_by = ?2",
-        &[
-            claim.name.as_str().into(),
-            claim.owner.as_str().into(),
-            platform.clock.now_ms().into(),
-        ],
+    SCHEDULES.finish(
+        platform,
+        &[claim.name.as_str().into()],
+        Some(&claim.owner),
+        &[(
+            "last_finished_at",
+            Recorded::Value(platform.clock.now_ms().into()),
+        )],
     )?;
     Ok(())
 }
