@@ -2,8 +2,8 @@
 //! be a remote libSQL that holds no transaction across calls, so:
 //!
 //! - each file is split into statements, run one `execute` at a time, each idempotent (`IF NOT EXISTS`);
-//! - `schema_migrations` records every version; an instance *claims* a version with one upsert before
-//!   applying it, so two instances starting at once do not both apply it, and a claim left by a crashed
+//! - `schema_migrations` records every version; an instance *claims* a version with one upsert
+//!   ([`crate::claims`]) before applying it, so two instances starting at once do not both apply it, and a claim left by a crashed
 //!   instance goes stale and is taken over;
 //! - the instance applying a version renews its claim (a heartbeat) before every statement, so a slow
 //!   migration is not mistaken for a crashed one, and it stops if its claim was taken over regardless;
@@ -15,7 +15,8 @@
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 
-use crate::platform::{Platform, Value};
+use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
+use crate::platform::Platform;
 
 /// A migration embedded in the binary.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +84,16 @@ const STALE_CLAIM_MS: i64 = 60_000;
 /// How long a losing instance waits for the winner before giving up.
 const WAIT_FOR_OTHER_MS: i64 = 120_000;
 const POLL_MS: u64 = 50;
+
+/// `schema_migrations` as a claims table: a version is claimed until it is applied, once.
+const VERSIONS: Table = Table {
+    name: "schema_migrations",
+    key: &["version"],
+    holder: Some("claimed_by"),
+    stamp: Stamp::ClaimedAt("claimed_at"),
+    done: Done::Once("applied_at"),
+    created: None,
+};
 
 /// What a run did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -170,15 +181,14 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
                 _ => {
                     if claim(platform, migration, &checksum, &instance)? {
                         apply(platform, migration, &instance)?;
-                        let done = sql.execute(
-                            "UPDATE schema_migrations SET applied_at = ?1
-                             WHERE version = ?2 AND claimed_by = ?3 AND applied_at IS NULL
-                             RETURNING version",
-                            &[
-                                platform.clock.now_ms().into(),
-                                migration.version.into(),
-                                instance.as_str().into(),
-                            ],
+                        let done = VERSIONS.finish(
+                            platform,
+                            &[migration.version.into()],
+                            Some(&instance),
+                            &[(
+                                "applied_at",
+                                Recorded::Value(platform.clock.now_ms().into()),
+                            )],
                         )?;
                         if done.is_empty() {
                             bail!(
@@ -231,28 +241,18 @@ fn claim(
     checksum: &str,
     instance: &str,
 ) -> anyhow::Result<bool> {
-    let now = platform.clock.now_ms();
-    let rows = platform.sql.execute(
-        "INSERT INTO schema_migrations (version, name, checksum, claimed_by, claimed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (version) DO UPDATE SET
-             claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at, checksum = excluded.checksum
-         WHERE schema_migrations.applied_at IS NULL AND schema_migrations.claimed_at < ?6
-         RETURNING claimed_by",
-        &[
-            migration.version.into(),
-            migration.name.into(),
-            checksum.into(),
-            instance.into(),
-            now.into(),
-            Value::Integer(now - STALE_CLAIM_MS),
-        ],
+    let won = VERSIONS.claim(
+        platform,
+        &Attempt {
+            key: &[migration.version.into()],
+            holder: Some(instance),
+            stale_ms: STALE_CLAIM_MS,
+            interval_ms: 0,
+            insert: &[("name", migration.name.into())],
+            set: &[("checksum", checksum.into())],
+        },
     )?;
-    Ok(rows
-        .first()
-        .map(|row| row.str("claimed_by").map(|c| c == instance))
-        .transpose()?
-        .unwrap_or(false))
+    Ok(won.is_some())
 }
 
 /// Runs `migration`'s statements, renewing `instance`'s claim before each one. A claim found taken over
@@ -290,17 +290,13 @@ fn renew(
     instance: &str,
     index: usize,
 ) -> anyhow::Result<()> {
-    let renewed = platform.sql.execute(
-        "UPDATE schema_migrations SET claimed_at = ?1
-         WHERE version = ?2 AND claimed_by = ?3 AND applied_at IS NULL
-         RETURNING version",
-        &[
-            platform.clock.now_ms().into(),
-            migration.version.into(),
-            instance.into(),
-        ],
+    let renewed = VERSIONS.heartbeat(
+        platform,
+        &[migration.version.into()],
+        instance,
+        STALE_CLAIM_MS,
     )?;
-    if renewed.is_empty() {
+    if !renewed {
         bail!(
             "migration {} was taken over by another instance before statement {}",
             migration.name,
@@ -353,7 +349,7 @@ mod tests {
 
     use super::*;
     use crate::platform::native::{ManualClock, NativePlatformBuilder};
-    use crate::platform::{Rows, Sql};
+    use crate::platform::{Rows, Sql, Value};
 
     fn tables(platform: &Platform) -> Vec<String> {
         platform
