@@ -7,9 +7,13 @@
 //!   Notion by the OpenPhone id before creating (and only then);
 //! - a create refused with a `4xx` landed nowhere, so its claim is dropped.
 //!
+//! The claim statements are [`crate::claims`]'s, on a table without a holder column: whoever won the
+//! claim sends the create, and whichever page is recorded first stays the item's page.
+//!
 //! Body sections (transcript, summary, …) are appended once each with the same idea: marked in flight
 //! before the append, done after it.
 
+use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
 use crate::platform::{Platform, Value};
 
 /// What a page is for.
@@ -19,6 +23,9 @@ pub enum Kind {
     Call,
     /// A message in the Messages database.
     Message,
+    /// A Canvas record the app creates for a number no record has (`canvas.rs`), keyed by the E.164
+    /// number.
+    Canvas,
 }
 
 impl Kind {
@@ -27,6 +34,7 @@ impl Kind {
         match self {
             Kind::Call => "call",
             Kind::Message => "message",
+            Kind::Canvas => "canvas",
         }
     }
 }
@@ -36,6 +44,16 @@ pub const CLAIM_IN_PROGRESS_MS: i64 = 120_000;
 /// After a create whose outcome is unknown (5xx, timeout), how long to give Notion before querying for
 /// the page it may have made (its query index lags the write a little).
 pub const UNKNOWN_OUTCOME_SETTLE_MS: i64 = 10_000;
+
+/// `notion_pages` as a claims table: a create is claimed until a page is recorded, once.
+const PAGES: Table = Table {
+    name: "notion_pages",
+    key: &["kind", "openphone_id"],
+    holder: None,
+    stamp: Stamp::ClaimedAt("create_started_at"),
+    done: Done::Once("page_id"),
+    created: Some("created_at"),
+};
 
 /// What the map knows about one OpenPhone item.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -136,27 +154,7 @@ impl<'a> PageMap<'a> {
         phone_number_id: Option<&str>,
         predates_app: bool,
     ) -> anyhow::Result<CreatePlan> {
-        let now = self.platform.clock.now_ms();
-        // One statement claims a new item, or takes over a claim old enough that its worker is gone.
-        let claimed = self.platform.sql.execute(
-            "INSERT INTO notion_pages (kind, openphone_id, create_started_at, phone_number_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?3, ?3)
-             ON CONFLICT (kind, openphone_id) DO UPDATE SET create_started_at = excluded.create_started_at,
-                                                            updated_at = excluded.updated_at
-             WHERE notion_pages.page_id IS NULL
-               AND (notion_pages.create_started_at IS NULL OR notion_pages.create_started_at < ?5)
-             RETURNING created_at",
-            &[
-                kind.as_str().into(),
-                openphone_id.into(),
-                now.into(),
-                Value::from(phone_number_id),
-                Value::Integer(now - CLAIM_IN_PROGRESS_MS),
-            ],
-        )?;
-        if let Some(row) = claimed.first() {
-            // A row created by this very statement has created_at == now; an older row had an attempt.
-            let fresh = row.i64("created_at")? == now;
+        if let Some(fresh) = self.claim_create(kind, openphone_id, phone_number_id)? {
             return Ok(if fresh && !predates_app {
                 CreatePlan::CreateFresh
             } else {
@@ -172,6 +170,45 @@ impl<'a> PageMap<'a> {
         }
     }
 
+    /// Claims the create of an item's page in one statement: a new item, or one whose claim was
+    /// released or is old enough that its worker is gone; never an item with a page. `Some(fresh)` when
+    /// this worker won, `fresh` when no earlier attempt can have landed.
+    pub fn claim_create(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+        phone_number_id: Option<&str>,
+    ) -> anyhow::Result<Option<bool>> {
+        let won = PAGES.claim(
+            self.platform,
+            &Attempt {
+                key: &[kind.as_str().into(), openphone_id.into()],
+                holder: None,
+                stale_ms: CLAIM_IN_PROGRESS_MS,
+                interval_ms: 0,
+                insert: &[("phone_number_id", Value::from(phone_number_id))],
+                set: &[("updated_at", self.platform.clock.now_ms().into())],
+            },
+        )?;
+        Ok(won.map(|won| won.fresh))
+    }
+
+    /// The page recorded for an item, with when it was recorded (the row's last update).
+    pub fn recorded(
+        &self,
+        kind: Kind,
+        openphone_id: &str,
+    ) -> anyhow::Result<Option<(String, i64)>> {
+        let rows = self.platform.sql.execute(
+            "SELECT page_id, updated_at FROM notion_pages
+             WHERE kind = ?1 AND openphone_id = ?2 AND page_id IS NOT NULL",
+            &[kind.as_str().into(), openphone_id.into()],
+        )?;
+        rows.first()
+            .map(|row| Ok((row.str("page_id")?.to_owned(), row.i64("updated_at")?)))
+            .transpose()
+    }
+
     /// Records the page id learned from a create or a query, ending the claim.
     /// The first page recorded stays the item's page: a create that outlived its claim, while another
     /// worker created and recorded a page, does not overwrite it. Returns the item's page.
@@ -181,15 +218,16 @@ impl<'a> PageMap<'a> {
         openphone_id: &str,
         page_id: &str,
     ) -> anyhow::Result<String> {
-        let rows = self.platform.sql.execute(
-            "UPDATE notion_pages SET page_id = coalesce(page_id, ?3), create_started_at = NULL, updated_at = ?4
-             WHERE kind = ?1 AND openphone_id = ?2
-             RETURNING page_id",
+        let rows = PAGES.finish(
+            self.platform,
+            &[kind.as_str().into(), openphone_id.into()],
+            None,
             &[
-                kind.as_str().into(),
-                openphone_id.into(),
-                page_id.into(),
-                self.platform.clock.now_ms().into(),
+                ("page_id", Recorded::First(page_id.into())),
+                (
+                    "updated_at",
+                    Recorded::Value(self.platform.clock.now_ms().into()),
+                ),
             ],
         )?;
         let recorded = match rows.first() {
@@ -263,22 +301,22 @@ impl<'a> PageMap<'a> {
     /// Ends the claim of a create whose outcome is unknown: the attempt is over, so after a short settle
     /// the next attempt (which queries first, the row being old) need not wait out a live claim.
     pub fn end_claim_unknown(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<()> {
-        let settled_at =
-            self.platform.clock.now_ms() - CLAIM_IN_PROGRESS_MS + UNKNOWN_OUTCOME_SETTLE_MS;
-        self.platform.sql.execute(
-            "UPDATE notion_pages SET create_started_at = ?3 WHERE kind = ?1 AND openphone_id = ?2 AND page_id IS NULL",
-            &[kind.as_str().into(), openphone_id.into(), settled_at.into()],
-        )?;
-        Ok(())
+        PAGES.release_after(
+            self.platform,
+            &[kind.as_str().into(), openphone_id.into()],
+            None,
+            CLAIM_IN_PROGRESS_MS,
+            UNKNOWN_OUTCOME_SETTLE_MS,
+        )
     }
 
     /// Drops the claim of a create that certainly did not land (refused with a `4xx`).
     pub fn release_claim(&self, kind: Kind, openphone_id: &str) -> anyhow::Result<()> {
-        self.platform.sql.execute(
-            "UPDATE notion_pages SET create_started_at = NULL WHERE kind = ?1 AND openphone_id = ?2 AND page_id IS NULL",
+        PAGES.release(
+            self.platform,
             &[kind.as_str().into(), openphone_id.into()],
-        )?;
-        Ok(())
+            None,
+        )
     }
 
     /// Marks sections as in flight (`done = false`) or appended (`done = true`).

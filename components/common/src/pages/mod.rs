@@ -439,6 +439,12 @@ impl<'a> Writer<'a> {
         let database_id = match kind {
             Kind::Call => &self.notion_config.calls_database_id,
             Kind::Message => &self.notion_config.messages_database_id,
+            // Canvas records are made by `canvas.rs`, never by the writer.
+            Kind::Canvas => {
+                return Err(WriteError::BadData(
+                    "the page writer makes no Canvas records".into(),
+                ))
+            }
         };
         let data_source = self.notion.data_source_id(database_id).await?;
         let schema = self.notion.schema(&data_source).await?;
