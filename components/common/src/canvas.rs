@@ -5,7 +5,7 @@
 //! With `canvas_create_unknown`, a number no record has gets one ([`Canvas::create_if_unknown`]), named
 //! after its OpenPhone contact ([`crate::contacts`]) or else the formatted number, `Phone` in E.164. The
 //! record is created once per number however many events arrive at once, with the page map's protocol
-//! (`pages/map.rs`) on a `notion_pages` row of kind `canvas` keyed by the E.164 number: the create is
+//! (`pages/map.rs`, [`Kind::Canvas`] keyed by the E.164 number): the create is
 //! claimed with one upsert before it is sent, the page id is written as soon as it is known, a claim left
 //! without a page id (a create whose outcome is unknown) makes the next attempt query Notion before
 //! creating, and a worker that lost the claim waits for the winner's page id.
@@ -18,7 +18,7 @@ use crate::metrics;
 use crate::notion::{properties as p, Notion};
 use crate::openphone::OpenPhone;
 use crate::outbound::{ApiError, Service};
-use crate::pages::map::CLAIM_IN_PROGRESS_MS;
+use crate::pages::map::{Kind, PageMap, CLAIM_IN_PROGRESS_MS};
 use crate::platform::{Platform, Value as SqlValue};
 
 /// How long a found record is trusted.
@@ -100,14 +100,6 @@ pub struct Canvas<'a> {
     own_numbers: Vec<E164>,
     /// Set when numbers without a record get one: names come from OpenPhone's contacts.
     create_with: Option<&'a OpenPhone<'a>>,
-}
-
-/// What became of a claim to create a number's record.
-enum Claim {
-    /// This worker creates it; `fresh` when no earlier attempt exists (so none can have landed).
-    Won { fresh: bool },
-    /// Another worker holds the claim, or the record exists.
-    Lost,
 }
 
 /// What to do once a create is claimed.
@@ -328,14 +320,16 @@ impl<'a> Canvas<'a> {
         };
         let deadline = self.platform.clock.now_ms() + WAIT_FOR_CREATOR_MS;
         loop {
-            if let Claim::Won { fresh } = self.claim(&number)? {
+            if let Some(fresh) = self.claim(&number)? {
                 // A cached miss may be an hour old, and a claim taken over from a worker that died may
                 // have landed: Notion is asked once more before creating in either case.
                 let ask_first = !fresh || miss.source == Source::Cache;
                 return self.create(openphone, &number, ask_first).await;
             }
             let now = self.platform.clock.now_ms();
-            if let Some((page_id, recorded_at)) = self.created_record(&number)? {
+            if let Some((page_id, recorded_at)) =
+                self.map().recorded(Kind::Canvas, number.as_str())?
+            {
                 if recorded_at < now - FRESH_RECORD_MS {
                     // Long enough ago for Notion's search to list it, so if a query misses it now,
                     // someone deleted the record or changed its phone in Notion. That choice stands: no
@@ -368,64 +362,31 @@ impl<'a> Canvas<'a> {
         }
     }
 
-    /// One upsert claims the create of `number`'s record: a new row, or a row whose create was released
-    /// or whose claim is old enough that its worker is gone; never a row with a page id.
-    fn claim(&self, number: &E164) -> anyhow::Result<Claim> {
-        let now = self.platform.clock.now_ms();
-        let claimed = self.platform.sql.execute(
-            "INSERT INTO notion_pages (kind, openphone_id, create_started_at, created_at, updated_at)
-             VALUES ('canvas', ?1, ?2, ?2, ?2)
-             ON CONFLICT (kind, openphone_id) DO UPDATE SET create_started_at = excluded.create_started_at,
-                                                            updated_at = excluded.updated_at
-             WHERE notion_pages.page_id IS NULL
-               AND (notion_pages.create_started_at IS NULL OR notion_pages.create_started_at < ?3)
-             RETURNING created_at",
-            &[number.as_str().into(), now.into(), SqlValue::Integer(now - CLAIM_IN_PROGRESS_MS)],
-        )?;
-        Ok(match claimed.first() {
-            // A row this statement inserted has created_at == now; an older row had an earlier attempt.
-            Some(row) => Claim::Won {
-                fresh: row.i64("created_at")? == now,
-            },
-            None => Claim::Lost,
-        })
+    /// The page map, which holds the records the app created (kind `canvas`).
+    fn map(&self) -> PageMap<'a> {
+        PageMap::new(self.platform)
     }
 
-    /// The page created (or found) for `number`, with when it was recorded.
-    fn created_record(&self, number: &E164) -> anyhow::Result<Option<(String, i64)>> {
-        let rows = self.platform.sql.execute(
-            "SELECT page_id, updated_at FROM notion_pages
-             WHERE kind = 'canvas' AND openphone_id = ?1 AND page_id IS NOT NULL",
-            &[number.as_str().into()],
-        )?;
-        rows.first()
-            .map(|row| Ok((row.str("page_id")?.to_owned(), row.i64("updated_at")?)))
-            .transpose()
+    /// Claims the create of `number`'s record (the page map's claim): `Some(fresh)` when this worker
+    /// creates it, `fresh` when no earlier attempt exists (so none can have landed); `None` when another
+    /// worker holds the claim or the record exists.
+    fn claim(&self, number: &E164) -> anyhow::Result<Option<bool>> {
+        self.map().claim_create(Kind::Canvas, number.as_str(), None)
     }
 
-    /// Ends the claim with the page id; from now on every lookup of the number finds it.
-    fn record_page(&self, number: &E164, page_id: &str) -> anyhow::Result<()> {
-        self.platform.sql.execute(
-            "UPDATE notion_pages SET page_id = ?2, create_started_at = NULL, updated_at = ?3
-             WHERE kind = 'canvas' AND openphone_id = ?1",
-            &[
-                number.as_str().into(),
-                page_id.into(),
-                self.platform.clock.now_ms().into(),
-            ],
-        )?;
-        self.remember("phone", number.as_str(), Some(page_id));
-        Ok(())
+    /// Ends the claim with the page id (the first one recorded stays); from now on every lookup of the
+    /// number finds it. Returns the number's record.
+    fn record_page(&self, number: &E164, page_id: &str) -> anyhow::Result<String> {
+        let recorded = self
+            .map()
+            .record_page(Kind::Canvas, number.as_str(), page_id)?;
+        self.remember("phone", number.as_str(), Some(&recorded));
+        Ok(recorded)
     }
 
     /// Drops the claim of a create that certainly did not land.
     fn release(&self, number: &E164) -> anyhow::Result<()> {
-        self.platform.sql.execute(
-            "UPDATE notion_pages SET create_started_at = NULL
-             WHERE kind = 'canvas' AND openphone_id = ?1 AND page_id IS NULL",
-            &[number.as_str().into()],
-        )?;
-        Ok(())
+        self.map().release_claim(Kind::Canvas, number.as_str())
     }
 
     /// Creates `number`'s record under this worker's claim.
@@ -438,7 +399,7 @@ impl<'a> Canvas<'a> {
         let normalized = Some(number.as_str().to_owned());
         let (data_source, properties) = match self.prepare(openphone, number, ask_first).await {
             Ok(Prepared::Found(page_id)) => {
-                self.record_page(number, &page_id)?;
+                let page_id = self.record_page(number, &page_id)?;
                 return Ok(Lookup {
                     page_id: Some(page_id),
                     source: Source::Query,
@@ -461,7 +422,7 @@ impl<'a> Canvas<'a> {
             .await
         {
             Ok(page_id) => {
-                self.record_page(number, &page_id)?;
+                let page_id = self.record_page(number, &page_id)?;
                 metrics::count(self.platform, "canvas.created", 1);
                 tracing::info!(page_id = %page_id, "Canvas record created for a new number");
                 Ok(Lookup {
@@ -655,7 +616,7 @@ mod claim_tests {
         let config = config();
         let notion = Notion::new(&platform, &config);
         let canvas = Canvas::new(&platform, &notion, Some("canvas"), &[]);
-        matches!(canvas.claim(number).unwrap(), Claim::Won { .. })
+        canvas.claim(number).unwrap().is_some()
     }
 
     #[test]
@@ -698,23 +659,21 @@ mod claim_tests {
         let notion = Notion::new(&platform, &config);
         let canvas = Canvas::new(&platform, &notion, Some("canvas"), &[]);
         let number = E164::parse("+15555550123").unwrap();
-        assert!(matches!(
-            canvas.claim(&number).unwrap(),
-            Claim::Won { fresh: true }
-        ));
+        assert_eq!(canvas.claim(&number).unwrap(), Some(true));
         clock.advance_ms(CLAIM_IN_PROGRESS_MS - 1);
-        assert!(matches!(canvas.claim(&number).unwrap(), Claim::Lost));
+        assert_eq!(canvas.claim(&number).unwrap(), None);
         clock.advance_ms(2);
         assert!(
-            matches!(canvas.claim(&number).unwrap(), Claim::Won { fresh: false }),
+            canvas.claim(&number).unwrap() == Some(false),
             "a dead worker's claim"
         );
         canvas.record_page(&number, "page-1").unwrap();
         clock.advance_ms(10 * CLAIM_IN_PROGRESS_MS);
-        assert!(matches!(canvas.claim(&number).unwrap(), Claim::Lost));
+        assert_eq!(canvas.claim(&number).unwrap(), None);
         assert_eq!(
             canvas
-                .created_record(&number)
+                .map()
+                .recorded(Kind::Canvas, number.as_str())
                 .unwrap()
                 .map(|(page, _)| page)
                 .as_deref(),
