@@ -13,6 +13,8 @@
 //! Body sections (transcript, summary, …) are appended once each with the same idea: marked in flight
 //! before the append, done after it.
 
+use anyhow::bail;
+
 use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
 use crate::platform::{Platform, Value};
 
@@ -320,6 +322,9 @@ impl<'a> PageMap<'a> {
     }
 
     /// Marks sections as in flight (`done = false`) or appended (`done = true`).
+    ///
+    /// One statement rewrites the list from what the row holds as it runs, rather than from an earlier
+    /// read: two workers marking different sections of one page both keep theirs.
     pub fn mark_sections(
         &self,
         kind: Kind,
@@ -327,27 +332,39 @@ impl<'a> PageMap<'a> {
         names: &[&str],
         done: bool,
     ) -> anyhow::Result<()> {
-        let Some(row) = self.get(kind, openphone_id)? else {
-            return Ok(());
-        };
-        let mut sections: Vec<String> = row
-            .sections
-            .into_iter()
-            .filter(|s| !names.contains(&s.trim_end_matches('~')))
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.is_empty() || n.contains([',', '~']))
+        {
+            bail!("section name {bad:?} cannot be stored: it is empty or holds ',' or '~'");
+        }
+        let marks: Vec<String> = names
+            .iter()
+            .map(|n| if done { n.to_string() } else { format!("{n}~") })
             .collect();
-        sections.extend(
-            names
-                .iter()
-                .map(|n| if done { n.to_string() } else { format!("{n}~") }),
-        );
+        let mut params: Vec<Value> = vec![
+            kind.as_str().into(),
+            openphone_id.into(),
+            self.platform.clock.now_ms().into(),
+            marks.join(",").into(),
+        ];
+        // Between commas, each name is dropped whether done or in flight (`name~`); the new marks go last.
+        let mut kept = "',' || sections || ','".to_owned();
+        for name in names {
+            params.push(format!(",{name},").into());
+            params.push(format!(",{name}~,").into());
+            kept = format!(
+                "replace(replace({kept}, ?{}, ','), ?{}, ',')",
+                params.len() - 1,
+                params.len()
+            );
+        }
         self.platform.sql.execute(
-            "UPDATE notion_pages SET sections = ?3, updated_at = ?4 WHERE kind = ?1 AND openphone_id = ?2",
-            &[
-                kind.as_str().into(),
-                openphone_id.into(),
-                sections.join(",").into(),
-                self.platform.clock.now_ms().into(),
-            ],
+            &format!(
+                "UPDATE notion_pages SET sections = trim(trim({kept}, ',') || ',' || ?4, ','), updated_at = ?3
+                 WHERE kind = ?1 AND openphone_id = ?2"
+            ),
+            &params,
         )?;
         Ok(())
     }
@@ -564,5 +581,60 @@ mod tests {
             "an older status must not win"
         );
         assert!(map.advance_status(Kind::Message, "AC5", 2).unwrap());
+    }
+
+    /// The database of `inner`, running `before_update` (once) right before the first update of a page's
+    /// sections, as another worker's statement landing in between would.
+    struct Interleaved {
+        inner: Rc<dyn crate::platform::Sql>,
+        before_update: std::cell::RefCell<Option<Box<dyn FnOnce()>>>,
+    }
+
+    impl crate::platform::Sql for Interleaved {
+        fn execute(
+            &self,
+            statement: &str,
+            params: &[Value],
+        ) -> anyhow::Result<crate::platform::Rows> {
+            if statement.contains("SET sections") {
+                if let Some(other) = self.before_update.borrow_mut().take() {
+                    other();
+                }
+            }
+            self.inner.execute(statement, params)
+        }
+    }
+
+    #[tokio::test]
+    async fn two_workers_marking_different_sections_of_one_page_both_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::at(5));
+        let mut p = platform(dir.path(), clock.clone()).await;
+        let map = PageMap::new(&p);
+        map.plan_create(Kind::Call, "AC6", None, false).unwrap();
+        map.mark_sections(Kind::Call, "AC6", &["transcript"], false)
+            .unwrap();
+        let other = platform(dir.path(), clock.clone()).await;
+        p.sql = Rc::new(Interleaved {
+            inner: p.sql.clone(),
+            before_update: std::cell::RefCell::new(Some(Box::new(move || {
+                PageMap::new(&other)
+                    .mark_sections(Kind::Call, "AC6", &["summary"], true)
+                    .unwrap();
+            }))),
+        });
+        let map = PageMap::new(&p);
+        map.mark_sections(Kind::Call, "AC6", &["transcript"], true)
+            .unwrap();
+        let row = map.get(Kind::Call, "AC6").unwrap().unwrap();
+        assert_eq!(row.sections, ["summary", "transcript"].map(String::from));
+        // Marking again replaces a section's mark rather than adding one.
+        map.mark_sections(Kind::Call, "AC6", &["summary"], false)
+            .unwrap();
+        let row = map.get(Kind::Call, "AC6").unwrap().unwrap();
+        assert_eq!(row.sections, ["transcript", "summary~"].map(String::from));
+        assert!(map
+            .mark_sections(Kind::Call, "AC6", &["a,b"], true)
+            .is_err());
     }
 }
