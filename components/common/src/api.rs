@@ -1,8 +1,7 @@
-//! The HTTP surface shared by the components: request and response types free of Spin types, JSON errors,
-//! the admin token check and `/health`.
+//! The HTTP types shared by the components: request and response free of Spin types, JSON errors and
+//! `/health`. Routing, the admin token and the start-up every request shares are the edge, [`crate::http`].
 
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::configuration;
 use crate::platform::Platform;
@@ -118,25 +117,6 @@ pub fn not_found(path: &str) -> Response {
     Response::error(404, format!("no route for {path}"))
 }
 
-/// Checks `Authorization: Bearer <admin_token>` in constant time. `Err` is the `401` to send, with no
-/// detail about what was wrong.
-pub fn require_admin(
-    request: &Request,
-    admin_token: &configuration::Secret,
-) -> Result<(), Response> {
-    let expected = admin_token.expose().as_bytes();
-    let given = request
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::as_bytes)
-        .unwrap_or_default();
-    if !expected.is_empty() && bool::from(given.ct_eq(expected)) {
-        Ok(())
-    } else {
-        Err(Response::error(401, "unauthorized"))
-    }
-}
-
 /// `GET /health`: liveness, whether the configuration is complete (names only, never values) and whether
 /// the database answers.
 pub fn health(platform: &Platform, component: &str) -> Response {
@@ -167,38 +147,7 @@ pub fn health(platform: &Platform, component: &str) -> Response {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::configuration::Secret;
     use crate::platform::native::{MapVariables, NativePlatformBuilder};
-
-    fn request_with(auth: Option<&str>) -> Request {
-        Request {
-            method: "GET".into(),
-            path: "/stats".into(),
-            headers: auth
-                .map(|a| vec![("authorization".to_owned(), a.to_owned())])
-                .unwrap_or_default(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn admin_token_must_match_exactly() {
-        let token = Secret::new("s3cret");
-        assert!(require_admin(&request_with(Some("Bearer s3cret")), &token).is_ok());
-        for bad in [
-            None,
-            Some("Bearer s3cre"),
-            Some("Bearer s3cret2"),
-            Some("s3cret"),
-            Some("Bearer "),
-        ] {
-            let response = require_admin(&request_with(bad), &token).unwrap_err();
-            assert_eq!(response.status, 401);
-            assert_eq!(response.json_body()["error"], "unauthorized");
-        }
-        // An unset token never authorizes, not even an empty bearer.
-        assert!(require_admin(&request_with(Some("Bearer ")), &Secret::new("")).is_err());
-    }
 
     #[test]
     fn query_params_are_decoded() {

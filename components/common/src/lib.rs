@@ -1,7 +1,8 @@
 //! The logic of openphone-notion-sync, shared by the four Spin components.
 //!
-//! Components are thin: they turn a trigger into an [`api::Request`], build a [`platform::Platform`],
-//! call into this crate, and write the [`api::Response`]. Everything here runs natively in tests against
+//! Components are thin: each hands its trigger to the edge ([`http`]), which reads the
+//! [`api::Request`], builds the [`platform::Platform`], routes and authorizes it against the component's
+//! table ([`http::routes`]), and the component's handler answers with an [`api::Response`]. Everything here runs natively in tests against
 //! real SQLite and real HTTP servers.
 
 pub mod admin;
@@ -12,6 +13,7 @@ pub mod configuration;
 pub mod contacts;
 pub mod domain;
 pub mod drain;
+pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod lease;

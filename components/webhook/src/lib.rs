@@ -1,61 +1,40 @@
 //! `webhook`: OpenPhone webhook intake (`POST /webhooks/openphone`) and `/health`. The event is stored
-//! and answered before any API work; then the drain is kicked.
+//! and answered before any API work; then the drain is kicked. Routing, auth and start-up are the edge's
+//! (`common::http`); the routes are `common::http::routes::WEBHOOK`.
 
-use common::platform::spin::{platform, read_request, send_response};
+use common::api;
+use common::drain;
+use common::http::routes::{WebhookRoute, WEBHOOK};
+use common::http::serve::serve;
+use common::http::{Context, Reply};
 use common::webhook::intake;
-use common::{api, drain};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use tracing::Instrument;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    let request = match read_request(request, intake::MAX_BODY_BYTES).await {
-        Ok(request) => request,
-        Err(refusal) => return send_response(out, refusal).await,
-    };
-    let platform = match platform() {
-        Ok(p) => p,
-        Err(e) => {
-            return send_response(
-                out,
-                api::Response::error(503, format!("storage unavailable: {e:#}")),
-            )
-            .await
-        }
-    };
-    common::telemetry::init(
-        &platform
-            .vars
-            .get("log_level")
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-    );
-    let span = tracing::info_span!("request", component = "webhook", method = %request.method, path = %request.path);
-    async move {
-        match request.path.as_str() {
-            "/webhooks/openphone" => {
-                if let Err(e) = common::migrations::ensure(&platform).await {
-                    tracing::error!(error = %format!("{e:#}"), "migrations failed");
-                    let refusal = api::Response::error(503, "the database is not ready; deliver again later");
-                    return send_response(out, refusal).await;
-                }
-                let intake = intake::handle(&platform, &request);
-                send_response(out, intake.response).await;
-                if intake.kick_drain {
-                    if let Err(e) = drain::kick(&*platform.http, drain::DRAIN_URL, None).await {
-                        tracing::warn!(error = %format!("{e:#}"), "drain not kicked; the next tick drains");
-                    }
-                }
-            }
-            "/health" if request.method == "GET" => {
-                send_response(out, api::health(&platform, "webhook")).await
-            }
-            "/health" => send_response(out, api::method_not_allowed("GET")).await,
-            path => send_response(out, api::not_found(path)).await,
-        }
-    }
-    .instrument(span)
+    serve(
+        "webhook",
+        intake::MAX_BODY_BYTES,
+        WEBHOOK,
+        request,
+        out,
+        answer,
+    )
     .await
+}
+
+async fn answer(cx: Context, route: WebhookRoute, reply: Reply) {
+    match route {
+        WebhookRoute::Intake => {
+            let intake = intake::handle(&cx.platform, &cx.request);
+            reply.send(intake.response).await;
+            if intake.kick_drain {
+                if let Err(e) = drain::kick(&*cx.platform.http, drain::DRAIN_URL, None).await {
+                    tracing::warn!(error = %format!("{e:#}"), "drain not kicked; the next tick drains");
+                }
+            }
+        }
+        WebhookRoute::Health => reply.send(api::health(&cx.platform, cx.component)).await,
+    }
 }

@@ -390,6 +390,16 @@ impl TestApp {
         Ok(())
     }
 
+    /// Takes the app's database away, as a disk or database server that stops answering would: an
+    /// exclusive lock every statement of the app waits for (its busy timeout) and then fails on, until
+    /// the returned connection is dropped.
+    pub fn lock_database(&self) -> anyhow::Result<rusqlite::Connection> {
+        let db = self.open_database(self.launch.sqlite_file())?;
+        db.execute_batch("BEGIN EXCLUSIVE")
+            .context("locking the app's database")?;
+        Ok(db)
+    }
+
     fn open_database(&self, file: &str) -> anyhow::Result<rusqlite::Connection> {
         let path = self.state.path().join(file);
         let db = rusqlite::Connection::open(&path)

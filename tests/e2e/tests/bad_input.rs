@@ -664,6 +664,65 @@ async fn admin_routes_refuse_wrong_tokens_and_path_tricks_reach_nothing() -> any
     Ok(())
 }
 
+/// A database that stops answering: every route that needs it answers one `503` naming nothing internal
+/// (no database error, no file), the admin token is still checked first, and a delivery refused
+/// meanwhile is stored when OpenPhone delivers it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_stops_answering_is_one_503_that_names_nothing_internal(
+) -> anyhow::Result<()> {
+    const UNAVAILABLE: &str = r#"{"error":"the database is unavailable; try again later"}"#;
+    let app = TestApp::start(TestAppOptions::default()).await?;
+    let before = stored_events(&stats(&app).await?);
+    let delivery = fresh_message("ACdown").message_received();
+
+    let lock = app.lock_database()?;
+    let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let refused = app.deliver(&delivery).await;
+    let answers = vec![
+        (
+            "a webhook delivery".to_owned(),
+            (refused.status().as_u16(), refused.text().await?),
+        ),
+        (
+            "GET /stats with the token".to_owned(),
+            raw_request(&app, format!("GET /stats HTTP/1.1\r\n{bearer}"), b"").await?,
+        ),
+        (
+            "POST /admin/sync with the token".to_owned(),
+            raw_request(&app, format!("POST /admin/sync HTTP/1.1\r\n{bearer}"), b"").await?,
+        ),
+    ];
+    // The token is decided without the database: a stranger learns nothing, not even that it is down.
+    let stranger = raw_request(&app, "GET /admin/dlq HTTP/1.1", b"").await?;
+    drop(lock);
+
+    for (case, (status, body)) in &answers {
+        ensure!(
+            *status == 503 && body == UNAVAILABLE,
+            "{case} with the database locked answered {status}: {}",
+            shorten(body)
+        );
+    }
+    expect_error(
+        "GET /admin/dlq without a token, database locked",
+        &stranger,
+        401,
+        "unauthorized",
+    )?;
+    ensure!(
+        app.logs().contains("database is locked"),
+        "the cause of the 503s is not in the log"
+    );
+
+    // OpenPhone delivers again once the database is back: stored once, nothing lost.
+    let status = app.deliver(&delivery).await.status();
+    ensure!(status == 202, "the redelivery answered {status}");
+    ensure!(stored_events(&stats(&app).await?) == before + 1);
+    let traps = traps(&app);
+    ensure!(traps.is_empty(), "components trapped: {traps:?}");
+    Ok(())
+}
+
 /// Drains until nothing is pending or leased, bounded in rounds and time. No fault is injected here, so
 /// every event is done or dead at its first attempt; a retry would leave it pending and fail the test.
 async fn drain_until_settled(app: &TestApp) -> anyhow::Result<Value> {

@@ -4,8 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::authorize;
-use crate::api::{self, Request, Response};
+use crate::api::{Request, Response};
 use crate::platform::Platform;
 use crate::queue::{DeadEvent, Queue, ReplaySelection};
 use crate::webhook::EventType;
@@ -18,12 +17,6 @@ const MAX_LIMIT: u32 = 1000;
 /// `GET /admin/dlq[?type=<event type>][&limit=<1..1000>]`: `{"total": n, "events": [...]}`, most
 /// recently dead first.
 pub fn list(platform: &Platform, request: &Request) -> Response {
-    if request.method != "GET" {
-        return api::method_not_allowed("GET");
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
     let limit = match request.query_param("limit") {
         None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<u32>() {
@@ -102,12 +95,6 @@ pub fn replay(platform: &Platform, request: &Request) -> Replayed {
         response,
         replayed: 0,
     };
-    if request.method != "POST" {
-        return refused(api::method_not_allowed("POST"));
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refused(refusal);
-    }
     let body: ReplayBody = match serde_json::from_slice(&request.body) {
         Ok(body) => body,
         Err(e) => {
@@ -193,19 +180,6 @@ mod tests {
         let (_dir, platform, _clock) = migrated_platform().await;
         bury(&platform, "EV1", "call.completed", "PN1");
         bury(&platform, "EV2", "message.received", "PN2");
-        assert_eq!(
-            list(&platform, &request("GET", "/admin/dlq", "", None)).status,
-            401
-        );
-        assert_eq!(
-            list(
-                &platform,
-                &request("POST", "/admin/dlq", "", Some(ADMIN_TOKEN))
-            )
-            .status,
-            405
-        );
-
         let response = list(
             &platform,
             &request("GET", "/admin/dlq", "", Some(ADMIN_TOKEN)),
@@ -272,7 +246,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replay_refuses_what_it_cannot_read_and_strangers() {
+    async fn replay_refuses_what_it_cannot_read() {
         let (_dir, platform, _clock) = migrated_platform().await;
         bury(&platform, "EV1", "call.completed", "PN1");
         let post = |body: &str, token| {
@@ -281,8 +255,6 @@ mod tests {
                 &request("POST", "/admin/dlq/replay", body, token),
             )
         };
-        assert_eq!(post("{}", None).response.status, 401);
-        assert_eq!(post("{}", Some("nope")).response.status, 401);
         for body in [
             "",
             "not json",
@@ -296,15 +268,6 @@ mod tests {
         }
         let too_many = serde_json::to_string(&json!({ "ids": vec!["EV1"; 1001] })).unwrap();
         assert_eq!(post(&too_many, Some(ADMIN_TOKEN)).response.status, 400);
-        assert_eq!(
-            replay(
-                &platform,
-                &request("GET", "/admin/dlq/replay", "{}", Some(ADMIN_TOKEN))
-            )
-            .response
-            .status,
-            405
-        );
         assert_eq!(state_of(&platform, "EV1"), "dead");
     }
 }

@@ -1,4 +1,5 @@
-//! Admin routes of the `queue-drain` component, behind the admin bearer token: run the drain now, the
+//! Admin routes of the `queue-drain` component, behind the admin bearer token (checked by the edge,
+//! [`crate::http`], before any of these runs): run the drain now, the
 //! dead-letter queue ([`dlq`]), `/stats` and the status page ([`status_page`]), the Notion schema check
 //! ([`notion_check`]), Canvas lookups ([`canvas_lookup`]) and the one-step [`setup`].
 
@@ -10,27 +11,15 @@ pub mod status_page;
 
 use serde_json::json;
 
-use crate::api::{self, Request, Response};
+use crate::api::{Request, Response};
 use crate::configuration::{AdminConfig, Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
 use crate::drain;
 use crate::notion::Notion;
 use crate::platform::Platform;
 use crate::stats;
 
-/// `Err` is the `401` to send when `request` lacks the admin token. An unset token authorizes nobody.
-pub fn authorize(platform: &Platform, request: &Request) -> Result<(), Response> {
-    let admin = AdminConfig::load(&mut Loader::new(&*platform.vars));
-    api::require_admin(request, &admin.token)
-}
-
 /// `POST /admin/drain`: drains now and answers with what was processed.
-pub async fn drain_now(platform: &Platform, request: &Request) -> Response {
-    if request.method != "POST" {
-        return api::method_not_allowed("POST");
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
+pub async fn drain_now(platform: &Platform) -> Response {
     match drain::run(platform).await {
         Ok(report) => Response::json(200, &report.to_json()),
         Err(e) => {
@@ -41,36 +30,16 @@ pub async fn drain_now(platform: &Platform, request: &Request) -> Response {
 }
 
 /// `GET /stats`: the numbers of [`stats::collect`] as JSON.
-pub fn stats(platform: &Platform, request: &Request) -> Response {
-    if request.method != "GET" {
-        return api::method_not_allowed("GET");
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
+pub fn stats(platform: &Platform) -> Response {
     match stats::collect(platform) {
         Ok(stats) => Response::json(200, &serde_json::to_value(stats).expect("stats serialize")),
         Err(e) => Response::error(500, format!("could not read the stats: {e:#}")),
     }
 }
 
-/// `GET /status`: the status page, for the admin token or a signed link from `/admin/status-link`.
-pub fn status(platform: &Platform, request: &Request) -> Response {
-    if request.method != "GET" {
-        return api::method_not_allowed("GET");
-    }
-    let admin = AdminConfig::load(&mut Loader::new(&*platform.vars));
-    let by_link = status_page::link_is_valid(
-        admin.token.expose(),
-        request.query_param("expires").as_deref(),
-        request.query_param("sig").as_deref(),
-        platform.clock.now_ms(),
-    );
-    if !by_link {
-        if let Err(refusal) = api::require_admin(request, &admin.token) {
-            return refusal;
-        }
-    }
+/// `GET /status`: the status page, for the admin token or a signed link from `/admin/status-link` (the edge
+/// checks either).
+pub fn status(platform: &Platform) -> Response {
     match stats::collect(platform).and_then(|s| Ok((s, stats::last_day(platform)?))) {
         Ok((stats, day)) => status_page::response(&stats, &day),
         Err(e) => Response::error(500, format!("could not read the stats: {e:#}")),
@@ -78,10 +47,7 @@ pub fn status(platform: &Platform, request: &Request) -> Response {
 }
 
 /// `GET /admin/status-link`: a link to the status page that works in a browser for 15 minutes.
-pub fn status_link(platform: &Platform, request: &Request) -> Response {
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
+pub fn status_link(platform: &Platform) -> Response {
     let admin = AdminConfig::load(&mut Loader::new(&*platform.vars));
     let query = status_page::signed_query(admin.token.expose(), platform.clock.now_ms());
     Response::json(
@@ -92,12 +58,6 @@ pub fn status_link(platform: &Platform, request: &Request) -> Response {
 
 /// `POST /admin/notion/check[?fix=true]`.
 pub async fn notion_check(platform: &Platform, request: &Request) -> Response {
-    if request.method != "POST" {
-        return api::method_not_allowed("POST");
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
     let mut loader = Loader::new(&*platform.vars);
     let config = NotionConfig::load(&mut loader);
     if let Err(e) = loader.finish() {
@@ -124,12 +84,6 @@ pub async fn notion_check(platform: &Platform, request: &Request) -> Response {
 
 /// `POST /admin/setup` with `{"public_url": "https://…"}`: see [`setup`].
 pub async fn setup(platform: &Platform, request: &Request) -> Response {
-    if request.method != "POST" {
-        return api::method_not_allowed("POST");
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
     let mut loader = Loader::new(&*platform.vars);
     let notion = NotionConfig::load(&mut loader);
     let openphone = OpenPhoneConfig::load(&mut loader);
@@ -141,12 +95,6 @@ pub async fn setup(platform: &Platform, request: &Request) -> Response {
 
 /// `POST /admin/canvas/lookup`.
 pub async fn canvas_lookup(platform: &Platform, request: &Request) -> Response {
-    if request.method != "POST" {
-        return api::method_not_allowed("POST");
-    }
-    if let Err(refusal) = authorize(platform, request) {
-        return refusal;
-    }
     let mut loader = Loader::new(&*platform.vars);
     let notion = NotionConfig::load(&mut loader);
     let sync = SyncConfig::load(&mut loader);
@@ -160,21 +108,10 @@ pub async fn canvas_lookup(platform: &Platform, request: &Request) -> Response {
 mod tests {
     use super::*;
     use crate::queue::{NewEvent, Queue};
-    use crate::testing::{migrated_platform, state_of, ADMIN_TOKEN, T0};
-
-    fn admin_request(method: &str, token: Option<&str>) -> Request {
-        Request {
-            method: method.into(),
-            path: "/admin/drain".into(),
-            headers: token
-                .map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
-                .unwrap_or_default(),
-            ..Default::default()
-        }
-    }
+    use crate::testing::{migrated_platform, state_of, T0};
 
     #[tokio::test]
-    async fn drain_now_needs_the_token_and_reports_what_it_did() {
+    async fn drain_now_reports_what_it_did() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let event = NewEvent {
             id: "EV1",
@@ -187,19 +124,7 @@ mod tests {
         };
         Queue::new(&*platform.sql).enqueue(&event, T0).unwrap();
 
-        for token in [None, Some("wrong")] {
-            let refused = drain_now(&platform, &admin_request("POST", token)).await;
-            assert_eq!(refused.status, 401);
-            assert_eq!(state_of(&platform, "EV1"), "pending");
-        }
-        assert_eq!(
-            drain_now(&platform, &admin_request("GET", Some(ADMIN_TOKEN)))
-                .await
-                .status,
-            405
-        );
-
-        let response = drain_now(&platform, &admin_request("POST", Some(ADMIN_TOKEN))).await;
+        let response = drain_now(&platform).await;
         assert_eq!(response.status, 200);
         let body = response.json_body();
         // The stored payload has no call in it: a permanent error, dead at once with the reason.

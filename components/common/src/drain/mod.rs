@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 pub use handler::{EventHandler, ProcessError, Router};
 
-use crate::api::{self, Request, Response};
+use crate::api::{Request, Response};
 use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
 use crate::lease::{Lease, LeaseConfig};
 use crate::pages::handler::PageHandler;
@@ -661,16 +661,9 @@ fn report(event: &QueuedEvent, outcome: Outcome) -> EventReport {
     }
 }
 
-/// The answer of the private `/drain` route, sent before draining, and whether to drain.
-pub fn answer_kick(request: &Request) -> (Response, bool) {
-    if request.method == "POST" {
-        (
-            Response::json(202, &serde_json::json!({ "status": "draining" })),
-            true,
-        )
-    } else {
-        (api::method_not_allowed("POST"), false)
-    }
+/// The answer of the private `POST /drain` route, sent before draining.
+pub fn answer_kick() -> Response {
+    Response::json(202, &serde_json::json!({ "status": "draining" }))
 }
 
 /// The time a kick asks the drain to keep looking until (`?until=<ms>`), if it names one.

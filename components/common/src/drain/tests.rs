@@ -909,20 +909,3 @@ async fn kick_posts_to_the_drain_and_reports_failures() {
         assert!(kick(&failing, DRAIN_URL, None).await.is_err());
     }
 }
-
-#[test]
-fn the_private_route_answers_before_draining_and_only_to_post() {
-    let post = Request {
-        method: "POST".into(),
-        path: "/drain".into(),
-        ..Default::default()
-    };
-    let (response, go) = answer_kick(&post);
-    assert_eq!((response.status, go), (202, true));
-    let get = Request {
-        method: "GET".into(),
-        ..post
-    };
-    let (response, go) = answer_kick(&get);
-    assert_eq!((response.status, go), (405, false));
-}

@@ -1,13 +1,13 @@
 //! The HTTP side of the periodic sync, free of Spin types.
 //!
-//! The `phone-sync` component's routes ([`handle`]):
+//! The `phone-sync` component's routes (their table is [`crate::http::routes::PHONE_SYNC`]):
 //!
-//! - `POST /admin/sync` (admin token; `?phone_number_id=PN…`, `?since=<ISO-8601>`): records a run and
-//!   answers `202 {"run_id": …}` at once; the component then runs it ([`Accepted::run`]) after the
+//! - `POST /admin/sync` ([`admin_sync`]; `?phone_number_id=PN…`, `?since=<ISO-8601>`): records a run
+//!   and answers `202 {"run_id": …}` at once; the component then runs it ([`Accepted::run`]) after the
 //!   response, reaching each number through service chaining.
-//! - `POST /sync/<phone_number_id>` (the private route, `http://phone-sync.spin.internal/sync/…`; optional
-//!   `?since=`): one number's sync, answered with its [`NumberReport`](super::number::NumberReport) when
-//!   it is done.
+//! - `POST /sync/<phone_number_id>` ([`sync_one`], the private route,
+//!   `http://phone-sync.spin.internal/sync/…`; optional `?since=`): one number's sync, answered with its
+//!   [`NumberReport`](super::number::NumberReport) when it is done.
 //!
 //! And `POST /admin/tick` ([`admin_tick`]), served by the `queue-drain` component: answers
 //! `202 {"run_id": …}`, then runs [`tick`](super::tick) with the periodic sync's numbers reached through
@@ -17,8 +17,7 @@ use serde_json::json;
 
 use super::runs::{self, RunKind};
 use super::{number, RunRequest, SyncSettings, Via, PHONE_SYNC_URL};
-use crate::api::{self, Request, Response};
-use crate::configuration::{AdminConfig, Loader};
+use crate::api::{Request, Response};
 use crate::domain::PhoneNumberId;
 use crate::platform::Platform;
 
@@ -77,16 +76,8 @@ impl Accepted {
     }
 }
 
-/// `POST /admin/tick` (admin token): records a tick and accepts it; other methods are `405`.
-pub fn admin_tick(platform: &Platform, request: &Request) -> Handled {
-    if request.method != "POST" {
-        return Handled::Done(api::method_not_allowed("POST"));
-    }
-    let mut loader = Loader::new(&*platform.vars);
-    let admin = AdminConfig::load(&mut loader);
-    if let Err(refusal) = api::require_admin(request, &admin.token) {
-        return Handled::Done(refusal);
-    }
+/// `POST /admin/tick` (admin token, checked by the edge): records a tick and accepts it.
+pub fn admin_tick(platform: &Platform) -> Handled {
     match runs::start(platform, RunKind::Tick, None) {
         Ok(run_id) => Handled::Accepted(
             Response::json(202, &json!({ "run_id": run_id })),
@@ -99,26 +90,8 @@ pub fn admin_tick(platform: &Platform, request: &Request) -> Handled {
     }
 }
 
-/// Handles a request to the `phone-sync` component.
-pub async fn handle(platform: &Platform, request: &Request) -> Handled {
-    let path = request.path.as_str();
-    match (request.method.as_str(), path) {
-        ("POST", "/admin/sync") => admin_sync(platform, request),
-        (_, "/admin/sync") => Handled::Done(api::method_not_allowed("POST")),
-        ("POST", _) if path.starts_with("/sync/") => {
-            Handled::Done(sync_one(platform, request).await)
-        }
-        (_, _) if path.starts_with("/sync/") => Handled::Done(api::method_not_allowed("POST")),
-        _ => Handled::Done(api::not_found(path)),
-    }
-}
-
-fn admin_sync(platform: &Platform, request: &Request) -> Handled {
-    let mut loader = Loader::new(&*platform.vars);
-    let admin = AdminConfig::load(&mut loader);
-    if let Err(refusal) = api::require_admin(request, &admin.token) {
-        return Handled::Done(refusal);
-    }
+/// `POST /admin/sync` (admin token, checked by the edge): records a run and accepts it.
+pub fn admin_sync(platform: &Platform, request: &Request) -> Handled {
     // Refused now rather than accepted and failed in the background.
     if let Err(e) = SyncSettings::load(platform) {
         return Handled::Done(Response::error(503, e.to_string()));
@@ -155,7 +128,8 @@ fn admin_sync(platform: &Platform, request: &Request) -> Handled {
     }
 }
 
-async fn sync_one(platform: &Platform, request: &Request) -> Response {
+/// `POST /sync/<phone_number_id>`, the private route: one number's sync, answered with its report.
+pub async fn sync_one(platform: &Platform, request: &Request) -> Response {
     let raw = request.path.trim_start_matches("/sync/");
     let id = match PhoneNumberId::parse(raw) {
         Ok(id) => id,

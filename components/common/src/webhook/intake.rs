@@ -8,13 +8,13 @@
 //! | `200` | the event was already stored (a redelivery) |
 //! | `400` | the body is not a JSON object, or has no event id or type |
 //! | `401` | the signature is missing, malformed, stale (±5 minutes) or does not match |
-//! | `405` | not a `POST` |
+//! | `405` | not a `POST` (answered by the edge, [`crate::http`]) |
 //! | `413` | the body is over [`MAX_BODY_BYTES`] |
 //! | `503` | no signing key (neither `openphone_webhook_secret` nor a key stored by `/admin/setup`), or the database is unavailable (the sender retries) |
 
 use serde_json::json;
 
-use crate::api::{self, Request, Response};
+use crate::api::{Request, Response};
 use crate::configuration::{Loader, WebhookConfig};
 use crate::platform::Platform;
 use crate::queue::{NewEvent, Queue};
@@ -43,11 +43,8 @@ impl Intake {
     }
 }
 
-/// Handles one webhook delivery.
+/// Handles one webhook delivery (a `POST`: the edge refuses other methods).
 pub fn handle(platform: &Platform, request: &Request) -> Intake {
-    if request.method != "POST" {
-        return Intake::answer(api::method_not_allowed("POST"));
-    }
     if request.body.len() > MAX_BODY_BYTES {
         return Intake::answer(Response::error(
             413,
@@ -306,10 +303,6 @@ mod tests {
     async fn every_refusal_has_its_status_and_says_why() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
-
-        let mut get = signed_webhook(&body, T0);
-        get.method = "GET".into();
-        assert_refused(&platform, &get, 405, "use POST");
 
         let huge = format!(
             r#"{{"id":"EV1","type":"x","pad":"{}"}}"#,
