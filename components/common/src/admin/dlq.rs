@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::authorize;
 use crate::api::{self, Request, Response};
+use crate::domain::EventType;
 use crate::platform::Platform;
 use crate::queue::{DeadEvent, Queue, ReplaySelection};
-use crate::webhook::EventType;
 
 /// Dead events listed when `limit` is not given.
 const DEFAULT_LIMIT: u32 = 100;

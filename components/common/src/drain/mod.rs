@@ -20,11 +20,11 @@ pub use handler::{EventHandler, ProcessError, Router};
 
 use crate::api::{self, Request, Response};
 use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
+use crate::domain::EventType;
 use crate::lease::{Lease, LeaseConfig};
 use crate::pages::handler::PageHandler;
 use crate::platform::{HttpClient, HttpRequest, Method, Platform};
 use crate::queue::{Queue, QueuedEvent, Retried};
-use crate::webhook::EventType;
 
 /// Why events are given back untried once an API refused our credentials.
 const REFUSED: &str = "an API refuses our credentials; waiting for the breaker's probe";
@@ -536,8 +536,11 @@ enum Verdict {
 }
 
 async fn run_handler(router: &Router, lease: &Lease, event: &QueuedEvent) -> Verdict {
-    match EventType::parse(&event.event_type).and_then(|t| router.handler(t)) {
-        Some(handler) => Verdict::Handled(handler.handle(event, lease).await),
+    let Some(event_type) = EventType::parse(&event.event_type) else {
+        return Verdict::NoHandler;
+    };
+    match router.handler(event_type) {
+        Some(handler) => Verdict::Handled(handler.handle(event_type, event, lease).await),
         None => Verdict::NoHandler,
     }
 }

@@ -10,10 +10,10 @@ use super::map::Kind;
 use super::{split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
 use crate::contacts;
-use crate::domain::E164;
+use crate::domain::{CallStatus, Direction, ProcessingStatus, E164};
 use crate::notion::properties as p;
 use crate::openphone::types::{
-    Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript,
+    Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript, Voicemail,
 };
 use crate::phone_numbers::{self, KnownNumber};
 use crate::sync::pending::{self, Needs};
@@ -51,6 +51,17 @@ pub struct VoicemailLink {
     pub duration: Option<f64>,
 }
 
+impl VoicemailLink {
+    /// The link of a voicemail as a webhook or REST gives it (its audio in either shape).
+    pub fn from_voicemail(voicemail: &Voicemail) -> Self {
+        Self {
+            url: voicemail.audio_url().map(String::from),
+            transcript: voicemail.transcript.clone(),
+            duration: voicemail.duration,
+        }
+    }
+}
+
 /// What one event knows about a call.
 #[derive(Debug, Clone, Default)]
 pub struct CallFacts {
@@ -75,23 +86,9 @@ pub struct CallFacts {
     pub media_pending: bool,
 }
 
-/// Order of call statuses: a later event with a lower rank (a `call.answered` drained after the call
-/// completed) does not set the status back.
-pub fn status_rank(status: Option<&str>) -> i64 {
-    match status.unwrap_or_default() {
-        "queued" | "initiated" | "ringing" => 1,
-        "in-progress" | "answered" | "forwarded" => 2,
-        "completed" | "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned" => 3,
-        _ => 0,
-    }
-}
-
 /// Whether a call with `status` rang out without anyone taking it.
-fn unanswered(status: Option<&str>) -> bool {
-    matches!(
-        status.unwrap_or_default(),
-        "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned"
-    )
+fn unanswered(status: Option<&CallStatus>) -> bool {
+    status.is_some_and(CallStatus::unanswered)
 }
 
 /// The icon of a call page: a voicemail, a missed call, or the direction; `None` when these facts say
@@ -101,13 +98,13 @@ fn call_icon(call: Option<&Call>, has_voicemail: bool) -> Option<&'static str> {
         return Some(p::icons::VOICEMAIL);
     }
     let call = call?;
-    if unanswered(call.status.as_deref()) {
+    if unanswered(call.status.as_ref()) {
         return Some(p::icons::MISSED_CALL);
     }
-    match call.direction.as_deref()? {
-        "incoming" => Some(p::icons::INCOMING_CALL),
-        "outgoing" => Some(p::icons::OUTGOING_CALL),
-        _ => None,
+    match call.direction.as_ref()? {
+        Direction::Incoming => Some(p::icons::INCOMING_CALL),
+        Direction::Outgoing => Some(p::icons::OUTGOING_CALL),
+        Direction::Other(_) => None,
     }
 }
 
@@ -115,12 +112,12 @@ fn call_icon(call: Option<&Call>, has_voicemail: bool) -> Option<&'static str> {
 /// does not say (a legacy one) and the call was placed or answered. `None` for a call nobody took (a
 /// legacy voicemail is `completed` but was never answered).
 fn handler_of(call: &Call) -> Option<&str> {
-    let taken = call.direction.as_deref() == Some("outgoing") || call.answered_at.is_some();
+    let taken = call.direction == Some(Direction::Outgoing) || call.answered_at.is_some();
     call.answered_by
         .as_deref()
         .or(call.initiated_by.as_deref())
         .or_else(|| {
-            (taken && !unanswered(call.status.as_deref()))
+            (taken && !unanswered(call.status.as_ref()))
                 .then_some(call.user_id.as_deref())
                 .flatten()
         })
@@ -266,11 +263,11 @@ impl CallFacts {
         if let Some(call) = &self.call {
             // Only what this payload carries: a legacy (app-created) call object has no duration, route
             // or forwarding, and writing those as empty would blank what a richer event wrote.
-            if let Some(direction) = call.direction.as_deref() {
-                props.insert("Direction".into(), p::select(Some(direction)));
+            if let Some(direction) = &call.direction {
+                props.insert("Direction".into(), p::select(Some(direction.as_str())));
             }
-            if let Some(status) = call.status.as_deref() {
-                props.insert("Status".into(), p::select(Some(status)));
+            if let Some(status) = &call.status {
+                props.insert("Status".into(), p::select(Some(status.as_str())));
             }
             if let Some(duration) = call.duration {
                 props.insert("Duration".into(), p::number(Some(duration)));
@@ -351,7 +348,7 @@ impl CallFacts {
             }
         }
         if let Some(transcript) = &self.transcript {
-            let completed = transcript.status.as_deref() == Some("completed");
+            let completed = transcript.status == Some(ProcessingStatus::Completed);
             let text = transcript
                 .dialogue
                 .iter()
@@ -366,11 +363,14 @@ impl CallFacts {
             props.insert("Transcript".into(), p::rich_text(&text));
             props.insert(
                 "Transcript Status".into(),
-                p::select(transcript.status.as_deref()),
+                p::select(transcript.status.as_ref().map(ProcessingStatus::as_str)),
             );
         }
         if let Some(summary) = &self.summary {
-            let completed = summary.status.as_deref().is_none_or(|s| s == "completed");
+            let completed = summary
+                .status
+                .as_ref()
+                .is_none_or(|s| *s == ProcessingStatus::Completed);
             let points = summary.summary.clone().unwrap_or_default();
             props.insert(
                 "Has Summary".into(),
@@ -564,11 +564,13 @@ impl Writer<'_> {
                 },
             )
             .await?;
-        let status = facts.call.as_ref().and_then(|c| c.status.as_deref());
-        let newest = status.is_some()
-            && self
+        let status = facts.call.as_ref().and_then(|c| c.status.as_ref());
+        let newest = match status {
+            Some(status) => self
                 .map
-                .advance_status(Kind::Call, &facts.call_id, status_rank(status))?;
+                .advance_status(Kind::Call, &facts.call_id, status.rank())?,
+            None => false,
+        };
         if created {
             self.map
                 .mark_sections(Kind::Call, &facts.call_id, &included, true)?;

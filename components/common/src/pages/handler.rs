@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use super::{WriteError, Writer};
 use crate::configuration::{NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
+use crate::domain::EventType;
 use crate::drain::{EventHandler, ProcessError};
 use crate::lease::Lease;
 use crate::notion::Notion;
@@ -100,7 +101,12 @@ impl From<WriteError> for ProcessError {
 
 #[async_trait(?Send)]
 impl EventHandler for PageHandler {
-    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        event_type: EventType,
+        event: &QueuedEvent,
+        lease: &Lease,
+    ) -> Result<(), ProcessError> {
         let payload: serde_json::Value = serde_json::from_str(&event.payload)
             .map_err(|e| ProcessError::permanent(format!("stored payload is not JSON: {e}")))?;
         let notion = Notion::new(&self.platform, &self.notion);
@@ -120,11 +126,11 @@ impl EventHandler for PageHandler {
                 })?;
             writer = writer.with_media(media);
         }
-        let span = tracing::info_span!("write_page", event_id = %event.id, event_type = %event.event_type,
+        let span = tracing::info_span!("write_page", event_id = %event.id, %event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());
         match writer
-            .apply_event(&event.event_type, &payload)
+            .apply_event(event_type, &payload)
             .instrument(span)
             .await
         {

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Direction;
 use crate::lease::Lease;
 use crate::openphone::types::Message;
 use crate::openphone::OpenPhone;
@@ -24,7 +25,7 @@ const BATCH: u32 = 100;
 
 /// Whether a text's status can still change.
 pub fn is_unsettled(message: &Message) -> bool {
-    message.direction.as_deref() == Some("outgoing")
+    message.direction == Some(Direction::Outgoing)
         && matches!(
             message.status.as_deref(),
             Some("queued" | "sending" | "sent") | None

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::SyncOptions;
+use crate::domain::{CallStatus, Direction, ProcessingStatus};
 use crate::lease::Lease;
 use crate::openphone::types::{Call, Recording, Summary, Transcript, Voicemail};
 use crate::openphone::OpenPhone;
@@ -99,7 +100,7 @@ impl Needs {
         // A legacy payload has no duration: answered is enough to say the conversation took place.
         let talked = call.answered_at.is_some() && call.duration.is_none_or(|d| d > 0.0);
         let unanswered_incoming =
-            call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
+            call.answered_at.is_none() && call.direction == Some(Direction::Incoming);
         match (talked, unanswered_incoming) {
             (true, _) => Needs::RECORDING
                 .with(Needs::TRANSCRIPT)
@@ -123,14 +124,14 @@ impl Needs {
         if facts
             .transcript
             .as_ref()
-            .is_some_and(|t| t.status.as_deref() == Some("completed"))
+            .is_some_and(|t| t.status == Some(ProcessingStatus::Completed))
         {
             delivered = delivered.with(Needs::TRANSCRIPT);
         }
         if facts.summary.as_ref().is_some_and(|s| {
             s.status
-                .as_deref()
-                .is_none_or(|status| status == "completed")
+                .as_ref()
+                .is_none_or(|status| *status == ProcessingStatus::Completed)
         }) {
             delivered = delivered.with(Needs::SUMMARY);
         }
@@ -143,20 +144,7 @@ impl Needs {
 
 /// Whether a call has ended, so its metadata will not change any more.
 pub fn is_final(call: &Call) -> bool {
-    call.completed_at.is_some()
-        || matches!(
-            call.status.as_deref(),
-            Some(
-                "completed"
-                    | "busy"
-                    | "failed"
-                    | "no-answer"
-                    | "canceled"
-                    | "missed"
-                    | "forwarded"
-                    | "abandoned"
-            )
-        )
+    call.completed_at.is_some() || call.status.as_ref().is_some_and(CallStatus::is_final)
 }
 
 /// Records that `call_id` (on number `phone_number_id`, made at `call_created_at`, epoch ms) still needs
@@ -391,12 +379,13 @@ enum Answer {
     Never,
 }
 
-fn status_answer(status: Option<&str>) -> Answer {
+fn status_answer(status: Option<&ProcessingStatus>) -> Answer {
+    use ProcessingStatus::*;
     match status {
-        Some("completed") | None => Answer::Delivered,
-        Some("in-progress" | "processing" | "queued") => Answer::InProgress,
-        Some("failed") => Answer::Never,
-        Some(_) => Answer::Absent,
+        Some(Completed) | None => Answer::Delivered,
+        Some(InProgress | Processing | Queued) => Answer::InProgress,
+        Some(Failed) => Answer::Never,
+        Some(Absent | Paused | Stopping | Other(_)) => Answer::Absent,
     }
 }
 
@@ -449,10 +438,10 @@ pub async fn fetch(
         let answer = openphone.call_transcript(call_id).await.map(|t| match t {
             None => Answer::Absent,
             Some(t) => {
-                let answer = status_answer(t.status.as_deref());
+                let answer = status_answer(t.status.as_ref());
                 if matches!(answer, Answer::Delivered) {
                     fetched.facts.transcript = Some(Transcript {
-                        status: Some("completed".into()),
+                        status: Some(ProcessingStatus::Completed),
                         ..t
                     });
                 }
@@ -465,10 +454,10 @@ pub async fn fetch(
         let answer = openphone.call_summary(call_id).await.map(|s| match s {
             None => Answer::Absent,
             Some(s) => {
-                let answer = status_answer(s.status.as_deref());
+                let answer = status_answer(s.status.as_ref());
                 if matches!(answer, Answer::Delivered) {
                     fetched.facts.summary = Some(Summary {
-                        status: Some("completed".into()),
+                        status: Some(ProcessingStatus::Completed),
                         ..s
                     });
                 }
@@ -483,11 +472,7 @@ pub async fn fetch(
             Some(v) => {
                 let answer = voicemail_answer(&v);
                 if matches!(answer, Answer::Delivered) {
-                    fetched.facts.voicemail = Some(VoicemailLink {
-                        url: v.audio_url().map(String::from),
-                        transcript: v.transcript.clone(),
-                        duration: v.duration,
-                    });
+                    fetched.facts.voicemail = Some(VoicemailLink::from_voicemail(&v));
                 }
                 answer
             }
@@ -526,9 +511,10 @@ fn recordings_answer(segments: &[Recording]) -> Answer {
         return Answer::Absent;
     }
     let unfinished = segments.iter().any(|s| {
+        use ProcessingStatus::*;
         matches!(
-            s.status.as_deref(),
-            Some("in-progress" | "processing" | "paused" | "stopping" | "queued")
+            s.status,
+            Some(InProgress | Processing | Paused | Stopping | Queued)
         )
     });
     if unfinished {
@@ -544,14 +530,18 @@ fn recordings_answer(segments: &[Recording]) -> Answer {
 fn links(segments: &[Recording]) -> Vec<RecordingLink> {
     segments
         .iter()
-        .filter(|r| r.status.as_deref().is_none_or(|s| s == "completed"))
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .is_none_or(|s| *s == ProcessingStatus::Completed)
+        })
         .filter_map(RecordingLink::from_recording)
         .collect()
 }
 
 fn voicemail_answer(voicemail: &Voicemail) -> Answer {
-    match (voicemail.status.as_deref(), voicemail.audio_url()) {
-        (Some("in-progress"), _) => Answer::InProgress,
+    match (&voicemail.status, voicemail.audio_url()) {
+        (Some(ProcessingStatus::InProgress), _) => Answer::InProgress,
         (_, Some(_)) => Answer::Delivered,
         (_, None) => Answer::Absent,
     }
@@ -710,7 +700,7 @@ mod tests {
                 ..Transcript::default()
             }),
             summary: Some(Summary {
-                status: Some("completed".into()),
+                status: Some(ProcessingStatus::Completed),
                 ..Summary::default()
             }),
             recordings: Some(vec![]),
