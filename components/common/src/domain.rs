@@ -154,6 +154,13 @@ id_type!(
     PhoneNumberId, "phone number id", ["PN"]
 );
 
+/// An ISO-8601 time (any offset), as OpenPhone and Notion send them, as epoch milliseconds.
+pub fn parse_iso(raw: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// The webhook event types the sync processes. Everything else is stored as `skipped` (intake's
 /// `Disposition`), so a type OpenPhone adds later still arrives and shows in `/stats`.
 ///

@@ -20,6 +20,7 @@ pub mod notion;
 pub mod openphone;
 pub mod outbound;
 pub mod pages;
+pub mod pending;
 pub mod phone_numbers;
 pub mod platform;
 pub mod queue;

@@ -41,7 +41,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "pages",
         "the generic drain builds the Notion PageHandler",
     ),
-    ("pages", "sync", "pages write sync::pending"),
 ];
 
 fn src() -> PathBuf {

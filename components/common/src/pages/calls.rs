@@ -15,8 +15,8 @@ use crate::notion::properties as p;
 use crate::openphone::types::{
     Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript, Voicemail,
 };
+use crate::pending::{self, Needs};
 use crate::phone_numbers::{self, KnownNumber};
-use crate::sync::pending::{self, Needs};
 
 /// A recording segment to link.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +159,39 @@ pub fn transcript_line(segment: &DialogueSegment, users: &[PhoneNumberUser]) -> 
 }
 
 impl CallFacts {
+    /// What a page write of these facts delivered, i.e. what to clear with [`pending::satisfied`] once it
+    /// succeeded.
+    /// Media whose copy to object storage is still pending is not delivered yet.
+    pub fn delivered(&self) -> Needs {
+        let facts = self;
+        let mut delivered = Needs::NONE;
+        if facts.call.as_ref().is_some_and(pending::is_final) {
+            delivered = delivered.with(Needs::CALL);
+        }
+        let media = !facts.media_pending;
+        if media && facts.recordings.as_ref().is_some_and(|r| !r.is_empty()) {
+            delivered = delivered.with(Needs::RECORDING);
+        }
+        if facts
+            .transcript
+            .as_ref()
+            .is_some_and(|t| t.status == Some(ProcessingStatus::Completed))
+        {
+            delivered = delivered.with(Needs::TRANSCRIPT);
+        }
+        if facts.summary.as_ref().is_some_and(|s| {
+            s.status
+                .as_ref()
+                .is_none_or(|status| *status == ProcessingStatus::Completed)
+        }) {
+            delivered = delivered.with(Needs::SUMMARY);
+        }
+        if media && facts.voicemail.as_ref().is_some_and(|v| v.url.is_some()) {
+            delivered = delivered.with(Needs::VOICEMAIL);
+        }
+        delivered
+    }
+
     fn sections(&self, users: &[PhoneNumberUser]) -> Vec<Section> {
         let mut sections = Vec::new();
         if let Some(recordings) = self
@@ -417,7 +450,7 @@ impl Writer<'_> {
         let (facts, copy_error) = self.copy_media(facts).await;
         let page_id = self.write_call(&facts).await?;
         // What the page now has is no longer awaited by the periodic re-check.
-        pending::satisfied(self.platform, &facts.call_id, Needs::delivered_by(&facts))?;
+        pending::satisfied(self.platform, &facts.call_id, facts.delivered())?;
         match copy_error {
             Some(e) => Err(e.into()),
             None => Ok(page_id),
@@ -435,7 +468,7 @@ impl Writer<'_> {
             .map
             .get(Kind::Call, &facts.call_id)?
             .unwrap_or_default();
-        let mut present = Needs::delivered_by(facts);
+        let mut present = facts.delivered();
         for (section, need) in [
             ("recordings", Needs::RECORDING),
             ("transcript", Needs::TRANSCRIPT),
@@ -450,7 +483,7 @@ impl Writer<'_> {
         let created = call
             .created_at
             .as_deref()
-            .and_then(crate::sync::parse_iso)
+            .and_then(crate::domain::parse_iso)
             .unwrap_or(now);
         let number = call
             .phone_number_id
@@ -812,5 +845,38 @@ mod tests {
         assert_eq!(sections[0].name, "recordings");
         assert_eq!(sections[0].body.len(), 2);
         assert_eq!(p::block_text(&sections[0].body[0]), "Recording 1 (1:01)");
+    }
+
+    #[test]
+    fn deliveries_are_read_from_what_a_write_carries() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            transcript: Some(Transcript {
+                status: Some("in-progress".into()),
+                ..Transcript::default()
+            }),
+            summary: Some(Summary {
+                status: Some(ProcessingStatus::Completed),
+                ..Summary::default()
+            }),
+            recordings: Some(vec![]),
+            ..CallFacts::default()
+        };
+        assert_eq!(facts.delivered(), Needs::SUMMARY);
+        let voicemail = Some(VoicemailLink {
+            url: Some("https://x/vm.mp3".into()),
+            ..VoicemailLink::default()
+        });
+        let copied = CallFacts {
+            call_id: "AC1".into(),
+            voicemail,
+            ..CallFacts::default()
+        };
+        assert_eq!(copied.delivered(), Needs::VOICEMAIL);
+        let not_copied = CallFacts {
+            media_pending: true,
+            ..copied
+        };
+        assert_eq!(not_copied.delivered(), Needs::NONE);
     }
 }

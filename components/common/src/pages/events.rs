@@ -10,7 +10,7 @@ use super::map::Kind;
 use super::{WriteError, Writer};
 use crate::domain::{Direction, EventType, ProcessingStatus};
 use crate::openphone::types::{Call, Message, Summary, Transcript};
-use crate::sync::pending;
+use crate::pending;
 
 /// The resource inside an event envelope: `data.object` (v1 webhooks) or `data.resource` (Quo 2026).
 fn resource(payload: &Value) -> Option<&Value> {

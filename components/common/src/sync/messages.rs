@@ -46,7 +46,7 @@ pub fn track(platform: &Platform, phone_number_id: &str, message: &Message) -> a
     let sent_at = message
         .created_at
         .as_deref()
-        .and_then(super::parse_iso)
+        .and_then(crate::domain::parse_iso)
         .unwrap_or(now);
     platform.sql.execute(
         "INSERT INTO unsettled_messages (message_id, phone_number_id, conversation_id, sent_at, next_check_at)

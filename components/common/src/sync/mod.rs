@@ -10,7 +10,8 @@
 //! the conversations updated since the number's cursor, then each conversation's calls and messages
 //! created since that conversation was last synced, writes what Notion lacks through the same
 //! [`Writer`](crate::pages::Writer) the webhooks use, checkpoints after every page, and re-checks the
-//! calls that still wait for a recording, transcript, summary or voicemail ([`pending`]).
+//! calls that still wait for a recording, transcript, summary or voicemail ([`recheck`], over the record
+//! [`crate::pending`] keeps).
 
 pub mod housekeeping;
 pub mod http;
@@ -18,7 +19,7 @@ pub mod interleave;
 pub mod links;
 pub mod messages;
 pub mod number;
-pub mod pending;
+pub mod recheck;
 pub mod requests;
 pub mod runs;
 pub mod schedule;
@@ -38,6 +39,7 @@ use crate::configuration::{
 };
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
+use crate::pending;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
 use requests::Requests;
@@ -376,13 +378,6 @@ pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// ISO-8601 (any offset) as epoch milliseconds.
-pub fn parse_iso(raw: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .ok()
-        .map(|t| t.timestamp_millis())
 }
 
 /// Adds a `sync_history` row for an item the sync wrote (`Ok(page_id)`) or failed to (`Err(why)`).

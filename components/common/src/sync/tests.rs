@@ -1591,6 +1591,7 @@ async fn a_users_listing_that_fails_holds_the_conversation_back_until_it_succeed
 fn times_round_trip_as_iso_8601() {
     let ms = 1_760_988_145_427;
     assert_eq!(iso(ms), "2025-10-20T19:22:25.427Z");
+    use crate::domain::parse_iso;
     assert_eq!(parse_iso(&iso(ms)), Some(ms));
     assert_eq!(parse_iso("2025-10-20T21:22:25.427+02:00"), Some(ms));
     assert_eq!(parse_iso("yesterday"), None);

@@ -32,7 +32,7 @@ pub struct TickReport {
     pub canvas_backlinks: Option<crate::pages::canvas_backlink::BacklinkReport>,
     /// Calls re-checked for what OpenPhone still owed them, when any were due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<super::pending::DueRecheck>,
+    pub pending: Option<super::recheck::DueRecheck>,
     /// The periodic sync this tick started, when it was due.
     pub sync_run_id: Option<String>,
     /// API requests of the periodic sync, when it ran.
@@ -61,7 +61,7 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
             }
             Err(e) => report.errors.push(format!("drain: {e:#}")),
         }
-        match super::pending::recheck_due(platform).await {
+        match super::recheck::recheck_due(platform).await {
             Ok(rechecked) => report.pending = rechecked,
             Err(e) => report.errors.push(format!("pending re-check: {e:#}")),
         }
