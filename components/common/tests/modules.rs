@@ -36,11 +36,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "pages",
         "canvas' create claim reads pages::map::CLAIM_IN_PROGRESS_MS: the claims module's",
     ),
-    (
-        "drain",
-        "pages",
-        "the generic drain builds the Notion PageHandler",
-    ),
 ];
 
 fn src() -> PathBuf {

@@ -76,7 +76,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         };
         send_response(out, response).await;
         if drain_after {
-            match drain::run_lingering(&platform, linger_until).await {
+            match common::app::drain(&platform, linger_until).await {
                 Ok(report) => tracing::info!(events = report.events.len(), "drained"),
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "drain failed"),
             }

@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::api::{self, Request, Response};
 use crate::configuration::{AdminConfig, Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
-use crate::drain;
 use crate::notion::Notion;
 use crate::platform::Platform;
 use crate::stats;
@@ -31,7 +30,7 @@ pub async fn drain_now(platform: &Platform, request: &Request) -> Response {
     if let Err(refusal) = authorize(platform, request) {
         return refusal;
     }
-    match drain::run(platform).await {
+    match crate::app::drain(platform, None).await {
         Ok(report) => Response::json(200, &report.to_json()),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "admin drain failed");

@@ -124,14 +124,4 @@ impl Router {
     pub fn handler(&self, event_type: EventType) -> Option<&dyn EventHandler> {
         self.routes.get(&event_type).map(Rc::as_ref)
     }
-
-    /// The routes the app runs with: every processed event type goes to `pages`, the handler that writes
-    /// calls and messages to Notion ([`crate::pages::handler::PageHandler`]).
-    pub fn production(pages: Rc<dyn EventHandler>) -> Self {
-        EventType::ALL
-            .into_iter()
-            .fold(Router::new(), |router, event_type| {
-                router.route(event_type, pages.clone())
-            })
-    }
 }

@@ -727,7 +727,7 @@ async fn a_type_without_a_handler_is_skipped_with_a_reason() {
 async fn the_production_routes_send_every_processed_type_to_the_page_handler() {
     let (_dir, platform, _clock) = migrated_platform().await;
     let handler = Scripted::ok();
-    let router = Router::production(handler.clone());
+    let router = router_for(handler.clone());
     for (i, event_type) in crate::domain::EventType::ALL.into_iter().enumerate() {
         enqueue(
             &platform,

@@ -1,6 +1,7 @@
 //! The drain's handler for the event types that write pages: parses the stored payload and hands it to
 //! the [`Writer`] under the number's lease, turning write errors into the queue's retry decisions.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use tracing::Instrument;
 use super::{WriteError, Writer};
 use crate::configuration::{NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
 use crate::domain::EventType;
-use crate::drain::{EventHandler, ProcessError};
+use crate::drain::{EventHandler, ProcessError, Router};
 use crate::lease::Lease;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
@@ -49,6 +50,16 @@ impl PageHandler {
     pub fn with_storage(mut self, storage: StorageConfig) -> Self {
         self.storage = Some(storage);
         self
+    }
+
+    /// The routes the app runs with: every processed event type to this handler.
+    pub fn router(self) -> Router {
+        let pages: Rc<dyn EventHandler> = Rc::new(self);
+        EventType::ALL
+            .into_iter()
+            .fold(Router::new(), |router, event_type| {
+                router.route(event_type, pages.clone())
+            })
     }
 }
 

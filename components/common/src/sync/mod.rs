@@ -37,8 +37,10 @@ use tracing::Instrument;
 use crate::configuration::{
     ConfigError, Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig,
 };
+use crate::drain::{self, DrainOptions, DrainReport, Router};
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
+use crate::pages::handler::PageHandler;
 use crate::pending;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
@@ -160,6 +162,38 @@ impl SyncSettings {
             )?),
             None => writer,
         })
+    }
+
+    /// The drain's routes with these settings: every processed event type to the handler that writes
+    /// pages, copying recordings and media when object storage is configured.
+    pub fn page_router(&self, platform: &Platform) -> Router {
+        let mut pages = PageHandler::new(
+            platform.clone(),
+            self.notion.clone(),
+            self.openphone.clone(),
+            self.sync.clone(),
+        );
+        match &self.storage {
+            Some(storage) => pages = pages.with_storage(storage.clone()),
+            // Without object storage the pages still get written, linking OpenPhone's media URLs;
+            // /health names what is missing.
+            None => tracing::error!("recordings are not copied: object storage is not configured"),
+        }
+        pages.router()
+    }
+
+    /// Drains the queue with these settings' routes; with nothing due, looks again at `linger_until_ms`
+    /// before stopping ([`DrainOptions::linger_until_ms`]).
+    pub async fn drain(
+        &self,
+        platform: &Platform,
+        linger_until_ms: Option<i64>,
+    ) -> anyhow::Result<DrainReport> {
+        let options = DrainOptions {
+            linger_until_ms,
+            ..DrainOptions::from_config(&self.sync)
+        };
+        drain::drain(platform, &self.page_router(platform), &options).await
     }
 
     /// Where each API lives, to count requests by service.

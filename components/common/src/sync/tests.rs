@@ -14,7 +14,7 @@ use test_servers::{NotionServer, OpenPhoneServer, S3Server, Schema};
 
 use super::*;
 use crate::api;
-use crate::drain::{DrainOptions, Router};
+use crate::drain::DrainOptions;
 use crate::notion::schema;
 use crate::pages::handler::PageHandler;
 use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder, ReqwestClient};
@@ -687,7 +687,7 @@ async fn drain_and_backfill_at_once(
         settings.openphone.clone(),
         settings.sync.clone(),
     );
-    let router = Router::production(Rc::new(pages));
+    let router = pages.router();
     let drain_options = DrainOptions {
         budget_ms: 10 * 60_000,
         ..DrainOptions::from_config(&settings.sync)

@@ -7,6 +7,7 @@
 //! 3. if `sync_interval_minutes` have passed since the periodic sync last started, claim it in
 //!    `schedules` (one upsert: overlapping ticks never both run it), run it, and release the claim.
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -50,7 +51,11 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
             run_id: run_id.to_owned(),
             ..TickReport::default()
         };
-        match crate::drain::run(platform).await {
+        let drained = async {
+            let settings = super::SyncSettings::load(platform).context("drain configuration")?;
+            settings.drain(platform, None).await
+        };
+        match drained.await {
             Ok(drained) => {
                 let mut counts = drained.to_json();
                 // The per-event list can be long; the counts are what a tick row is for.
