@@ -154,6 +154,245 @@ id_type!(
     PhoneNumberId, "phone number id", ["PN"]
 );
 
+/// An ISO-8601 time (any offset), as OpenPhone and Notion send them, as epoch milliseconds.
+pub fn parse_iso(raw: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The webhook event types the sync processes. Everything else is stored as `skipped` (intake's
+/// `Disposition`), so a type OpenPhone adds later still arrives and shows in `/stats`.
+///
+/// Quo's 2026 types: `call.voicemail.completed` carries the voicemail the sync copies, and `call.missed`
+/// is a finished call (the periodic sync would find it anyway), so both are processed;
+/// `call.answered` and `call.forwarded` describe a call still in progress, like `call.ringing`, and are
+/// skipped — the call is synced when it completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// `call.completed`
+    CallCompleted,
+    /// `call.recording.completed`
+    CallRecordingCompleted,
+    /// `call.transcript.completed` (also sent as `callTranscript`, the type Quo's webhook guide shows)
+    CallTranscriptCompleted,
+    /// `call.summary.completed` (also sent as `callSummary` in one of OpenPhone's samples)
+    CallSummaryCompleted,
+    /// `call.voicemail.completed` (Quo 2026)
+    CallVoicemailCompleted,
+    /// `call.missed` (Quo 2026)
+    CallMissed,
+    /// `message.received`
+    MessageReceived,
+    /// `message.delivered`
+    MessageDelivered,
+}
+
+impl EventType {
+    /// Every processed type.
+    pub const ALL: [EventType; 8] = [
+        EventType::CallCompleted,
+        EventType::CallRecordingCompleted,
+        EventType::CallTranscriptCompleted,
+        EventType::CallSummaryCompleted,
+        EventType::CallVoicemailCompleted,
+        EventType::CallMissed,
+        EventType::MessageReceived,
+        EventType::MessageDelivered,
+    ];
+
+    /// The type named `raw`, aliases included; `None` for a type the sync does not process.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "callSummary" => Some(EventType::CallSummaryCompleted),
+            "callTranscript" => Some(EventType::CallTranscriptCompleted),
+            _ => Self::ALL.into_iter().find(|t| t.as_str() == raw),
+        }
+    }
+
+    /// The canonical name, as stored in the queue's `type` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CallCompleted => "call.completed",
+            EventType::CallRecordingCompleted => "call.recording.completed",
+            EventType::CallTranscriptCompleted => "call.transcript.completed",
+            EventType::CallSummaryCompleted => "call.summary.completed",
+            EventType::CallVoicemailCompleted => "call.voicemail.completed",
+            EventType::CallMissed => "call.missed",
+            EventType::MessageReceived => "message.received",
+            EventType::MessageDelivered => "message.delivered",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A closed list of the values of an OpenPhone string field this app acts on, plus `Other` for any value
+/// OpenPhone sends that it does not know (OpenPhone adds values, and an unknown one must not cost the
+/// item): parsed once where the payload is read, written back as sent (`as_str`, serde).
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+            /// A value this app does not know, as sent.
+            Other(String),
+        }
+
+        impl $name {
+            /// The value as OpenPhone sends it, and as it is shown and stored.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(raw) => raw,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(raw: &str) -> Self {
+                match raw {
+                    $($text => $name::$variant,)+
+                    other => $name::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::convert::Infallible;
+
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                Ok(raw.into())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                Ok(Self::from(&*raw))
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// Which way a call or text went.
+    Direction {
+        /// To the workspace.
+        Incoming = "incoming",
+        /// From the workspace.
+        Outgoing = "outgoing",
+    }
+);
+
+vocabulary!(
+    /// Where a call is in its life.
+    CallStatus {
+        /// Placed, not ringing yet.
+        Queued = "queued",
+        /// Placed, not ringing yet.
+        Initiated = "initiated",
+        /// Ringing.
+        Ringing = "ringing",
+        /// Someone is talking.
+        InProgress = "in-progress",
+        /// Taken (Quo 2026 `call.answered`).
+        Answered = "answered",
+        /// Sent on to another number.
+        Forwarded = "forwarded",
+        /// Over, after a conversation or a voicemail.
+        Completed = "completed",
+        /// Over, nobody took it.
+        Missed = "missed",
+        /// Over, nobody took it.
+        NoAnswer = "no-answer",
+        /// Over, the line was busy.
+        Busy = "busy",
+        /// Over, it failed.
+        Failed = "failed",
+        /// Over, the caller hung up first.
+        Canceled = "canceled",
+        /// Over, the caller gave up waiting.
+        Abandoned = "abandoned",
+    }
+);
+
+impl CallStatus {
+    /// Order of call statuses: a later event with a lower rank (a `call.answered` drained after the call
+    /// completed) does not set the status back. Stored in `notion_pages.status_rank`.
+    pub fn rank(&self) -> i64 {
+        use CallStatus::*;
+        match self {
+            Queued | Initiated | Ringing => 1,
+            InProgress | Answered | Forwarded => 2,
+            Completed | Missed | NoAnswer | Busy | Failed | Canceled | Abandoned => 3,
+            Other(_) => 0,
+        }
+    }
+
+    /// Whether the call has ended, so its metadata will not change any more (a forwarded call is over
+    /// for this number).
+    pub fn is_final(&self) -> bool {
+        use CallStatus::*;
+        match self {
+            Completed | Busy | Failed | NoAnswer | Canceled | Missed | Forwarded | Abandoned => {
+                true
+            }
+            Queued | Initiated | Ringing | InProgress | Answered | Other(_) => false,
+        }
+    }
+
+    /// Whether the call rang out without anyone taking it.
+    pub fn unanswered(&self) -> bool {
+        use CallStatus::*;
+        match self {
+            Missed | NoAnswer | Busy | Failed | Canceled | Abandoned => true,
+            Queued | Initiated | Ringing | InProgress | Answered | Forwarded | Completed
+            | Other(_) => false,
+        }
+    }
+}
+
+vocabulary!(
+    /// How far OpenPhone is with something it makes after a call: a transcript, a summary, a recording
+    /// segment, a voicemail.
+    ProcessingStatus {
+        /// There is none and will be none (no plan, too short).
+        Absent = "absent",
+        /// Being made.
+        InProgress = "in-progress",
+        /// Being made.
+        Processing = "processing",
+        /// Waiting to be made.
+        Queued = "queued",
+        /// A recording paused mid-call.
+        Paused = "paused",
+        /// A recording being stopped.
+        Stopping = "stopping",
+        /// Done.
+        Completed = "completed",
+        /// Will not be made.
+        Failed = "failed",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +456,33 @@ mod tests {
         assert!(EventId::parse("EV1 2").is_err());
         assert!(EventId::parse("../etc/passwd").is_err());
         assert!(EventId::parse(&"E".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn vocabularies_keep_unknown_values_as_sent() {
+        let status: CallStatus = serde_json::from_value(serde_json::json!("no-answer")).unwrap();
+        assert_eq!(status, CallStatus::NoAnswer);
+        let new: CallStatus = serde_json::from_value(serde_json::json!("transferred")).unwrap();
+        assert_eq!(new, CallStatus::Other("transferred".into()));
+        assert_eq!(serde_json::to_value(&new).unwrap(), "transferred");
+        assert_eq!(new.rank(), 0);
+        assert!(!new.is_final());
+        assert_eq!(
+            "in-progress".parse::<ProcessingStatus>(),
+            Ok(ProcessingStatus::InProgress)
+        );
+        assert_eq!(Direction::from("outgoing").as_str(), "outgoing");
+    }
+
+    #[test]
+    fn event_types_keep_their_stored_names() {
+        for event_type in EventType::ALL {
+            assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
+        }
+        assert_eq!(
+            EventType::parse("callTranscript"),
+            Some(EventType::CallTranscriptCompleted)
+        );
+        assert_eq!(EventType::parse("call.ringing"), None);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod canvas;
 pub mod claims;
 pub mod configuration;
@@ -23,6 +24,7 @@ pub mod notion;
 pub mod openphone;
 pub mod outbound;
 pub mod pages;
+pub mod pending;
 pub mod phone_numbers;
 pub mod platform;
 pub mod queue;

@@ -692,7 +692,7 @@ async fn every_order_of_every_payload_version_builds_the_same_complete_call_page
 /// (not at the six-hourly sync).
 #[tokio::test]
 async fn a_voicemail_gets_its_transcription_and_a_late_one_arrives_within_minutes() {
-    use common::sync::{pending, SyncOptions, SyncSettings};
+    use common::sync::{recheck, SyncOptions, SyncSettings};
     use test_servers::openphone::model::Voicemail;
 
     let world = World::new().await;
@@ -761,13 +761,13 @@ async fn a_voicemail_gets_its_transcription_and_a_late_one_arrives_within_minute
     let numbers = vec!["PNtoDbDhuz".to_owned()];
     // Not yet due a minute after the call…
     world.clock.advance_ms(60_000);
-    let early = pending::recheck_numbers(&world.platform, &settings, &numbers)
+    let early = recheck::recheck_numbers(&world.platform, &settings, &numbers)
         .await
         .unwrap();
     assert_eq!(early.checked, 0, "{early:?}");
     // …and checked three minutes after it.
     world.clock.advance_ms(2 * 60_000 + 1_000);
-    let due = pending::recheck_numbers(&world.platform, &settings, &numbers)
+    let due = recheck::recheck_numbers(&world.platform, &settings, &numbers)
         .await
         .unwrap();
     assert_eq!((due.checked, due.filled), (1, 1), "{due:?}");

@@ -53,7 +53,7 @@ async fn answer(cx: Context, route: DrainRoute, reply: Reply) {
     };
     reply.send(response).await;
     if drain_after {
-        match drain::run_lingering(platform, linger_until).await {
+        match common::app::drain(platform, linger_until).await {
             Ok(report) => tracing::info!(events = report.events.len(), "drained"),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "drain failed"),
         }

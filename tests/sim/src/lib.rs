@@ -405,7 +405,7 @@ impl Sim {
         let platform = self.platforms[instance].clone();
         self.world.spawn(instance, async move {
             // Failures end up in the events' rows; the run's own error is the kick's business.
-            let _ = common::drain::run_lingering(&platform, until).await;
+            let _ = common::app::drain(&platform, until).await;
         });
     }
 

@@ -5,9 +5,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{Request, Response};
+use crate::domain::EventType;
 use crate::platform::Platform;
 use crate::queue::{DeadEvent, Queue, ReplaySelection};
-use crate::webhook::EventType;
 
 /// Dead events listed when `limit` is not given.
 const DEFAULT_LIMIT: u32 = 100;

@@ -13,14 +13,13 @@ use serde_json::json;
 
 use crate::api::{Request, Response};
 use crate::configuration::{AdminConfig, Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
-use crate::drain;
 use crate::notion::Notion;
 use crate::platform::Platform;
 use crate::stats;
 
 /// `POST /admin/drain`: drains now and answers with what was processed.
 pub async fn drain_now(platform: &Platform) -> Response {
-    match drain::run(platform).await {
+    match crate::app::drain(platform, None).await {
         Ok(report) => Response::json(200, &report.to_json()),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "admin drain failed");

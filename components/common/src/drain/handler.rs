@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::EventType;
 use crate::lease::{Lease, LeaseLost};
 use crate::queue::QueuedEvent;
-use crate::webhook::EventType;
 
 /// Why an event was not processed; decides what the queue does with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,9 +91,15 @@ impl From<LeaseLost> for ProcessError {
 /// Processes one event of a type it is routed.
 #[async_trait(?Send)]
 pub trait EventHandler {
-    /// Processes `event` while the drain holds `lease` on the event's number. A handler writes in steps
-    /// and calls [`Lease::check`] before each (`?` turns a lost lease into a retryable error).
-    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError>;
+    /// Processes `event`, of type `event_type` (its `type` column, parsed once by the drain), while the
+    /// drain holds `lease` on the event's number. A handler writes in steps and calls [`Lease::check`]
+    /// before each (`?` turns a lost lease into a retryable error).
+    async fn handle(
+        &self,
+        event_type: EventType,
+        event: &QueuedEvent,
+        lease: &Lease,
+    ) -> Result<(), ProcessError>;
 }
 
 /// Event type → handler. A type with no handler is marked `skipped` by the drain.
@@ -117,15 +123,5 @@ impl Router {
     /// The handler of `event_type`.
     pub fn handler(&self, event_type: EventType) -> Option<&dyn EventHandler> {
         self.routes.get(&event_type).map(Rc::as_ref)
-    }
-
-    /// The routes the app runs with: every processed event type goes to `pages`, the handler that writes
-    /// calls and messages to Notion ([`crate::pages::handler::PageHandler`]).
-    pub fn production(pages: Rc<dyn EventHandler>) -> Self {
-        EventType::ALL
-            .into_iter()
-            .fold(Router::new(), |router, event_type| {
-                router.route(event_type, pages.clone())
-            })
     }
 }

@@ -9,7 +9,6 @@ pub mod breaker;
 mod handler;
 
 use std::cell::Cell;
-use std::rc::Rc;
 
 use anyhow::Context;
 use futures::stream::{self, StreamExt};
@@ -19,12 +18,11 @@ use tracing::Instrument;
 pub use handler::{EventHandler, ProcessError, Router};
 
 use crate::api::{Request, Response};
-use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
+use crate::configuration::SyncConfig;
+use crate::domain::EventType;
 use crate::lease::{Lease, LeaseConfig};
-use crate::pages::handler::PageHandler;
 use crate::platform::{HttpClient, HttpRequest, Method, Platform};
 use crate::queue::{Queue, QueuedEvent, Retried};
-use crate::webhook::EventType;
 
 /// Why events are given back untried once an API refused our credentials.
 const REFUSED: &str = "an API refuses our credentials; waiting for the breaker's probe";
@@ -163,40 +161,6 @@ impl DrainReport {
             "events": self.events,
         })
     }
-}
-
-/// Drains with the app's configuration and routes.
-pub async fn run(platform: &Platform) -> anyhow::Result<DrainReport> {
-    run_lingering(platform, None).await
-}
-
-/// [`run`], for a kick: with nothing due, looks again at `linger_until_ms` before stopping
-/// ([`DrainOptions::linger_until_ms`]).
-pub async fn run_lingering(
-    platform: &Platform,
-    linger_until_ms: Option<i64>,
-) -> anyhow::Result<DrainReport> {
-    let mut loader = Loader::new(&*platform.vars);
-    let sync = SyncConfig::load(&mut loader);
-    let notion = NotionConfig::load(&mut loader);
-    let openphone = OpenPhoneConfig::load(&mut loader);
-    loader.finish().context("drain configuration")?;
-    let options = DrainOptions {
-        linger_until_ms,
-        ..DrainOptions::from_config(&sync)
-    };
-    let mut pages = PageHandler::new(platform.clone(), notion, openphone, sync);
-    // Without object storage the pages still get written, linking OpenPhone's media URLs; /health names
-    // what is missing.
-    let mut storage_loader = Loader::new(&*platform.vars);
-    let storage = StorageConfig::load(&mut storage_loader);
-    match storage_loader.finish() {
-        Ok(()) => pages = pages.with_storage(storage),
-        Err(e) => {
-            tracing::error!(error = %e, "recordings are not copied: object storage is not configured")
-        }
-    }
-    drain(platform, &Router::production(Rc::new(pages)), &options).await
 }
 
 /// Drains the queue through `router` until nothing is due or `options.budget_ms` has passed.
@@ -536,8 +500,11 @@ enum Verdict {
 }
 
 async fn run_handler(router: &Router, lease: &Lease, event: &QueuedEvent) -> Verdict {
-    match EventType::parse(&event.event_type).and_then(|t| router.handler(t)) {
-        Some(handler) => Verdict::Handled(handler.handle(event, lease).await),
+    let Some(event_type) = EventType::parse(&event.event_type) else {
+        return Verdict::NoHandler;
+    };
+    match router.handler(event_type) {
+        Some(handler) => Verdict::Handled(handler.handle(event_type, event, lease).await),
         None => Verdict::NoHandler,
     }
 }

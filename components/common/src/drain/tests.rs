@@ -83,7 +83,12 @@ impl Scripted {
 
 #[async_trait(?Send)]
 impl EventHandler for Scripted {
-    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        _event_type: EventType,
+        event: &QueuedEvent,
+        lease: &Lease,
+    ) -> Result<(), ProcessError> {
         lease.check()?;
         self.seen.borrow_mut().push(event.id.clone());
         (self.outcome)(event)
@@ -156,7 +161,12 @@ struct Hangs {
 
 #[async_trait(?Send)]
 impl EventHandler for Hangs {
-    async fn handle(&self, _event: &QueuedEvent, _lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        _event_type: EventType,
+        _event: &QueuedEvent,
+        _lease: &Lease,
+    ) -> Result<(), ProcessError> {
         self.started.set(self.started.get() + 1);
         std::future::pending().await
     }
@@ -209,7 +219,12 @@ struct Shared {
 
 #[async_trait(?Send)]
 impl EventHandler for Shared {
-    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        _event_type: EventType,
+        event: &QueuedEvent,
+        lease: &Lease,
+    ) -> Result<(), ProcessError> {
         lease.check()?;
         tokio::time::sleep(Duration::from_millis(1)).await;
         self.log.lock().unwrap().push((
@@ -656,7 +671,12 @@ struct Slow {
 
 #[async_trait(?Send)]
 impl EventHandler for Slow {
-    async fn handle(&self, event: &QueuedEvent, _lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        _event_type: EventType,
+        event: &QueuedEvent,
+        _lease: &Lease,
+    ) -> Result<(), ProcessError> {
         self.seen.borrow_mut().push(event.id.clone());
         self.clock.advance_ms(2 * options().lease.window_ms);
         Ok(())
@@ -707,8 +727,8 @@ async fn a_type_without_a_handler_is_skipped_with_a_reason() {
 async fn the_production_routes_send_every_processed_type_to_the_page_handler() {
     let (_dir, platform, _clock) = migrated_platform().await;
     let handler = Scripted::ok();
-    let router = Router::production(handler.clone());
-    for (i, event_type) in crate::webhook::EventType::ALL.into_iter().enumerate() {
+    let router = router_for(handler.clone());
+    for (i, event_type) in crate::domain::EventType::ALL.into_iter().enumerate() {
         enqueue(
             &platform,
             &format!("E{i}"),
@@ -718,7 +738,7 @@ async fn the_production_routes_send_every_processed_type_to_the_page_handler() {
         );
     }
     let report = drain(&platform, &router, &options()).await.unwrap();
-    assert_eq!(report.events.len(), crate::webhook::EventType::ALL.len());
+    assert_eq!(report.events.len(), crate::domain::EventType::ALL.len());
     assert!(
         report
             .events
@@ -767,7 +787,12 @@ struct Gauge {
 
 #[async_trait(?Send)]
 impl EventHandler for Gauge {
-    async fn handle(&self, _event: &QueuedEvent, _lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        _event_type: EventType,
+        _event: &QueuedEvent,
+        _lease: &Lease,
+    ) -> Result<(), ProcessError> {
         self.now.set(self.now.get() + 1);
         self.max.set(self.max.get().max(self.now.get()));
         for _ in 0..3 {

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Deserializer};
 
+use crate::domain::{CallStatus, Direction, ProcessingStatus};
+
 /// A string or a list of strings (`to` is either, depending on the payload version).
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -72,7 +74,7 @@ pub struct Voicemail {
     pub transcript: Option<String>,
     /// `completed` or `in-progress` (REST).
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<ProcessingStatus>,
 }
 
 impl Voicemail {
@@ -105,10 +107,10 @@ pub struct Call {
     pub initiated_by: Option<String>,
     /// `incoming` or `outgoing`.
     #[serde(default)]
-    pub direction: Option<String>,
+    pub direction: Option<Direction>,
     /// `completed`, `missed`, `no-answer`, …
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<CallStatus>,
     /// Caller (legacy payloads).
     #[serde(default)]
     pub from: Option<String>,
@@ -164,7 +166,7 @@ pub struct Message {
     pub user_id: Option<String>,
     /// `incoming` or `outgoing`.
     #[serde(default)]
-    pub direction: Option<String>,
+    pub direction: Option<Direction>,
     /// `received`, `queued`, `sent`, `delivered`, `undelivered`.
     #[serde(default)]
     pub status: Option<String>,
@@ -200,7 +202,7 @@ pub struct Summary {
     pub call_id: Option<String>,
     /// `absent`, `in-progress`, `completed`, `failed`.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<ProcessingStatus>,
     /// Summary points.
     #[serde(default)]
     pub summary: Option<Vec<String>>,
@@ -239,7 +241,7 @@ pub struct Transcript {
     pub call_id: Option<String>,
     /// `absent`, `in-progress`, `completed`, `failed`.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<ProcessingStatus>,
     /// Seconds.
     #[serde(default, deserialize_with = "lenient_f64")]
     pub duration: Option<f64>,
@@ -266,7 +268,7 @@ pub struct Recording {
     pub duration: Option<f64>,
     /// `completed`, `processing`, …
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<ProcessingStatus>,
 }
 
 /// A workspace user attached to a phone number.

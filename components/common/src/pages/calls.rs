@@ -10,13 +10,13 @@ use super::map::Kind;
 use super::{split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
 use crate::contacts;
-use crate::domain::E164;
+use crate::domain::{CallStatus, Direction, ProcessingStatus, E164};
 use crate::notion::properties as p;
 use crate::openphone::types::{
-    Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript,
+    Call, DialogueSegment, PhoneNumberUser, Recording, Summary, Transcript, Voicemail,
 };
+use crate::pending::{self, Needs};
 use crate::phone_numbers::{self, KnownNumber};
-use crate::sync::pending::{self, Needs};
 
 /// A recording segment to link.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +51,17 @@ pub struct VoicemailLink {
     pub duration: Option<f64>,
 }
 
+impl VoicemailLink {
+    /// The link of a voicemail as a webhook or REST gives it (its audio in either shape).
+    pub fn from_voicemail(voicemail: &Voicemail) -> Self {
+        Self {
+            url: voicemail.audio_url().map(String::from),
+            transcript: voicemail.transcript.clone(),
+            duration: voicemail.duration,
+        }
+    }
+}
+
 /// What one event knows about a call.
 #[derive(Debug, Clone, Default)]
 pub struct CallFacts {
@@ -75,23 +86,9 @@ pub struct CallFacts {
     pub media_pending: bool,
 }
 
-/// Order of call statuses: a later event with a lower rank (a `call.answered` drained after the call
-/// completed) does not set the status back.
-pub fn status_rank(status: Option<&str>) -> i64 {
-    match status.unwrap_or_default() {
-        "queued" | "initiated" | "ringing" => 1,
-        "in-progress" | "answered" | "forwarded" => 2,
-        "completed" | "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned" => 3,
-        _ => 0,
-    }
-}
-
 /// Whether a call with `status` rang out without anyone taking it.
-fn unanswered(status: Option<&str>) -> bool {
-    matches!(
-        status.unwrap_or_default(),
-        "missed" | "no-answer" | "busy" | "failed" | "canceled" | "abandoned"
-    )
+fn unanswered(status: Option<&CallStatus>) -> bool {
+    status.is_some_and(CallStatus::unanswered)
 }
 
 /// The icon of a call page: a voicemail, a missed call, or the direction; `None` when these facts say
@@ -101,13 +98,13 @@ fn call_icon(call: Option<&Call>, has_voicemail: bool) -> Option<&'static str> {
         return Some(p::icons::VOICEMAIL);
     }
     let call = call?;
-    if unanswered(call.status.as_deref()) {
+    if unanswered(call.status.as_ref()) {
         return Some(p::icons::MISSED_CALL);
     }
-    match call.direction.as_deref()? {
-        "incoming" => Some(p::icons::INCOMING_CALL),
-        "outgoing" => Some(p::icons::OUTGOING_CALL),
-        _ => None,
+    match call.direction.as_ref()? {
+        Direction::Incoming => Some(p::icons::INCOMING_CALL),
+        Direction::Outgoing => Some(p::icons::OUTGOING_CALL),
+        Direction::Other(_) => None,
     }
 }
 
@@ -115,12 +112,12 @@ fn call_icon(call: Option<&Call>, has_voicemail: bool) -> Option<&'static str> {
 /// does not say (a legacy one) and the call was placed or answered. `None` for a call nobody took (a
 /// legacy voicemail is `completed` but was never answered).
 fn handler_of(call: &Call) -> Option<&str> {
-    let taken = call.direction.as_deref() == Some("outgoing") || call.answered_at.is_some();
+    let taken = call.direction == Some(Direction::Outgoing) || call.answered_at.is_some();
     call.answered_by
         .as_deref()
         .or(call.initiated_by.as_deref())
         .or_else(|| {
-            (taken && !unanswered(call.status.as_deref()))
+            (taken && !unanswered(call.status.as_ref()))
                 .then_some(call.user_id.as_deref())
                 .flatten()
         })
@@ -162,6 +159,39 @@ pub fn transcript_line(segment: &DialogueSegment, users: &[PhoneNumberUser]) -> 
 }
 
 impl CallFacts {
+    /// What a page write of these facts delivered, i.e. what to clear with [`pending::satisfied`] once it
+    /// succeeded.
+    /// Media whose copy to object storage is still pending is not delivered yet.
+    pub fn delivered(&self) -> Needs {
+        let facts = self;
+        let mut delivered = Needs::NONE;
+        if facts.call.as_ref().is_some_and(pending::is_final) {
+            delivered = delivered.with(Needs::CALL);
+        }
+        let media = !facts.media_pending;
+        if media && facts.recordings.as_ref().is_some_and(|r| !r.is_empty()) {
+            delivered = delivered.with(Needs::RECORDING);
+        }
+        if facts
+            .transcript
+            .as_ref()
+            .is_some_and(|t| t.status == Some(ProcessingStatus::Completed))
+        {
+            delivered = delivered.with(Needs::TRANSCRIPT);
+        }
+        if facts.summary.as_ref().is_some_and(|s| {
+            s.status
+                .as_ref()
+                .is_none_or(|status| *status == ProcessingStatus::Completed)
+        }) {
+            delivered = delivered.with(Needs::SUMMARY);
+        }
+        if media && facts.voicemail.as_ref().is_some_and(|v| v.url.is_some()) {
+            delivered = delivered.with(Needs::VOICEMAIL);
+        }
+        delivered
+    }
+
     fn sections(&self, users: &[PhoneNumberUser]) -> Vec<Section> {
         let mut sections = Vec::new();
         if let Some(recordings) = self
@@ -266,11 +296,11 @@ impl CallFacts {
         if let Some(call) = &self.call {
             // Only what this payload carries: a legacy (app-created) call object has no duration, route
             // or forwarding, and writing those as empty would blank what a richer event wrote.
-            if let Some(direction) = call.direction.as_deref() {
-                props.insert("Direction".into(), p::select(Some(direction)));
+            if let Some(direction) = &call.direction {
+                props.insert("Direction".into(), p::select(Some(direction.as_str())));
             }
-            if let Some(status) = call.status.as_deref() {
-                props.insert("Status".into(), p::select(Some(status)));
+            if let Some(status) = &call.status {
+                props.insert("Status".into(), p::select(Some(status.as_str())));
             }
             if let Some(duration) = call.duration {
                 props.insert("Duration".into(), p::number(Some(duration)));
@@ -351,7 +381,7 @@ impl CallFacts {
             }
         }
         if let Some(transcript) = &self.transcript {
-            let completed = transcript.status.as_deref() == Some("completed");
+            let completed = transcript.status == Some(ProcessingStatus::Completed);
             let text = transcript
                 .dialogue
                 .iter()
@@ -366,11 +396,14 @@ impl CallFacts {
             props.insert("Transcript".into(), p::rich_text(&text));
             props.insert(
                 "Transcript Status".into(),
-                p::select(transcript.status.as_deref()),
+                p::select(transcript.status.as_ref().map(ProcessingStatus::as_str)),
             );
         }
         if let Some(summary) = &self.summary {
-            let completed = summary.status.as_deref().is_none_or(|s| s == "completed");
+            let completed = summary
+                .status
+                .as_ref()
+                .is_none_or(|s| *s == ProcessingStatus::Completed);
             let points = summary.summary.clone().unwrap_or_default();
             props.insert(
                 "Has Summary".into(),
@@ -417,7 +450,7 @@ impl Writer<'_> {
         let (facts, copy_error) = self.copy_media(facts).await;
         let page_id = self.write_call(&facts).await?;
         // What the page now has is no longer awaited by the periodic re-check.
-        pending::satisfied(self.platform, &facts.call_id, Needs::delivered_by(&facts))?;
+        pending::satisfied(self.platform, &facts.call_id, facts.delivered())?;
         match copy_error {
             Some(e) => Err(e.into()),
             None => Ok(page_id),
@@ -435,7 +468,7 @@ impl Writer<'_> {
             .map
             .get(Kind::Call, &facts.call_id)?
             .unwrap_or_default();
-        let mut present = Needs::delivered_by(facts);
+        let mut present = facts.delivered();
         for (section, need) in [
             ("recordings", Needs::RECORDING),
             ("transcript", Needs::TRANSCRIPT),
@@ -450,7 +483,7 @@ impl Writer<'_> {
         let created = call
             .created_at
             .as_deref()
-            .and_then(crate::sync::parse_iso)
+            .and_then(crate::domain::parse_iso)
             .unwrap_or(now);
         let number = call
             .phone_number_id
@@ -564,11 +597,13 @@ impl Writer<'_> {
                 },
             )
             .await?;
-        let status = facts.call.as_ref().and_then(|c| c.status.as_deref());
-        let newest = status.is_some()
-            && self
+        let status = facts.call.as_ref().and_then(|c| c.status.as_ref());
+        let newest = match status {
+            Some(status) => self
                 .map
-                .advance_status(Kind::Call, &facts.call_id, status_rank(status))?;
+                .advance_status(Kind::Call, &facts.call_id, status.rank())?,
+            None => false,
+        };
         if created {
             self.map
                 .mark_sections(Kind::Call, &facts.call_id, &included, true)?;
@@ -810,5 +845,38 @@ mod tests {
         assert_eq!(sections[0].name, "recordings");
         assert_eq!(sections[0].body.len(), 2);
         assert_eq!(p::block_text(&sections[0].body[0]), "Recording 1 (1:01)");
+    }
+
+    #[test]
+    fn deliveries_are_read_from_what_a_write_carries() {
+        let facts = CallFacts {
+            call_id: "AC1".into(),
+            transcript: Some(Transcript {
+                status: Some("in-progress".into()),
+                ..Transcript::default()
+            }),
+            summary: Some(Summary {
+                status: Some(ProcessingStatus::Completed),
+                ..Summary::default()
+            }),
+            recordings: Some(vec![]),
+            ..CallFacts::default()
+        };
+        assert_eq!(facts.delivered(), Needs::SUMMARY);
+        let voicemail = Some(VoicemailLink {
+            url: Some("https://x/vm.mp3".into()),
+            ..VoicemailLink::default()
+        });
+        let copied = CallFacts {
+            call_id: "AC1".into(),
+            voicemail,
+            ..CallFacts::default()
+        };
+        assert_eq!(copied.delivered(), Needs::VOICEMAIL);
+        let not_copied = CallFacts {
+            media_pending: true,
+            ..copied
+        };
+        assert_eq!(not_copied.delivered(), Needs::NONE);
     }
 }

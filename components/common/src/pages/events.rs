@@ -8,8 +8,9 @@ use serde_json::Value;
 use super::calls::{CallFacts, RecordingLink, VoicemailLink};
 use super::map::Kind;
 use super::{WriteError, Writer};
+use crate::domain::{Direction, EventType, ProcessingStatus};
 use crate::openphone::types::{Call, Message, Summary, Transcript};
-use crate::sync::pending;
+use crate::pending;
 
 /// The resource inside an event envelope: `data.object` (v1 webhooks) or `data.resource` (Quo 2026).
 fn resource(payload: &Value) -> Option<&Value> {
@@ -36,15 +37,15 @@ impl Writer<'_> {
     /// Writes the event `event_type` with body `payload`; returns the page written.
     pub async fn apply_event(
         &self,
-        event_type: &str,
+        event_type: EventType,
         payload: &Value,
     ) -> Result<String, WriteError> {
         match event_type {
-            "message.received" | "message.delivered" => {
+            EventType::MessageReceived | EventType::MessageDelivered => {
                 let message: Message = parse(payload, "message")?;
                 self.upsert_message(&message).await
             }
-            "call.completed" | "call.missed" | "call.answered" | "call.forwarded" => {
+            EventType::CallCompleted | EventType::CallMissed => {
                 let mut call: Call = parse(payload, "call")?;
                 // Legacy (app-created) payloads carry no duration, route or forwarding: the REST call
                 // has them, and the page should too.
@@ -55,15 +56,11 @@ impl Writer<'_> {
                 }
                 let payload_has_voicemail =
                     resource(payload).is_some_and(|o| o.get("voicemail").is_some());
-                let mut voicemail = call.voicemail.as_ref().map(|v| VoicemailLink {
-                    url: v.audio_url().map(String::from),
-                    transcript: v.transcript.clone(),
-                    duration: v.duration,
-                });
+                let mut voicemail = call.voicemail.as_ref().map(VoicemailLink::from_voicemail);
                 // v4 payloads carry no voicemail: ask for one only where there can be one. A legacy
                 // payload's voicemail has the audio but never the transcription, which REST has.
                 let unanswered =
-                    call.answered_at.is_none() && call.direction.as_deref() == Some("incoming");
+                    call.answered_at.is_none() && call.direction == Some(Direction::Incoming);
                 let lacks_transcript = voicemail.as_ref().is_some_and(|v| v.transcript.is_none());
                 if (voicemail.is_none() && !payload_has_voicemail && unanswered) || lacks_transcript
                 {
@@ -90,14 +87,18 @@ impl Writer<'_> {
                 self.await_the_rest(&facts)?;
                 Ok(page_id)
             }
-            "call.recording.completed" => {
+            EventType::CallRecordingCompleted => {
                 let call: Call = parse(payload, "call")?;
                 let mut recordings: Vec<RecordingLink> = self
                     .openphone
                     .call_recordings(&call.id)
                     .await?
                     .iter()
-                    .filter(|r| r.status.as_deref().is_none_or(|s| s == "completed"))
+                    .filter(|r| {
+                        r.status
+                            .as_ref()
+                            .is_none_or(|s| *s == ProcessingStatus::Completed)
+                    })
                     .filter_map(RecordingLink::from_recording)
                     .collect();
                 if recordings.is_empty() {
@@ -122,7 +123,7 @@ impl Writer<'_> {
                 };
                 self.apply_call(&facts).await
             }
-            "call.transcript.completed" | "callTranscript" => {
+            EventType::CallTranscriptCompleted => {
                 let transcript: Transcript = parse(payload, "transcript")?;
                 let call_id = call_id_of(payload)
                     .ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
@@ -136,7 +137,7 @@ impl Writer<'_> {
                 })
                 .await
             }
-            "call.summary.completed" | "callSummary" => {
+            EventType::CallSummaryCompleted => {
                 let summary: Summary = parse(payload, "summary")?;
                 let call_id = call_id_of(payload)
                     .ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
@@ -150,7 +151,7 @@ impl Writer<'_> {
                 })
                 .await
             }
-            "call.voicemail.completed" => {
+            EventType::CallVoicemailCompleted => {
                 let call_id = call_id_of(payload)
                     .ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
                 let voicemail = self.fetch_voicemail(&call_id).await?;
@@ -166,9 +167,6 @@ impl Writer<'_> {
                 };
                 self.apply_call(&facts).await
             }
-            other => Err(WriteError::BadData(format!(
-                "no page is written for {other} events"
-            ))),
         }
     }
 
@@ -192,11 +190,7 @@ impl Writer<'_> {
             .call_voicemail(call_id)
             .await?
             .filter(|v| v.audio_url().is_some())
-            .map(|v| VoicemailLink {
-                url: v.audio_url().map(String::from),
-                transcript: v.transcript.clone(),
-                duration: v.duration,
-            }))
+            .map(|v| VoicemailLink::from_voicemail(&v)))
     }
 }
 
@@ -255,8 +249,8 @@ mod tests {
         assert_eq!(legacy.duration, Some(112.0));
         assert_eq!(legacy.call_route.as_deref(), Some("phone-number"));
         assert_eq!(
-            legacy.direction.as_deref(),
-            Some("incoming"),
+            legacy.direction,
+            Some(Direction::Incoming),
             "the payload's own value stays"
         );
         assert_eq!(legacy.participants, vec!["+15555550123"]);

@@ -1,6 +1,7 @@
 //! The drain's handler for the event types that write pages: parses the stored payload and hands it to
 //! the [`Writer`] under the number's lease, turning write errors into the queue's retry decisions.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,7 +9,8 @@ use tracing::Instrument;
 
 use super::{WriteError, Writer};
 use crate::configuration::{NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
-use crate::drain::{EventHandler, ProcessError};
+use crate::domain::EventType;
+use crate::drain::{EventHandler, ProcessError, Router};
 use crate::lease::Lease;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
@@ -48,6 +50,16 @@ impl PageHandler {
     pub fn with_storage(mut self, storage: StorageConfig) -> Self {
         self.storage = Some(storage);
         self
+    }
+
+    /// The routes the app runs with: every processed event type to this handler.
+    pub fn router(self) -> Router {
+        let pages: Rc<dyn EventHandler> = Rc::new(self);
+        EventType::ALL
+            .into_iter()
+            .fold(Router::new(), |router, event_type| {
+                router.route(event_type, pages.clone())
+            })
     }
 }
 
@@ -100,7 +112,12 @@ impl From<WriteError> for ProcessError {
 
 #[async_trait(?Send)]
 impl EventHandler for PageHandler {
-    async fn handle(&self, event: &QueuedEvent, lease: &Lease) -> Result<(), ProcessError> {
+    async fn handle(
+        &self,
+        event_type: EventType,
+        event: &QueuedEvent,
+        lease: &Lease,
+    ) -> Result<(), ProcessError> {
         let payload: serde_json::Value = serde_json::from_str(&event.payload)
             .map_err(|e| ProcessError::permanent(format!("stored payload is not JSON: {e}")))?;
         let notion = Notion::new(&self.platform, &self.notion);
@@ -120,11 +137,11 @@ impl EventHandler for PageHandler {
                 })?;
             writer = writer.with_media(media);
         }
-        let span = tracing::info_span!("write_page", event_id = %event.id, event_type = %event.event_type,
+        let span = tracing::info_span!("write_page", event_id = %event.id, %event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());
         match writer
-            .apply_event(&event.event_type, &payload)
+            .apply_event(event_type, &payload)
             .instrument(span)
             .await
         {

@@ -9,7 +9,7 @@ use super::canvas_backlink;
 use super::map::Kind;
 use super::{Section, WriteError, Writer};
 use crate::contacts;
-use crate::domain::E164;
+use crate::domain::{Direction, E164};
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
 use crate::phone_numbers;
@@ -53,7 +53,7 @@ impl Writer<'_> {
         if message.id.trim().is_empty() {
             return Err(WriteError::BadData("message without an id".into()));
         }
-        let outgoing = message.direction.as_deref() == Some("outgoing");
+        let outgoing = message.direction == Some(Direction::Outgoing);
         let from = message
             .from
             .as_deref()
@@ -209,7 +209,7 @@ impl Writer<'_> {
         .expect("JSON values serialize");
         json!({
             "Message ID": p::title(&message.id),
-            "Direction": p::select(message.direction.as_deref()),
+            "Direction": p::select(message.direction.as_ref().map(Direction::as_str)),
             "From": p::phone_number(from.first().map(String::as_str)),
             "To": p::phone_number(Some(&p::whole_numbers(to))),
             "Content": p::rich_text(message.text.as_deref().unwrap_or_default()),

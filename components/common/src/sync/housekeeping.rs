@@ -268,7 +268,12 @@ fn expired(object: &ListedObject, cutoff: i64) -> bool {
     // A call's whole day must be past the cutoff before its recordings go.
     let age_from = key_date
         .map(|midnight| midnight + 24 * 60 * 60 * 1000 - 1)
-        .or_else(|| object.last_modified.as_deref().and_then(super::parse_iso));
+        .or_else(|| {
+            object
+                .last_modified
+                .as_deref()
+                .and_then(crate::domain::parse_iso)
+        });
     age_from.is_some_and(|at| at < cutoff)
 }
 

@@ -154,7 +154,7 @@ pub async fn sync_one(platform: &Platform, request: &Request) -> Response {
 fn parse_since(request: &Request) -> Result<Option<i64>, Response> {
     match request.query_param("since").filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(raw) => super::parse_iso(&raw).map(Some).ok_or_else(|| {
+        Some(raw) => crate::domain::parse_iso(&raw).map(Some).ok_or_else(|| {
             Response::error(
                 400,
                 "since: not an ISO-8601 date-time such as 2025-10-20T00:00:00Z",

@@ -5,11 +5,8 @@
 //! ([`drain::drain_key_under`]). An event then waits for one page of the sync (a second or two at Notion's
 //! 3 requests/s), not for the sync, and the number still has one writer at a time, its events in order.
 
-use std::rc::Rc;
-
 use crate::drain::{self, DrainOptions, Router};
 use crate::lease::Lease;
-use crate::pages::handler::PageHandler;
 use crate::platform::Platform;
 
 use super::SyncSettings;
@@ -32,18 +29,9 @@ impl<'a> Interleave<'a> {
         lease: &'a Lease,
         phone_number_id: &'a str,
     ) -> Self {
-        let mut pages = PageHandler::new(
-            platform.clone(),
-            settings.notion.clone(),
-            settings.openphone.clone(),
-            settings.sync.clone(),
-        );
-        if let Some(storage) = &settings.storage {
-            pages = pages.with_storage(storage.clone());
-        }
         Self {
             platform,
-            router: Router::production(Rc::new(pages)),
+            router: settings.page_router(platform),
             options: DrainOptions::from_config(&settings.sync),
             lease,
             phone_number_id,

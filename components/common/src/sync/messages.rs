@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Direction;
 use crate::lease::Lease;
 use crate::openphone::types::Message;
 use crate::openphone::OpenPhone;
@@ -24,7 +25,7 @@ const BATCH: u32 = 100;
 
 /// Whether a text's status can still change.
 pub fn is_unsettled(message: &Message) -> bool {
-    message.direction.as_deref() == Some("outgoing")
+    message.direction == Some(Direction::Outgoing)
         && matches!(
             message.status.as_deref(),
             Some("queued" | "sending" | "sent") | None
@@ -45,7 +46,7 @@ pub fn track(platform: &Platform, phone_number_id: &str, message: &Message) -> a
     let sent_at = message
         .created_at
         .as_deref()
-        .and_then(super::parse_iso)
+        .and_then(crate::domain::parse_iso)
         .unwrap_or(now);
     platform.sql.execute(
         "INSERT INTO unsettled_messages (message_id, phone_number_id, conversation_id, sent_at, next_check_at)

@@ -10,7 +10,8 @@
 //! the conversations updated since the number's cursor, then each conversation's calls and messages
 //! created since that conversation was last synced, writes what Notion lacks through the same
 //! [`Writer`](crate::pages::Writer) the webhooks use, checkpoints after every page, and re-checks the
-//! calls that still wait for a recording, transcript, summary or voicemail ([`pending`]).
+//! calls that still wait for a recording, transcript, summary or voicemail ([`recheck`], over the record
+//! [`crate::pending`] keeps).
 
 pub mod housekeeping;
 pub mod http;
@@ -18,7 +19,7 @@ pub mod interleave;
 pub mod links;
 pub mod messages;
 pub mod number;
-pub mod pending;
+pub mod recheck;
 pub mod requests;
 pub mod runs;
 pub mod schedule;
@@ -36,8 +37,11 @@ use tracing::Instrument;
 use crate::configuration::{
     ConfigError, Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig,
 };
+use crate::drain::{self, DrainOptions, DrainReport, Router};
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
+use crate::pages::handler::PageHandler;
+use crate::pending;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
 use requests::Requests;
@@ -158,6 +162,38 @@ impl SyncSettings {
             )?),
             None => writer,
         })
+    }
+
+    /// The drain's routes with these settings: every processed event type to the handler that writes
+    /// pages, copying recordings and media when object storage is configured.
+    pub fn page_router(&self, platform: &Platform) -> Router {
+        let mut pages = PageHandler::new(
+            platform.clone(),
+            self.notion.clone(),
+            self.openphone.clone(),
+            self.sync.clone(),
+        );
+        match &self.storage {
+            Some(storage) => pages = pages.with_storage(storage.clone()),
+            // Without object storage the pages still get written, linking OpenPhone's media URLs;
+            // /health names what is missing.
+            None => tracing::error!("recordings are not copied: object storage is not configured"),
+        }
+        pages.router()
+    }
+
+    /// Drains the queue with these settings' routes; with nothing due, looks again at `linger_until_ms`
+    /// before stopping ([`DrainOptions::linger_until_ms`]).
+    pub async fn drain(
+        &self,
+        platform: &Platform,
+        linger_until_ms: Option<i64>,
+    ) -> anyhow::Result<DrainReport> {
+        let options = DrainOptions {
+            linger_until_ms,
+            ..DrainOptions::from_config(&self.sync)
+        };
+        drain::drain(platform, &self.page_router(platform), &options).await
     }
 
     /// Where each API lives, to count requests by service.
@@ -376,13 +412,6 @@ pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// ISO-8601 (any offset) as epoch milliseconds.
-pub fn parse_iso(raw: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .ok()
-        .map(|t| t.timestamp_millis())
 }
 
 /// Adds a `sync_history` row for an item the sync wrote (`Ok(page_id)`) or failed to (`Err(why)`).

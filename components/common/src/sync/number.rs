@@ -8,7 +8,7 @@
 //! synced, all pages → each item Notion lacks is written through the [`Writer`]; an item already in the
 //! page map costs no Notion request, unless it is a text listed with a later status than the one written
 //! (one update). Calls of every status are synced, missed calls and voicemails included; what a call
-//! still lacks is recorded as [`pending`](super::pending) work, an outgoing text not yet delivered as
+//! still lacks is recorded as [`pending`](crate::pending) work, an outgoing text not yet delivered as
 //! [`messages`](super::messages) to ask for again.
 //!
 //! Items that predate the app are looked up in Notion in bulk ([`Writer::look_up_existing`]: the pages
@@ -44,9 +44,10 @@ use tracing::Instrument;
 
 use super::interleave::Interleave;
 use super::messages;
-use super::pending::{self, Needs, RecheckReport};
+use super::recheck::{self, RecheckReport};
 use super::requests::{self, Requests};
-use super::{iso, parse_iso, record_history, SyncOptions, SyncSettings};
+use super::{iso, record_history, SyncOptions, SyncSettings};
+use crate::domain::parse_iso;
 use crate::domain::E164;
 use crate::lease::{Lease, LeaseLost};
 use crate::notion::Notion;
@@ -56,6 +57,7 @@ use crate::outbound::ApiError;
 use crate::pages::map::{Kind, PageMap};
 use crate::pages::messages::status_rank;
 use crate::pages::{WriteError, Writer};
+use crate::pending::{self, Needs};
 use crate::platform::{Platform, Value};
 
 /// How a number's sync ended.
@@ -229,7 +231,7 @@ async fn sync_under_lease(
         interrupted,
         Err(Interrupted::LeaseLost(_) | Interrupted::OutOfTime)
     ) {
-        match pending::recheck(
+        match recheck::recheck(
             platform,
             &openphone,
             &writer,
@@ -756,7 +758,7 @@ impl NumberSync<'_> {
             .unwrap_or(now);
         let expected = Needs::expected(&call);
         // The listed call is its current state: no `GET /v1/calls/{id}`.
-        let fetched = pending::fetch(
+        let fetched = recheck::fetch(
             self.openphone,
             &call.id,
             self.phone_number_id,

@@ -14,7 +14,7 @@ use test_servers::{NotionServer, OpenPhoneServer, S3Server, Schema};
 
 use super::*;
 use crate::api;
-use crate::drain::{DrainOptions, Router};
+use crate::drain::DrainOptions;
 use crate::notion::schema;
 use crate::pages::handler::PageHandler;
 use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder, ReqwestClient};
@@ -687,7 +687,7 @@ async fn drain_and_backfill_at_once(
         settings.openphone.clone(),
         settings.sync.clone(),
     );
-    let router = Router::production(Rc::new(pages));
+    let router = pages.router();
     let drain_options = DrainOptions {
         budget_ms: 10 * 60_000,
         ..DrainOptions::from_config(&settings.sync)
@@ -1570,6 +1570,7 @@ async fn a_users_listing_that_fails_holds_the_conversation_back_until_it_succeed
 fn times_round_trip_as_iso_8601() {
     let ms = 1_760_988_145_427;
     assert_eq!(iso(ms), "2025-10-20T19:22:25.427Z");
+    use crate::domain::parse_iso;
     assert_eq!(parse_iso(&iso(ms)), Some(ms));
     assert_eq!(parse_iso("2025-10-20T21:22:25.427+02:00"), Some(ms));
     assert_eq!(parse_iso("yesterday"), None);

@@ -7,6 +7,7 @@
 //! 3. if `sync_interval_minutes` have passed since the periodic sync last started, claim it in
 //!    `schedules` (one upsert: overlapping ticks never both run it), run it, and release the claim.
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -32,7 +33,7 @@ pub struct TickReport {
     pub canvas_backlinks: Option<crate::pages::canvas_backlink::BacklinkReport>,
     /// Calls re-checked for what OpenPhone still owed them, when any were due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<super::pending::DueRecheck>,
+    pub pending: Option<super::recheck::DueRecheck>,
     /// The periodic sync this tick started, when it was due.
     pub sync_run_id: Option<String>,
     /// API requests of the periodic sync, when it ran.
@@ -50,7 +51,11 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
             run_id: run_id.to_owned(),
             ..TickReport::default()
         };
-        match crate::drain::run(platform).await {
+        let drained = async {
+            let settings = super::SyncSettings::load(platform).context("drain configuration")?;
+            settings.drain(platform, None).await
+        };
+        match drained.await {
             Ok(drained) => {
                 let mut counts = drained.to_json();
                 // The per-event list can be long; the counts are what a tick row is for.
@@ -61,7 +66,7 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
             }
             Err(e) => report.errors.push(format!("drain: {e:#}")),
         }
-        match super::pending::recheck_due(platform).await {
+        match super::recheck::recheck_due(platform).await {
             Ok(rechecked) => report.pending = rechecked,
             Err(e) => report.errors.push(format!("pending re-check: {e:#}")),
         }

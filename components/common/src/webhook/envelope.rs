@@ -6,70 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::{EventId, ParseError, PhoneNumberId};
-
-/// The event types the sync processes. Everything else is stored as `skipped`.
-///
-/// Quo's 2026 types: `call.voicemail.completed` carries the voicemail the sync copies, and `call.missed`
-/// is a finished call (the periodic sync would find it anyway), so both are processed;
-/// `call.answered` and `call.forwarded` describe a call still in progress, like `call.ringing`, and are
-/// skipped — the call is synced when it completes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    /// `call.completed`
-    CallCompleted,
-    /// `call.recording.completed`
-    CallRecordingCompleted,
-    /// `call.transcript.completed` (also sent as `callTranscript`, the type Quo's webhook guide shows)
-    CallTranscriptCompleted,
-    /// `call.summary.completed` (also sent as `callSummary` in one of OpenPhone's samples)
-    CallSummaryCompleted,
-    /// `call.voicemail.completed` (Quo 2026)
-    CallVoicemailCompleted,
-    /// `call.missed` (Quo 2026)
-    CallMissed,
-    /// `message.received`
-    MessageReceived,
-    /// `message.delivered`
-    MessageDelivered,
-}
-
-impl EventType {
-    /// Every processed type.
-    pub const ALL: [EventType; 8] = [
-        EventType::CallCompleted,
-        EventType::CallRecordingCompleted,
-        EventType::CallTranscriptCompleted,
-        EventType::CallSummaryCompleted,
-        EventType::CallVoicemailCompleted,
-        EventType::CallMissed,
-        EventType::MessageReceived,
-        EventType::MessageDelivered,
-    ];
-
-    /// The type named `raw`, aliases included.
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "callSummary" => Some(EventType::CallSummaryCompleted),
-            "callTranscript" => Some(EventType::CallTranscriptCompleted),
-            _ => Self::ALL.into_iter().find(|t| t.as_str() == raw),
-        }
-    }
-
-    /// The canonical name, as stored in the queue.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::CallCompleted => "call.completed",
-            EventType::CallRecordingCompleted => "call.recording.completed",
-            EventType::CallTranscriptCompleted => "call.transcript.completed",
-            EventType::CallSummaryCompleted => "call.summary.completed",
-            EventType::CallVoicemailCompleted => "call.voicemail.completed",
-            EventType::CallMissed => "call.missed",
-            EventType::MessageReceived => "message.received",
-            EventType::MessageDelivered => "message.delivered",
-        }
-    }
-}
+use crate::domain::{EventId, EventType, ParseError, PhoneNumberId};
 
 /// What intake does with an event type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,5 +6,3 @@ pub mod envelope;
 pub mod intake;
 pub mod keys;
 pub mod signature;
-
-pub use envelope::EventType;

@@ -119,6 +119,8 @@ impl World {
                     .unwrap();
             writer = writer.with_media(media);
         }
+        let event_type = common::domain::EventType::parse(event_type)
+            .unwrap_or_else(|| panic!("{event_type} is not a processed event type"));
         writer.apply_event(event_type, payload).await
     }
 

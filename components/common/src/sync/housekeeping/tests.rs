@@ -196,7 +196,7 @@ fn age_comes_from_the_key_date_else_last_modified() {
         size: 1,
         last_modified: modified.map(String::from),
     };
-    let cutoff = crate::sync::parse_iso("2025-10-20T12:00:00Z").unwrap();
+    let cutoff = crate::domain::parse_iso("2025-10-20T12:00:00Z").unwrap();
     assert!(expired(
         &object("recordings/2025/10/19/AC1-1.mp3", None),
         cutoff
