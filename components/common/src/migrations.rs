@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_contact_emails.sql",
         sql: include_str!("../../../migrations/0009_contact_emails.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_retired_media.sql",
+        sql: include_str!("../../../migrations/0010_retired_media.sql"),
+    },
 ];
 
 /// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews

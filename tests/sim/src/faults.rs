@@ -1,6 +1,7 @@
 //! The faults of one simulated run, drawn from its seed: outages of hours to days, `429` storms, a token
 //! that stops working until a person fixes it, requests that hang past a lease (some after the server
-//! did the work), instance crashes at await points, and wall clocks that disagree.
+//! did the work), instance crashes at await points, and wall clocks that disagree. The object store gets
+//! its own outages, `503 SlowDown` storms and revoked keys (`403`), and hangs like any other API.
 
 use std::fmt;
 
@@ -21,6 +22,8 @@ pub enum Api {
     OpenPhone,
     /// OpenPhone's media host (recordings, voicemails).
     Media,
+    /// The object store (S3 or R2) that keeps copies of the media.
+    S3,
 }
 
 impl Api {
@@ -30,6 +33,7 @@ impl Api {
             Api::Notion => "notion",
             Api::OpenPhone => "openphone",
             Api::Media => "media",
+            Api::S3 => "s3",
         }
     }
 }
@@ -82,7 +86,7 @@ impl Failure {
         match self {
             Failure::Unreachable => "unreachable",
             Failure::Status(429, _) => "429",
-            Failure::Status(401, _) => "401",
+            Failure::Status(401 | 403, _) => "401",
             Failure::Status(_, _) => "5xx",
             Failure::Hang { ghost: true, .. } => "ghost write",
             Failure::Hang { .. } => "hang",
@@ -160,9 +164,10 @@ impl FaultPlan {
             });
         }
         for _ in 0..rng.gen_range(0..4) {
-            let api = match rng.gen_range(0..3) {
+            let api = match rng.gen_range(0..4) {
                 0 | 1 => Api::Notion,
-                _ => Api::OpenPhone,
+                2 => Api::OpenPhone,
+                _ => Api::S3,
             };
             let trouble = match rng.gen_range(0..4) {
                 0 => Trouble::Down,
@@ -200,11 +205,14 @@ impl FaultPlan {
             .iter()
             .find(|w| w.api == api && (w.from..w.until).contains(&now))
         {
-            return Some(match window.trouble {
-                Trouble::Down => Failure::Unreachable,
-                Trouble::Unavailable => Failure::Status(503, 0),
-                Trouble::Storm(seconds) => Failure::Status(429, seconds),
-                Trouble::Unauthorized => Failure::Status(401, 0),
+            return Some(match (window.trouble, api) {
+                (Trouble::Down, _) => Failure::Unreachable,
+                (Trouble::Unavailable, _) => Failure::Status(503, 0),
+                // S3 throttles with `503 SlowDown` and refuses a revoked key with `403`.
+                (Trouble::Storm(_), Api::S3) => Failure::Status(503, 0),
+                (Trouble::Storm(seconds), _) => Failure::Status(429, seconds),
+                (Trouble::Unauthorized, Api::S3) => Failure::Status(403, 0),
+                (Trouble::Unauthorized, _) => Failure::Status(401, 0),
             });
         }
         if now >= self.calm_from {

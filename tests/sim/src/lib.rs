@@ -1,12 +1,16 @@
 //! A deterministic simulation of the whole app in one thread: three instances sharing one database and
-//! one key-value store (the native SQLite ones, with Spin's semantics), the OpenPhone and Notion doubles
-//! called in-process, a virtual clock, and a seeded scheduler that also decides where instances crash.
+//! one key-value store (the native SQLite ones, with Spin's semantics), the OpenPhone, Notion and S3
+//! doubles called in-process, a virtual clock, and a seeded scheduler that also decides where instances
+//! crash.
 //!
 //! A seed draws a workload (calls with their recordings, transcripts and summaries, texts; delivered to
 //! any instance, some twice, some out of order) and a fault plan ([`faults`]), runs simulated hours or
 //! days in seconds, and checks the invariants: after every step, one lease holder at a time and no
 //! request over Notion's published limit; at the end, every accepted event done (or dead for a reason a
-//! person must act on), exactly one page per call and text, and each body section once. The same seed
+//! person must act on), exactly one page per call and text, each body section once, no object written
+//! again after retention deleted it, and no page linking an object that is neither in the bucket nor
+//! retired. Some seeds keep recordings one day and date some calls days back, so retention walks
+//! delete copies while their events are still being worked on. The same seed
 //! replays bit for bit: [`SimReport::digest`] covers every request and its time.
 
 pub mod executor;
@@ -31,8 +35,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use test_servers::notion::property_text;
-use test_servers::webhooks::SignedDelivery;
-use test_servers::{NotionServer, OpenPhoneServer, Schema};
+use test_servers::s3_memory::Change;
+use test_servers::webhooks::{MediaFixture, SignedDelivery};
+use test_servers::{MemoryS3, NotionServer, OpenPhoneServer, Schema};
 
 use executor::World;
 use faults::FaultPlan;
@@ -50,6 +55,16 @@ const SETTLE_MS: i64 = 8 * HOUR;
 const MAX_STEPS: u64 = 3_000_000;
 /// The webhook signing key of the simulated workspace.
 const WEBHOOK_KEY: &str = "c2ltdWxhdGVkIHdlYmhvb2sga2V5";
+/// Where the simulated object store answers (never resolved: the requests stay in-process).
+const S3_ENDPOINT: &str = "http://s3.sim.invalid";
+/// The bucket and its key pair.
+const S3_BUCKET: &str = "recordings";
+const S3_ACCESS_KEY: &str = "AKIASIMULATED0000001";
+/// The days a retention seed keeps recordings.
+const RETENTION_DAYS: i64 = 1;
+const DAY: i64 = 24 * HOUR;
+/// Bytes of each simulated MMS picture.
+const MMS_BYTES: u64 = 12 * 1024;
 
 /// What one seed does.
 #[derive(Debug, Clone, Copy)]
@@ -58,14 +73,19 @@ pub struct SimOptions {
     pub seed: u64,
     /// Forces a 48-hour Notion outage in the plan.
     pub long_outage: bool,
+    /// Keeps recordings [`RETENTION_DAYS`] and dates some calls and texts days back.
+    pub retention: bool,
 }
 
 impl SimOptions {
-    /// The options of `seed`: one seed in twenty has a 48-hour Notion outage.
+    /// The options of `seed`: one seed in twenty has a 48-hour Notion outage, and those and one seed in
+    /// four besides keep recordings a day.
     pub fn of(seed: u64) -> SimOptions {
+        let long_outage = seed % 20 == 7;
         SimOptions {
             seed,
-            long_outage: seed % 20 == 7,
+            long_outage,
+            retention: long_outage || seed % 4 == 1,
         }
     }
 }
@@ -89,6 +109,10 @@ pub struct SimReport {
     pub acquisitions: u64,
     /// Executor steps.
     pub steps: u64,
+    /// Objects written to the bucket (re-writes included).
+    pub objects_written: u64,
+    /// Objects retention deleted.
+    pub objects_retired: u64,
     /// Every broken invariant.
     pub violations: Vec<String>,
     /// A digest of every request and its time: equal for two runs of one seed.
@@ -147,6 +171,12 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         &Schema::from_types(common::notion::schema::MESSAGES, Some(&canvas_ds)),
     )?;
     let (openphone_api, media) = openphone.in_process();
+    let bucket = MemoryS3::new(S3_BUCKET, S3_ACCESS_KEY, start_ms);
+    let retention_days = if options.retention {
+        RETENTION_DAYS.to_string()
+    } else {
+        "0".to_owned()
+    };
 
     // Each store is one connection, so an in-memory database is the whole store: the simulation needs
     // SQLite's semantics, not its files.
@@ -164,7 +194,14 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         ("notion_messages_database_id", messages_db.as_str()),
         ("notion_canvas_database_id", canvas_db.as_str()),
         ("admin_token", "sim-admin-token"),
-        // No object storage: recordings link OpenPhone's copies (the bucket has its own tests).
+        ("s3_endpoint", S3_ENDPOINT),
+        ("r2_bucket", S3_BUCKET),
+        ("r2_access_key_id", S3_ACCESS_KEY),
+        (
+            "r2_secret_access_key",
+            "c2ltdWxhdGVkIHNlY3JldCBrZXkgb2YgdGhlIGJ1Y2tldA",
+        ),
+        ("recordings_retention_days", retention_days.as_str()),
     ]));
 
     let network = Rc::new(Network {
@@ -172,6 +209,7 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         notion: (notion.in_process(), notion.base_url()),
         openphone: (openphone_api, openphone.base_url()),
         media: (media, openphone.media_base_url()),
+        s3: (bucket.router(), S3_ENDPOINT.to_owned(), bucket.clone()),
         plan: plan.clone(),
         traffic: RefCell::new(Traffic::default()),
         kick: RefCell::new(None),
@@ -223,7 +261,7 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         migrated.context("migrations did not finish")??;
     }
 
-    let items = plan_workload(&mut rng, &openphone, start, traffic_span)?;
+    let items = plan_workload(&mut rng, &openphone, start, traffic_span, options.retention)?;
     for delivery in items {
         sim.deliver_at(delivery.at, delivery.instance, delivery.payload, 0);
     }
@@ -262,11 +300,14 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
             .map(|r| format!("over Notion's rate limit: {r}")),
     );
     violations.extend(end_state(&sim, &notion, &calls_ds, &messages_ds)?);
+    violations.extend(bucket_state(&bucket, &notion, &[&calls_ds, &messages_ds]));
 
     let deliveries = *sim.deliveries.borrow();
     let crashes = *sim.crashes.borrow();
     let acquisitions = *watch.acquisitions.borrow();
     let accepted = sim.accepted.borrow().len();
+    let history = bucket.history();
+    let changes = |kind: Change| history.iter().filter(|(_, _, c)| *c == kind).count() as u64;
     Ok(SimReport {
         seed: options.seed,
         simulated_ms: world.now() - start_ms,
@@ -276,6 +317,8 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         requests: traffic.requests.values().sum(),
         acquisitions,
         steps: world.steps(),
+        objects_written: changes(Change::Written),
+        objects_retired: changes(Change::Deleted),
         violations,
         digest: traffic.digest,
         plan: plan.to_string(),
@@ -289,13 +332,16 @@ struct Delivery {
     payload: Value,
 }
 
-/// Calls and texts on one to three lines, their events delivered over `span` from `start` to random
-/// instances, some twice and some out of order.
+/// Calls and texts (half of them with pictures) on one to three lines, their events delivered over `span` from `start` to random
+/// instances, some twice and some out of order. With `backdate`, a third of them happened two to two
+/// and a half days before their events arrive (as after a long webhook outage), so their copies are past
+/// a day's retention as soon as they are made.
 fn plan_workload(
     rng: &mut ChaCha8Rng,
     openphone: &OpenPhoneServer,
     start: DateTime<Utc>,
     span: i64,
+    backdate: bool,
 ) -> anyhow::Result<Vec<Delivery>> {
     let lines: Vec<Line> = (0..rng.gen_range(1..=3))
         .map(|i| Line::register(openphone, i))
@@ -306,7 +352,12 @@ fn plan_workload(
         let line = lines.choose(rng).expect("at least one line").clone();
         let other = contact(rng.gen_range(0..8));
         let offset = rng.gen_range(0..span);
-        let at = start + chrono::Duration::milliseconds(offset);
+        let back = if backdate && rng.gen_bool(0.35) {
+            rng.gen_range(2 * DAY..2 * DAY + 12 * HOUR)
+        } else {
+            0
+        };
+        let at = start + chrono::Duration::milliseconds(offset - back);
         let events = match rng.gen_range(0..4) {
             0 => {
                 CallScript::answered(openphone, &line, &other, &format!("ACsim{item}"), at).events()
@@ -320,10 +371,24 @@ fn plan_workload(
             )
             .events(),
             kind => {
-                vec![
-                    MessageScript::new(&line, &[other], &format!("ACmsg{item}"), at, kind == 3)
-                        .event(),
-                ]
+                let id = format!("ACmsg{item}");
+                let mut script = MessageScript::new(&line, &[other], &id, at, kind == 3);
+                // Every other text is an MMS with a picture or two, copied to the bucket like
+                // recordings.
+                if rng.gen_bool(0.5) {
+                    script.message.media = (1..=rng.gen_range(1..=2))
+                        .map(|n| MediaFixture {
+                            url: openphone.add_generated_media(
+                                &format!("/mms/{id}-{n}.png"),
+                                "image/png",
+                                MMS_BYTES,
+                            ),
+                            content_type: "image/png".into(),
+                            duration: None,
+                        })
+                        .collect();
+                }
+                vec![script.event()]
             }
         };
         let mut due = start_ms + offset;
@@ -509,4 +574,49 @@ fn page_of(payload: &Value) -> (&'static str, String) {
         let id = object["callId"].as_str().or(object["id"].as_str());
         ("Call ID", id.unwrap_or_default().to_owned())
     }
+}
+
+/// The invariants of the bucket: retention's deletes are final (nothing written under a key after it
+/// was deleted: the app deletes only by retention), and every link to the bucket on a page names an
+/// object that is there, or one retention deleted (the page keeps the link it had; it must not get a
+/// fresh one to a copy made again).
+fn bucket_state(bucket: &MemoryS3, notion: &NotionServer, data_sources: &[&str]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut deleted: BTreeMap<String, i64> = BTreeMap::new();
+    for (at, key, change) in bucket.history() {
+        match change {
+            Change::Deleted => {
+                deleted.entry(key).or_insert(at);
+            }
+            Change::Written => {
+                if let Some(retired_at) = deleted.get(&key) {
+                    violations.push(format!(
+                        "{key} written again at {at}, after retention deleted it at {retired_at}"
+                    ));
+                }
+            }
+        }
+    }
+    let prefix = format!("{S3_ENDPOINT}/{S3_BUCKET}/");
+    for data_source in data_sources {
+        for page in notion.pages(data_source) {
+            let page_id = page["id"].as_str().unwrap_or_default();
+            let mut text = page.to_string();
+            for block in notion.blocks(page_id) {
+                text.push_str(&block.to_string());
+            }
+            for (at, _) in text.match_indices(&prefix) {
+                let key: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| !matches!(c, '"' | '?' | '\\' | ' '))
+                    .collect();
+                if !bucket.contains(&key) && !deleted.contains_key(&key) {
+                    violations.push(format!(
+                        "page {page_id} links {key}, which is not in the bucket"
+                    ));
+                }
+            }
+        }
+    }
+    violations
 }

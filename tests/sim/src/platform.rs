@@ -103,6 +103,8 @@ pub struct Network {
     pub openphone: (axum::Router, String),
     /// OpenPhone's media host routes and base URL.
     pub media: (axum::Router, String),
+    /// The object store's routes and endpoint, and the bucket (whose clock follows the true time).
+    pub s3: (axum::Router, String, test_servers::MemoryS3),
     /// The faults of this run.
     pub plan: FaultPlan,
     /// What happened.
@@ -126,6 +128,7 @@ impl SimHttp {
             Api::Notion => (80, 600),
             Api::OpenPhone => (40, 300),
             Api::Media => (20, 200),
+            Api::S3 => (30, 400),
         };
         self.network.world.random(|r| r.gen_range(low..=high))
     }
@@ -137,6 +140,8 @@ impl SimHttp {
     }
 
     async fn call(&self, router: &axum::Router, request: &HttpRequest) -> HttpResponse {
+        // The bucket answers by the true time of the moment the request reaches it.
+        self.network.s3.2.set_now_ms(self.network.world.now());
         let path = request
             .url
             .split_once("://")
@@ -211,6 +216,8 @@ impl HttpClient for SimHttp {
             (Api::OpenPhone, &network.openphone.0)
         } else if request.url.starts_with(&network.media.1) {
             (Api::Media, &network.media.0)
+        } else if request.url.starts_with(&network.s3.1) {
+            (Api::S3, &network.s3.0)
         } else {
             return Err(HttpError::NotAllowed(request.url));
         };
@@ -220,6 +227,7 @@ impl HttpClient for SimHttp {
                 (network.notion.1.as_str(), "<notion>"),
                 (network.openphone.1.as_str(), "<openphone>"),
                 (network.media.1.as_str(), "<media>"),
+                (network.s3.1.as_str(), "<s3>"),
             ];
             traffic.record(now, &request, &bases);
             *traffic.requests.entry(api.name()).or_default() += 1;

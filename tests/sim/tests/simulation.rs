@@ -52,6 +52,7 @@ fn a_48_hour_notion_outage_ends_with_every_event_done_and_none_dead() {
     let report = run(SimOptions {
         seed: 7,
         long_outage: true,
+        retention: true,
     });
     assert!(report.simulated_ms >= 48 * 3_600_000);
     assert!(report.accepted > 0);

@@ -57,7 +57,7 @@ impl Writer<'_> {
                             ..link
                         });
                     }
-                    Ok(StoredMedia::Gone { .. }) => {}
+                    Ok(StoredMedia::Gone { .. } | StoredMedia::Retired { .. }) => {}
                     Err(MediaError::NotOnMediaHost { .. }) => links.push(link),
                     Err(e) => {
                         keep_error(e, "recording");
@@ -88,7 +88,9 @@ impl Writer<'_> {
                         }
                         voicemail.url = Some(object.url);
                     }
-                    Ok(StoredMedia::Gone { .. }) => voicemail.url = None,
+                    Ok(StoredMedia::Gone { .. } | StoredMedia::Retired { .. }) => {
+                        voicemail.url = None
+                    }
                     Err(MediaError::NotOnMediaHost { .. }) => {}
                     Err(e) => keep_error(e, "voicemail"),
                 }

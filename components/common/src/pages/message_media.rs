@@ -96,7 +96,7 @@ impl Writer<'_> {
                             blocks.push(media_block(Some(&object.content_type), &object.url));
                             media.links.push(object.url);
                         }
-                        Ok(StoredMedia::Gone { .. }) => {}
+                        Ok(StoredMedia::Gone { .. } | StoredMedia::Retired { .. }) => {}
                         Err(MediaError::NotOnMediaHost { .. }) => {
                             media.links.push(source.url.clone());
                             blocks.push(media_block(source.content_type.as_deref(), &source.url));

@@ -16,6 +16,10 @@
 //!   URL valid for 7 days (the longest SigV4 allows), whose expiry is kept in `media_objects`;
 //!   [`MediaCopier::refresh_expiring_links`] proposes new links for those about to expire, and
 //!   [`MediaCopier::record_links`] records them once the call's page has them.
+//! - **Retention.** An object the housekeeping deleted for its age is remembered in `retired_media`
+//!   ([`retirement_of`] names its call and segment from the key); a later copy of the same file copies
+//!   nothing and answers [`StoredMedia::Retired`], so the page keeps no fresh link to media meant to be
+//!   gone and the bucket does not get it back.
 //! - **Failures.** A `404` (or `410`) from the media host is not an error: the media is recorded as
 //!   `gone` ([`StoredMedia::Gone`], which `/stats` counts). A failed download or upload is a
 //!   [`MediaError`] whose [`MediaError::is_transient`] says whether retrying the event can help; nothing
@@ -114,6 +118,11 @@ pub enum StoredMedia {
         /// The key the copy would have had.
         key: String,
     },
+    /// Retention deleted our copy (it is in `retired_media`): nothing is copied again.
+    Retired {
+        /// The key the copy had.
+        key: String,
+    },
 }
 
 impl StoredMedia {
@@ -121,7 +130,7 @@ impl StoredMedia {
     pub fn url(&self) -> Option<&str> {
         match self {
             StoredMedia::Stored(object) => Some(&object.url),
-            StoredMedia::Gone { .. } => None,
+            StoredMedia::Gone { .. } | StoredMedia::Retired { .. } => None,
         }
     }
 }
@@ -286,6 +295,28 @@ fn without_query(url: &str) -> String {
     url.split(['?', '#']).next().unwrap_or(url).to_owned()
 }
 
+/// What an object key is a copy of, as `retired_media` names it: `(owner id, kind, segment)` for
+/// `recordings/…/<callId>-<n>.<ext>`, `voicemails/…/<callId>.<ext>` and `media/…/<messageId>-<n>.<ext>`;
+/// `None` for a key the copiers do not make.
+pub fn retirement_of(key: &str) -> Option<(String, &'static str, u32)> {
+    let (prefix, rest) = key.split_once('/')?;
+    // `YYYY/MM/DD/` then the file name.
+    let name = rest.get(11..).filter(|_| rest.get(10..11) == Some("/"))?;
+    let (stem, _extension) = name.rsplit_once('.')?;
+    let numbered = || {
+        let (owner, n) = stem.rsplit_once('-')?;
+        let n = n.parse::<u32>().ok().filter(|n| *n > 0)?;
+        Some((owner.to_owned(), n))
+    };
+    let (owner, kind, segment) = match prefix {
+        "recordings" => numbered().map(|(owner, n)| (owner, "recording", n))?,
+        "voicemails" => (stem.to_owned(), "voicemail", 1),
+        "media" => numbered().map(|(owner, n)| (owner, "media", n))?,
+        _ => return None,
+    };
+    (!owner.is_empty() && !owner.contains('/')).then_some((owner, kind, segment))
+}
+
 /// One media file of one call.
 struct Target<'a> {
     call_id: &'a str,
@@ -389,6 +420,8 @@ pub(super) enum Transfer {
     },
     /// The media host answered `404`/`410`: nothing to copy; `key` is the one the copy would have had.
     Gone { key: String, content_type: String },
+    /// Retention retired `key` while the copy was under way: nothing was uploaded.
+    Retired { key: String },
 }
 
 /// Copies a call's media (and, in [`super::message_media`], a message's) to the object store and keeps
@@ -631,6 +664,9 @@ impl<'a> MediaCopier<'a> {
             Ok(StoredMedia::Gone { key }) => span.in_scope(|| {
                 tracing::warn!(key = %key, "media gone from the media host");
             }),
+            Ok(StoredMedia::Retired { key }) => span.in_scope(|| {
+                tracing::info!(key = %key, "media retired by retention: not copied again");
+            }),
             Err(e) => span.in_scope(|| {
                 tracing::warn!(error = %e, transient = e.is_transient(), "media copy failed");
             }),
@@ -643,6 +679,9 @@ impl<'a> MediaCopier<'a> {
         target: &Target<'_>,
         source: &MediaSource,
     ) -> Result<StoredMedia, MediaError> {
+        if let Some(key) = self.retired(target.call_id, target.kind.as_str(), target.segment)? {
+            return Ok(StoredMedia::Retired { key });
+        }
         if let Some(row) = self.find(target)? {
             if row.state == "stored" {
                 return Ok(StoredMedia::Stored(self.reuse(target, row)?));
@@ -672,6 +711,7 @@ impl<'a> MediaCopier<'a> {
                 )?;
                 return Ok(StoredMedia::Gone { key });
             }
+            Transfer::Retired { key } => return Ok(StoredMedia::Retired { key }),
             Transfer::Stored {
                 key,
                 content_type,
@@ -680,7 +720,7 @@ impl<'a> MediaCopier<'a> {
             } => (key, content_type, size, uploaded),
         };
         let (url, url_expires_at) = self.new_link(&key);
-        self.record(
+        let recorded = self.record(
             target,
             &MediaRow {
                 key: key.clone(),
@@ -691,6 +731,9 @@ impl<'a> MediaCopier<'a> {
                 url_expires_at,
             },
         )?;
+        if !recorded {
+            return Ok(StoredMedia::Retired { key });
+        }
         Ok(StoredMedia::Stored(StoredObject {
             key,
             url,
@@ -745,6 +788,11 @@ impl<'a> MediaCopier<'a> {
             error,
         };
         let existing = client.head(&key).await.map_err(store_error)?;
+        // Retention writes its tombstone before it deletes: an object missing here because retention
+        // took it is already in `retired_media`, and must not be uploaded again.
+        if existing.is_none() && self.key_retired(&key)? {
+            return Ok(Transfer::Retired { key });
+        }
         let (size, uploaded) = match (expected, existing) {
             // Dropping the download here abandons its body unread.
             (Some(expected), Some(existing)) if existing.size == expected => (expected, false),
@@ -923,7 +971,34 @@ impl<'a> MediaCopier<'a> {
         rows.first().map(|row| MediaRow::from_row(&row)).transpose()
     }
 
-    fn record(&self, target: &Target<'_>, row: &MediaRow) -> anyhow::Result<()> {
+    /// The key of the copy of `segment` of `owner`'s `kind` that retention retired, if it did.
+    pub(super) fn retired(
+        &self,
+        owner: &str,
+        kind: &str,
+        segment: u32,
+    ) -> anyhow::Result<Option<String>> {
+        let rows = self.platform.sql.execute(
+            "SELECT key FROM retired_media WHERE owner_id = ?1 AND kind = ?2 AND segment = ?3",
+            &[owner.into(), kind.into(), segment.into()],
+        )?;
+        rows.first()
+            .map(|row| row.str("key").map(str::to_owned))
+            .transpose()
+    }
+
+    /// Whether retention retired `key`.
+    fn key_retired(&self, key: &str) -> anyhow::Result<bool> {
+        let rows = self.platform.sql.execute(
+            "SELECT 1 AS retired FROM retired_media WHERE key = ?1",
+            &[key.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Records `row` for `target`, unless retention retired its key meanwhile (then `false`: a copy
+    /// recorded after the walk deleted it would link to nothing).
+    fn record(&self, target: &Target<'_>, row: &MediaRow) -> anyhow::Result<bool> {
         let mut params = target.params().to_vec();
         params.extend([
             row.key.as_str().into(),
@@ -934,17 +1009,19 @@ impl<'a> MediaCopier<'a> {
             Value::from(row.url_expires_at),
             self.platform.clock.now_ms().into(),
         ]);
-        self.platform.sql.execute(
+        let rows = self.platform.sql.execute(
             "INSERT INTO media_objects (call_id, kind, segment, key, state, size, content_type, url,
                                         url_expires_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10
+             WHERE NOT EXISTS (SELECT 1 FROM retired_media WHERE key = ?4)
              ON CONFLICT (call_id, kind, segment) DO UPDATE SET
                  key = excluded.key, state = excluded.state, size = excluded.size,
                  content_type = excluded.content_type, url = excluded.url,
-                 url_expires_at = excluded.url_expires_at, updated_at = excluded.updated_at",
+                 url_expires_at = excluded.url_expires_at, updated_at = excluded.updated_at
+             RETURNING call_id",
             &params,
         )?;
-        Ok(())
+        Ok(!rows.is_empty())
     }
 }
 

@@ -8,7 +8,8 @@
 //!   type we know.
 //! - **Streaming, idempotency, failures.** The same streamed copy as recordings
 //!   ([`MediaCopier::transfer`]); every copy is recorded in `message_media`, so a replayed event costs no
-//!   request and never makes a second object; a `404` is recorded as gone.
+//!   request and never makes a second object; a `404` is recorded as gone; a medium that retention
+//!   deleted stays deleted ([`StoredMedia::Retired`]).
 //! - **Links.** Public base or presigned, as for recordings; [`MediaCopier::refresh_expiring_message_links`]
 //!   proposes renewed ones and [`MediaCopier::record_message_links`] records them once the page has them.
 
@@ -124,6 +125,9 @@ impl MediaCopier<'_> {
                 Ok(StoredMedia::Gone { key }) => {
                     tracing::warn!(key = %key, "media gone from the media host");
                 }
+                Ok(StoredMedia::Retired { key }) => {
+                    tracing::info!(key = %key, "media retired by retention: not copied again");
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, transient = e.is_transient(), "media copy failed");
                 }
@@ -141,6 +145,9 @@ impl MediaCopier<'_> {
         source: &MediaSource,
     ) -> Result<StoredMedia, MediaError> {
         validate(message_id)?;
+        if let Some(key) = self.retired(message_id, KIND, position)? {
+            return Ok(StoredMedia::Retired { key });
+        }
         if let Some(stored) = self.reuse_message_medium(message_id, position)? {
             return Ok(StoredMedia::Stored(stored));
         }
@@ -169,6 +176,7 @@ impl MediaCopier<'_> {
                 ],
                 StoredMedia::Gone { key },
             ),
+            Transfer::Retired { key } => return Ok(StoredMedia::Retired { key }),
             Transfer::Stored {
                 key,
                 content_type,
@@ -199,16 +207,26 @@ impl MediaCopier<'_> {
         let mut params = vec![message_id.into(), position.into()];
         params.extend(row);
         params.push(now.into());
-        self.platform.sql.execute(
+        // Not recorded if retention retired the key meanwhile: the row would link to nothing.
+        let recorded = self.platform.sql.execute(
             "INSERT INTO message_media (message_id, position, key, state, size, content_type, url,
                                         url_expires_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9
+             WHERE NOT EXISTS (SELECT 1 FROM retired_media WHERE key = ?3)
              ON CONFLICT (message_id, position) DO UPDATE SET
                  key = excluded.key, state = excluded.state, size = excluded.size,
                  content_type = excluded.content_type, url = excluded.url,
-                 url_expires_at = excluded.url_expires_at, updated_at = excluded.updated_at",
+                 url_expires_at = excluded.url_expires_at, updated_at = excluded.updated_at
+             RETURNING message_id",
             &params,
         )?;
+        if recorded.is_empty() {
+            let key = match result {
+                StoredMedia::Stored(object) => object.key,
+                StoredMedia::Gone { key } | StoredMedia::Retired { key } => key,
+            };
+            return Ok(StoredMedia::Retired { key });
+        }
         Ok(result)
     }
 

@@ -7,4 +7,4 @@ pub mod message_media;
 pub mod s3;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod testing;
+pub(crate) mod testing;

@@ -6,16 +6,19 @@
 //! `voicemails/`, `media/`, …). With `recordings_retention_days` set, objects under `recordings/`,
 //! `voicemails/` and `media/` (message pictures and files) older than that are deleted during the same
 //! walk; their age is the call's or message's date in the key (`recordings/YYYY/MM/DD/…`), else the
-//! object's `LastModified`.
+//! object's `LastModified`. A deleted copy is remembered in `retired_media` (written before the delete),
+//! so a later event or sync of the same call or message does not copy it back
+//! ([`crate::storage::media::StoredMedia::Retired`]).
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::SyncOptions;
 use crate::configuration::{Loader, StorageConfig};
 use crate::platform::Platform;
-use crate::storage::s3::{ListedObject, ObjectStore, S3Client, StoreError, LIST_PAGE_SIZE};
+use crate::storage::s3::{ListedObject, ObjectStore, S3Client, LIST_PAGE_SIZE};
 
 /// Prefixes retention applies to; anything else in the bucket is not the app's to delete.
 const RETAINED_PREFIXES: [&str; 3] = ["recordings/", "voicemails/", "media/"];
@@ -202,17 +205,26 @@ async fn walk_storage(
     client: &S3Client<'_>,
     retention_days: u32,
     page_size: usize,
-) -> Result<StorageReport, StoreError> {
+) -> anyhow::Result<StorageReport> {
     let cutoff = (retention_days > 0)
         .then(|| platform.clock.now_ms() - i64::from(retention_days) * 24 * 60 * 60 * 1000);
     let mut report = StorageReport::default();
     let mut continuation: Option<String> = None;
     loop {
-        let page = client.list("", continuation.as_deref(), page_size).await?;
+        let page = client
+            .list("", continuation.as_deref(), page_size)
+            .await
+            .context("listing the bucket")?;
         report.pages += 1;
         for object in &page.objects {
             if cutoff.is_some_and(|cutoff| expired(object, cutoff)) {
-                client.delete(&object.key).await?;
+                // The tombstone first: a crash between the two leaves a tombstone and an object the
+                // next walk deletes, never a deleted object that a replay copies back.
+                retire(platform, object)?;
+                client
+                    .delete(&object.key)
+                    .await
+                    .with_context(|| format!("deleting {}", object.key))?;
                 forget(platform, &object.key);
                 report.deleted.objects += 1;
                 report.deleted.bytes += object.size;
@@ -230,6 +242,31 @@ async fn walk_storage(
             None => return Ok(report),
         }
     }
+}
+
+/// Remembers that retention deletes `object`, so no copier stores it again (a key the copiers do not
+/// make needs no tombstone).
+fn retire(platform: &Platform, object: &ListedObject) -> anyhow::Result<()> {
+    let Some((owner, kind, segment)) = crate::storage::media::retirement_of(&object.key) else {
+        return Ok(());
+    };
+    platform
+        .sql
+        .execute(
+            "INSERT INTO retired_media (owner_id, kind, segment, key, size, retired_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (owner_id, kind, segment) DO NOTHING",
+            &[
+                owner.as_str().into(),
+                kind.into(),
+                segment.into(),
+                object.key.as_str().into(),
+                i64::try_from(object.size).unwrap_or(i64::MAX).into(),
+                platform.clock.now_ms().into(),
+            ],
+        )
+        .with_context(|| format!("recording {} as retired", object.key))?;
+    Ok(())
 }
 
 /// Drops a deleted object from `media_objects` or `message_media`, so the media counts on `/stats` match

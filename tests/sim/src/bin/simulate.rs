@@ -113,11 +113,24 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|");
     println!("| seeds | {} (from {}) |", reports.len(), args.from);
     println!("| of which with a 48-hour Notion outage | {long} |");
+    let retention = reports
+        .iter()
+        .filter(|r| SimOptions::of(r.seed).retention)
+        .count();
+    println!("| of which keeping recordings a day | {retention} |");
     println!("| simulated hours | {hours:.0} |");
     println!("| webhook deliveries | {} |", sum(|r| r.deliveries));
     println!("| events accepted | {} |", sum(|r| r.accepted as u64));
     println!("| requests to the doubles | {} |", sum(|r| r.requests));
     println!("| faults injected | {} |", sum(|r| r.faults));
+    println!(
+        "| objects written to the bucket | {} |",
+        sum(|r| r.objects_written)
+    );
+    println!(
+        "| objects deleted by retention | {} |",
+        sum(|r| r.objects_retired)
+    );
     println!(
         "| lease acquisitions checked | {} |",
         sum(|r| r.acquisitions)

@@ -368,3 +368,100 @@ async fn without_storage_configuration_the_rest_still_runs() {
         report.errors
     );
 }
+
+#[tokio::test]
+async fn media_retention_deleted_is_not_copied_back_by_a_later_event() {
+    use crate::storage::media::{MediaCopier, MediaSource, StoredMedia};
+    use crate::storage::testing::{media_server, storage_config};
+    use test_servers::openphone::media_pattern;
+
+    let setup = setup().await;
+    let media = media_server();
+    let copier = MediaCopier::new(
+        &setup.platform,
+        &storage_config(&setup.s3),
+        &media.media_base_url(),
+    )
+    .unwrap();
+    let source = |path: &str, content_type: &str| MediaSource {
+        url: media.add_media(path, content_type, media_pattern(3, 2_000)),
+        content_type: Some(content_type.to_owned()),
+        duration: None,
+    };
+    let recording = source("/opstatics/old.mp3", "audio/mpeg");
+    let voicemail = source("/opstatics/old-vm.mp3", "audio/mpeg");
+    let picture = source("/opstatics/old.png", "image/png");
+    let created: chrono::DateTime<chrono::Utc> = "2020-01-01T10:00:00Z".parse().unwrap();
+    let copy_all = || async {
+        let mut results = copier
+            .copy_recordings("ACold", created, std::slice::from_ref(&recording))
+            .await;
+        results.push(copier.copy_voicemail("ACold", created, &voicemail).await);
+        results.extend(
+            copier
+                .copy_message_media("ACmms", created, std::slice::from_ref(&picture))
+                .await,
+        );
+        results
+    };
+    for result in copy_all().await {
+        assert!(matches!(result, Ok(StoredMedia::Stored(_))), "{result:?}");
+    }
+    let client = S3Client::new(&setup.platform, &setup.store);
+    let report = walk_storage(&setup.platform, &client, 30, 10)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted.objects, 3);
+
+    // A replay of the call and the message: nothing is uploaded again, and no link is handed out.
+    for result in copy_all().await {
+        assert!(
+            matches!(result, Ok(StoredMedia::Retired { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        setup.s3.objects().unwrap(),
+        [],
+        "the bucket got a retired copy back"
+    );
+    let report = walk_storage(&setup.platform, &client, 30, 10)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted.objects, 0);
+    for table in ["media_objects", "message_media"] {
+        let rows = setup
+            .platform
+            .sql
+            .execute(&format!("SELECT key FROM {table}"), &[])
+            .unwrap();
+        assert!(rows.is_empty(), "{table} links a retired copy");
+    }
+}
+
+#[test]
+fn retired_keys_name_their_call_or_message_and_segment() {
+    use crate::storage::media::retirement_of;
+    let named = retirement_of;
+    assert_eq!(
+        named("recordings/2020/01/01/AC-x1-2.mp3"),
+        Some(("AC-x1".into(), "recording", 2))
+    );
+    assert_eq!(
+        named("voicemails/2020/01/01/AC1.m4a"),
+        Some(("AC1".into(), "voicemail", 1))
+    );
+    assert_eq!(
+        named("media/2020/01/01/ACm-3.png"),
+        Some(("ACm".into(), "media", 3))
+    );
+    for other in [
+        "recordings/2020/01/01/AC1.mp3",
+        "recordings/2020/01/01/AC1-0.mp3",
+        "recordings/AC1-1.mp3",
+        "exports/2020/01/01/AC1-1.csv",
+        "media/2020/01/01/-1.png",
+    ] {
+        assert_eq!(named(other), None, "{other}");
+    }
+}
