@@ -92,6 +92,24 @@ pub enum Recorded {
     First(Value),
 }
 
+/// The row an update is for: its key, its holder when the table names holders, and whether only a row
+/// whose work is not done for good is meant.
+struct Target<'a> {
+    key: &'a [Value],
+    holder: Option<&'a str>,
+    undone: bool,
+}
+
+impl<'a> Target<'a> {
+    fn new(key: &'a [Value], holder: Option<&'a str>, undone: bool) -> Self {
+        Self {
+            key,
+            holder,
+            undone,
+        }
+    }
+}
+
 /// Numbered parameters of a statement being written.
 #[derive(Default)]
 struct Params(Vec<Value>);
@@ -212,21 +230,16 @@ impl Table {
         holder: &str,
         stale_ms: i64,
     ) -> anyhow::Result<bool> {
-        self.check_holder(Some(holder))?;
         let mut params = Params::default();
         let at = params.add(self.stamp.at(platform.clock.now_ms(), stale_ms));
-        let filter = self.filter(&mut params, key, Some(holder), true);
-        let rows = platform
-            .sql
-            .execute(
-                &format!(
-                    "UPDATE {table} SET {stamp} = {at} WHERE {filter} RETURNING {stamp}",
-                    table = self.name,
-                    stamp = self.stamp.column(),
-                ),
-                &params.0,
-            )
-            .with_context(|| format!("renewing a claim on {}", self.name))?;
+        let set = format!("{} = {at}", self.stamp.column());
+        let rows = self.update(
+            platform,
+            params,
+            &set,
+            None,
+            Target::new(key, Some(holder), true),
+        )?;
         Ok(!rows.is_empty())
     }
 
@@ -238,20 +251,14 @@ impl Table {
         key: &[Value],
         holder: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.check_holder(holder)?;
-        let mut params = Params::default();
-        let filter = self.filter(&mut params, key, holder, true);
-        platform
-            .sql
-            .execute(
-                &format!(
-                    "UPDATE {table} SET {ended} WHERE {filter}",
-                    table = self.name,
-                    ended = self.ended(),
-                ),
-                &params.0,
-            )
-            .with_context(|| format!("releasing a claim on {}", self.name))?;
+        let set = self.ended();
+        self.update(
+            platform,
+            Params::default(),
+            &set,
+            None,
+            Target::new(key, holder, true),
+        )?;
         Ok(())
     }
 
@@ -265,27 +272,17 @@ impl Table {
         stale_ms: i64,
         settle_ms: i64,
     ) -> anyhow::Result<()> {
-        self.check_holder(holder)?;
-        let now = platform.clock.now_ms();
         let mut params = Params::default();
+        let now = platform.clock.now_ms();
         let at = params.add(self.stamp.at(now, stale_ms) - stale_ms + settle_ms);
-        let filter = self.filter(&mut params, key, holder, true);
-        platform
-            .sql
-            .execute(
-                &format!(
-                    "UPDATE {table} SET {stamp} = {at} WHERE {filter}",
-                    table = self.name,
-                    stamp = self.stamp.column(),
-                ),
-                &params.0,
-            )
-            .with_context(|| format!("releasing a claim on {}", self.name))?;
+        let set = format!("{} = {at}", self.stamp.column());
+        self.update(platform, params, &set, None, Target::new(key, holder, true))?;
         Ok(())
     }
 
     /// Records the result of the claimed work in `record` and ends the claim, in one statement. Returns
-    /// the recorded columns as the row now holds them; no row when the claim is no longer `holder`'s.
+    /// the row's key and recorded columns as it now holds them; no row when the claim is no longer
+    /// `holder`'s.
     pub fn finish(
         &self,
         platform: &Platform,
@@ -293,12 +290,6 @@ impl Table {
         holder: Option<&str>,
         record: &[(&'static str, Recorded)],
     ) -> anyhow::Result<Rows> {
-        self.check_holder(holder)?;
-        anyhow::ensure!(
-            !record.is_empty(),
-            "a claim on {} finishes with no result",
-            self.name
-        );
         let mut params = Params::default();
         let mut sets: Vec<String> = record
             .iter()
@@ -310,23 +301,39 @@ impl Table {
             })
             .collect();
         sets.push(self.ended());
-        let filter = self.filter(&mut params, key, holder, false);
+        let returned: Vec<&str> = record.iter().map(|(column, _)| *column).collect();
+        let returned = (!returned.is_empty()).then(|| returned.join(", "));
+        self.update(
+            platform,
+            params,
+            &sets.join(", "),
+            returned.as_deref(),
+            Target::new(key, holder, false),
+        )
+    }
+
+    /// Runs `UPDATE … SET {set}` on `row`, returning the columns `returning` names (else its key).
+    fn update(
+        &self,
+        platform: &Platform,
+        mut params: Params,
+        set: &str,
+        returning: Option<&str>,
+        row: Target<'_>,
+    ) -> anyhow::Result<Rows> {
+        self.check_holder(row.holder)?;
+        let filter = self.filter(&mut params, &row);
+        let returning = returning.map_or_else(|| self.key.join(", "), str::to_owned);
         platform
             .sql
             .execute(
                 &format!(
-                    "UPDATE {table} SET {sets} WHERE {filter} RETURNING {returning}",
-                    table = self.name,
-                    sets = sets.join(", "),
-                    returning = record
-                        .iter()
-                        .map(|(c, _)| *c)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    "UPDATE {} SET {set} WHERE {filter} RETURNING {returning}",
+                    self.name
                 ),
                 &params.0,
             )
-            .with_context(|| format!("finishing a claim on {}", self.name))
+            .with_context(|| format!("updating a claim on {}", self.name))
     }
 
     /// The assignments that end a claim.
@@ -338,25 +345,18 @@ impl Table {
         }
     }
 
-    /// The row of `key`, held by `holder` when the table names holders, and (with `undone`) whose work
-    /// is not done for good.
-    fn filter(
-        &self,
-        params: &mut Params,
-        key: &[Value],
-        holder: Option<&str>,
-        undone: bool,
-    ) -> String {
+    /// The conditions that select `row`.
+    fn filter(&self, params: &mut Params, row: &Target<'_>) -> String {
         let mut conditions: Vec<String> = self
             .key
             .iter()
-            .zip(key)
+            .zip(row.key)
             .map(|(column, value)| format!("{column} = {}", params.add(value.clone())))
             .collect();
-        if let (Some(column), Some(holder)) = (self.holder, holder) {
+        if let (Some(column), Some(holder)) = (self.holder, row.holder) {
             conditions.push(format!("{column} = {}", params.add(holder)));
         }
-        if let (Done::Once(column), true) = (self.done, undone) {
+        if let (Done::Once(column), true) = (self.done, row.undone) {
             conditions.push(format!("{column} IS NULL"));
         }
         conditions.join(" AND ")
