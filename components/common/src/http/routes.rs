@@ -56,13 +56,32 @@ pub struct Route<H> {
 }
 
 impl<H: Copy> Route<H> {
-    const fn new(method: &'static str, path: PathMatch, auth: Auth, handler: H) -> Self {
+    const fn new(method: &'static str, path: &'static str, auth: Auth, handler: H) -> Self {
         Self {
-            path,
+            path: PathMatch::Exact(path),
             method,
             auth,
             needs_schema: true,
             handler,
+        }
+    }
+
+    const fn get(path: &'static str, auth: Auth, handler: H) -> Self {
+        Self::new("GET", path, auth, handler)
+    }
+
+    const fn post(path: &'static str, auth: Auth, handler: H) -> Self {
+        Self::new("POST", path, auth, handler)
+    }
+
+    /// The route serves every path that starts with its own (`/sync/` serves `/sync/<id>`).
+    const fn and_below(self) -> Self {
+        let prefix = match self.path {
+            PathMatch::Exact(path) | PathMatch::Prefix(path) => path,
+        };
+        Self {
+            path: PathMatch::Prefix(prefix),
+            ..self
         }
     }
 
@@ -85,19 +104,8 @@ pub enum WebhookRoute {
 
 /// The `webhook` component's table.
 pub const WEBHOOK: &[Route<WebhookRoute>] = &[
-    Route::new(
-        "POST",
-        PathMatch::Exact("/webhooks/openphone"),
-        Auth::Webhook,
-        WebhookRoute::Intake,
-    ),
-    Route::new(
-        "GET",
-        PathMatch::Exact("/health"),
-        Auth::None,
-        WebhookRoute::Health,
-    )
-    .without_schema(),
+    Route::post("/webhooks/openphone", Auth::Webhook, WebhookRoute::Intake),
+    Route::get("/health", Auth::None, WebhookRoute::Health).without_schema(),
 ];
 
 /// The `queue-drain` component's routes.
@@ -129,72 +137,21 @@ pub enum DrainRoute {
 
 /// The `queue-drain` component's table.
 pub const QUEUE_DRAIN: &[Route<DrainRoute>] = &[
-    Route::new(
-        "POST",
-        PathMatch::Exact("/drain"),
-        Auth::Private,
-        DrainRoute::Kick,
-    ),
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/drain"),
-        Auth::Admin,
-        DrainRoute::DrainNow,
-    ),
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/tick"),
-        Auth::Admin,
-        DrainRoute::Tick,
-    ),
-    Route::new(
-        "GET",
-        PathMatch::Exact("/admin/dlq"),
-        Auth::Admin,
-        DrainRoute::DlqList,
-    ),
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/dlq/replay"),
-        Auth::Admin,
-        DrainRoute::DlqReplay,
-    ),
-    Route::new(
-        "GET",
-        PathMatch::Exact("/stats"),
-        Auth::Admin,
-        DrainRoute::Stats,
-    ),
-    Route::new(
-        "GET",
-        PathMatch::Exact("/status"),
-        Auth::AdminOrSignedLink,
-        DrainRoute::Status,
-    ),
-    Route::new(
-        "GET",
-        PathMatch::Exact("/admin/status-link"),
-        Auth::Admin,
-        DrainRoute::StatusLink,
-    ),
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/notion/check"),
-        Auth::Admin,
-        DrainRoute::NotionCheck,
-    ),
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/canvas/lookup"),
+    Route::post("/drain", Auth::Private, DrainRoute::Kick),
+    Route::post("/admin/drain", Auth::Admin, DrainRoute::DrainNow),
+    Route::post("/admin/tick", Auth::Admin, DrainRoute::Tick),
+    Route::get("/admin/dlq", Auth::Admin, DrainRoute::DlqList),
+    Route::post("/admin/dlq/replay", Auth::Admin, DrainRoute::DlqReplay),
+    Route::get("/stats", Auth::Admin, DrainRoute::Stats),
+    Route::get("/status", Auth::AdminOrSignedLink, DrainRoute::Status),
+    Route::get("/admin/status-link", Auth::Admin, DrainRoute::StatusLink),
+    Route::post("/admin/notion/check", Auth::Admin, DrainRoute::NotionCheck),
+    Route::post(
+        "/admin/canvas/lookup",
         Auth::Admin,
         DrainRoute::CanvasLookup,
     ),
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/setup"),
-        Auth::Admin,
-        DrainRoute::Setup,
-    ),
+    Route::post("/admin/setup", Auth::Admin, DrainRoute::Setup),
 ];
 
 /// The `phone-sync` component's routes.
@@ -208,18 +165,8 @@ pub enum SyncRoute {
 
 /// The `phone-sync` component's table.
 pub const PHONE_SYNC: &[Route<SyncRoute>] = &[
-    Route::new(
-        "POST",
-        PathMatch::Exact("/admin/sync"),
-        Auth::Admin,
-        SyncRoute::Admin,
-    ),
-    Route::new(
-        "POST",
-        PathMatch::Prefix("/sync/"),
-        Auth::Private,
-        SyncRoute::One,
-    ),
+    Route::post("/admin/sync", Auth::Admin, SyncRoute::Admin),
+    Route::post("/sync/", Auth::Private, SyncRoute::One).and_below(),
 ];
 
 /// The route of `table` that serves `request`'s path and method: `Err` is the `404`, or the `405` with
