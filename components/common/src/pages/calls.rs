@@ -38,6 +38,20 @@ impl RecordingLink {
             duration: recording.duration,
         })
     }
+
+    /// The links of the segments OpenPhone lists that are completed (or do not say) and have a URL, in
+    /// order.
+    pub fn completed(segments: &[Recording]) -> Vec<Self> {
+        segments
+            .iter()
+            .filter(|r| {
+                r.status
+                    .as_ref()
+                    .is_none_or(|s| *s == ProcessingStatus::Completed)
+            })
+            .filter_map(Self::from_recording)
+            .collect()
+    }
 }
 
 /// A voicemail to link.

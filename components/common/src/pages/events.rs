@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::calls::{CallFacts, RecordingLink, VoicemailLink};
 use super::map::Kind;
 use super::{WriteError, Writer};
-use crate::domain::{Direction, EventType, ProcessingStatus};
+use crate::domain::{Direction, EventType};
 use crate::openphone::types::{Call, Message, Summary, Transcript};
 use crate::pending;
 
@@ -89,18 +89,8 @@ impl Writer<'_> {
             }
             EventType::CallRecordingCompleted => {
                 let call: Call = parse(payload, "call")?;
-                let mut recordings: Vec<RecordingLink> = self
-                    .openphone
-                    .call_recordings(&call.id)
-                    .await?
-                    .iter()
-                    .filter(|r| {
-                        r.status
-                            .as_ref()
-                            .is_none_or(|s| *s == ProcessingStatus::Completed)
-                    })
-                    .filter_map(RecordingLink::from_recording)
-                    .collect();
+                let mut recordings =
+                    RecordingLink::completed(&self.openphone.call_recordings(&call.id).await?);
                 if recordings.is_empty() {
                     recordings = call
                         .media

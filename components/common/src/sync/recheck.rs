@@ -162,7 +162,7 @@ pub async fn fetch(
         let answer = openphone.call_recordings(call_id).await.map(|segments| {
             let answer = recordings_answer(&segments);
             if matches!(answer, Answer::Delivered) {
-                fetched.facts.recordings = Some(links(&segments));
+                fetched.facts.recordings = Some(RecordingLink::completed(&segments));
             }
             answer
         });
@@ -253,24 +253,11 @@ fn recordings_answer(segments: &[Recording]) -> Answer {
     });
     if unfinished {
         Answer::InProgress
-    } else if links(segments).is_empty() {
+    } else if RecordingLink::completed(segments).is_empty() {
         Answer::Never
     } else {
         Answer::Delivered
     }
-}
-
-/// The completed segments with a URL, in order.
-fn links(segments: &[Recording]) -> Vec<RecordingLink> {
-    segments
-        .iter()
-        .filter(|r| {
-            r.status
-                .as_ref()
-                .is_none_or(|s| *s == ProcessingStatus::Completed)
-        })
-        .filter_map(RecordingLink::from_recording)
-        .collect()
 }
 
 fn voicemail_answer(voicemail: &Voicemail) -> Answer {
