@@ -1,9 +1,9 @@
 //! `webhook`: OpenPhone webhook intake (`POST /webhooks/openphone`) and `/health`. The event is stored
 //! and answered before any API work; then the drain is kicked.
 
+use common::api;
 use common::platform::spin::{platform, read_request, send_response};
 use common::webhook::intake;
-use common::{api, drain};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use tracing::Instrument;
@@ -38,16 +38,13 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             "/webhooks/openphone" => {
                 if let Err(e) = common::migrations::ensure(&platform).await {
                     tracing::error!(error = %format!("{e:#}"), "migrations failed");
-                    let refusal = api::Response::error(503, "the database is not ready; deliver again later");
+                    let refusal =
+                        api::Response::error(503, "the database is not ready; deliver again later");
                     return send_response(out, refusal).await;
                 }
                 let intake = intake::handle(&platform, &request);
                 send_response(out, intake.response).await;
-                if intake.kick_drain {
-                    if let Err(e) = drain::kick(&*platform.http, drain::DRAIN_URL, None).await {
-                        tracing::warn!(error = %format!("{e:#}"), "drain not kicked; the next tick drains");
-                    }
-                }
+                common::webhook::kick::after_intake(&platform, intake.kick_drain).await;
             }
             "/health" if request.method == "GET" => {
                 send_response(out, api::health(&platform, "webhook")).await

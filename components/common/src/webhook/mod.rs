@@ -5,6 +5,7 @@
 pub mod envelope;
 pub mod intake;
 pub mod keys;
+pub mod kick;
 pub mod signature;
 
 pub use envelope::EventType;
