@@ -3,7 +3,6 @@
 //! (`common::http`); the routes are `common::http::routes::WEBHOOK`.
 
 use common::api;
-use common::drain;
 use common::http::routes::{WebhookRoute, WEBHOOK};
 use common::http::serve::serve;
 use common::http::{Context, Reply};
@@ -29,11 +28,7 @@ async fn answer(cx: Context, route: WebhookRoute, reply: Reply) {
         WebhookRoute::Intake => {
             let intake = intake::handle(&cx.platform, &cx.request);
             reply.send(intake.response).await;
-            if intake.kick_drain {
-                if let Err(e) = drain::kick(&*cx.platform.http, drain::DRAIN_URL, None).await {
-                    tracing::warn!(error = %format!("{e:#}"), "drain not kicked; the next tick drains");
-                }
-            }
+            common::webhook::kick::after_intake(&cx.platform, intake.kick_drain).await;
         }
         WebhookRoute::Health => reply.send(api::health(&cx.platform, cx.component)).await,
     }

@@ -455,12 +455,9 @@ impl Sim {
                     let id = payload["id"].as_str().unwrap_or_default().to_owned();
                     sim2.accepted.borrow_mut().insert(id, page_of(&payload));
                 }
-                // As the webhook component: it answers first, then kicks the drain; a failed kick leaves
-                // the work to the next tick.
-                if intake.kick_drain {
-                    let url = common::drain::DRAIN_URL;
-                    let _ = common::drain::kick(&*platform.http, url, None).await;
-                }
+                // As the webhook component: it answers first, then kicks the drain (the first accepted
+                // event of each second does); a failed kick leaves the work to the next tick.
+                common::webhook::kick::after_intake(&platform, intake.kick_drain).await;
             });
         });
     }

@@ -163,6 +163,36 @@ impl DrainReport {
     }
 }
 
+/// [`drain`], tried again after a failure when the drain was kicked ([`DrainOptions::linger_until_ms`]
+/// set) and its budget allows. A kicked drain is the only one the deliveries of its window started (the
+/// others did not kick, [`crate::webhook::kick`]): stopped by a busy database it would leave their events
+/// to the tick, a minute away.
+pub async fn drain_retrying(
+    platform: &Platform,
+    router: &Router,
+    options: &DrainOptions,
+) -> anyhow::Result<DrainReport> {
+    let started = platform.clock.now_ms();
+    loop {
+        match drain(platform, router, options).await {
+            Err(e)
+                if options.linger_until_ms.is_some()
+                    && platform.clock.now_ms() - started + KICKED_RETRY_MS < options.budget_ms =>
+            {
+                tracing::warn!(error = %format!("{e:#}"), "kicked drain failed; trying again");
+                platform
+                    .clock
+                    .sleep_ms(KICKED_RETRY_MS.unsigned_abs())
+                    .await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How long a kicked drain that failed waits before it tries again ([`crate::app::drain`]).
+const KICKED_RETRY_MS: i64 = 1_000;
+
 /// Drains the queue through `router` until nothing is due or `options.budget_ms` has passed.
 pub async fn drain(
     platform: &Platform,

@@ -903,6 +903,64 @@ async fn a_kicked_drain_looks_again_when_its_window_closes() {
     }
 }
 
+/// A database that fails every statement until the clock reaches `fails_until_ms`, as a locked one does.
+struct LockedUntil {
+    inner: Rc<dyn crate::platform::Sql>,
+    clock: Rc<ManualClock>,
+    fails_until_ms: i64,
+}
+
+impl crate::platform::Sql for LockedUntil {
+    fn execute(
+        &self,
+        statement: &str,
+        params: &[crate::platform::Value],
+    ) -> anyhow::Result<crate::platform::Rows> {
+        anyhow::ensure!(
+            self.clock.now_ms() >= self.fails_until_ms,
+            "database is locked"
+        );
+        self.inner.execute(statement, params)
+    }
+}
+
+#[tokio::test]
+async fn a_kicked_drain_that_finds_the_database_locked_tries_again() {
+    let (_dir, platform, clock) = migrated_platform().await;
+    enqueue(&platform, "EV1", "message.received", "PN1", T0);
+    let locked = Platform {
+        sql: Rc::new(LockedUntil {
+            inner: platform.sql.clone(),
+            clock: clock.clone(),
+            fails_until_ms: T0 + 500,
+        }),
+        ..platform.clone()
+    };
+    let handler = Scripted::ok();
+    let kicked = DrainOptions {
+        linger_until_ms: Some(T0),
+        ..options()
+    };
+    let report = drain_retrying(&locked, &router_for(handler.clone()), &kicked)
+        .await
+        .expect("the second try finds the database free");
+    assert_eq!(handler.seen(), ["EV1"]);
+    assert_eq!(report.count(|o| *o == Outcome::Done), 1);
+    // Not kicked (the tick, /admin/drain): the failure is reported to the caller at once.
+    let locked_again = Platform {
+        sql: Rc::new(LockedUntil {
+            inner: platform.sql.clone(),
+            clock: clock.clone(),
+            fails_until_ms: clock.now_ms() + 500,
+        }),
+        ..platform.clone()
+    };
+    let before = clock.now_ms();
+    let ticked = drain_retrying(&locked_again, &router_for(Scripted::ok()), &options()).await;
+    assert!(ticked.is_err());
+    assert_eq!(clock.now_ms(), before, "no wait before the error");
+}
+
 #[tokio::test]
 async fn kick_posts_to_the_drain_and_reports_failures() {
     let accepted = FakeHttp {

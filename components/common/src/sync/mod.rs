@@ -193,7 +193,7 @@ impl SyncSettings {
             linger_until_ms,
             ..DrainOptions::from_config(&self.sync)
         };
-        drain::drain(platform, &self.page_router(platform), &options).await
+        drain::drain_retrying(platform, &self.page_router(platform), &options).await
     }
 
     /// Where each API lives, to count requests by service.

@@ -5,4 +5,5 @@
 pub mod envelope;
 pub mod intake;
 pub mod keys;
+pub mod kick;
 pub mod signature;

@@ -28,6 +28,21 @@ const LOADS: [(usize, usize); 3] = [(1, 300), (16, 1600), (64, 2560)];
 /// Rounds per load on Spin, alternating app, do-nothing floor and insert floor.
 const SPIN_ROUNDS: usize = 3;
 
+/// The loads to run: every one of [`LOADS`], or those whose client counts `BENCH_INTAKE_CLIENTS` lists
+/// (comma-separated), to compare two builds of the app at one load without the whole phase.
+fn loads() -> Vec<(usize, usize)> {
+    let only = std::env::var("BENCH_INTAKE_CLIENTS").unwrap_or_default();
+    LOADS
+        .into_iter()
+        .filter(|(clients, _)| {
+            only.is_empty()
+                || only
+                    .split(',')
+                    .any(|c| c.trim() == clients.to_string().as_str())
+        })
+        .collect()
+}
+
 /// What one load measured.
 struct Load {
     unexpected: BTreeMap<u16, usize>,
@@ -222,7 +237,7 @@ fn sign(key: &str, payloads: &[Value]) -> anyhow::Result<Vec<SignedDelivery>> {
 
 /// Intake on the test host: the app alone.
 pub async fn on_test_host(table: &mut Table) -> anyhow::Result<()> {
-    for (clients, n) in LOADS {
+    for (clients, n) in loads() {
         let (app, line) = start(Runner::TestHost, false).await?;
         let (messages, ignored) = payloads(&line, 0, n);
         for kind in Kind::ALL {
@@ -251,7 +266,7 @@ pub async fn on_test_host(table: &mut Table) -> anyhow::Result<()> {
 /// Intake on `spin up` against its two floors, in alternating rounds.
 pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
     let floors = build_floors()?;
-    for (clients, n) in LOADS {
+    for (clients, n) in loads() {
         let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
         let nothing = Floor::start(spin, &floors[0]).await?;
         let insert = Floor::start(spin, &floors[1]).await?;

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! scripts/bench                              # builds the components first
-//! cargo run --release -p e2e --bin bench     # with the components already built
-//! SPIN_BIN=/path/to/spin scripts/bench       # memory, cold starts, requests per event, intake and
-//!                                            # webhook → page latency also on spin up
-//! BENCH_ONLY=intake,requests cargo run --release -p e2e --bin bench   # only these phases
+//! cargo run -p e2e --bin bench               # with the components already built
+//! SPIN_BIN=/path/to/spin scripts/bench       # memory, cold starts, requests per event, intake, backfill
+//!                                            # and webhook → page latency also on spin up
+//! BENCH_ONLY=intake,requests cargo run -p e2e --bin bench   # only these phases
+//! BENCH_INTAKE_CLIENTS=16 …                  # only this intake load
 //! ```
 //!
 //! Rows: `.wasm` sizes; peak memory of copying a 100 MiB recording; each component's cold start
@@ -17,7 +18,8 @@
 //! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates, on
 //! Spin against two floors ([`intake`]); the first sync of 140 texts older than the app (Notion requests
 //! per item, items per minute); webhook → page latency with and without a sync of the same number running
-//! (also on `spin up`).
+//! (also on `spin up`). The first line printed says how the bench itself was built (`scripts/bench` runs
+//! it as a debug build unless `BENCH_PROFILE=release`) and whether `spin up` rows ran.
 
 mod backfill;
 mod intake;
@@ -70,7 +72,9 @@ impl Table {
         self.0.push(row);
     }
 
-    fn print(&self) {
+    /// Prints `header` (how the figures were made) and the table as Markdown.
+    fn print(&self, header: &str) {
+        println!("{header}\n");
         let width = |f: fn(&Row) -> &str, title: &str| {
             self.0
                 .iter()
@@ -90,7 +94,7 @@ impl Table {
 
 /// Whether phase `name` runs: every phase, or those `BENCH_ONLY` lists (comma-separated: `sizes`,
 /// `memory`, `cold`, `requests`, `drain`, `intake`, `backfill`, `latency`; `memory-spin`, `cold-spin`,
-/// `requests-spin`, `intake-spin` and `latency-spin` for only their `spin up` half).
+/// `requests-spin`, `intake-spin`, `backfill-spin` and `latency-spin` for only their `spin up` half).
 fn runs(name: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) => only.split(',').any(|phase| phase.trim() == name),
@@ -163,6 +167,14 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("backfill on the test host")?;
     }
+    if let Some(spin) = spin
+        .as_ref()
+        .filter(|_| runs("backfill") || runs("backfill-spin"))
+    {
+        backfill::backfill(&mut table, Runner::Spin(spin.clone()), "spin up")
+            .await
+            .context("backfill on spin up")?;
+    }
     if runs("latency") {
         latency::webhook_to_page(&mut table, Runner::TestHost, "test host")
             .await
@@ -176,8 +188,29 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("webhook to page on spin up")?;
     }
-    table.print();
+    table.print(&header(spin.as_deref()));
     Ok(())
+}
+
+/// What the figures were measured with: the bench's own build (the load generator, the local servers
+/// and the test host run in it) and whether a real `spin up` ran the rows marked so.
+fn header(spin: Option<&Path>) -> String {
+    let profile = if cfg!(debug_assertions) {
+        "a debug build (the load generator, the local OpenPhone/Notion/S3 servers and the test host's \
+         wasmtime unoptimized: test-host rows are slower than a release host would be; `spin up` rows \
+         are Spin's own release binary)"
+    } else {
+        "a release build"
+    };
+    let spin = match spin {
+        Some(path) => format!("rows marked spin up ran on `{}`", path.display()),
+        None => "SPIN_BIN unset: no spin up rows".to_owned(),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "Bench {} on {cores} CPU cores; the bench is {profile}; {spin}; components release wasm32-wasip2.",
+        Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )
 }
 
 fn sizes(table: &mut Table) -> anyhow::Result<()> {
@@ -464,14 +497,20 @@ impl Spent {
 }
 
 /// Delivers one event, waits until it is processed and everything it started has ended, and returns
-/// the requests it cost.
-async fn cost(app: &TestApp, event: &Value) -> anyhow::Result<Spent> {
+/// the requests it cost and which Notion endpoints they went to (so a surplus request is named).
+async fn cost(app: &TestApp, event: &Value) -> anyhow::Result<(Spent, String)> {
     let before = Spent::now(app).await?;
+    let logged = app.notion.request_log().len();
     let expected = finished(&stats(app).await?) + 1;
     let status = app.deliver(event).await.status();
     ensure!(status == 202, "{} answered {status}", event["id"]);
     until_finished(app, expected, PHASE_LIMIT).await?;
-    Ok(Spent::now(app).await?.since(before))
+    let spent = Spent::now(app).await?.since(before);
+    let endpoints: Vec<String> = app.notion.request_log()[logged..]
+        .iter()
+        .map(|r| format!("{} {}", r.endpoint, r.status))
+        .collect();
+    Ok((spent, format!("Notion: {}", endpoints.join(", "))))
 }
 
 /// Requests per event on `runner`; `label` tells the rows of another runner apart.
@@ -512,13 +551,20 @@ async fn requests_per_event(table: &mut Table, runner: Runner, label: &str) -> a
         ),
     ];
     for (name, event, target) in rows {
-        let spent = cost(&app, &event).await?;
+        let (spent, endpoints) = cost(&app, &event).await?;
         let met = match target {
             "target: Notion 1" if spent.notion == 1 => "target: Notion 1 — met",
             "target: Notion 1" => "target: Notion 1 — NOT MET",
             other => other,
         };
-        table.add(format!("requests{label}: {name}"), spent.describe(), met);
+        table.add(
+            format!("requests{label}: {name}"),
+            spent.describe(),
+            format!("{met} ({endpoints})"),
+        );
+    }
+    if app.on_spin() {
+        idle_minute(table, &app, label).await?;
     }
     // The first call also looks up the Calls database and the workspace's numbers; then a call with
     // someone the Canvas cache has not seen, then one with someone it has.
@@ -536,14 +582,14 @@ async fn requests_per_event(table: &mut Table, runner: Runner, label: &str) -> a
         );
         let mut total = Spent::default();
         for event in call.events() {
-            let spent = cost(&app, &event).await?;
+            let (spent, endpoints) = cost(&app, &event).await?;
             table.add(
                 format!(
                     "requests{label}: {}, {case}",
                     event["type"].as_str().unwrap_or_default()
                 ),
                 spent.describe(),
-                "",
+                endpoints,
             );
             total = total.add(spent);
         }
@@ -559,6 +605,26 @@ async fn requests_per_event(table: &mut Table, runner: Runner, label: &str) -> a
             format!("completed + recording + transcript + summary{verdict}"),
         );
     }
+    Ok(())
+}
+
+/// What a minute with no deliveries costs on `spin up`, where the cron plugin ticks every minute: a
+/// request the tick sends lands in whichever event's count was being taken, so it is measured alone.
+async fn idle_minute(table: &mut Table, app: &TestApp, label: &str) -> anyhow::Result<()> {
+    let before = Spent::now(app).await?;
+    let logged = app.notion.request_log().len();
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    app.wait_idle().await;
+    let spent = Spent::now(app).await?.since(before);
+    let endpoints: Vec<String> = app.notion.request_log()[logged..]
+        .iter()
+        .map(|r| format!("{} {}", r.endpoint, r.status))
+        .collect();
+    table.add(
+        format!("requests{label}: a minute without deliveries (one cron tick)"),
+        spent.describe(),
+        format!("Notion: {}", endpoints.join(", ")),
+    );
     Ok(())
 }
 
