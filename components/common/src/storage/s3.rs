@@ -1013,6 +1013,9 @@ mod tests {
         );
         assert!(!with_secret.contains("hunter2"), "{with_secret}");
         assert!(err("https://h/?x=1").contains("query"));
+        // International domain names are not supported (url without ICU): only ASCII hosts.
+        assert!(err("https://bücher.example").contains("is not a URL"));
+        ObjectStore::new("https://xn--bcher-kva.example", "b", "AKID", "S").unwrap();
         let store =
             ObjectStore::new("http://127.0.0.1:80/base/", "my bucket", "AKID", "S").unwrap();
         let url = store.presign_get("/k", T0).url;
