@@ -1,19 +1,17 @@
 //! An S3-compatible object store (Cloudflare R2, or any other) over the platform's HTTP.
 //!
-//! [`ObjectStore`] is the protocol, with no I/O: it signs requests with AWS SigV4 through `rusty-s3`
-//! (query-string signing, path-style addressing, region `auto`) and reads the answers. [`S3Client`] sends
+//! [`ObjectStore`] is the protocol, with no I/O: it signs requests with AWS SigV4 ([`super::sigv4`]:
+//! query-string signing, path-style addressing, region `auto`) and reads the answers ([`xml`]). [`S3Client`] sends
 //! them through [`Outbound`] (metrics, retries, [`ApiError`]), and [`ObjectWriter`] uploads a stream of
 //! bytes as one `PutObject` when it is small and as a multipart upload, part by part, when it is not, so
 //! memory holds at most one part whatever the object's size.
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{bail, Context};
 use bytes::Bytes;
-use rusty_s3::actions::{
-    CompleteMultipartUploadResponse, CreateMultipartUpload, ListObjectsV2, S3Action,
-};
-use rusty_s3::{Bucket, Credentials, UrlStyle};
+
+use super::sigv4::{self, Credentials};
 
 use crate::configuration::StorageConfig;
 use crate::outbound::{ApiError, Outbound, Retry, Service};
@@ -166,7 +164,12 @@ pub struct PresignedUrl {
 /// A bucket and the credentials to use it: builds signed requests and reads answers, with no I/O.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
-    bucket: Bucket,
+    /// `scheme://authority` of the endpoint.
+    origin: String,
+    /// The `Host` header: the authority without a default port.
+    host: String,
+    /// The endpoint's path and the bucket, encoded, with no trailing `/`: `/<bucket>` usually.
+    bucket_path: String,
     credentials: Credentials,
 }
 
@@ -181,11 +184,38 @@ impl ObjectStore {
         let url: url::Url = endpoint
             .parse()
             .with_context(|| format!("s3_endpoint {endpoint:?} is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("s3_endpoint {endpoint:?} is not an http(s) URL");
+        }
+        let host = url
+            .host_str()
+            .with_context(|| format!("s3_endpoint {endpoint:?} has no host"))?;
+        // Credentials in the endpoint would end up in every presigned URL, and a query would be
+        // replaced by the signature's: refused rather than silently dropped.
+        if !url.username().is_empty() || url.password().is_some() {
+            bail!("s3_endpoint must not contain credentials; set s3_access_key_id and s3_secret_access_key");
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            bail!("s3_endpoint {endpoint:?} must not have a query or fragment");
+        }
+        if bucket.is_empty() {
+            bail!("the bucket name is empty");
+        }
+        // `Url::port` is `None` for the scheme's default port, which the `Host` header leaves out too.
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
         // Path-style: R2 serves both, and virtual-host style would need a grant per bucket host.
-        let bucket = Bucket::new(url, UrlStyle::Path, bucket.to_owned(), REGION)
-            .map_err(|e| anyhow!("s3_endpoint {endpoint:?} with bucket {bucket:?}: {e}"))?;
+        let bucket_path = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            sigv4::encode(bucket, false)
+        );
         Ok(Self {
-            bucket,
+            origin: format!("{}://{host}", url.scheme()),
+            host,
+            bucket_path,
             credentials: Credentials::new(access_key_id, secret_access_key),
         })
     }
@@ -202,17 +232,62 @@ impl ObjectStore {
 
     /// A URL anyone can `GET` the object `key` with until [`MAX_PRESIGNED_EXPIRY`] after `now_ms`.
     pub fn presign_get(&self, key: &str, now_ms: i64) -> PresignedUrl {
-        let action = self.bucket.get_object(Some(&self.credentials), key);
         let expiry_ms = i64::try_from(MAX_PRESIGNED_EXPIRY.as_millis()).expect("7 days fit in i64");
         PresignedUrl {
-            url: sign(&action, MAX_PRESIGNED_EXPIRY, now_ms),
+            url: self.sign(
+                Method::Get,
+                &self.object_path(key),
+                &[],
+                &[],
+                MAX_PRESIGNED_EXPIRY,
+                now_ms,
+            ),
             expires_at_ms: now_ms + expiry_ms,
         }
     }
 
+    /// The path of `key`: appended to the bucket's rather than resolved against it, so a key starting
+    /// with `/` cannot leave the bucket's path.
+    fn object_path(&self, key: &str) -> String {
+        format!("{}/{}", self.bucket_path, sigv4::encode(key, true))
+    }
+
+    fn sign(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(String, String)],
+        expires_in: Duration,
+        now_ms: i64,
+    ) -> String {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        sigv4::presign(
+            &sigv4::Request {
+                method: method.as_str(),
+                origin: &self.origin,
+                host: &self.host,
+                path,
+                query,
+                headers: &headers,
+            },
+            &self.credentials,
+            sigv4::Scope {
+                region: REGION,
+                service: "s3",
+            },
+            now_ms,
+            expires_in.as_secs(),
+        )
+    }
+
     fn head_object(&self, key: &str, now_ms: i64) -> HttpRequest {
-        let action = self.bucket.head_object(Some(&self.credentials), key);
-        HttpRequest::new(Method::Head, sign(&action, REQUEST_EXPIRY, now_ms))
+        let path = self.object_path(key);
+        let url = self.sign(Method::Head, &path, &[], &[], REQUEST_EXPIRY, now_ms);
+        HttpRequest::new(Method::Head, url)
     }
 
     fn put_object(
@@ -223,20 +298,15 @@ impl ObjectStore {
         now_ms: i64,
     ) -> HttpRequest {
         let headers = attributes.headers();
-        let mut action = self.bucket.put_object(Some(&self.credentials), key);
-        for (name, value) in &headers {
-            action.headers_mut().insert(name.as_str(), value.as_str());
-        }
-        with_body(
-            HttpRequest::new(Method::Put, sign(&action, REQUEST_EXPIRY, now_ms)),
-            headers,
-            body,
-        )
+        let path = self.object_path(key);
+        let url = self.sign(Method::Put, &path, &[], &headers, REQUEST_EXPIRY, now_ms);
+        with_body(HttpRequest::new(Method::Put, url), headers, body)
     }
 
     fn delete_object(&self, key: &str, now_ms: i64) -> HttpRequest {
-        let action = self.bucket.delete_object(Some(&self.credentials), key);
-        HttpRequest::new(Method::Delete, sign(&action, REQUEST_EXPIRY, now_ms))
+        let path = self.object_path(key);
+        let url = self.sign(Method::Delete, &path, &[], &[], REQUEST_EXPIRY, now_ms);
+        HttpRequest::new(Method::Delete, url)
     }
 
     fn list_objects(
@@ -246,13 +316,21 @@ impl ObjectStore {
         max_keys: usize,
         now_ms: i64,
     ) -> HttpRequest {
-        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
-        action.with_prefix(prefix);
-        action.with_max_keys(max_keys);
+        let max_keys = max_keys.to_string();
+        // `encoding-type=url`: keys come back percent-encoded, so a key with characters XML 1.0 cannot
+        // carry still lists.
+        let mut query = vec![
+            ("list-type", "2"),
+            ("encoding-type", "url"),
+            ("prefix", prefix),
+            ("max-keys", max_keys.as_str()),
+        ];
         if let Some(token) = continuation {
-            action.with_continuation_token(token);
+            query.push(("continuation-token", token));
         }
-        HttpRequest::new(Method::Get, sign(&action, REQUEST_EXPIRY, now_ms))
+        let path = format!("{}/", self.bucket_path);
+        let url = self.sign(Method::Get, &path, &query, &[], REQUEST_EXPIRY, now_ms);
+        HttpRequest::new(Method::Get, url)
     }
 
     fn create_multipart_upload(
@@ -262,13 +340,16 @@ impl ObjectStore {
         now_ms: i64,
     ) -> HttpRequest {
         let headers = attributes.headers();
-        let mut action = self
-            .bucket
-            .create_multipart_upload(Some(&self.credentials), key);
-        for (name, value) in &headers {
-            action.headers_mut().insert(name.as_str(), value.as_str());
-        }
-        let mut request = HttpRequest::new(Method::Post, sign(&action, REQUEST_EXPIRY, now_ms));
+        let path = self.object_path(key);
+        let url = self.sign(
+            Method::Post,
+            &path,
+            &[("uploads", "")],
+            &headers,
+            REQUEST_EXPIRY,
+            now_ms,
+        );
+        let mut request = HttpRequest::new(Method::Post, url);
         request.headers = headers;
         request
     }
@@ -281,14 +362,14 @@ impl ObjectStore {
         body: Bytes,
         now_ms: i64,
     ) -> HttpRequest {
-        let action = self
-            .bucket
-            .upload_part(Some(&self.credentials), key, part_number, upload_id);
-        with_body(
-            HttpRequest::new(Method::Put, sign(&action, REQUEST_EXPIRY, now_ms)),
-            Vec::new(),
-            body,
-        )
+        let part_number = part_number.to_string();
+        let query = [
+            ("partNumber", part_number.as_str()),
+            ("uploadId", upload_id),
+        ];
+        let path = self.object_path(key);
+        let url = self.sign(Method::Put, &path, &query, &[], REQUEST_EXPIRY, now_ms);
+        with_body(HttpRequest::new(Method::Put, url), Vec::new(), body)
     }
 
     fn complete_multipart_upload(
@@ -298,29 +379,37 @@ impl ObjectStore {
         etags: &[String],
         now_ms: i64,
     ) -> HttpRequest {
-        let action = self.bucket.complete_multipart_upload(
-            Some(&self.credentials),
-            key,
-            upload_id,
-            etags.iter().map(String::as_str),
+        let path = self.object_path(key);
+        let url = self.sign(
+            Method::Post,
+            &path,
+            &[("uploadId", upload_id)],
+            &[],
+            REQUEST_EXPIRY,
+            now_ms,
         );
-        let url = sign(&action, REQUEST_EXPIRY, now_ms);
-        let body = action.body().into_bytes().into();
-        with_body(HttpRequest::new(Method::Post, url), Vec::new(), body)
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in etags.iter().enumerate() {
+            body.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                xml::escape(etag)
+            ));
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        with_body(
+            HttpRequest::new(Method::Post, url),
+            Vec::new(),
+            body.into_bytes().into(),
+        )
     }
 
     fn abort_multipart_upload(&self, key: &str, upload_id: &str, now_ms: i64) -> HttpRequest {
-        let action = self
-            .bucket
-            .abort_multipart_upload(Some(&self.credentials), key, upload_id);
-        HttpRequest::new(Method::Delete, sign(&action, REQUEST_EXPIRY, now_ms))
+        let path = self.object_path(key);
+        let query = [("uploadId", upload_id)];
+        let url = self.sign(Method::Delete, &path, &query, &[], REQUEST_EXPIRY, now_ms);
+        HttpRequest::new(Method::Delete, url)
     }
-}
-
-fn sign<'a>(action: &impl S3Action<'a>, expires_in: Duration, now_ms: i64) -> String {
-    let now = jiff::Timestamp::from_millisecond(now_ms)
-        .expect("the clock reads a time within years -9999..=9999");
-    action.sign_with_time(expires_in, &now).into()
 }
 
 /// Adds `headers` and a body with its explicit `Content-Length`: without it a WASI host may send the
@@ -363,25 +452,49 @@ fn parse_head(response: &HttpResponse) -> Result<Option<ObjectInfo>, StoreError>
 }
 
 fn parse_list(response: &HttpResponse) -> Result<ListPage, StoreError> {
-    let body = std::str::from_utf8(&response.body).map_err(|_| StoreError::Unexpected {
+    let unexpected = |detail: String| StoreError::Unexpected {
         action: "ListObjectsV2",
-        detail: "body is not UTF-8".into(),
-    })?;
-    let parsed = ListObjectsV2::parse_response(body).map_err(|e| StoreError::Unexpected {
-        action: "ListObjectsV2",
-        detail: e.to_string(),
-    })?;
+        detail,
+    };
+    let body =
+        std::str::from_utf8(&response.body).map_err(|_| unexpected("body is not UTF-8".into()))?;
+    let root = xml::root(body, "ListBucketResult").map_err(unexpected)?;
+    let mut objects = Vec::new();
+    for contents in xml::children(root, "Contents") {
+        let raw_key = xml::child_text(contents, "Key")
+            .ok_or_else(|| unexpected("an object without a <Key>".into()))?;
+        // Requested with `encoding-type=url`: stores that honour it encode every key.
+        let key = match xml::child_text(root, "EncodingType").as_deref() {
+            Some("url") => sigv4::decode(&raw_key).ok_or_else(|| {
+                unexpected(format!("key {raw_key:?} is not percent-encoded UTF-8"))
+            })?,
+            _ => raw_key,
+        };
+        let size = match xml::child_text(contents, "Size") {
+            Some(size) => size
+                .trim()
+                .parse()
+                .map_err(|_| unexpected(format!("size {size:?} of {key} is not a number")))?,
+            None => 0,
+        };
+        objects.push(ListedObject {
+            key,
+            size,
+            last_modified: xml::child_text(contents, "LastModified"),
+        });
+    }
+    let truncated = xml::child_text(root, "IsTruncated").is_some_and(|t| t.trim() == "true");
+    let next_continuation_token = if truncated {
+        Some(
+            xml::child_text(root, "NextContinuationToken")
+                .ok_or_else(|| unexpected("truncated without a <NextContinuationToken>".into()))?,
+        )
+    } else {
+        None
+    };
     Ok(ListPage {
-        objects: parsed
-            .contents
-            .into_iter()
-            .map(|o| ListedObject {
-                key: o.key,
-                size: o.size.unwrap_or(0),
-                last_modified: o.last_modified,
-            })
-            .collect(),
-        next_continuation_token: parsed.next_continuation_token,
+        objects,
+        next_continuation_token,
     })
 }
 
@@ -392,9 +505,10 @@ fn parse_upload_id(response: &HttpResponse) -> Result<String, StoreError> {
     };
     let body =
         std::str::from_utf8(&response.body).map_err(|_| unexpected("body is not UTF-8".into()))?;
-    let parsed = CreateMultipartUpload::parse_response(body.trim())
-        .map_err(|e| unexpected(e.to_string()))?;
-    Ok(parsed.upload_id().to_owned())
+    let root = xml::root(body, "InitiateMultipartUploadResult").map_err(unexpected)?;
+    xml::child_text(root, "UploadId")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| unexpected("no <UploadId>".into()))
 }
 
 fn parse_part_etag(response: &HttpResponse) -> Result<String, StoreError> {
@@ -416,12 +530,9 @@ fn check_completed(response: &HttpResponse) -> Result<(), StoreError> {
         std::str::from_utf8(&response.body).map_err(|_| unexpected("body is not UTF-8".into()))?;
     // The store may keep the connection alive with whitespace before the result, and report a failure
     // after a 200 status as an <Error> document.
-    CompleteMultipartUploadResponse::parse(body.trim())
+    xml::root(body, "CompleteMultipartUploadResult")
         .map(drop)
-        .map_err(|e| {
-            let shown: String = body.trim().chars().take(300).collect();
-            unexpected(format!("{e}: {shown}"))
-        })
+        .map_err(unexpected)
 }
 
 /// Sends object store requests for one [`ObjectStore`].
@@ -437,7 +548,7 @@ impl<'a> S3Client<'a> {
         Self {
             platform,
             store,
-            outbound: Outbound::new(platform, Service::S3, store.credentials.key()),
+            outbound: Outbound::new(platform, Service::S3, store.credentials.access_key_id()),
         }
     }
 
@@ -679,6 +790,166 @@ impl ObjectWriter<'_, '_> {
     }
 }
 
+/// The little XML the S3 answers need: the root element, child elements by name, their text. S3's
+/// documents are flat and carry no CDATA or repeated nesting of one name, which keeps this a scanner
+/// rather than a parser.
+mod xml {
+    /// The content of the document's root element, which must be `<name>`; an `<Error>` document
+    /// (S3 sends one even after a `200`) or any other root is an error that says what came.
+    pub(super) fn root<'a>(body: &'a str, name: &str) -> Result<&'a str, String> {
+        let mut rest = body.trim_start();
+        // The declaration and comments before the root.
+        while rest.starts_with("<?") || rest.starts_with("<!--") {
+            let end = if rest.starts_with("<?") { "?>" } else { "-->" };
+            let close = rest.find(end).ok_or("an unterminated XML prolog")?;
+            rest = rest[close + end.len()..].trim_start();
+        }
+        let tag = rest
+            .strip_prefix('<')
+            .and_then(|r| {
+                r.split(|c: char| c == '>' || c == '/' || c.is_whitespace())
+                    .next()
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| format!("not an XML document: {}", shown(body)))?;
+        if tag == name {
+            return element(rest, name)
+                .map(|(content, _)| content)
+                .ok_or_else(|| format!("<{name}> is not closed: {}", shown(body)));
+        }
+        if tag == "Error" {
+            let content = element(rest, "Error").map_or("", |(c, _)| c);
+            let code = child_text(content, "Code").unwrap_or_default();
+            let message = child_text(content, "Message").unwrap_or_default();
+            return Err(format!(
+                "the store answered with an error: {code}: {message}"
+            ));
+        }
+        Err(format!("expected <{name}>, got <{tag}>: {}", shown(body)))
+    }
+
+    /// The contents of each `<name>` element in `parent`, in order.
+    pub(super) fn children<'a>(
+        mut parent: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a str> {
+        std::iter::from_fn(move || {
+            let (content, rest) = element(parent, name)?;
+            parent = rest;
+            Some(content)
+        })
+    }
+
+    /// The text of the first `<name>` element in `parent`, unescaped.
+    pub(super) fn child_text(parent: &str, name: &str) -> Option<String> {
+        element(parent, name).map(|(content, _)| unescape(content))
+    }
+
+    /// `text` with the characters that XML text cannot hold as they are escaped.
+    pub(super) fn escape(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+
+    /// The first `<name …>…</name>` (or `<name/>`) in `xml`: its content and what follows it.
+    fn element<'a>(xml: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+        let mut from = 0;
+        loop {
+            let at = from + xml[from..].find('<')?;
+            let after = &xml[at + 1..];
+            let is_it = after.strip_prefix(name).is_some_and(|r| {
+                r.starts_with(|c: char| c == '>' || c == '/' || c.is_whitespace())
+            });
+            if !is_it {
+                from = at + 1;
+                continue;
+            }
+            let open_end = at + 1 + after.find('>')?;
+            if xml[..open_end].ends_with('/') {
+                return Some(("", &xml[open_end + 1..]));
+            }
+            let content = &xml[open_end + 1..];
+            let close = content.find(&format!("</{name}>"))?;
+            return Some((&content[..close], &content[close + name.len() + 3..]));
+        }
+    }
+
+    /// Replaces the five predefined entities and numeric character references; anything else is
+    /// kept as written.
+    fn unescape(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(amp) = rest.find('&') {
+            out.push_str(&rest[..amp]);
+            rest = &rest[amp..];
+            let Some(semi) = rest.find(';') else { break };
+            let entity = &rest[1..semi];
+            let decoded = match entity {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => entity
+                    .strip_prefix("#x")
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| entity.strip_prefix('#').map(str::parse))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            };
+            match decoded {
+                Some(c) => {
+                    out.push(c);
+                    rest = &rest[semi + 1..];
+                }
+                None => {
+                    out.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The start of `body`, for an error message.
+    fn shown(body: &str) -> String {
+        body.trim().chars().take(300).collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn text_is_unescaped_and_escaped() {
+            let doc = "<R><K a=\"1\">a&amp;b&lt;&#x263A;&#65;&bogus;</K><E/></R>";
+            let root = root(doc, "R").unwrap();
+            assert_eq!(
+                child_text(root, "K").as_deref(),
+                Some("a&b<\u{263A}A&bogus;")
+            );
+            assert_eq!(child_text(root, "E").as_deref(), Some(""));
+            assert_eq!(child_text(root, "Missing"), None);
+            assert_eq!(escape("\"a&b<c>\""), "\"a&amp;b&lt;c&gt;\"");
+        }
+
+        #[test]
+        fn other_roots_and_unclosed_documents_are_errors() {
+            assert!(root("<Other/>", "R").unwrap_err().contains("<Other>"));
+            assert!(root("<R><K>", "R").unwrap_err().contains("not closed"));
+            assert!(root("", "R").is_err());
+            assert!(root("<?xml version=\"1.0\"", "R").is_err());
+            // A name that only starts like the wanted one is not it.
+            assert_eq!(
+                children("<KeyCount>1</KeyCount><Key>k</Key>", "Key").collect::<Vec<_>>(),
+                ["k"]
+            );
+        }
+    }
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
@@ -724,6 +995,34 @@ mod tests {
                 .collect(),
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn endpoints_that_cannot_sign_are_refused_with_what_is_wrong() {
+        let err = |endpoint: &str| {
+            ObjectStore::new(endpoint, "b", "AKID", "SECRET")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("ftp://h").contains("not an http(s) URL"));
+        assert!(err("h:9000").contains("not an http(s) URL"));
+        let with_secret = err("https://user:hunter2@h");
+        assert!(
+            with_secret.contains("must not contain credentials"),
+            "{with_secret}"
+        );
+        assert!(!with_secret.contains("hunter2"), "{with_secret}");
+        assert!(err("https://h/?x=1").contains("query"));
+        // International domain names are not supported (url without ICU): only ASCII hosts.
+        assert!(err("https://bücher.example").contains("is not a URL"));
+        ObjectStore::new("https://xn--bcher-kva.example", "b", "AKID", "S").unwrap();
+        let store =
+            ObjectStore::new("http://127.0.0.1:80/base/", "my bucket", "AKID", "S").unwrap();
+        let url = store.presign_get("/k", T0).url;
+        assert!(
+            url.starts_with("http://127.0.0.1/base/my%20bucket//k?"),
+            "{url}"
+        );
     }
 
     #[test]
