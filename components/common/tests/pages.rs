@@ -3,6 +3,7 @@
 
 mod support;
 
+use common::outbound::Failure;
 use support::{text, World};
 use test_servers::openphone::model::{PhoneNumber, Recording};
 use test_servers::webhooks::{

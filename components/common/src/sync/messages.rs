@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::lease::Lease;
 use crate::openphone::types::Message;
 use crate::openphone::OpenPhone;
+use crate::outbound::Failure;
 use crate::pages::{WriteError, Writer};
 use crate::platform::Platform;
 

@@ -38,6 +38,7 @@ use crate::configuration::{
 };
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
+use crate::outbound::Failure;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
 use requests::Requests;

@@ -19,7 +19,7 @@ use super::SyncOptions;
 use crate::lease::Lease;
 use crate::openphone::types::{Call, Recording, Summary, Transcript, Voicemail};
 use crate::openphone::OpenPhone;
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure};
 use crate::pages::calls::{CallFacts, RecordingLink, VoicemailLink};
 use crate::pages::{WriteError, Writer};
 use crate::platform::{Platform, Value};

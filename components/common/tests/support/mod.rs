@@ -8,6 +8,7 @@ use std::rc::Rc;
 use common::configuration::{NotionConfig, OpenPhoneConfig, Secret, StorageConfig, SyncConfig};
 use common::notion::{schema, Notion};
 use common::openphone::OpenPhone;
+use common::outbound::Failure;
 use common::pages::{WriteError, Writer};
 use common::platform::native::{ManualClock, NativePlatformBuilder};
 use common::platform::Platform;
