@@ -1,5 +1,10 @@
-//! Shared fixtures of the native tests: a migrated platform on a temporary directory, signed webhook
-//! requests.
+//! The shared test kit of the native tests, unit and integration alike (the latter through the
+//! `testing` feature): a migrated platform on a temporary directory, signed webhook requests, and the
+//! [`World`] of servers, databases and app state that tests of the API-facing code share.
+
+mod world;
+
+pub use world::{s3_server, storage_config, text, World, WorldBuilder};
 
 use std::path::Path;
 use std::rc::Rc;
