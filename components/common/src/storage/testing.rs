@@ -100,14 +100,12 @@ impl TestPlatform {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let http = Rc::new(RecordingHttp::default());
         let clock = Rc::new(ManualClock::at(real_now_ms()));
-        let platform = NativePlatformBuilder::new(dir.path())
-            .http(http.clone())
-            .clock(clock.clone())
-            .build()
-            .expect("a native platform");
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .expect("migrations apply");
+        let platform = crate::testing::migrated(
+            NativePlatformBuilder::new(dir.path())
+                .http(http.clone())
+                .clock(clock.clone()),
+        )
+        .await;
         Self {
             platform,
             http,

@@ -86,14 +86,12 @@ impl WorldBuilder {
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = Rc::new(ManualClock::at(Utc::now().timestamp_millis()));
-        let platform = NativePlatformBuilder::new(dir.path())
-            .vars(vars.clone())
-            .clock(clock.clone())
-            .build()
-            .expect("a native platform on a temporary directory builds");
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .expect("the migrations apply");
+        let platform = super::migrated(
+            NativePlatformBuilder::new(dir.path())
+                .vars(vars.clone())
+                .clock(clock.clone()),
+        )
+        .await;
         World {
             openphone_config: OpenPhoneConfig {
                 api_key: Secret::new(openphone.api_key()),
