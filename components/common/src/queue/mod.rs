@@ -2,11 +2,14 @@
 //! remote libSQL, which keeps no transaction across calls).
 //!
 //! ```text
-//!   enqueue ──► pending ──lease──► leased ──ack──────────────► done
-//!     │            ▲                  │ ├──permanent error─────► dead ──replay──► pending
-//!     │            │                  │ ├──failing past max age► dead (gave_up) ──first success──► pending
-//!     │            └──retry (backoff)─┘ └──no handler──────────► skipped
-//!     │            └──release (number busy, rate limited, lease lost, breaker open: not an attempt)
+//!   enqueue ──► pending ──lease──► leased ──ack─────────────────► done
+//!     │                              ├──retry (backoff)─────────► pending
+//!     │                              ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
+//!     │                              ├──permanent error─────────► dead ──replay──► pending
+//!     │                              ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
+//!     │                              ├──its drains died 5 times─► dead (abandoned)
+//!     │                              ├──no handler──────────────► skipped
+//!     │                              └──lease expired───────────► leased again, by the next drain
 //!     └──type not synced──► skipped
 //! ```
 //!
