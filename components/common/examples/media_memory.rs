@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
-use common::configuration::{Secret, StorageConfig};
 use common::platform::native::NativePlatformBuilder;
 use common::storage::media::{MediaCopier, MediaSource, StoredMedia};
 use test_servers::{OpenPhoneServer, S3Server};
@@ -94,14 +93,7 @@ fn copy_one(bytes: u64) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         common::migrations::run(&platform, common::migrations::MIGRATIONS).await?;
-        let storage = StorageConfig {
-            endpoint: s3.endpoint().to_owned(),
-            bucket: s3.bucket().to_owned(),
-            access_key_id: Secret::new(s3.access_key()),
-            secret_access_key: Secret::new(s3.secret_key()),
-            public_base_url: None,
-            retention_days: 0,
-        };
+        let storage = common::testing::storage_config(&s3);
         let copier = MediaCopier::new(&platform, &storage, &media.media_base_url())?;
         let created_at: DateTime<Utc> = "2025-10-20T19:28:34Z".parse()?;
         let source = MediaSource {

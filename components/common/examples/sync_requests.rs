@@ -14,18 +14,16 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use chrono::{DateTime, Duration, Utc};
-use common::notion::schema;
-use common::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
 use common::platform::{Clock, Platform};
 use common::sync::{run_with, RunReport, RunRequest, SyncOptions, SyncSettings, Via};
+use common::testing::World;
 use serde_json::json;
 use test_servers::openphone::model as op;
-use test_servers::{NotionServer, OpenPhoneServer, Schema};
+use test_servers::{NotionServer, OpenPhoneServer};
 
 const NUMBERS: [(&str, &str); 3] = [
     ("PNline0001", "+13365550101"),
@@ -219,49 +217,27 @@ fn per_number(measured: &Measured, id: &str) -> (u64, u64) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let openphone = OpenPhoneServer::start("op-bench-key")?;
-    let notion = NotionServer::start("secret_bench")?;
-    openphone.set_rate_limit(None);
-    notion.set_rate_limit(None);
-    let (canvas_db, canvas_ds) =
-        notion.create_database("Canvas", &Schema::from_types(schema::CANVAS, None))?;
-    let (calls_db, calls_ds) = notion.create_database(
-        "Calls",
-        &Schema::from_types(schema::CALLS, Some(&canvas_ds)),
-    )?;
-    let (messages_db, messages_ds) = notion.create_database(
-        "Messages",
-        &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)),
-    )?;
-    let vars = MapVariables::from_pairs([
-        ("openphone_api_key", openphone.api_key().as_str()),
-        ("openphone_api_base", openphone.base_url().as_str()),
-        ("openphone_media_base", openphone.media_base_url().as_str()),
-        ("notion_api_key", notion.token().as_str()),
-        ("notion_api_base", notion.base_url().as_str()),
-        ("notion_calls_database_id", calls_db.as_str()),
-        ("notion_messages_database_id", messages_db.as_str()),
-        ("notion_canvas_database_id", canvas_db.as_str()),
-    ]);
-    let state = tempfile::tempdir()?;
-    let clock = Rc::new(ManualClock::at(Utc::now().timestamp_millis()));
-    let platform = NativePlatformBuilder::new(state.path())
-        .vars(vars)
-        .clock(clock.clone())
-        .build()?;
-    common::migrations::run(&platform, common::migrations::MIGRATIONS).await?;
+    // The servers (rate limits off), the three databases and the migrated app: the test kit's world.
+    let world = World::new().await;
+    let (openphone, notion, clock, platform) = (
+        &world.openphone,
+        &world.notion,
+        &world.clock,
+        &world.platform,
+    );
+    let (calls_ds, messages_ds) = (&world.calls_ds, &world.messages_ds);
     let now = DateTime::from_timestamp_millis(clock.now_ms()).context("the clock reads a time")?;
-    let answered = seed(&openphone, now);
+    let answered = seed(openphone, now);
     // An earlier tool made the pages of one call in 20 and one message in 25.
     for j in (0..CALLS).step_by(20) {
         notion.insert_page(
-            &calls_ds,
+            calls_ds,
             json!({ "Call ID": { "title": [{ "text": { "content": format!("ACc{j:05}") } }] } }),
         )?;
     }
     for k in (0..MESSAGES).step_by(25) {
         notion.insert_page(
-            &messages_ds,
+            messages_ds,
             json!({ "Message ID": { "title": [{ "text": { "content": format!("ACm{k:05}") } }] } }),
         )?;
     }
@@ -270,14 +246,14 @@ async fn main() -> anyhow::Result<()> {
             number_budget_ms: 24 * HOUR_MS,
             ..SyncOptions::default()
         },
-        ..SyncSettings::load(&platform)?
+        ..SyncSettings::load(platform)?
     };
 
     let started = Instant::now();
-    let first = measure(&platform, &settings, &openphone, &notion).await?;
+    let first = measure(platform, &settings, openphone, notion).await?;
     let first_time = started.elapsed();
     clock.advance_ms(6 * HOUR_MS);
-    let idle = measure(&platform, &settings, &openphone, &notion).await?;
+    let idle = measure(platform, &settings, openphone, notion).await?;
     // One new text in one conversation.
     let new_at =
         DateTime::from_timestamp_millis(clock.now_ms()).context("time")? - Duration::minutes(1);
@@ -295,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     conversation.last_activity_at = Some(new_at);
     openphone.add_conversation(conversation);
     clock.advance_ms(HOUR_MS);
-    let one_new = measure(&platform, &settings, &openphone, &notion).await?;
+    let one_new = measure(platform, &settings, openphone, notion).await?;
 
     println!(
         "First backfill: {CALLS} calls and {MESSAGES} messages in {CONVERSATIONS} conversations on {} numbers \

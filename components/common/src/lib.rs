@@ -35,5 +35,5 @@ pub mod sync;
 pub mod telemetry;
 pub mod webhook;
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod testing;
+#[cfg(all(any(test, feature = "testing"), not(target_arch = "wasm32")))]
+pub mod testing;

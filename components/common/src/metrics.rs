@@ -111,6 +111,12 @@ pub fn today(platform: &Platform, prefix: &str) -> anyhow::Result<Vec<(String, i
         .collect()
 }
 
+/// Epoch milliseconds as ISO-8601 to the second, UTC (`2025-10-20T19:22:25Z`), as `/stats` shows times.
+pub fn iso_seconds(ms: Option<i64>) -> Option<String> {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;

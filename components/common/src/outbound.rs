@@ -92,23 +92,55 @@ pub enum ApiError {
     },
 }
 
-impl ApiError {
+/// Whether a failed operation may succeed if tried again, and how soon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transience {
+    /// Trying again fails the same way (a refusal, bad data): give up, say why.
+    Permanent,
+    /// A later attempt may succeed (an outage, a rate limit, a busy resource).
+    Transient {
+        /// Not before this many milliseconds, when the server or the app knows.
+        retry_after_ms: Option<u64>,
+    },
+}
+
+/// An error that knows whether retrying can help. Each error that wraps an API failure ([`ApiError`],
+/// the object store's, the media copy's, the page writer's) classifies itself in one
+/// [`transience`](Failure::transience) match, delegating to what it wraps, so the queue's retry decision
+/// is made in one way everywhere.
+pub trait Failure {
+    /// How this failure classifies.
+    fn transience(&self) -> Transience;
+
     /// Whether a later attempt may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ApiError::RateLimited { .. } | ApiError::Unavailable { .. }
-        )
+    fn is_transient(&self) -> bool {
+        matches!(self.transience(), Transience::Transient { .. })
     }
 
-    /// How long the server asked us to wait.
-    pub fn retry_after_ms(&self) -> Option<u64> {
-        match self {
-            ApiError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
-            _ => None,
+    /// How long to wait before the next attempt, in milliseconds, when that is known.
+    fn retry_after_ms(&self) -> Option<u64> {
+        match self.transience() {
+            Transience::Transient { retry_after_ms } => retry_after_ms,
+            Transience::Permanent => None,
         }
     }
+}
 
+impl Failure for ApiError {
+    fn transience(&self) -> Transience {
+        match self {
+            ApiError::RateLimited { retry_after_ms, .. } => Transience::Transient {
+                retry_after_ms: *retry_after_ms,
+            },
+            ApiError::Unavailable { .. } => Transience::Transient {
+                retry_after_ms: None,
+            },
+            ApiError::Refused { .. } | ApiError::NotSent { .. } => Transience::Permanent,
+        }
+    }
+}
+
+impl ApiError {
     /// The HTTP status, when there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -247,6 +247,35 @@ pub fn next_check_after(now: i64, attempts: i64) -> i64 {
     now + minutes.min(360) * 60_000
 }
 
+/// Calls waiting on OpenPhone, as `/stats` reports them.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct PendingCounts {
+    /// Calls still being re-checked.
+    pub waiting: i64,
+    /// Calls given up on after 7 days.
+    pub gave_up: i64,
+}
+
+/// How many calls are still re-checked and how many were given up on.
+pub fn counts(platform: &Platform) -> anyhow::Result<PendingCounts> {
+    platform
+        .sql
+        .execute(
+            "SELECT SUM(needs != 0 AND gave_up_at IS NULL) AS waiting, SUM(gave_up_at IS NOT NULL) AS gave_up
+             FROM pending_work",
+            &[],
+        )?
+        .first()
+        .map(|r| -> anyhow::Result<PendingCounts> {
+            Ok(PendingCounts {
+                waiting: r.opt_i64("waiting")?.unwrap_or(0),
+                gave_up: r.opt_i64("gave_up")?.unwrap_or(0),
+            })
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;

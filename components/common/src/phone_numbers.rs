@@ -86,6 +86,45 @@ pub enum ResolveError {
     Storage(#[from] anyhow::Error),
 }
 
+/// One workspace number's sync, as `/stats` reports it.
+#[derive(Debug, serde::Serialize, PartialEq)]
+pub struct NumberSync {
+    /// `PN…`.
+    pub id: String,
+    /// E.164.
+    pub number: String,
+    /// Everything created before this (ISO-8601) is synced.
+    pub cursor: Option<String>,
+    /// When its last sync finished.
+    pub last_sync_finished_at: Option<String>,
+    /// Its last sync error.
+    pub last_sync_error: Option<String>,
+}
+
+/// Each active number's cursor and last sync, ordered by number.
+pub fn sync_states(platform: &Platform) -> anyhow::Result<Vec<NumberSync>> {
+    platform
+        .sql
+        .execute(
+            "SELECT id, number, cursor_at, last_sync_finished_at, last_sync_error FROM phone_numbers
+             WHERE is_active = 1 ORDER BY number",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(NumberSync {
+                id: r.str("id")?.to_owned(),
+                number: r.str("number")?.to_owned(),
+                cursor: crate::metrics::iso_seconds(r.opt_i64("cursor_at")?),
+                last_sync_finished_at: crate::metrics::iso_seconds(
+                    r.opt_i64("last_sync_finished_at")?,
+                ),
+                last_sync_error: r.opt_str("last_sync_error")?.map(String::from),
+            })
+        })
+        .collect()
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;

@@ -1,55 +1,21 @@
-//! What `/stats` and the status page report, read from the app's tables in a handful of queries: the
-//! queue, the dead letters, each number's sync, the Canvas cache, today's API use against the budgets,
-//! recordings, and the current or last periodic run.
+//! What `/stats` and the status page report: the queue, the dead letters, each number's sync, the Canvas
+//! cache, today's API use against the budgets, recordings, and the current or last periodic run. Each
+//! figure is read by the module that owns its table ([`Queue::depth`], [`crate::phone_numbers::sync_states`],
+//! [`crate::storage::media_counts`], [`crate::sync::runs::last`], …); this module only puts them together.
 
 use serde::Serialize;
+
+pub use crate::phone_numbers::NumberSync;
+pub use crate::queue::{DeadLetter, QueueDepth};
+pub use crate::storage::MediaCounts;
+pub use crate::sync::pending::PendingCounts;
+pub use crate::sync::runs::Run;
 
 use crate::metrics;
 use crate::outbound::Service;
 use crate::platform::Platform;
-
-/// Events per queue state.
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct QueueDepth {
-    /// Waiting (including retries not yet due).
-    pub pending: i64,
-    /// Being processed.
-    pub leased: i64,
-    /// Processed.
-    pub done: i64,
-    /// Stored but not processed (types the sync ignores).
-    pub skipped: i64,
-    /// Gave up; replayable.
-    pub dead: i64,
-}
-
-/// A dead event, for the status page.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct DeadLetter {
-    /// Event id.
-    pub id: String,
-    /// Event type.
-    pub event_type: String,
-    /// Attempts made.
-    pub attempts: i64,
-    /// The last error.
-    pub last_error: Option<String>,
-}
-
-/// One workspace number's sync.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct NumberSync {
-    /// `PN…`.
-    pub id: String,
-    /// E.164.
-    pub number: String,
-    /// Everything created before this (ISO-8601) is synced.
-    pub cursor: Option<String>,
-    /// When its last sync finished.
-    pub last_sync_finished_at: Option<String>,
-    /// Its last sync error.
-    pub last_sync_error: Option<String>,
-}
+use crate::queue::{Queue, State};
+use crate::sync::runs::RunKind;
 
 /// Requests to one API today.
 #[derive(Debug, Serialize, PartialEq)]
@@ -60,25 +26,6 @@ pub struct ApiUse {
     pub errors_today: i64,
     /// The shared budget, requests per second (none for object storage).
     pub budget_per_second: Option<i64>,
-}
-
-/// The periodic run shown on `/stats`.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct Run {
-    /// Run id.
-    pub id: String,
-    /// `sync`, `tick`, …
-    pub kind: String,
-    /// ISO-8601.
-    pub started_at: String,
-    /// ISO-8601; `None` while running.
-    pub finished_at: Option<String>,
-    /// Numbers synced.
-    pub numbers_done: i64,
-    /// API requests made.
-    pub requests: i64,
-    /// Errors.
-    pub errors: i64,
 }
 
 /// Everything `/stats` reports.
@@ -116,26 +63,6 @@ pub struct Stats {
     pub storage: Option<serde_json::Value>,
     /// APIs that refuse our credentials: the drain is paused until a probe gets through.
     pub breakers: Vec<crate::drain::breaker::OpenBreaker>,
-}
-
-/// Media copied to object storage.
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct MediaCounts {
-    /// Objects stored.
-    pub stored: i64,
-    /// Bytes stored.
-    pub bytes: i64,
-    /// Media that was gone (404) when we went to copy it.
-    pub gone: i64,
-}
-
-/// Work waiting on OpenPhone.
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct PendingCounts {
-    /// Calls still being re-checked.
-    pub waiting: i64,
-    /// Calls given up on after 7 days.
-    pub gave_up: i64,
 }
 
 /// The APIs `/stats` and the status page report on.
@@ -195,13 +122,7 @@ pub struct ApiMinutes {
 /// peak). The drain calls it each time it starts, so a tick samples it at least once a minute. A failure is
 /// logged, never returned: sampling must not stop a drain.
 pub fn sample_queue_depth(platform: &Platform) {
-    let waiting = platform
-        .sql
-        .execute(
-            "SELECT COUNT(*) AS n FROM events WHERE state IN ('pending', 'leased')",
-            &[],
-        )
-        .and_then(|rows| rows.first().map_or(Ok(0), |r| r.i64("n")));
+    let waiting = Queue::new(&*platform.sql).waiting();
     match waiting {
         Ok(n) => metrics::peak(platform, QUEUE_WAITING, n),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sample the queue depth"),
@@ -220,26 +141,18 @@ pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
             ..HourOutcomes::default()
         })
         .collect();
-    // `events_finished (state, finished_at)` answers this without reading the payloads.
-    let rows = platform.sql.execute(
-        "SELECT state, finished_at / ?2 AS hour, COUNT(*) AS n FROM events
-         WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
-         GROUP BY state, hour",
-        &[(first_hour * HOUR_MS).into(), HOUR_MS.into()],
-    )?;
-    for row in rows.iter() {
-        let Some(hour) = usize::try_from(row.i64("hour")? - first_hour)
+    for outcomes in Queue::new(&*platform.sql).outcomes_since(first_hour * HOUR_MS, HOUR_MS)? {
+        let Some(hour) = usize::try_from(outcomes.bucket - first_hour)
             .ok()
             .and_then(|i| outcomes_per_hour.get_mut(i))
         else {
             // Finished "in the future": another instance's clock is ahead; the next read shows it.
             continue;
         };
-        let n = row.i64("n")?;
-        match row.str("state")? {
-            "done" => hour.done = n,
-            "skipped" => hour.skipped = n,
-            _ => hour.dead = n,
+        match outcomes.state {
+            State::Done => hour.done = outcomes.count,
+            State::Skipped => hour.skipped = outcomes.count,
+            _ => hour.dead = outcomes.count,
         }
     }
     let mut waiting = metrics::last_day(platform, QUEUE_WAITING)?;
@@ -266,75 +179,16 @@ pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
     })
 }
 
-fn iso(ms: Option<i64>) -> Option<String> {
-    ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
 /// Reads the stats.
 pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
-    let sql = &*platform.sql;
+    let queue = Queue::new(&*platform.sql);
     let now = platform.clock.now_ms();
-
-    let mut queue = QueueDepth::default();
-    for row in sql
-        .execute(
-            "SELECT state, COUNT(*) AS n FROM events GROUP BY state",
-            &[],
-        )?
-        .iter()
-    {
-        let n = row.i64("n")?;
-        match row.str("state")? {
-            "pending" => queue.pending = n,
-            "leased" => queue.leased = n,
-            "done" => queue.done = n,
-            "skipped" => queue.skipped = n,
-            "dead" => queue.dead = n,
-            _ => {}
-        }
-    }
-    let oldest = sql.execute(
-        "SELECT MIN(received_at) AS oldest FROM events WHERE state IN ('pending', 'leased')",
-        &[],
-    )?;
-    let oldest_pending_age_seconds = oldest
-        .first()
-        .and_then(|r| r.opt_i64("oldest").ok().flatten())
+    let queue_depth = queue.depth()?;
+    let oldest_pending_age_seconds = queue
+        .oldest_waiting_received_at()?
         .map(|at| (now - at).max(0) / 1000);
-    let dlq_recent = sql
-        .execute(
-            "SELECT id, type, attempts, last_error FROM events WHERE state = 'dead'
-             ORDER BY updated_at DESC LIMIT 10",
-            &[],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(DeadLetter {
-                id: r.str("id")?.to_owned(),
-                event_type: r.str("type")?.to_owned(),
-                attempts: r.i64("attempts")?,
-                last_error: r.opt_str("last_error")?.map(String::from),
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let numbers = sql
-        .execute(
-            "SELECT id, number, cursor_at, last_sync_finished_at, last_sync_error FROM phone_numbers
-             WHERE is_active = 1 ORDER BY number",
-            &[],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(NumberSync {
-                id: r.str("id")?.to_owned(),
-                number: r.str("number")?.to_owned(),
-                cursor: iso(r.opt_i64("cursor_at")?),
-                last_sync_finished_at: iso(r.opt_i64("last_sync_finished_at")?),
-                last_sync_error: r.opt_str("last_sync_error")?.map(String::from),
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let dlq_recent = queue.recent_dead(10)?;
+    let numbers = crate::phone_numbers::sync_states(platform)?;
 
     let counters: std::collections::BTreeMap<String, i64> =
         metrics::today(platform, "")?.into_iter().collect();
@@ -353,82 +207,19 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
         .collect::<std::collections::BTreeMap<_, _>>();
     let errors_today = api.values().map(|a| a.errors_today).sum();
 
-    let media = sql.execute(
-        "SELECT SUM(state = 'stored') AS stored, SUM(CASE WHEN state = 'stored' THEN COALESCE(size, 0) ELSE 0 END) AS bytes,
-                SUM(state = 'gone') AS gone
-         FROM (SELECT state, size FROM media_objects UNION ALL SELECT state, size FROM message_media)",
-        &[],
-    )?;
-    let media = media
-        .first()
-        .map(|r| -> anyhow::Result<MediaCounts> {
-            Ok(MediaCounts {
-                stored: r.opt_i64("stored")?.unwrap_or(0),
-                bytes: r.opt_i64("bytes")?.unwrap_or(0),
-                gone: r.opt_i64("gone")?.unwrap_or(0),
-            })
-        })
-        .transpose()?
-        .unwrap_or_default();
-    let pending = sql.execute(
-        "SELECT SUM(needs != 0 AND gave_up_at IS NULL) AS waiting, SUM(gave_up_at IS NOT NULL) AS gave_up
-         FROM pending_work",
-        &[],
-    )?;
-    let pending_work = pending
-        .first()
-        .map(|r| -> anyhow::Result<PendingCounts> {
-            Ok(PendingCounts {
-                waiting: r.opt_i64("waiting")?.unwrap_or(0),
-                gave_up: r.opt_i64("gave_up")?.unwrap_or(0),
-            })
-        })
-        .transpose()?
-        .unwrap_or_default();
+    let media = crate::storage::media_counts(platform)?;
+    let pending_work = crate::sync::pending::counts(platform)?;
     let canvas_relinks_waiting = crate::pages::canvas_relink::waiting(platform)?;
     let pages_deleted_in_notion = crate::pages::map::PageMap::new(platform).gone_count()?;
-    let last_run = sql
-        .execute(
-            "SELECT id, kind, started_at, finished_at, numbers_done, requests, errors FROM sync_runs
-             WHERE kind = 'sync' ORDER BY started_at DESC LIMIT 1",
-            &[],
-        )?
-        .first()
-        .map(|r| -> anyhow::Result<Run> {
-            Ok(Run {
-                id: r.str("id")?.to_owned(),
-                kind: r.str("kind")?.to_owned(),
-                started_at: iso(Some(r.i64("started_at")?)).unwrap_or_default(),
-                finished_at: iso(r.opt_i64("finished_at")?),
-                numbers_done: r.i64("numbers_done")?,
-                requests: r.i64("requests")?,
-                errors: r.i64("errors")?,
-            })
-        })
-        .transpose()?;
-
-    let storage = sql
-        .execute(
-            "SELECT json_extract(details, '$.housekeeping.storage') AS storage FROM sync_runs
-             WHERE kind = 'sync' AND json_extract(details, '$.housekeeping.storage') IS NOT NULL
-             ORDER BY started_at DESC LIMIT 1",
-            &[],
-        )?
-        .first()
-        .and_then(|r| {
-            r.opt_str("storage")
-                .ok()
-                .flatten()
-                .and_then(|j| serde_json::from_str(j).ok())
-        });
-
-    let breakers = crate::drain::breaker::open_breakers(sql)?;
+    let last_run = crate::sync::runs::last(platform, RunKind::Sync)?;
+    let storage = crate::sync::runs::last_storage_count(platform)?;
+    let breakers = crate::drain::breaker::open_breakers(&*platform.sql)?;
 
     Ok(Stats {
         breakers,
-        dlq_size: queue.dead,
+        dlq_size: queue_depth.dead,
         storage,
-        queue,
+        queue: queue_depth,
         dlq_recent,
         oldest_pending_age_seconds,
         numbers,

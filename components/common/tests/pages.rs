@@ -1,9 +1,8 @@
 //! Calls and messages into Notion through the real clients, against local servers that enforce Notion's
 //! and OpenPhone's rules: the right properties, exactly one page, and the request budget a user pays.
 
-mod support;
-
-use support::{text, World};
+use common::outbound::Failure;
+use common::testing::{storage_config, text, World};
 use test_servers::openphone::model::{PhoneNumber, Recording};
 use test_servers::webhooks::{
     CallFixture, MediaFixture, MessageFixture, SummaryFixture, TranscriptFixture,
@@ -367,7 +366,7 @@ async fn a_transient_openphone_failure_is_retried_not_taken_for_absent() {
 async fn expiring_recording_links_are_renewed_on_the_page_and_in_its_body() {
     let world = World::new().await;
     let s3 = test_servers::S3Server::start().unwrap();
-    let storage = World::storage(&s3);
+    let storage = storage_config(&s3);
     world
         .openphone
         .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
@@ -431,7 +430,7 @@ async fn expiring_recording_links_are_renewed_on_the_page_and_in_its_body() {
 async fn message_media_are_linked_from_our_copies_once_stored_and_renewed_there() {
     let world = World::new().await;
     let s3 = test_servers::S3Server::start().unwrap();
-    let storage = World::storage(&s3);
+    let storage = storage_config(&s3);
     let picture = world
         .openphone
         .add_media("/mms/p", "image/png", vec![5u8; 2000]);

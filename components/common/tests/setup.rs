@@ -2,14 +2,12 @@
 //! create twice, or touch when they point elsewhere), and the signing keys the intake then accepts — until
 //! the webhook is deleted in OpenPhone and setup runs again (a setup run with another URL keeps them).
 
-mod support;
-
 use common::admin::setup;
 use common::api::{Request, Response};
 use common::platform::{Clock, HttpRequest, Method};
+use common::testing::World;
 use common::webhook::intake;
 use serde_json::{json, Value};
-use support::World;
 use test_servers::openphone::model::Webhook;
 use test_servers::webhooks::{MessageFixture, SignedDelivery};
 

@@ -2,13 +2,11 @@
 //! the number's OpenPhone contact (from a local index refreshed at most every few hours) or else the
 //! formatted number, and only once, however the events arrive.
 
-mod support;
-
 use common::contacts::REFRESH_INTERVAL_MS;
 use common::domain::E164;
 use common::platform::{HttpRequest, Method};
+use common::testing::{text, World};
 use serde_json::{json, Value};
-use support::{text, World};
 use test_servers::openphone::model::{Contact, PhoneNumber};
 use test_servers::webhooks::{CallFixture, MessageFixture};
 use test_servers::{Fault, FaultRule};

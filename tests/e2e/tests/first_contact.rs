@@ -386,30 +386,29 @@ async fn pages_name_the_contact_and_the_user_with_an_icon_by_kind() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_canvas_record_added_later_links_past_calls_and_texts() {
+/// The app with its workspace number, before anyone put its customers in the Canvas.
+async fn workspace_before_the_canvas() -> TestApp {
     let app = TestApp::start(TestAppOptions::default()).await.unwrap();
     app.openphone
         .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
-    // Before anyone put the customer in the Canvas: a text, a call, and a group text with a colleague of
-    // theirs.
-    let mut sms = message("laterlinktext");
-    sms.from = "+15555550177".into();
-    assert_eq!(app.deliver(&sms.message_received()).await.status(), 202);
-    let call = answered_call("laterlinkcall", "+15555550177");
-    assert_eq!(app.deliver(&call.call_completed_v4()).await.status(), 202);
-    let group = MessageFixture {
-        event_id: "EVlaterlinkgroup".into(),
-        message_id: "AClaterlinkgroup".into(),
-        created_at: chrono::Utc::now(),
-        event_created_at: chrono::Utc::now(),
-        ..MessageFixture::outgoing("+13365550100", &["+15555550177", "+15555550178"])
-    };
-    assert_eq!(app.deliver(&group.message_delivered()).await.status(), 202);
+    app
+}
+
+/// A text to the workspace from `from`, its ids made from `id`.
+fn text_from(id: &str, from: &str) -> MessageFixture {
+    MessageFixture {
+        from: from.into(),
+        ..message(id)
+    }
+}
+
+/// Waits for `calls` call pages and `messages` message pages and for the queue to be idle, then checks
+/// that none of them is linked to a Canvas record yet.
+async fn wait_for_unlinked_pages(app: &TestApp, calls: usize, messages: usize) {
     let written = app
         .eventually(PATIENCE, |app| {
-            app.notion.pages(&app.calls_ds).len() == 1
-                && app.notion.pages(&app.messages_ds).len() == 2
+            app.notion.pages(&app.calls_ds).len() == calls
+                && app.notion.pages(&app.messages_ds).len() == messages
         })
         .await;
     assert!(
@@ -427,35 +426,66 @@ async fn a_canvas_record_added_later_links_past_calls_and_texts() {
     {
         assert_eq!(page["properties"]["Canvas"]["relation"], json!([]));
     }
+}
 
-    // A salesperson adds both people, one with the number typed their own way.
-    let customer = app
-        .notion
-        .insert_page(
-            &app.canvas_ds,
-            json!({ "Name": { "title": [{ "text": { "content": "Carla Customer" } }] },
-                    "Phone": { "phone_number": "(555) 555-0177" } }),
-        )
-        .unwrap();
-    let colleague = app
-        .notion
-        .insert_page(
-            &app.canvas_ds,
-            json!({ "Name": { "title": [{ "text": { "content": "Cole Colleague" } }] },
-                    "Phone": { "phone_number": "+15555550178" } }),
-        )
-        .unwrap();
-    app.notion.reset_counters();
+/// Adds a Canvas record named `name` with `properties`, as a salesperson would in Notion.
+fn add_canvas_record(app: &TestApp, name: &str, properties: Value) -> String {
+    let mut record = json!({ "Name": { "title": [{ "text": { "content": name } }] } });
+    record
+        .as_object_mut()
+        .unwrap()
+        .extend(properties.as_object().unwrap().clone());
+    app.notion.insert_page(&app.canvas_ds, record).unwrap()
+}
+
+/// Ticks, as the cron does: the tick looks at the Canvas records edited since its last look.
+async fn tick(app: &TestApp) {
     let tick = app.admin_post("/admin/tick", &json!({})).await;
     assert!(tick.status().is_success(), "tick: {}", tick.status());
-    let relation = |page: &Value| -> Vec<String> {
-        page["properties"]["Canvas"]["relation"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["id"].as_str().map(String::from))
-            .collect()
+}
+
+/// The Canvas records a page is linked to.
+fn relation(page: &Value) -> Vec<String> {
+    page["properties"]["Canvas"]["relation"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canvas_record_added_later_links_past_calls_and_texts() {
+    let app = workspace_before_the_canvas().await;
+    // Before anyone put the customer in the Canvas: a text, a call, and a group text with a colleague of
+    // theirs.
+    let sms = text_from("laterlinktext", "+15555550177");
+    assert_eq!(app.deliver(&sms.message_received()).await.status(), 202);
+    let call = answered_call("laterlinkcall", "+15555550177");
+    assert_eq!(app.deliver(&call.call_completed_v4()).await.status(), 202);
+    let group = MessageFixture {
+        event_id: "EVlaterlinkgroup".into(),
+        message_id: "AClaterlinkgroup".into(),
+        created_at: chrono::Utc::now(),
+        event_created_at: chrono::Utc::now(),
+        ..MessageFixture::outgoing("+13365550100", &["+15555550177", "+15555550178"])
     };
+    assert_eq!(app.deliver(&group.message_delivered()).await.status(), 202);
+    wait_for_unlinked_pages(&app, 1, 2).await;
+
+    // A salesperson adds both people, one with the number typed their own way.
+    let customer = add_canvas_record(
+        &app,
+        "Carla Customer",
+        json!({ "Phone": { "phone_number": "(555) 555-0177" } }),
+    );
+    let colleague = add_canvas_record(
+        &app,
+        "Cole Colleague",
+        json!({ "Phone": { "phone_number": "+15555550178" } }),
+    );
+    app.notion.reset_counters();
+    tick(&app).await;
     let linked = app
         .eventually(PATIENCE, |app| {
             let messages = app.notion.pages(&app.messages_ds);
@@ -512,8 +542,7 @@ async fn a_canvas_record_added_later_links_past_calls_and_texts() {
     );
 
     // A new text from the customer links at once, without asking Notion for the record.
-    let mut later = message("laterlinktext2");
-    later.from = "+15555550177".into();
+    let later = text_from("laterlinktext2", "+15555550177");
     assert_eq!(app.deliver(&later.message_received()).await.status(), 202);
     let third = app
         .eventually(PATIENCE, |app| {
@@ -528,9 +557,7 @@ async fn a_canvas_record_added_later_links_past_calls_and_texts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canvas_record_added_later_with_only_an_email_links_that_contacts_past_texts() {
-    let app = TestApp::start(TestAppOptions::default()).await.unwrap();
-    app.openphone
-        .add_phone_number(PhoneNumber::new("PNtoDbDhuz", "+13365550100"));
+    let app = workspace_before_the_canvas().await;
     app.openphone.add_contact(Contact::new(
         "CTemma",
         "Emma",
@@ -539,46 +566,18 @@ async fn a_canvas_record_added_later_with_only_an_email_links_that_contacts_past
         &["emma@example.com"],
     ));
     // Before anyone put her in the Canvas: a text from her number.
-    let mut sms = message("emaillinktext");
-    sms.from = "+15555550166".into();
+    let sms = text_from("emaillinktext", "+15555550166");
     assert_eq!(app.deliver(&sms.message_received()).await.status(), 202);
-    let written = app
-        .eventually(PATIENCE, |app| {
-            app.notion.pages(&app.messages_ds).len() == 1
-        })
-        .await;
-    assert!(
-        written,
-        "stats: {}\nlogs:\n{}",
-        app.stats().await,
-        app.logs()
-    );
-    app.wait_idle().await;
-    assert_eq!(
-        app.notion.pages(&app.messages_ds)[0]["properties"]["Canvas"]["relation"],
-        json!([])
-    );
+    wait_for_unlinked_pages(&app, 0, 1).await;
 
     // A salesperson adds her by email alone, typed their own way.
-    let customer = app
-        .notion
-        .insert_page(
-            &app.canvas_ds,
-            json!({ "Name": { "title": [{ "text": { "content": "Emma Emailonly" } }] },
-                    "Email": { "email": "Emma@Example.com" } }),
-        )
-        .unwrap();
+    let customer = add_canvas_record(
+        &app,
+        "Emma Emailonly",
+        json!({ "Email": { "email": "Emma@Example.com" } }),
+    );
     app.openphone.reset_counters();
-    let tick = app.admin_post("/admin/tick", &json!({})).await;
-    assert!(tick.status().is_success(), "tick: {}", tick.status());
-    let relation = |page: &Value| -> Vec<String> {
-        page["properties"]["Canvas"]["relation"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["id"].as_str().map(String::from))
-            .collect()
-    };
+    tick(&app).await;
     let linked = app
         .eventually(PATIENCE, |app| {
             relation(&app.notion.pages(&app.messages_ds)[0]) == std::slice::from_ref(&customer)

@@ -26,7 +26,7 @@ use crate::configuration::{NotionConfig, OpenPhoneConfig, Secret};
 use crate::jobs::JobClaim;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure};
 use crate::platform::Platform;
 use crate::webhook::keys::{self, KeyChanges, WebhookKey};
 

@@ -22,7 +22,7 @@ use crate::jobs::JobClaim;
 use crate::notion::properties as p;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure};
 use crate::platform::{Platform, Value as SqlValue};
 
 /// Canvas records read per tick.

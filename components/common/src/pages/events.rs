@@ -212,6 +212,7 @@ fn fill_missing(call: &mut Call, rest: Call) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::Failure;
     use serde_json::json;
 
     #[test]

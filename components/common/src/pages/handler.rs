@@ -14,7 +14,7 @@ use crate::drain::{EventHandler, ProcessError, Router};
 use crate::lease::Lease;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure};
 use crate::platform::Platform;
 use crate::queue::QueuedEvent;
 use crate::storage::media::MediaCopier;

@@ -8,6 +8,7 @@ use super::calls::{CallFacts, RecordingLink};
 use super::map::Kind;
 use super::{WriteError, Writer};
 use crate::notion::properties as p;
+use crate::outbound::Failure;
 use crate::storage::media::{CallLinks, MediaError, MediaSource, StoredMedia};
 
 impl Writer<'_> {

@@ -9,6 +9,7 @@ use super::map::Kind;
 use super::{split_for_create, Section, WriteError, Writer};
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
+use crate::outbound::Failure;
 use crate::storage::media::{MediaError, MediaSource, StoredMedia};
 use crate::storage::message_media::{is_notion_image, MessageLinks};
 

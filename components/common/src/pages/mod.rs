@@ -18,7 +18,7 @@ use crate::configuration::{NotionConfig, SyncConfig};
 use crate::lease::{Lease, LeaseLost};
 use crate::notion::{properties, DataSourceSchema, Notion};
 use crate::openphone::OpenPhone;
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure, Transience};
 use crate::phone_numbers::ResolveError;
 use crate::platform::Platform;
 use crate::storage::media::{MediaCopier, MediaError};
@@ -27,7 +27,7 @@ use map::{CreatePlan, Kind, PageMap};
 /// Why writing a page did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// An API failed; [`ApiError::is_transient`] says whether to try again.
+    /// An API failed; [`Failure::is_transient`] says whether to try again.
     #[error(transparent)]
     Api(#[from] ApiError),
     /// Another worker is creating the same page right now.
@@ -36,9 +36,9 @@ pub enum WriteError {
     /// The event cannot be written, ever (missing id, malformed data).
     #[error("bad event data: {0}")]
     BadData(String),
-    /// The app's own storage failed.
-    #[error("storage: {0:#}")]
-    Storage(#[from] anyhow::Error),
+    /// The app's database (SQLite or libSQL) failed.
+    #[error("database: {0:#}")]
+    Database(#[from] anyhow::Error),
     /// The number's lease passed to another worker before a write: stop, the event comes back.
     #[error(transparent)]
     LeaseLost(#[from] LeaseLost),
@@ -59,7 +59,7 @@ impl From<ResolveError> for WriteError {
     fn from(e: ResolveError) -> Self {
         match e {
             ResolveError::Api(e) => WriteError::Api(e),
-            ResolveError::Storage(e) => WriteError::Storage(e),
+            ResolveError::Storage(e) => WriteError::Database(e),
         }
     }
 }
@@ -69,29 +69,23 @@ impl From<LinkError> for WriteError {
         match e {
             LinkError::Api(e) => WriteError::Api(e),
             LinkError::Busy => WriteError::Busy,
-            LinkError::Storage(e) => WriteError::Storage(e),
+            LinkError::Storage(e) => WriteError::Database(e),
         }
     }
 }
 
-impl WriteError {
-    /// Whether a later attempt may succeed.
-    pub fn is_transient(&self) -> bool {
+impl Failure for WriteError {
+    fn transience(&self) -> Transience {
         match self {
-            WriteError::Api(e) => e.is_transient(),
-            WriteError::Busy | WriteError::Storage(_) | WriteError::LeaseLost(_) => true,
-            WriteError::Media(e) => e.is_transient(),
-            WriteError::BadData(_) | WriteError::PageGone { .. } => false,
-        }
-    }
-
-    /// How long the API asked us to wait, in milliseconds.
-    pub fn retry_after_ms(&self) -> Option<u64> {
-        match self {
-            WriteError::Api(e) => e.retry_after_ms(),
-            WriteError::Media(e) => e.retry_after_ms(),
-            WriteError::Busy => Some(map::UNKNOWN_OUTCOME_SETTLE_MS as u64),
-            _ => None,
+            WriteError::Api(e) => e.transience(),
+            WriteError::Media(e) => e.transience(),
+            WriteError::Busy => Transience::Transient {
+                retry_after_ms: Some(map::UNKNOWN_OUTCOME_SETTLE_MS as u64),
+            },
+            WriteError::Database(_) | WriteError::LeaseLost(_) => Transience::Transient {
+                retry_after_ms: None,
+            },
+            WriteError::BadData(_) | WriteError::PageGone { .. } => Transience::Permanent,
         }
     }
 }
@@ -532,7 +526,7 @@ impl<'a> Writer<'a> {
             }
         }
         if let Err(e) = self.map.record_gone(kind, openphone_id, page_id) {
-            return WriteError::Storage(e);
+            return WriteError::Database(e);
         }
         WriteError::PageGone {
             page_id: page_id.to_owned(),

@@ -2,11 +2,14 @@
 //! remote libSQL, which keeps no transaction across calls).
 //!
 //! ```text
-//!   enqueue ──► pending ──lease──► leased ──ack──────────────► done
-//!     │            ▲                  │ ├──permanent error─────► dead ──replay──► pending
-//!     │            │                  │ ├──failing past max age► dead (gave_up) ──first success──► pending
-//!     │            └──retry (backoff)─┘ └──no handler──────────► skipped
-//!     │            └──release (number busy, rate limited, lease lost, breaker open: not an attempt)
+//!   enqueue ──► pending ──lease──► leased ──ack─────────────────► done
+//!     │                              ├──retry (backoff)─────────► pending
+//!     │                              ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
+//!     │                              ├──permanent error─────────► dead ──replay──► pending
+//!     │                              ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
+//!     │                              ├──its drains died 5 times─► dead (abandoned)
+//!     │                              ├──no handler──────────────► skipped
+//!     │                              └──lease expired───────────► leased again, by the next drain
 //!     └──type not synced──► skipped
 //! ```
 //!
@@ -620,6 +623,131 @@ impl<'a> Queue<'a> {
 /// `text` cut to [`MAX_REASON_LEN`] characters.
 pub(crate) fn truncate(text: &str) -> String {
     text.chars().take(MAX_REASON_LEN).collect()
+}
+
+/// Events per state, as `/stats` reports them.
+#[derive(Debug, Default, serde::Serialize, PartialEq)]
+pub struct QueueDepth {
+    /// Waiting (including retries not yet due).
+    pub pending: i64,
+    /// Being processed.
+    pub leased: i64,
+    /// Processed.
+    pub done: i64,
+    /// Stored but not processed (types the sync ignores).
+    pub skipped: i64,
+    /// Gave up; replayable.
+    pub dead: i64,
+}
+
+/// A dead event, for `/stats` and the status page.
+#[derive(Debug, serde::Serialize, PartialEq)]
+pub struct DeadLetter {
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// How many events reached one outcome in one time bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcomes {
+    /// `Done`, `Skipped` or `Dead`.
+    pub state: State,
+    /// `finished_at` divided by the bucket's length.
+    pub bucket: i64,
+    /// Events.
+    pub count: i64,
+}
+
+/// What the queue holds, for `/stats` and the status page.
+impl Queue<'_> {
+    /// Events per state.
+    pub fn depth(&self) -> anyhow::Result<QueueDepth> {
+        let mut depth = QueueDepth::default();
+        let rows = self.sql.execute(
+            "SELECT state, COUNT(*) AS n FROM events GROUP BY state",
+            &[],
+        )?;
+        for row in rows.iter() {
+            let n = row.i64("n")?;
+            match row.str("state")? {
+                "pending" => depth.pending = n,
+                "leased" => depth.leased = n,
+                "done" => depth.done = n,
+                "skipped" => depth.skipped = n,
+                "dead" => depth.dead = n,
+                _ => {}
+            }
+        }
+        Ok(depth)
+    }
+
+    /// Events waiting or being processed.
+    pub fn waiting(&self) -> anyhow::Result<i64> {
+        let rows = self.sql.execute(
+            "SELECT COUNT(*) AS n FROM events WHERE state IN ('pending', 'leased')",
+            &[],
+        )?;
+        rows.first().map_or(Ok(0), |r| r.i64("n"))
+    }
+
+    /// When intake stored the oldest event still waiting or being processed (epoch ms).
+    pub fn oldest_waiting_received_at(&self) -> anyhow::Result<Option<i64>> {
+        let rows = self.sql.execute(
+            "SELECT MIN(received_at) AS oldest FROM events WHERE state IN ('pending', 'leased')",
+            &[],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.opt_i64("oldest").ok().flatten()))
+    }
+
+    /// The `limit` dead events that died (or were last touched) most recently, newest first.
+    pub fn recent_dead(&self, limit: i64) -> anyhow::Result<Vec<DeadLetter>> {
+        self.sql
+            .execute(
+                "SELECT id, type, attempts, last_error FROM events WHERE state = 'dead'
+                 ORDER BY updated_at DESC LIMIT ?1",
+                &[limit.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    id: r.str("id")?.to_owned(),
+                    event_type: r.str("type")?.to_owned(),
+                    attempts: r.i64("attempts")?,
+                    last_error: r.opt_str("last_error")?.map(String::from),
+                })
+            })
+            .collect()
+    }
+
+    /// Events that reached an outcome (done, skipped, dead) at or after `since_ms`, counted per outcome
+    /// and per bucket of `bucket_ms`.
+    pub fn outcomes_since(&self, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<Outcomes>> {
+        // `events_finished (state, finished_at)` answers this without reading the payloads.
+        self.sql
+            .execute(
+                "SELECT state, finished_at / ?2 AS bucket, COUNT(*) AS n FROM events
+                 WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
+                 GROUP BY state, bucket",
+                &[since_ms.into(), bucket_ms.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Outcomes {
+                    state: State::parse(r.str("state")?)?,
+                    bucket: r.i64("bucket")?,
+                    count: r.i64("n")?,
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -22,7 +22,7 @@
 //!   gone and the bucket does not get it back.
 //! - **Failures.** A `404` (or `410`) from the media host is not an error: the media is recorded as
 //!   `gone` ([`StoredMedia::Gone`], which `/stats` counts). A failed download or upload is a
-//!   [`MediaError`] whose [`MediaError::is_transient`] says whether retrying the event can help; nothing
+//!   [`MediaError`] whose [`Failure::is_transient`] says whether retrying the event can help; nothing
 //!   is recorded, and a half-done multipart upload is aborted.
 //!
 //! Writing a call page: copy first, then give the page our URL for each segment that is stored and
@@ -52,7 +52,7 @@ use super::s3::{
 };
 use crate::configuration::StorageConfig;
 use crate::metrics;
-use crate::outbound::{retry_after_ms, ApiError, Service};
+use crate::outbound::{retry_after_ms, ApiError, Failure, Service, Transience};
 use crate::platform::{
     HttpError, HttpRequest, HttpResponse, Method, Platform, Row, StreamingResponse, Value,
 };
@@ -181,23 +181,17 @@ pub enum MediaError {
     Database(anyhow::Error),
 }
 
-impl MediaError {
-    /// Whether retrying the event later may succeed.
-    pub fn is_transient(&self) -> bool {
+impl Failure for MediaError {
+    fn transience(&self) -> Transience {
         match self {
-            MediaError::NotOnMediaHost { .. } | MediaError::InvalidTarget(_) => false,
-            MediaError::Download { error, .. } => error.is_transient(),
-            MediaError::Store { error, .. } => error.is_transient(),
-            MediaError::Truncated { .. } | MediaError::Database(_) => true,
-        }
-    }
-
-    /// How long the media host or the store asked us to wait, if it did.
-    pub fn retry_after_ms(&self) -> Option<u64> {
-        match self {
-            MediaError::Download { error, .. } => error.retry_after_ms(),
-            MediaError::Store { error, .. } => error.retry_after_ms(),
-            _ => None,
+            MediaError::NotOnMediaHost { .. } | MediaError::InvalidTarget(_) => {
+                Transience::Permanent
+            }
+            MediaError::Download { error, .. } => error.transience(),
+            MediaError::Store { error, .. } => error.transience(),
+            MediaError::Truncated { .. } | MediaError::Database(_) => Transience::Transient {
+                retry_after_ms: None,
+            },
         }
     }
 }

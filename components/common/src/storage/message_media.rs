@@ -21,6 +21,7 @@ use super::media::{
     essence, extension_for, group_renewed, MediaCopier, MediaError, MediaSource, RenewedLink,
     StoredMedia, StoredObject, Transfer, DAY_MS, REUSE_MARGIN_MS,
 };
+use crate::outbound::Failure;
 use crate::platform::Value;
 
 /// `kind` of a [`RenewedLink`] of message media.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::sigv4::{self, Credentials};
 
 use crate::configuration::StorageConfig;
-use crate::outbound::{ApiError, Outbound, Retry, Service};
+use crate::outbound::{ApiError, Failure, Outbound, Retry, Service, Transience};
 use crate::platform::{HttpRequest, HttpResponse, Method, Platform};
 
 /// The region of every signature's credential scope. R2 documents `auto`; a store that checks the region
@@ -38,7 +38,7 @@ const REQUEST_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// Why an object store request did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The request failed or was refused; [`ApiError::is_transient`] says whether a retry may help.
+    /// The request failed or was refused; [`Failure::is_transient`] says whether a retry may help.
     #[error(transparent)]
     Api(#[from] ApiError),
     /// A `2xx` whose content is not what the request calls for (S3 may answer a multipart completion
@@ -68,21 +68,16 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    /// Whether a later attempt may succeed.
-    pub fn is_transient(&self) -> bool {
+impl Failure for StoreError {
+    fn transience(&self) -> Transience {
         match self {
-            StoreError::Api(e) => e.is_transient(),
-            StoreError::Unexpected { .. } => true,
-            StoreError::MetadataTooLarge { .. } | StoreError::TooManyParts { .. } => false,
-        }
-    }
-
-    /// How long the store asked us to wait, if it did.
-    pub fn retry_after_ms(&self) -> Option<u64> {
-        match self {
-            StoreError::Api(e) => e.retry_after_ms(),
-            _ => None,
+            StoreError::Api(e) => e.transience(),
+            StoreError::Unexpected { .. } => Transience::Transient {
+                retry_after_ms: None,
+            },
+            StoreError::MetadataTooLarge { .. } | StoreError::TooManyParts { .. } => {
+                Transience::Permanent
+            }
         }
     }
 }

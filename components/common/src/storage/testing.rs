@@ -1,6 +1,6 @@
 //! What the storage tests share: a platform whose HTTP client records every request, the servers
-//! (`s3s-fs` through `test_servers::S3Server`, the OpenPhone media host), and a raw TCP server for
-//! media hosts that misbehave.
+//! (`s3s-fs` and its configuration from the shared [`crate::testing`] kit, the OpenPhone media host), and
+//! a raw TCP server for media hosts that misbehave.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -8,9 +8,11 @@ use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 
 use async_trait::async_trait;
-use test_servers::{OpenPhoneServer, S3Server};
+use test_servers::OpenPhoneServer;
 
-use crate::configuration::{Secret, StorageConfig};
+// The object store's fixtures are the shared kit's.
+pub(crate) use crate::testing::{s3_server, storage_config};
+
 use crate::platform::native::{ManualClock, NativePlatformBuilder, ReqwestClient};
 use crate::platform::{
     HttpClient, HttpError, HttpRequest, HttpResponse, Method, Platform, StreamingResponse,
@@ -98,14 +100,12 @@ impl TestPlatform {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let http = Rc::new(RecordingHttp::default());
         let clock = Rc::new(ManualClock::at(real_now_ms()));
-        let platform = NativePlatformBuilder::new(dir.path())
-            .http(http.clone())
-            .clock(clock.clone())
-            .build()
-            .expect("a native platform");
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .expect("migrations apply");
+        let platform = crate::testing::migrated(
+            NativePlatformBuilder::new(dir.path())
+                .http(http.clone())
+                .clock(clock.clone()),
+        )
+        .await;
         Self {
             platform,
             http,
@@ -115,26 +115,9 @@ impl TestPlatform {
     }
 }
 
-/// `s3s-fs` with a fresh bucket and key pair.
-pub(crate) fn s3_server() -> S3Server {
-    S3Server::start().expect("s3s-fs starts (scripts/install-test-deps installs it)")
-}
-
 /// The OpenPhone stand-in, for its media host.
 pub(crate) fn media_server() -> OpenPhoneServer {
     OpenPhoneServer::start("test-key").expect("the OpenPhone test server starts")
-}
-
-/// The storage configuration of `s3`, with presigned links.
-pub(crate) fn storage_config(s3: &S3Server) -> StorageConfig {
-    StorageConfig {
-        endpoint: s3.endpoint().to_owned(),
-        bucket: s3.bucket().to_owned(),
-        access_key_id: Secret::new(s3.access_key()),
-        secret_access_key: Secret::new(s3.secret_key()),
-        public_base_url: None,
-        retention_days: 0,
-    }
 }
 
 /// A media host that answers every request by running `respond` on the connection, after reading the

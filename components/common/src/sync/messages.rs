@@ -11,6 +11,7 @@ use crate::domain::Direction;
 use crate::lease::Lease;
 use crate::openphone::types::Message;
 use crate::openphone::OpenPhone;
+use crate::outbound::Failure;
 use crate::pages::{WriteError, Writer};
 use crate::platform::Platform;
 

@@ -42,6 +42,7 @@ use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
 use crate::pages::handler::PageHandler;
 use crate::pending;
+use crate::outbound::Failure;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
 use requests::Requests;

@@ -53,7 +53,7 @@ use crate::lease::{Lease, LeaseLost};
 use crate::notion::Notion;
 use crate::openphone::types::{Call, Message, PhoneNumberUser};
 use crate::openphone::{OpenPhone, Page};
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure};
 use crate::pages::map::{Kind, PageMap};
 use crate::pages::messages::status_rank;
 use crate::pages::{WriteError, Writer};

@@ -9,7 +9,7 @@ use crate::domain::ProcessingStatus;
 use crate::lease::Lease;
 use crate::openphone::types::{Recording, Summary, Transcript, Voicemail};
 use crate::openphone::OpenPhone;
-use crate::outbound::ApiError;
+use crate::outbound::{ApiError, Failure};
 use crate::pages::calls::{CallFacts, RecordingLink, VoicemailLink};
 use crate::pages::{WriteError, Writer};
 use crate::pending::{checked, due, is_final, next_check_after, record_needs, Needs};

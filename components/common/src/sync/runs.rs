@@ -123,6 +123,69 @@ pub fn finish(platform: &Platform, run_id: &str, report: &super::RunReport) -> a
     )
 }
 
+/// A periodic run, as `/stats` reports it.
+#[derive(Debug, serde::Serialize, PartialEq)]
+pub struct Run {
+    /// Run id.
+    pub id: String,
+    /// `sync`, `tick`, …
+    pub kind: String,
+    /// ISO-8601.
+    pub started_at: String,
+    /// ISO-8601; `None` while running.
+    pub finished_at: Option<String>,
+    /// Numbers synced.
+    pub numbers_done: i64,
+    /// API requests made.
+    pub requests: i64,
+    /// Errors.
+    pub errors: i64,
+}
+
+/// The run of `kind` that started last, running or finished.
+pub fn last(platform: &Platform, kind: RunKind) -> anyhow::Result<Option<Run>> {
+    platform
+        .sql
+        .execute(
+            "SELECT id, kind, started_at, finished_at, numbers_done, requests, errors FROM sync_runs
+             WHERE kind = ?1 ORDER BY started_at DESC LIMIT 1",
+            &[kind.as_str().into()],
+        )?
+        .first()
+        .map(|r| -> anyhow::Result<Run> {
+            Ok(Run {
+                id: r.str("id")?.to_owned(),
+                kind: r.str("kind")?.to_owned(),
+                started_at: crate::metrics::iso_seconds(Some(r.i64("started_at")?))
+                    .unwrap_or_default(),
+                finished_at: crate::metrics::iso_seconds(r.opt_i64("finished_at")?),
+                numbers_done: r.i64("numbers_done")?,
+                requests: r.i64("requests")?,
+                errors: r.i64("errors")?,
+            })
+        })
+        .transpose()
+}
+
+/// Object storage as the last periodic sync's housekeeping counted it (object count and bytes per prefix).
+pub fn last_storage_count(platform: &Platform) -> anyhow::Result<Option<serde_json::Value>> {
+    Ok(platform
+        .sql
+        .execute(
+            "SELECT json_extract(details, '$.housekeeping.storage') AS storage FROM sync_runs
+             WHERE kind = 'sync' AND json_extract(details, '$.housekeeping.storage') IS NOT NULL
+             ORDER BY started_at DESC LIMIT 1",
+            &[],
+        )?
+        .first()
+        .and_then(|r| {
+            r.opt_str("storage")
+                .ok()
+                .flatten()
+                .and_then(|j| serde_json::from_str(j).ok())
+        }))
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;

@@ -10,170 +10,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value as Json};
 use test_servers::openphone::model as op;
-use test_servers::{NotionServer, OpenPhoneServer, S3Server, Schema};
 
 use super::*;
 use crate::api;
 use crate::drain::DrainOptions;
-use crate::notion::schema;
 use crate::pages::handler::PageHandler;
-use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder, ReqwestClient};
+use crate::platform::native::{ManualClock, ReqwestClient};
 use crate::platform::{Clock, HttpClient, HttpError, HttpResponse, StreamingResponse};
 use crate::queue::{NewEvent, Queue};
+use crate::testing::{World, ADMIN_TOKEN};
 use number::NumberOutcome;
 
-const ADMIN_TOKEN: &str = "admin-token";
 const HOUR: i64 = 3_600_000;
-
-/// The servers, the three databases, and the app's state directory and clock.
-struct World {
-    /// Object storage, for the tests that need it (the drain copies media).
-    _s3: Option<S3Server>,
-    openphone: OpenPhoneServer,
-    notion: NotionServer,
-    calls_ds: String,
-    messages_ds: String,
-    vars: MapVariables,
-    clock: Rc<ManualClock>,
-    dir: tempfile::TempDir,
-    platform: Platform,
-}
-
-impl World {
-    async fn new() -> World {
-        Self::start(None).await
-    }
-
-    /// A world whose app has object storage (a real `s3s-fs`).
-    async fn with_storage() -> World {
-        Self::start(Some(
-            S3Server::start().expect("s3s-fs starts (scripts/install-test-deps installs it)"),
-        ))
-        .await
-    }
-
-    async fn start(s3: Option<S3Server>) -> World {
-        let openphone = OpenPhoneServer::start("op-test-key").unwrap();
-        let notion = NotionServer::start("secret_test").unwrap();
-        // The app keeps to the budgets itself (on the manual clock); the servers' real-time limits are
-        // tested elsewhere and would only slow these tests.
-        openphone.set_rate_limit(None);
-        notion.set_rate_limit(None);
-        let (canvas_db, canvas_ds) = notion
-            .create_database("Canvas", &Schema::from_types(schema::CANVAS, None))
-            .unwrap();
-        let (calls_db, calls_ds) = notion
-            .create_database(
-                "Calls",
-                &Schema::from_types(schema::CALLS, Some(&canvas_ds)),
-            )
-            .unwrap();
-        let (messages_db, messages_ds) = notion
-            .create_database(
-                "Messages",
-                &Schema::from_types(schema::MESSAGES, Some(&canvas_ds)),
-            )
-            .unwrap();
-        let vars = MapVariables::from_pairs([
-            ("openphone_api_key", openphone.api_key().as_str()),
-            ("openphone_api_base", openphone.base_url().as_str()),
-            ("openphone_media_base", openphone.media_base_url().as_str()),
-            ("notion_api_key", notion.token().as_str()),
-            ("notion_api_base", notion.base_url().as_str()),
-            ("notion_calls_database_id", calls_db.as_str()),
-            ("notion_messages_database_id", messages_db.as_str()),
-            ("notion_canvas_database_id", canvas_db.as_str()),
-            ("admin_token", ADMIN_TOKEN),
-            ("sync_interval_minutes", "360"),
-        ]);
-        let mut vars = vars;
-        if let Some(s3) = &s3 {
-            for (name, value) in [
-                ("s3_endpoint", s3.endpoint()),
-                ("r2_bucket", s3.bucket()),
-                ("r2_access_key_id", s3.access_key()),
-                ("r2_secret_access_key", s3.secret_key()),
-            ] {
-                vars.0.insert(name.into(), value.into());
-            }
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Rc::new(ManualClock::at(Utc::now().timestamp_millis()));
-        let platform = NativePlatformBuilder::new(dir.path())
-            .vars(vars.clone())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
-        World {
-            _s3: s3,
-            openphone,
-            notion,
-            calls_ds,
-            messages_ds,
-            vars,
-            clock,
-            dir,
-            platform,
-        }
-    }
-
-    /// Another instance of the app on the same state, clock and variables, sending through `http`.
-    fn instance(&self, http: Rc<dyn HttpClient>) -> Platform {
-        self.instance_with_clock(http, self.clock.clone())
-    }
-
-    fn instance_with_clock(&self, http: Rc<dyn HttpClient>, clock: Rc<dyn Clock>) -> Platform {
-        NativePlatformBuilder::new(self.dir.path())
-            .vars(self.vars.clone())
-            .clock(clock)
-            .http(http)
-            .build()
-            .unwrap()
-    }
-
-    fn settings(&self, options: SyncOptions) -> SyncSettings {
-        SyncSettings {
-            options,
-            ..SyncSettings::load(&self.platform).unwrap()
-        }
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.clock.now_ms()).unwrap()
-    }
-
-    /// How many pages each title (`Call ID` / `Message ID`) has in a data source.
-    fn pages_by_id(&self, data_source: &str, title: &str) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for page in self.notion.pages(data_source) {
-            let id =
-                test_servers::notion::property_text(&page["properties"][title]).unwrap_or_default();
-            *counts.entry(id).or_default() += 1;
-        }
-        counts
-    }
-
-    fn reset_counters(&self) {
-        self.openphone.reset_counters();
-        self.notion.reset_counters();
-    }
-
-    fn pending_needs(&self, call_id: &str) -> Option<(i64, Option<i64>)> {
-        let rows = self
-            .platform
-            .sql
-            .execute(
-                "SELECT needs, gave_up_at FROM pending_work WHERE call_id = ?1",
-                &[call_id.into()],
-            )
-            .unwrap();
-        rows.first()
-            .map(|r| (r.i64("needs").unwrap(), r.opt_i64("gave_up_at").unwrap()))
-    }
-}
 
 /// What was put on the OpenPhone server.
 struct Dataset {
@@ -1189,13 +1037,7 @@ async fn pending_work_is_filled_when_openphone_finishes_and_then_costs_nothing()
         world.pending_needs("ACmiss0001"),
         Some((8, Some(_)))
     ));
-    assert_eq!(
-        crate::stats::collect(&world.platform)
-            .unwrap()
-            .pending_work
-            .gave_up,
-        1
-    );
+    assert_eq!(world.stats().pending_work.gave_up, 1);
     world.clock.advance_ms(6 * HOUR);
     world.reset_counters();
     run_all(&world.platform, &settings).await;
@@ -1310,7 +1152,7 @@ async fn admin_sync_answers_202_then_syncs_each_number_through_the_private_route
     // The numbers' requests came back in their reports.
     assert_eq!(report.requests.openphone, world.openphone.total_requests());
     assert_eq!(report.requests.notion, world.notion.total_requests());
-    let stats = crate::stats::collect(&world.platform).unwrap();
+    let stats = world.stats();
     let last = stats.last_run.unwrap();
     assert_eq!((last.id.as_str(), last.numbers_done), (run_id.as_str(), 3));
     assert_eq!(last.requests as u64, report.requests.total());

@@ -1,5 +1,10 @@
-//! Shared fixtures of the native tests: a migrated platform on a temporary directory, signed webhook
-//! requests.
+//! The shared test kit of the native tests, unit and integration alike (the latter through the
+//! `testing` feature): a migrated platform on a temporary directory, signed webhook requests, and the
+//! [`World`] of servers, databases and app state that tests of the API-facing code share.
+
+mod world;
+
+pub use world::{s3_server, storage_config, text, World, WorldBuilder};
 
 use std::path::Path;
 use std::rc::Rc;
@@ -47,10 +52,23 @@ pub async fn migrated_platform() -> (tempfile::TempDir, Platform, Rc<ManualClock
     let dir = tempfile::tempdir().expect("a temporary directory");
     let clock = Rc::new(ManualClock::at(T0));
     let platform = platform_in(dir.path(), clock.clone());
-    crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
+    migrate(&platform).await;
+    (dir, platform, clock)
+}
+
+/// Builds the platform `builder` describes (on a fresh state directory) and applies the migrations.
+pub async fn migrated(builder: NativePlatformBuilder) -> Platform {
+    let platform = builder
+        .build()
+        .expect("a native platform on a temporary directory builds");
+    migrate(&platform).await;
+    platform
+}
+
+async fn migrate(platform: &Platform) {
+    crate::migrations::run(platform, crate::migrations::MIGRATIONS)
         .await
         .expect("the migrations apply");
-    (dir, platform, clock)
 }
 
 /// The state of event `id`.
