@@ -8,7 +8,7 @@ use serde::Serialize;
 pub use crate::phone_numbers::NumberSync;
 pub use crate::queue::{DeadLetter, QueueDepth};
 pub use crate::storage::MediaCounts;
-pub use crate::sync::pending::PendingCounts;
+pub use crate::pending::PendingCounts;
 pub use crate::sync::runs::Run;
 
 use crate::metrics;
@@ -208,7 +208,7 @@ pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
     let errors_today = api.values().map(|a| a.errors_today).sum();
 
     let media = crate::storage::media_counts(platform)?;
-    let pending_work = crate::sync::pending::counts(platform)?;
+    let pending_work = crate::pending::counts(platform)?;
     let canvas_relinks_waiting = crate::pages::canvas_relink::waiting(platform)?;
     let pages_deleted_in_notion = crate::pages::map::PageMap::new(platform).gone_count()?;
     let last_run = crate::sync::runs::last(platform, RunKind::Sync)?;

@@ -22,7 +22,7 @@ fn many_seeds_of_faults_break_no_invariant() {
     let seeds: u64 = std::env::var("SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(200);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let workers: Vec<_> = (0..threads)
         .map(|worker| {
