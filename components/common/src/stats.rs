@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
+pub use crate::pending::PendingCounts;
 pub use crate::phone_numbers::NumberSync;
 pub use crate::queue::{DeadLetter, QueueDepth};
 pub use crate::storage::MediaCounts;
-pub use crate::pending::PendingCounts;
 pub use crate::sync::runs::Run;
 
 use crate::metrics;

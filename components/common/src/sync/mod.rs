@@ -40,9 +40,9 @@ use crate::configuration::{
 use crate::drain::{self, DrainOptions, DrainReport, Router};
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
+use crate::outbound::Failure;
 use crate::pages::handler::PageHandler;
 use crate::pending;
-use crate::outbound::Failure;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
 use requests::Requests;
