@@ -456,7 +456,7 @@ impl Sim {
                     sim2.accepted.borrow_mut().insert(id, page_of(&payload));
                 }
                 // As the webhook component: it answers first, then kicks the drain (the first accepted
-                // event of each second does); a failed kick leaves the work to the next tick.
+                // event of each second asks it to linger); a failed kick leaves the work to the next tick.
                 common::webhook::kick::after_intake(&platform, intake.kick_drain).await;
             });
         });
