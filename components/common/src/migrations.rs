@@ -10,7 +10,9 @@
 //! - an instance that lost the claim waits for the winner to finish;
 //! - [`ensure`] runs on every request (on Spin an instance lives for one request, so nothing can be
 //!   remembered between them): on a migrated database it costs one read that takes no lock;
-//!   [`ensure_checked`], run by the minute tick, also compares every applied file's checksum.
+//!   [`ensure_checked`], run by the minute tick, also compares every applied file's checksum;
+//! - a `PRAGMA journal_mode=…` statement is best-effort (`set_journal_mode`): the journal mode belongs
+//!   to a local SQLite file, and a database that has none to set or refuses it must still be usable.
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
@@ -80,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 10,
         name: "0010_retired_media.sql",
         sql: include_str!("../../../migrations/0010_retired_media.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "0011_write_ahead_log.sql",
+        sql: include_str!("../../../migrations/0011_write_ahead_log.sql"),
     },
 ];
 
@@ -266,6 +273,11 @@ fn claim(
 fn apply(platform: &Platform, migration: &Migration, instance: &str) -> anyhow::Result<()> {
     for (index, statement) in statements(migration.sql).iter().enumerate() {
         renew(platform, migration, instance, index)?;
+        if let Some(wanted) = journal_mode_wanted(statement) {
+            set_journal_mode(platform, statement, wanted)
+                .with_context(|| format!("{} statement {} failed", migration.name, index + 1))?;
+            continue;
+        }
         match platform.sql.execute(statement, &[]) {
             // SQLite has no `ADD COLUMN IF NOT EXISTS`: a migration taken over after its first
             // instance died half-way finds its columns there already.
@@ -278,6 +290,57 @@ fn apply(platform: &Platform, migration: &Migration, instance: &str) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// The mode a `PRAGMA journal_mode=<mode>` statement asks for; `None` for any other statement.
+fn journal_mode_wanted(statement: &str) -> Option<&str> {
+    let (name, mode) = statement.strip_prefix("PRAGMA ")?.split_once('=')?;
+    name.trim()
+        .eq_ignore_ascii_case("journal_mode")
+        .then(|| mode.trim())
+}
+
+/// Runs `statement`, a `PRAGMA journal_mode=<wanted>`, best-effort. SQLite answers with the mode the
+/// database has afterwards: a database with no journal mode to set (in memory, a remote libSQL, whose
+/// server keeps its own) answers another mode, and one that forbids the pragma fails; either keeps working
+/// as it is, so that is logged (once: the migration is applied once per database) and the migration goes
+/// on. A busy database is the one failure that is passed on: it says nothing about whether the mode can be
+/// set, so the migration is tried again like any other whose statement failed.
+fn set_journal_mode(platform: &Platform, statement: &str, wanted: &str) -> anyhow::Result<()> {
+    match platform.sql.execute(statement, &[]) {
+        Ok(rows) => {
+            let mode = rows
+                .first()
+                .and_then(|row| row.str("journal_mode").ok().map(str::to_owned))
+                .unwrap_or_default();
+            if mode.eq_ignore_ascii_case(wanted) {
+                tracing::info!(journal_mode = %mode, "database journal mode set");
+            } else {
+                tracing::warn!(
+                    wanted,
+                    journal_mode = %mode,
+                    "the database kept its own journal mode; going on with it"
+                );
+            }
+            Ok(())
+        }
+        Err(e) if is_busy(&e) => Err(e),
+        Err(e) => {
+            tracing::warn!(
+                wanted,
+                error = %format!("{e:#}"),
+                "the database refused to set its journal mode; going on without it"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Whether `error` is SQLite's "database is locked" (`SQLITE_BUSY`, after the busy timeout) or "database
+/// table is locked" (`SQLITE_LOCKED`): another connection held the lock, which passes.
+fn is_busy(error: &anyhow::Error) -> bool {
+    let message = format!("{error:#}").to_ascii_lowercase();
+    message.contains("is locked") || message.contains("sqlite_busy")
 }
 
 fn is_column_added_before(statement: &str, error: &anyhow::Error) -> bool {
@@ -618,5 +681,100 @@ mod tests {
             format!("{err:#}").contains("0009_bad.sql statement 2"),
             "{err:#}"
         );
+    }
+
+    /// The database of `inner`, whose `PRAGMA journal_mode` statements fail with `error` while it is set.
+    struct RefusingSql {
+        inner: Rc<dyn Sql>,
+        error: RefCell<Option<&'static str>>,
+    }
+
+    impl Sql for RefusingSql {
+        fn execute(&self, statement: &str, params: &[Value]) -> anyhow::Result<Rows> {
+            if let Some(error) = *self.error.borrow() {
+                if statement.starts_with("PRAGMA journal_mode") {
+                    bail!("{error}");
+                }
+            }
+            self.inner.execute(statement, params)
+        }
+    }
+
+    fn journal_mode(platform: &Platform) -> String {
+        let rows = platform.sql.execute("PRAGMA journal_mode", &[]).unwrap();
+        rows.first()
+            .unwrap()
+            .str("journal_mode")
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_migrated_database_file_is_in_write_ahead_log_mode_with_full_sync_for_every_connection(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        assert_eq!(journal_mode(&platform), "delete");
+        run(&platform, MIGRATIONS).await.unwrap();
+        // Later connections (on Spin: every later request) find the mode in the file, and keep SQLite's
+        // default `synchronous=FULL`, which syncs the log at every commit.
+        let later = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        assert_eq!(journal_mode(&later), "wal");
+        let synchronous = later.sql.execute("PRAGMA synchronous", &[]).unwrap();
+        assert_eq!(synchronous.first().unwrap().i64("synchronous").unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_database_without_a_journal_mode_to_set_is_migrated_all_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        platform.sql = Rc::new(
+            crate::platform::native::SqliteDatabase::open(std::path::Path::new(":memory:"))
+                .unwrap(),
+        );
+        let report = run(&platform, MIGRATIONS).await.unwrap();
+        assert_eq!(report.applied, versions());
+        assert_eq!(journal_mode(&platform), "memory");
+    }
+
+    #[tokio::test]
+    async fn a_refused_journal_mode_is_passed_over_but_a_busy_database_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        let refusing = Rc::new(RefusingSql {
+            inner: platform.sql.clone(),
+            error: RefCell::new(Some("SQLite error: not authorized")),
+        });
+        platform.sql = refusing.clone();
+        let report = run(&platform, MIGRATIONS).await.unwrap();
+        assert_eq!(report.applied, versions());
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        let busy = Rc::new(RefusingSql {
+            inner: platform.sql.clone(),
+            error: RefCell::new(Some("database is locked")),
+        });
+        platform.sql = busy.clone();
+        let err = run(&platform, MIGRATIONS).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("0011_write_ahead_log.sql statement 1"),
+            "{err:#}"
+        );
+        assert!(!is_current(&platform, MIGRATIONS));
+        // Once the lock is free (here: the claim of the instance that failed has gone stale), the next
+        // run sets the mode.
+        *busy.error.borrow_mut() = None;
+        let stale = platform.clock.now_ms() - 2 * STALE_CLAIM_MS;
+        platform
+            .sql
+            .execute(
+                "UPDATE schema_migrations SET claimed_at = ?1 WHERE applied_at IS NULL",
+                &[stale.into()],
+            )
+            .unwrap();
+        let report = run(&platform, MIGRATIONS).await.unwrap();
+        assert_eq!(report.applied, vec![11]);
+        assert_eq!(journal_mode(&platform), "wal");
     }
 }

@@ -392,12 +392,20 @@ impl TestApp {
 
     /// Takes the app's database away, as a disk or database server that stops answering would: an
     /// exclusive lock every statement of the app waits for (its busy timeout) and then fails on, until
-    /// the returned connection is dropped.
+    /// the returned connection is dropped. In write-ahead-log mode an exclusive transaction leaves
+    /// readers alone, so the connection also takes the file's lock for itself (`locking_mode`).
     pub fn lock_database(&self) -> anyhow::Result<rusqlite::Connection> {
         let db = self.open_database(self.launch.sqlite_file())?;
-        db.execute_batch("BEGIN EXCLUSIVE")
+        db.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE")
             .context("locking the app's database")?;
         Ok(db)
+    }
+
+    /// The journal mode of the app's database file (`PRAGMA journal_mode`), as the app left it.
+    pub fn journal_mode(&self) -> anyhow::Result<String> {
+        self.open_database(self.launch.sqlite_file())?
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .context("reading the journal mode of the app's database")
     }
 
     fn open_database(&self, file: &str) -> anyhow::Result<rusqlite::Connection> {

@@ -1,6 +1,7 @@
 //! What the platform does to the app's work, checked on the test host and on a real `spin up`: an API
-//! that hangs does not hold a step past its deadline, and one number waiting out a `Retry-After` does
-//! not hold up the others drained by the same instance.
+//! that hangs does not hold a step past its deadline, one number waiting out a `Retry-After` does not
+//! hold up the others drained by the same instance, and the database keeps the write-ahead log the
+//! migrations asked for.
 
 use std::time::{Duration, Instant};
 
@@ -156,4 +157,16 @@ async fn one_number_waiting_out_a_retry_after_does_not_hold_up_another() {
         2,
         "one page per text"
     );
+}
+
+/// The migrations put the database in write-ahead-log mode through the platform's SQL interface (on
+/// Spin, `spin:sqlite`), and the mode stays in the file: every later request opens a connection of its
+/// own, and the second delivery of an event finds the first one stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_keeps_a_write_ahead_log_that_later_requests_read() {
+    let app = TestApp::start(TestAppOptions::default()).await.unwrap();
+    let delivery = message("wal00001", "+15555550141", "PNwalline01").message_received();
+    assert_eq!(app.deliver(&delivery).await.status(), 202);
+    assert_eq!(app.journal_mode().unwrap(), "wal");
+    assert_eq!(app.deliver(&delivery).await.status(), 200);
 }

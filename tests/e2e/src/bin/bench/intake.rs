@@ -3,7 +3,8 @@
 //! loads also go, in alternating rounds of the same run, to two floors built from `tests/host/fixtures`:
 //! `intake-floor`, a component that reads the body and answers `202` (what Spin itself costs), and
 //! `insert-floor`, which also stores the body with one SQLite insert (the least a durable intake does).
-//! The table gives the app's rate and p99 as ratios to both.
+//! The insert floor's database is put in the journal mode the app's migrations left its own in (WAL), so
+//! the floor pays for the same commit as the app. The table gives the app's rate and p99 as ratios to both.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -268,8 +269,9 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
     let floors = build_floors()?;
     for (clients, n) in loads() {
         let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
-        let nothing = Floor::start(spin, &floors[0]).await?;
-        let insert = Floor::start(spin, &floors[1]).await?;
+        let journal_mode = app.journal_mode()?;
+        let nothing = Floor::start(spin, &floors[0], None).await?;
+        let insert = Floor::start(spin, &floors[1], Some(&journal_mode)).await?;
         let mut app_loads: BTreeMap<usize, Vec<Load>> = BTreeMap::new();
         let mut nothing_loads = Vec::new();
         let mut insert_loads = Vec::new();
@@ -321,7 +323,7 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
             format!("intake (spin up), {clients} clients: insert floor"),
             insert_load.describe(),
             format!(
-                "{}; reads the body, one SQLite insert, answers 202",
+                "{}; reads the body, one SQLite insert (journal_mode={journal_mode}, as the app's), answers 202",
                 insert_load.note(202)
             ),
         );
@@ -371,7 +373,8 @@ fn build_floors() -> anyhow::Result<[PathBuf; 2]> {
 }
 
 /// A `spin up` of one floor component on the intake's route, with the same runtime config as the app
-/// (Spin's SQLite database and key-value store in a state directory of its own).
+/// (Spin's SQLite database and key-value store in a state directory of its own), its database in
+/// `journal_mode` when one is given.
 struct Floor {
     child: Child,
     port: u16,
@@ -379,10 +382,20 @@ struct Floor {
 }
 
 impl Floor {
-    async fn start(spin: &Path, wasm: &Path) -> anyhow::Result<Floor> {
+    async fn start(spin: &Path, wasm: &Path, journal_mode: Option<&str>) -> anyhow::Result<Floor> {
         use std::os::unix::process::CommandExt;
 
         let state = tempfile::tempdir()?;
+        let database = state.path().join("sqlite_db.db");
+        if let Some(mode) = journal_mode {
+            // The mode stays in the file, as the app's migration leaves it in the app's.
+            let set: String = rusqlite::Connection::open(&database)?
+                .query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0))
+                .context("setting the floor database's journal mode")?;
+            if !set.eq_ignore_ascii_case(mode) {
+                bail!("the floor's database kept journal mode {set}, not {mode}");
+            }
+        }
         let manifest = state.path().join("spin.toml");
         std::fs::write(
             &manifest,
@@ -399,7 +412,7 @@ impl Floor {
             &runtime_config,
             &KeyValueBackend::SpinSqlite,
             &state.path().join("kv.db"),
-            &state.path().join("sqlite_db.db"),
+            &database,
         )?;
         let port = free_port()?;
         let log = std::fs::File::create(state.path().join("spin.log"))?;
