@@ -67,10 +67,11 @@ pub async fn serve<H, F, Fut>(
     F: FnOnce(Context, H, Reply) -> Fut,
     Fut: Future<Output = ()>,
 {
-    use crate::platform::spin;
+    use super::spin;
     let reply = Reply::new(move |response| spin::send_response(out, response));
     let request = spin::read_request(request, max_body).await;
-    dispatch(component, request, spin::platform(), routes, reply, handler).await
+    let platform = crate::platform::spin::platform();
+    dispatch(component, request, platform, routes, reply, handler).await
 }
 
 /// Answers `request` with `routes` (refusing it if it was not read: `Err` is the answer), running

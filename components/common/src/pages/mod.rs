@@ -6,7 +6,7 @@ pub mod canvas_backlink;
 pub mod canvas_relink;
 pub mod events;
 pub mod handler;
-pub mod map;
+pub use crate::page_map as map;
 mod media;
 mod message_media;
 pub mod messages;
