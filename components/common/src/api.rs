@@ -102,6 +102,12 @@ impl Response {
     }
 }
 
+/// The one answer when the platform or the database fails, at the edge or in a handler. It names no cause: a stranger must not read
+/// our database's errors, and the sender (OpenPhone, a person) can only retry anyway.
+pub fn unavailable() -> Response {
+    Response::error(503, "the database is unavailable; try again later")
+}
+
 /// `405` naming the allowed methods.
 pub fn method_not_allowed(allowed: &str) -> Response {
     let mut response = Response::error(405, format!("method not allowed; use {allowed}"));

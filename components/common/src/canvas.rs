@@ -78,16 +78,16 @@ pub enum LinkError {
     /// Another worker is creating this number's record, or refreshing the contact index: try again shortly.
     #[error("another worker is creating this number's Canvas record; trying again shortly")]
     Busy,
-    /// The app's own storage failed.
-    #[error("storage: {0:#}")]
-    Storage(#[from] anyhow::Error),
+    /// The app's database failed.
+    #[error("database: {0:#}")]
+    Database(#[from] anyhow::Error),
 }
 
 impl From<ContactError> for LinkError {
     fn from(e: ContactError) -> Self {
         match e {
             ContactError::Api(e) => LinkError::Api(e),
-            ContactError::Storage(e) => LinkError::Storage(e),
+            ContactError::Database(e) => LinkError::Database(e),
             ContactError::Refreshing => LinkError::Busy,
         }
     }

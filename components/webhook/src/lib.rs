@@ -25,13 +25,17 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 async fn answer(cx: Context, route: WebhookRoute, reply: Reply) {
     match route {
         WebhookRoute::Intake => {
-            let intake = intake::handle(&cx.platform, &cx.request);
+            let intake = intake::handle(&cx.platform, &cx.settings, &cx.request);
             reply.send(intake.response).await;
             common::webhook::kick::after_intake(&cx.platform, intake.kick_drain).await;
         }
         WebhookRoute::Health => {
             reply
-                .send(common::app::health(&cx.platform, cx.component))
+                .send(common::app::health(
+                    &cx.platform,
+                    &cx.settings,
+                    cx.component,
+                ))
                 .await
         }
     }
