@@ -246,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
             number_budget_ms: 24 * HOUR_MS,
             ..SyncOptions::default()
         },
-        ..SyncSettings::load(platform)?
+        ..SyncSettings::load(&common::configuration::Settings::new(platform.vars.clone()))?
     };
 
     let started = Instant::now();

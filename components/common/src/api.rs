@@ -1,10 +1,8 @@
-//! The HTTP types shared by the components: request and response free of Spin types, JSON errors and
-//! `/health`. Routing, the admin token and the start-up every request shares are the edge, [`crate::http`].
+//! The HTTP types shared by the components: request and response free of Spin types, and JSON errors
+//! (`/health` is composed in [`crate::app`]). Routing, the admin token and the start-up every request
+//! shares are the edge, [`crate::http`].
 
 use serde_json::json;
-
-use crate::configuration;
-use crate::platform::Platform;
 
 /// An incoming request, body fully read.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +102,12 @@ impl Response {
     }
 }
 
+/// The one answer when the platform or the database fails, at the edge or in a handler. It names no cause: a stranger must not read
+/// our database's errors, and the sender (OpenPhone, a person) can only retry anyway.
+pub fn unavailable() -> Response {
+    Response::error(503, "the database is unavailable; try again later")
+}
+
 /// `405` naming the allowed methods.
 pub fn method_not_allowed(allowed: &str) -> Response {
     let mut response = Response::error(405, format!("method not allowed; use {allowed}"));
@@ -117,37 +121,9 @@ pub fn not_found(path: &str) -> Response {
     Response::error(404, format!("no route for {path}"))
 }
 
-/// `GET /health`: liveness, whether the configuration is complete (names only, never values) and whether
-/// the database answers.
-pub fn health(platform: &Platform, component: &str) -> Response {
-    let missing = configuration::missing_required(&*platform.vars);
-    let database = match platform.sql.execute("SELECT 1", &[]) {
-        Ok(_) => "ok",
-        Err(_) => "unavailable",
-    };
-    // An API that refuses our credentials pauses the drain: the app is up, but a person must act.
-    let paused: Vec<serde_json::Value> = crate::drain::breaker::open_breakers(&*platform.sql)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|b| json!({ "service": b.service, "status": b.status, "since": b.opened_at }))
-        .collect();
-    Response::json(
-        200,
-        &json!({
-            "status": if paused.is_empty() { "ok" } else { "paused" },
-            "component": component,
-            "version": env!("CARGO_PKG_VERSION"),
-            "configuration": { "complete": missing.is_empty(), "missing": missing },
-            "database": database,
-            "credentials_refused": paused,
-        }),
-    )
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::platform::native::{MapVariables, NativePlatformBuilder};
 
     #[test]
     fn query_params_are_decoded() {
@@ -166,32 +142,5 @@ mod tests {
         assert_eq!(request.query_param("x").as_deref(), Some(""));
         assert_eq!(request.query_param("y"), None);
         assert_eq!(percent_decode("100%"), "100%");
-    }
-
-    #[test]
-    fn health_names_missing_variables_but_shows_no_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let vars = MapVariables::from_pairs([
-            ("openphone_api_key", "op-live-key"),
-            ("admin_token", "tok"),
-        ]);
-        let platform = NativePlatformBuilder::new(dir.path())
-            .vars(vars)
-            .build()
-            .unwrap();
-        let response = health(&platform, "webhook");
-        assert_eq!(response.status, 200);
-        let body = response.json_body();
-        assert_eq!(body["status"], "ok");
-        assert_eq!(body["database"], "ok");
-        assert_eq!(body["configuration"]["complete"], false);
-        let missing = body["configuration"]["missing"].as_array().unwrap();
-        assert!(missing.iter().any(|m| m == "notion_api_key"));
-        assert!(!missing.iter().any(|m| m == "openphone_api_key"));
-        let text = String::from_utf8(response.body).unwrap();
-        assert!(
-            !text.contains("op-live-key") && !text.contains("tok\""),
-            "{text}"
-        );
     }
 }

@@ -1,24 +1,116 @@
 //! The composition root: the one place that decides which configuration, which handlers and which
 //! writer a request runs with, so the library's modules beneath it need not know one another. A
-//! component's request reaches the library through here; the modules below take what they need as
-//! arguments rather than loading it.
+//! component's request reaches the library through here, with the [`Settings`] the edge made for it;
+//! the modules below take what they need as arguments rather than loading it.
 //!
-//! Today it composes the drain (the `queue-drain` component's kick and `POST /admin/drain`). The tick
-//! and the periodic sync still compose themselves in `sync` (`SyncSettings::page_router`), since the
-//! tick runs inside `sync`'s HTTP handler.
+//! It composes the drain (the `queue-drain` component's kick and `POST /admin/drain`), the tick (the
+//! cron component's and `POST /admin/tick`'s: the drain, then `sync`'s steps), the work a `202` accepted
+//! and `/health`. The page handlers the drain routes to are built from the sync's settings
+//! ([`SyncSettings::page_router`]), which a number's sync also uses to let its events in.
 
 use anyhow::Context;
+use serde_json::json;
 
-use crate::drain::DrainReport;
+use crate::api::Response;
+use crate::configuration::Settings;
+use crate::drain::{self, DrainOptions, DrainReport};
 use crate::platform::Platform;
-use crate::sync::SyncSettings;
+use crate::sync::http::{Accepted, Finished};
+use crate::sync::{SyncSettings, TickReport, Via, PHONE_SYNC_URL};
 
-/// Drains the queue with the app's configuration (loaded once, here) and routes; with nothing due, looks
-/// again at `linger_until_ms` before stopping (a kick's `/drain?until=`).
+/// Drains the queue with the request's settings and the page routes; with nothing due, looks again at
+/// `linger_until_ms` before stopping (a kick's `/drain?until=`, [`DrainOptions::linger_until_ms`]).
 pub async fn drain(
     platform: &Platform,
+    settings: &Settings,
     linger_until_ms: Option<i64>,
 ) -> anyhow::Result<DrainReport> {
-    let settings = SyncSettings::load(platform).context("drain configuration")?;
-    settings.drain(platform, linger_until_ms).await
+    let settings = SyncSettings::load(settings).context("drain configuration")?;
+    let options = DrainOptions {
+        linger_until_ms,
+        ..DrainOptions::from_config(&settings.sync)
+    };
+    drain::drain_retrying(platform, &settings.page_router(platform), &options).await
+}
+
+/// Runs one tick recorded as `run_id`: the drain, then the rest of [`crate::sync::tick`].
+pub async fn tick(platform: &Platform, settings: &Settings, run_id: &str, via: &Via) -> TickReport {
+    let drained = drain(platform, settings, None);
+    crate::sync::tick(platform, settings, run_id, via, drained).await
+}
+
+/// Runs work a `202` accepted (`POST /admin/sync`, `POST /admin/tick`), each number's sync through
+/// `phone-sync`'s private route.
+pub async fn run_accepted(
+    platform: &Platform,
+    settings: &Settings,
+    accepted: Accepted,
+) -> Finished {
+    let via = Via::Chained(PHONE_SYNC_URL.to_owned());
+    match accepted {
+        Accepted::Sync { run_id, request } => {
+            Finished::Sync(crate::sync::run(platform, settings, &run_id, &request, &via).await)
+        }
+        Accepted::Tick { run_id } => Finished::Tick(tick(platform, settings, &run_id, &via).await),
+    }
+}
+
+/// `GET /health`: liveness, whether the configuration is complete (names only, never values) and whether
+/// the database answers.
+pub fn health(platform: &Platform, settings: &Settings, component: &str) -> Response {
+    let missing = settings.missing_required();
+    let database = match platform.sql.execute("SELECT 1", &[]) {
+        Ok(_) => "ok",
+        Err(_) => "unavailable",
+    };
+    // An API that refuses our credentials pauses the drain: the app is up, but a person must act.
+    let paused: Vec<serde_json::Value> = crate::drain::breaker::open_breakers(&*platform.sql)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| json!({ "service": b.service, "status": b.status, "since": b.opened_at }))
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "status": if paused.is_empty() { "ok" } else { "paused" },
+            "component": component,
+            "version": env!("CARGO_PKG_VERSION"),
+            "configuration": { "complete": missing.is_empty(), "missing": missing },
+            "database": database,
+            "credentials_refused": paused,
+        }),
+    )
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::platform::native::{MapVariables, NativePlatformBuilder};
+
+    #[test]
+    fn health_names_missing_variables_but_shows_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = MapVariables::from_pairs([
+            ("openphone_api_key", "op-live-key"),
+            ("admin_token", "tok"),
+        ]);
+        let platform = NativePlatformBuilder::new(dir.path())
+            .vars(vars)
+            .build()
+            .unwrap();
+        let response = health(&platform, &Settings::new(platform.vars.clone()), "webhook");
+        assert_eq!(response.status, 200);
+        let body = response.json_body();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["database"], "ok");
+        assert_eq!(body["configuration"]["complete"], false);
+        let missing = body["configuration"]["missing"].as_array().unwrap();
+        assert!(missing.iter().any(|m| m == "notion_api_key"));
+        assert!(!missing.iter().any(|m| m == "openphone_api_key"));
+        let text = String::from_utf8(response.body).unwrap();
+        assert!(
+            !text.contains("op-live-key") && !text.contains("tok\""),
+            "{text}"
+        );
+    }
 }

@@ -5,20 +5,21 @@
 //! With `canvas_create_unknown`, a number no record has gets one ([`Canvas::create_if_unknown`]), named
 //! after its OpenPhone contact ([`crate::contacts`]) or else the formatted number, `Phone` in E.164. The
 //! record is created once per number however many events arrive at once, with the page map's protocol
-//! (`pages/map.rs`, [`Kind::Canvas`] keyed by the E.164 number): the create is
+//! ([`crate::page_map`], [`Kind::Canvas`] keyed by the E.164 number): the create is
 //! claimed with one upsert before it is sent, the page id is written as soon as it is known, a claim left
 //! without a page id (a create whose outcome is unknown) makes the next attempt query Notion before
 //! creating, and a worker that lost the claim waits for the winner's page id.
 
 use serde_json::{json, Value};
 
+use crate::claims::CLAIM_IN_PROGRESS_MS;
 use crate::contacts::{self, ContactError};
 use crate::domain::E164;
 use crate::metrics;
 use crate::notion::{properties as p, Notion};
 use crate::openphone::OpenPhone;
 use crate::outbound::{ApiError, Service};
-use crate::pages::map::{Kind, PageMap, CLAIM_IN_PROGRESS_MS};
+use crate::page_map::{Kind, PageMap};
 use crate::platform::{Platform, Value as SqlValue};
 
 /// How long a found record is trusted.
@@ -77,16 +78,16 @@ pub enum LinkError {
     /// Another worker is creating this number's record, or refreshing the contact index: try again shortly.
     #[error("another worker is creating this number's Canvas record; trying again shortly")]
     Busy,
-    /// The app's own storage failed.
-    #[error("storage: {0:#}")]
-    Storage(#[from] anyhow::Error),
+    /// The app's database failed.
+    #[error("database: {0:#}")]
+    Database(#[from] anyhow::Error),
 }
 
 impl From<ContactError> for LinkError {
     fn from(e: ContactError) -> Self {
         match e {
             ContactError::Api(e) => LinkError::Api(e),
-            ContactError::Storage(e) => LinkError::Storage(e),
+            ContactError::Database(e) => LinkError::Database(e),
             ContactError::Refreshing => LinkError::Busy,
         }
     }

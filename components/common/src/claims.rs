@@ -21,6 +21,10 @@ use anyhow::Context;
 
 use crate::platform::{Platform, Rows, Value};
 
+/// A create claim younger than this may still be in progress elsewhere: wait rather than query (the page
+/// map's and the Canvas record's creates).
+pub const CLAIM_IN_PROGRESS_MS: i64 = 120_000;
+
 /// A table that holds claims: one row per thing that can be claimed.
 #[derive(Debug, Clone, Copy)]
 pub struct Table {

@@ -1,9 +1,15 @@
 //! Typed configuration from the application variables of `spin.toml`, loaded once per request.
 //!
-//! Each component loads the sections it needs through one [`Loader`]; [`Loader::finish`] fails with a
-//! single [`ConfigError`] naming every missing or invalid variable, so a deployment is fixed in one round.
+//! The edge makes one [`Settings`] per request (or cron tick), which reads each variable from the host at
+//! most once, and passes it down; a handler loads the sections it needs from it ([`Settings::load`]) with
+//! one [`Loader`], whose [`Loader::finish`] fails with a single [`ConfigError`] naming every missing or
+//! invalid variable, so a deployment is fixed in one round. This module is the one place that knows the
+//! variables' names.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 
 use base64::Engine;
 
@@ -230,6 +236,59 @@ impl<'a> Loader<'a> {
                 invalid: self.invalid,
             })
         }
+    }
+}
+
+/// The application variables of one request or cron tick. Each is read from the host at most once
+/// (reading a Spin variable is a host call), whichever sections ask for it; the edge makes one per
+/// request ([`crate::http::Context::settings`]) and passes it down, so nothing beneath reads variables.
+pub struct Settings {
+    vars: Rc<dyn Variables>,
+    read: RefCell<BTreeMap<String, Result<Option<String>, String>>>,
+}
+
+impl Settings {
+    /// The settings over the platform's `vars`; nothing is read until a section asks.
+    pub fn new(vars: Rc<dyn Variables>) -> Self {
+        Self {
+            vars,
+            read: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// Loads the sections `load` asks for with one [`Loader`]: every missing or invalid variable of all
+    /// of them in one [`ConfigError`].
+    pub fn load<T>(&self, load: impl FnOnce(&mut Loader<'_>) -> T) -> Result<T, ConfigError> {
+        let mut loader = Loader::new(self);
+        let sections = load(&mut loader);
+        loader.finish().map(|()| sections)
+    }
+
+    /// The admin token (empty when unset: an unset token authorizes nobody).
+    pub fn admin(&self) -> AdminConfig {
+        AdminConfig::load(&mut Loader::new(self))
+    }
+
+    /// `log_level` as set, empty when unset or unreadable (telemetry's default then).
+    pub fn log_level(&self) -> String {
+        self.get("log_level").ok().flatten().unwrap_or_default()
+    }
+
+    /// Names of the required variables that have no value (see [`missing_required`]).
+    pub fn missing_required(&self) -> Vec<&'static str> {
+        missing_required(self)
+    }
+}
+
+impl Variables for Settings {
+    fn get(&self, name: &str) -> anyhow::Result<Option<String>> {
+        if let Some(read) = self.read.borrow().get(name) {
+            return read.clone().map_err(anyhow::Error::msg);
+        }
+        // The host's error is kept as its text: it names the variable, never a value.
+        let read = self.vars.get(name).map_err(|e| e.to_string());
+        self.read.borrow_mut().insert(name.to_owned(), read.clone());
+        read.map_err(anyhow::Error::msg)
     }
 }
 
@@ -616,5 +675,51 @@ mod tests {
         let mut vars = full();
         vars.0.remove("admin_token");
         assert_eq!(missing_required(&vars), vec!["admin_token"]);
+    }
+
+    /// Counts the host reads of each variable.
+    struct Counted {
+        vars: MapVariables,
+        reads: RefCell<BTreeMap<String, u32>>,
+    }
+
+    impl Variables for Counted {
+        fn get(&self, name: &str) -> anyhow::Result<Option<String>> {
+            *self.reads.borrow_mut().entry(name.to_owned()).or_default() += 1;
+            if name == "log_level" {
+                anyhow::bail!("reading variable {name}: the host refused");
+            }
+            self.vars.get(name)
+        }
+    }
+
+    #[test]
+    fn settings_read_each_variable_once_however_many_sections_ask() {
+        let mut vars = full();
+        vars.0.remove("notion_api_key");
+        let counted = Rc::new(Counted {
+            vars,
+            reads: RefCell::new(BTreeMap::new()),
+        });
+        let settings = Settings::new(counted.clone());
+        for _ in 0..3 {
+            let error = settings
+                .load(|l| (NotionConfig::load(l), SyncConfig::load(l)))
+                .unwrap_err();
+            assert_eq!(error.missing, vec!["notion_api_key"]);
+            assert!(settings.load(OpenPhoneConfig::load).is_ok());
+            assert_eq!(settings.admin().token.expose(), "admin");
+            assert_eq!(settings.missing_required(), vec!["notion_api_key"]);
+            // A failed read is remembered too, and reported as the host said it.
+            assert_eq!(settings.log_level(), "");
+            let error = settings.load(|l| l.text("log_level")).unwrap_err();
+            assert_eq!(
+                error.invalid,
+                vec!["log_level: reading variable log_level: the host refused"]
+            );
+        }
+        let reads = counted.reads.borrow();
+        assert!(reads.len() > 10, "{reads:?}");
+        assert!(reads.values().all(|&n| n == 1), "{reads:?}");
     }
 }

@@ -54,8 +54,8 @@ pub enum ContactError {
     #[error(transparent)]
     Api(#[from] ApiError),
     /// The app's database failed.
-    #[error("storage: {0:#}")]
-    Storage(#[from] anyhow::Error),
+    #[error("database: {0:#}")]
+    Database(#[from] anyhow::Error),
     /// Another instance is refreshing the index right now: ask again shortly.
     #[error("the contact index is being refreshed")]
     Refreshing,

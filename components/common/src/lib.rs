@@ -23,6 +23,7 @@ pub mod migrations;
 pub mod notion;
 pub mod openphone;
 pub mod outbound;
+pub mod page_map;
 pub mod pages;
 pub mod pending;
 pub mod phone_numbers;

@@ -81,9 +81,9 @@ pub enum ResolveError {
     /// The API failed.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// The database failed.
-    #[error(transparent)]
-    Storage(#[from] anyhow::Error),
+    /// The app's database failed.
+    #[error("database: {0:#}")]
+    Database(#[from] anyhow::Error),
 }
 
 /// One workspace number's sync, as `/stats` reports it.

@@ -14,7 +14,7 @@ pub use crate::sync::runs::Run;
 use crate::metrics;
 use crate::outbound::Service;
 use crate::platform::Platform;
-use crate::queue::{Queue, State};
+use crate::queue::{Queue, State, DEPTH_METRIC};
 use crate::sync::runs::RunKind;
 
 /// Requests to one API today.
@@ -72,8 +72,6 @@ const SERVICES: [Service; 4] = [
     Service::S3,
     Service::Media,
 ];
-/// The name under which [`sample_queue_depth`] keeps the queue depth per minute.
-const QUEUE_WAITING: &str = "queue.waiting";
 const HOUR_MS: i64 = 60 * 60 * 1000;
 /// Hours the status page's event chart covers.
 pub const HOURS_SHOWN: usize = 24;
@@ -118,17 +116,6 @@ pub struct ApiMinutes {
     pub requests: Vec<i64>,
 }
 
-/// Records how many events wait or are being processed as this minute's queue depth (the minute keeps its
-/// peak). The drain calls it each time it starts, so a tick samples it at least once a minute. A failure is
-/// logged, never returned: sampling must not stop a drain.
-pub fn sample_queue_depth(platform: &Platform) {
-    let waiting = Queue::new(&*platform.sql).waiting();
-    match waiting {
-        Ok(n) => metrics::peak(platform, QUEUE_WAITING, n),
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sample the queue depth"),
-    }
-}
-
 /// Reads the last 24 hours: outcomes per hour from the `events` table (by when each event reached its
 /// outcome), queue depth and API requests per minute from [`metrics::last_day`].
 pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
@@ -155,9 +142,9 @@ pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
             _ => hour.dead = outcomes.count,
         }
     }
-    let mut waiting = metrics::last_day(platform, QUEUE_WAITING)?;
+    let mut waiting = metrics::last_day(platform, DEPTH_METRIC)?;
     let queue_waiting = waiting
-        .remove(QUEUE_WAITING)
+        .remove(DEPTH_METRIC)
         .unwrap_or_else(|| vec![None; metrics::MINUTES_KEPT as usize]);
     let mut requests = metrics::last_day(platform, "requests.")?;
     let api_per_minute = SERVICES
@@ -317,7 +304,7 @@ mod tests {
         insert("EV6", "done", Some(this_hour - 23 * HOUR_MS - 1));
         insert("EV7", "pending", None);
         insert("EV8", "leased", None);
-        sample_queue_depth(&platform);
+        crate::queue::sample_depth(&platform);
         metrics::count(&platform, "requests.notion", 4);
 
         let day = last_day(&platform).unwrap();

@@ -4,6 +4,7 @@
 
 use common::admin::setup;
 use common::api::{Request, Response};
+use common::configuration::Settings;
 use common::platform::{Clock, HttpRequest, Method};
 use common::testing::World;
 use common::webhook::intake;
@@ -228,15 +229,23 @@ async fn webhooks_elsewhere_are_left_alone_and_a_partial_one_is_completed() {
 
     // The found webhook's key is adopted; the other one's is not.
     assert_eq!(
-        intake::handle(&world.platform, &delivery(&world, "EV1", &partial.key))
-            .response
-            .status,
+        intake::handle(
+            &world.platform,
+            &Settings::new(world.platform.vars.clone()),
+            &delivery(&world, "EV1", &partial.key)
+        )
+        .response
+        .status,
         202
     );
     assert_eq!(
-        intake::handle(&world.platform, &delivery(&world, "EV2", &elsewhere.key))
-            .response
-            .status,
+        intake::handle(
+            &world.platform,
+            &Settings::new(world.platform.vars.clone()),
+            &delivery(&world, "EV2", &elsewhere.key)
+        )
+        .response
+        .status,
         401
     );
 }
@@ -245,7 +254,11 @@ async fn webhooks_elsewhere_are_left_alone_and_a_partial_one_is_completed() {
 async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again() {
     let world = World::new().await;
     // Without a key there is nothing to verify with (openphone_webhook_secret is not set here).
-    let before = intake::handle(&world.platform, &delivery(&world, "EV0", "c2VjcmV0"));
+    let before = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EV0", "c2VjcmV0"),
+    );
     assert_eq!(before.response.status, 503);
 
     run_setup(&world).await;
@@ -255,14 +268,22 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         .into_iter()
         .find(|w| w.events.contains(&"message.received".to_owned()))
         .unwrap();
-    let accepted = intake::handle(&world.platform, &delivery(&world, "EV1", &old.key));
+    let accepted = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EV1", &old.key),
+    );
     assert_eq!(
         accepted.response.status,
         202,
         "{:?}",
         accepted.response.json_body()
     );
-    let forged = intake::handle(&world.platform, &delivery(&world, "EV2", "Zm9yZ2Vk"));
+    let forged = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EV2", "Zm9yZ2Vk"),
+    );
     assert_eq!(forged.response.status, 401);
 
     delete_webhook(&world, &old.id).await;
@@ -280,12 +301,20 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         .unwrap();
     assert_ne!(recreated.id, old.id);
 
-    let refused = intake::handle(&world.platform, &delivery(&world, "EV3", &old.key));
+    let refused = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EV3", &old.key),
+    );
     assert_eq!(
         refused.response.status, 401,
         "the deleted webhook's key still works"
     );
-    let fresh = intake::handle(&world.platform, &delivery(&world, "EV4", &recreated.key));
+    let fresh = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EV4", &recreated.key),
+    );
     assert_eq!(fresh.response.status, 202);
 }
 
@@ -423,7 +452,11 @@ async fn setup_with_another_url_keeps_the_keys_of_webhooks_that_still_exist() {
     // them, and they still deliver here).
     let (status, report) = run_setup_at(&world, TYPO_URL).await;
     assert_eq!(status, 200, "{report}");
-    let accepted = intake::handle(&world.platform, &delivery(&world, "EVkept1", &first_key));
+    let accepted = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EVkept1", &first_key),
+    );
     assert_eq!(
         accepted.response.status,
         202,
@@ -456,12 +489,20 @@ async fn setup_with_another_url_keeps_the_keys_of_webhooks_that_still_exist() {
     assert_eq!(sorted(&keys["changes"]["removed"]), first_ids, "{report}");
     assert_eq!(keys["kept_elsewhere"], json!([]));
     assert_eq!(report["webhooks"]["notes"], json!([]));
-    let refused = intake::handle(&world.platform, &delivery(&world, "EVkept2", &first_key));
+    let refused = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EVkept2", &first_key),
+    );
     assert_eq!(
         refused.response.status, 401,
         "a deleted webhook's key still works"
     );
     let second_key = messages_key(&world.openphone.webhooks());
-    let fresh = intake::handle(&world.platform, &delivery(&world, "EVkept3", &second_key));
+    let fresh = intake::handle(
+        &world.platform,
+        &Settings::new(world.platform.vars.clone()),
+        &delivery(&world, "EVkept3", &second_key),
+    );
     assert_eq!(fresh.response.status, 202);
 }

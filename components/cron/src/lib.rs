@@ -1,6 +1,6 @@
 //! `cron`: the minute tick for the spin-trigger-cron plugin. The export is bound with `wit-bindgen` from
 //! the app's `cron` world in `wit/` (spin-cron-sdk is not on crates.io); the work itself is
-//! `common::sync::tick`, the same function as `POST /admin/tick`, run in-process because
+//! `common::app::tick`, the same function as `POST /admin/tick`, run in-process because
 //! `*.spin.internal` is not reachable from a cron component. Its start-up is the edge's
 //! (`common::http::serve::run_trigger`), as for an HTTP request minus the routing.
 
@@ -24,9 +24,10 @@ impl Guest for Tick {
                 "cron",
                 metadata.timestamp,
                 platform(),
-                |platform| async move {
+                |platform, settings| async move {
                     let run_id = runs::start(&platform, RunKind::Tick, None)?;
-                    let report = common::sync::tick(&platform, &run_id, &Via::InProcess).await;
+                    let report =
+                        common::app::tick(&platform, &settings, &run_id, &Via::InProcess).await;
                     // Failures are in the tick's `sync_runs` row; the plugin only logs an error result.
                     match report.errors.last() {
                         Some(error) => Err(anyhow::anyhow!("{error}")),

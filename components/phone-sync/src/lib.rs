@@ -20,13 +20,16 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 
 async fn answer(cx: Context, route: SyncRoute, reply: Reply) {
     match route {
-        SyncRoute::One => reply.send(sync_one(&cx.platform, &cx.request).await).await,
-        SyncRoute::Admin => match admin_sync(&cx.platform, &cx.request) {
+        SyncRoute::One => {
+            let report = sync_one(&cx.platform, &cx.settings, &cx.request).await;
+            reply.send(report).await
+        }
+        SyncRoute::Admin => match admin_sync(&cx.platform, &cx.settings, &cx.request) {
             Handled::Done(response) => reply.send(response).await,
             Handled::Accepted(response, run) => {
                 // The client has its 202 and run id; the run goes on in this instance.
                 reply.send(response).await;
-                run.run(&cx.platform).await;
+                common::app::run_accepted(&cx.platform, &cx.settings, run).await;
             }
         },
     }

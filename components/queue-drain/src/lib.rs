@@ -20,7 +20,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 }
 
 async fn answer(cx: Context, route: DrainRoute, reply: Reply) {
-    let (platform, request) = (&cx.platform, &cx.request);
+    let (platform, settings, request) = (&cx.platform, &*cx.settings, &cx.request);
     // Routes that change the queue answer first and drain after the response is sent.
     let (response, drain_after) = match route {
         // The tick answers 202 with its run id, then drains and (when due) syncs, after the response.
@@ -29,12 +29,12 @@ async fn answer(cx: Context, route: DrainRoute, reply: Reply) {
                 Handled::Done(response) => reply.send(response).await,
                 Handled::Accepted(response, work) => {
                     reply.send(response).await;
-                    work.run(platform).await;
+                    common::app::run_accepted(platform, settings, work).await;
                 }
             };
         }
         DrainRoute::Kick => (drain::answer_kick(), true),
-        DrainRoute::DrainNow => (admin::drain_now(platform).await, false),
+        DrainRoute::DrainNow => (admin::drain_now(platform, settings).await, false),
         DrainRoute::DlqList => (admin::dlq::list(platform, request), false),
         DrainRoute::DlqReplay => {
             let replay = admin::dlq::replay(platform, request);
@@ -42,10 +42,16 @@ async fn answer(cx: Context, route: DrainRoute, reply: Reply) {
         }
         DrainRoute::Stats => (admin::stats(platform), false),
         DrainRoute::Status => (admin::status(platform), false),
-        DrainRoute::StatusLink => (admin::status_link(platform), false),
-        DrainRoute::NotionCheck => (admin::notion_check(platform, request).await, false),
-        DrainRoute::CanvasLookup => (admin::canvas_lookup(platform, request).await, false),
-        DrainRoute::Setup => (admin::setup(platform, request).await, false),
+        DrainRoute::StatusLink => (admin::status_link(platform, settings), false),
+        DrainRoute::NotionCheck => (
+            admin::notion_check(platform, settings, request).await,
+            false,
+        ),
+        DrainRoute::CanvasLookup => (
+            admin::canvas_lookup(platform, settings, request).await,
+            false,
+        ),
+        DrainRoute::Setup => (admin::setup(platform, settings, request).await, false),
     };
     let linger_until = match route {
         DrainRoute::Kick => drain::kick_linger_until(request),
@@ -53,7 +59,7 @@ async fn answer(cx: Context, route: DrainRoute, reply: Reply) {
     };
     reply.send(response).await;
     if drain_after {
-        match common::app::drain(platform, linger_until).await {
+        match common::app::drain(platform, settings, linger_until).await {
             Ok(report) => tracing::info!(events = report.events.len(), "drained"),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "drain failed"),
         }

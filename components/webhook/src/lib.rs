@@ -2,7 +2,6 @@
 //! and answered before any API work; then the drain is kicked. Routing, auth and start-up are the edge's
 //! (`common::http`); the routes are `common::http::routes::WEBHOOK`.
 
-use common::api;
 use common::http::routes::{WebhookRoute, WEBHOOK};
 use common::http::serve::serve;
 use common::http::{Context, Reply};
@@ -26,10 +25,18 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 async fn answer(cx: Context, route: WebhookRoute, reply: Reply) {
     match route {
         WebhookRoute::Intake => {
-            let intake = intake::handle(&cx.platform, &cx.request);
+            let intake = intake::handle(&cx.platform, &cx.settings, &cx.request);
             reply.send(intake.response).await;
             common::webhook::kick::after_intake(&cx.platform, intake.kick_drain).await;
         }
-        WebhookRoute::Health => reply.send(api::health(&cx.platform, cx.component)).await,
+        WebhookRoute::Health => {
+            reply
+                .send(common::app::health(
+                    &cx.platform,
+                    &cx.settings,
+                    cx.component,
+                ))
+                .await
+        }
     }
 }

@@ -449,7 +449,8 @@ impl Sim {
                     body: signed.body.clone(),
                     ..Request::default()
                 };
-                let intake = intake::handle(&platform, &request);
+                let settings = common::configuration::Settings::new(platform.vars.clone());
+                let intake = intake::handle(&platform, &settings, &request);
                 if (200..300).contains(&intake.response.status) {
                     answered.set(true);
                     let id = payload["id"].as_str().unwrap_or_default().to_owned();
@@ -467,7 +468,8 @@ impl Sim {
         let platform = self.platforms[instance].clone();
         self.world.spawn(instance, async move {
             // Failures end up in the events' rows; the run's own error is the kick's business.
-            let _ = common::app::drain(&platform, until).await;
+            let settings = common::configuration::Settings::new(platform.vars.clone());
+            let _ = common::app::drain(&platform, &settings, until).await;
         });
     }
 
@@ -481,7 +483,8 @@ impl Sim {
             let platform = sim.platforms[instance].clone();
             sim.world.spawn(instance, async move {
                 if let Ok(run_id) = runs::start(&platform, RunKind::Tick, None) {
-                    common::sync::tick(&platform, &run_id, &Via::InProcess).await;
+                    let settings = common::configuration::Settings::new(platform.vars.clone());
+                    common::app::tick(&platform, &settings, &run_id, &Via::InProcess).await;
                 }
             });
             let now = sim.world.now();

@@ -40,7 +40,7 @@ pub fn list(platform: &Platform, request: &Request) -> Response {
         ),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "listing the DLQ failed");
-            Response::error(503, "the database is unavailable")
+            crate::api::unavailable()
         }
     }
 }
@@ -128,7 +128,7 @@ pub fn replay(platform: &Platform, request: &Request) -> Replayed {
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "replaying the DLQ failed");
-            refused(Response::error(503, "the database is unavailable"))
+            refused(crate::api::unavailable())
         }
     }
 }

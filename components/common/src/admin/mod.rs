@@ -12,14 +12,14 @@ pub mod status_page;
 use serde_json::json;
 
 use crate::api::{Request, Response};
-use crate::configuration::{AdminConfig, Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::configuration::{NotionConfig, OpenPhoneConfig, Settings, SyncConfig};
 use crate::notion::Notion;
 use crate::platform::Platform;
 use crate::stats;
 
 /// `POST /admin/drain`: drains now and answers with what was processed.
-pub async fn drain_now(platform: &Platform) -> Response {
-    match crate::app::drain(platform, None).await {
+pub async fn drain_now(platform: &Platform, settings: &Settings) -> Response {
+    match crate::app::drain(platform, settings, None).await {
         Ok(report) => Response::json(200, &report.to_json()),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "admin drain failed");
@@ -46,8 +46,8 @@ pub fn status(platform: &Platform) -> Response {
 }
 
 /// `GET /admin/status-link`: a link to the status page that works in a browser for 15 minutes.
-pub fn status_link(platform: &Platform) -> Response {
-    let admin = AdminConfig::load(&mut Loader::new(&*platform.vars));
+pub fn status_link(platform: &Platform, settings: &Settings) -> Response {
+    let admin = settings.admin();
     let query = status_page::signed_query(admin.token.expose(), platform.clock.now_ms());
     Response::json(
         200,
@@ -56,12 +56,11 @@ pub fn status_link(platform: &Platform) -> Response {
 }
 
 /// `POST /admin/notion/check[?fix=true]`.
-pub async fn notion_check(platform: &Platform, request: &Request) -> Response {
-    let mut loader = Loader::new(&*platform.vars);
-    let config = NotionConfig::load(&mut loader);
-    if let Err(e) = loader.finish() {
-        return Response::error(503, e.to_string());
-    }
+pub async fn notion_check(platform: &Platform, settings: &Settings, request: &Request) -> Response {
+    let config = match settings.load(NotionConfig::load) {
+        Ok(config) => config,
+        Err(e) => return Response::error(503, e.to_string()),
+    };
     let fix = request.query_param("fix").as_deref() == Some("true");
     let notion = Notion::new(platform, &config);
     match notion_check::check(
@@ -82,24 +81,25 @@ pub async fn notion_check(platform: &Platform, request: &Request) -> Response {
 }
 
 /// `POST /admin/setup` with `{"public_url": "https://…"}`: see [`setup`].
-pub async fn setup(platform: &Platform, request: &Request) -> Response {
-    let mut loader = Loader::new(&*platform.vars);
-    let notion = NotionConfig::load(&mut loader);
-    let openphone = OpenPhoneConfig::load(&mut loader);
-    if let Err(e) = loader.finish() {
-        return Response::error(503, e.to_string());
-    }
+pub async fn setup(platform: &Platform, settings: &Settings, request: &Request) -> Response {
+    let (notion, openphone) =
+        match settings.load(|l| (NotionConfig::load(l), OpenPhoneConfig::load(l))) {
+            Ok(sections) => sections,
+            Err(e) => return Response::error(503, e.to_string()),
+        };
     setup::run(platform, &notion, &openphone, &request.body).await
 }
 
 /// `POST /admin/canvas/lookup`.
-pub async fn canvas_lookup(platform: &Platform, request: &Request) -> Response {
-    let mut loader = Loader::new(&*platform.vars);
-    let notion = NotionConfig::load(&mut loader);
-    let sync = SyncConfig::load(&mut loader);
-    if let Err(e) = loader.finish() {
-        return Response::error(503, e.to_string());
-    }
+pub async fn canvas_lookup(
+    platform: &Platform,
+    settings: &Settings,
+    request: &Request,
+) -> Response {
+    let (notion, sync) = match settings.load(|l| (NotionConfig::load(l), SyncConfig::load(l))) {
+        Ok(sections) => sections,
+        Err(e) => return Response::error(503, e.to_string()),
+    };
     canvas_lookup::lookup(platform, &notion, &sync, &request.body).await
 }
 
@@ -123,7 +123,8 @@ mod tests {
         };
         Queue::new(&*platform.sql).enqueue(&event, T0).unwrap();
 
-        let response = drain_now(&platform).await;
+        let settings = Settings::new(platform.vars.clone());
+        let response = drain_now(&platform, &settings).await;
         assert_eq!(response.status, 200);
         let body = response.json_body();
         // The stored payload has no call in it: a permanent error, dead at once with the reason.

@@ -209,7 +209,10 @@ pub async fn run(
     let claim = match JobClaim::try_claim(platform, JOB, 0, STALE_MS) {
         Ok(Some(claim)) => claim,
         Ok(None) => return Response::error(409, "another setup is running; try again in a minute"),
-        Err(e) => return Response::error(503, format!("the database is unavailable: {e:#}")),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "claiming the setup failed");
+            return crate::api::unavailable();
+        }
     };
 
     let notion = Notion::new(platform, notion_config);
@@ -364,6 +367,29 @@ fn create_error(family: &str, e: &ApiError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database failure once the edge let the request in is the edge's one `503`: its cause (here a
+    /// missing table) goes to the log, never to the client.
+    #[tokio::test]
+    async fn a_database_failure_is_the_edges_503_without_its_cause() {
+        let (_dir, platform, _clock) = crate::testing::migrated_platform().await;
+        platform.sql.execute("DROP TABLE job_claims", &[]).unwrap();
+        let notion = NotionConfig {
+            api_key: Secret::new("secret_notion"),
+            api_base: "http://127.0.0.1:9".into(),
+            calls_database_id: "calls".into(),
+            messages_database_id: "messages".into(),
+            canvas_database_id: None,
+        };
+        let openphone = OpenPhoneConfig {
+            api_key: Secret::new("op-key"),
+            api_base: "http://127.0.0.1:9".into(),
+            media_base: "http://127.0.0.1:9".into(),
+        };
+        let body = br#"{"public_url": "https://sync.example.com"}"#;
+        let response = run(&platform, &notion, &openphone, body).await;
+        assert_eq!(response, crate::api::unavailable());
+    }
 
     #[test]
     fn the_webhook_url_is_the_public_url_plus_the_route() {

@@ -458,7 +458,7 @@ mod tests {
             )
             .unwrap();
         crate::metrics::count(&platform, "requests.openphone", 12);
-        crate::stats::sample_queue_depth(&platform);
+        crate::queue::sample_depth(&platform);
         let stats = crate::stats::collect(&platform).unwrap();
         let day = crate::stats::last_day(&platform).unwrap();
         let response = response(&stats, &day);

@@ -202,7 +202,7 @@ pub async fn drain(
     let owner = crate::ids::new_id("drain");
     let span = tracing::info_span!("drain", owner = %owner);
     async {
-        crate::stats::sample_queue_depth(platform);
+        crate::queue::sample_depth(platform);
         let queue = Queue::new(&*platform.sql);
         let started = platform.clock.now_ms();
         let mut report = DrainReport {

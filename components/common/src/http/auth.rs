@@ -5,18 +5,23 @@ use subtle::ConstantTimeEq;
 use super::routes::Auth;
 use crate::admin::status_page;
 use crate::api::{Request, Response};
-use crate::configuration::{AdminConfig, Loader, Secret};
+use crate::configuration::{Secret, Settings};
 use crate::platform::Platform;
 
 /// `Err` is the `401` to send when `request` lacks what `auth` asks for. Only the admin token is checked
 /// here; a webhook's signature needs keys from the database, so the intake verifies it after the schema
 /// check, and Spin keeps private routes private.
-pub fn authorize(auth: Auth, request: &Request, platform: &Platform) -> Result<(), Response> {
+pub fn authorize(
+    auth: Auth,
+    request: &Request,
+    settings: &Settings,
+    platform: &Platform,
+) -> Result<(), Response> {
     match auth {
         Auth::None | Auth::Webhook | Auth::Private => Ok(()),
-        Auth::Admin => require_admin(request, &admin_token(platform)),
+        Auth::Admin => require_admin(request, &settings.admin().token),
         Auth::AdminOrSignedLink => {
-            let token = admin_token(platform);
+            let token = settings.admin().token;
             let by_link = status_page::link_is_valid(
                 token.expose(),
                 request.query_param("expires").as_deref(),
@@ -30,10 +35,6 @@ pub fn authorize(auth: Auth, request: &Request, platform: &Platform) -> Result<(
             }
         }
     }
-}
-
-fn admin_token(platform: &Platform) -> Secret {
-    AdminConfig::load(&mut Loader::new(&*platform.vars)).token
 }
 
 /// Checks `Authorization: Bearer <admin_token>` in constant time. `Err` is the `401` to send, with no

@@ -98,7 +98,7 @@ impl<H: Copy> Route<H> {
 pub enum WebhookRoute {
     /// `POST /webhooks/openphone`: `webhook::intake`.
     Intake,
-    /// `GET /health`: `api::health`.
+    /// `GET /health`: `app::health`.
     Health,
 }
 

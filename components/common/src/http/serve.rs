@@ -1,16 +1,18 @@
 //! The start-up every component shares, in one order: read the request (`413` over the body limit), build
 //! the platform, start telemetry, find the route (`404`, `405` with `Allow`), check its [`Auth`](super::Auth)
 //! (`401`), bring the schema up to date, then run the handler. A platform or database failure is one
-//! `503` ([`unavailable`]) that names no internal error, whoever asks: its cause goes to the log.
+//! `503` ([`unavailable`](crate::api::unavailable)) that names no internal error, whoever asks: its cause goes to the log.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 use tracing::Instrument;
 
 use super::auth;
 use super::routes::{self, Route};
-use crate::api::{Request, Response};
+use crate::api::{unavailable, Request, Response};
+use crate::configuration::Settings;
 use crate::platform::Platform;
 
 /// What a handler works with: one request, the platform it runs on and the component serving it. Built
@@ -21,6 +23,9 @@ pub struct Context {
     pub component: &'static str,
     /// The platform of this request.
     pub platform: Platform,
+    /// The application variables of this request, each read from the host at most once: handlers load
+    /// their configuration from here and pass it down.
+    pub settings: Rc<Settings>,
     /// The request, body fully read.
     pub request: Request,
 }
@@ -47,12 +52,6 @@ impl Reply {
     }
 }
 
-/// The one answer when the platform or the database fails. It names no cause: a stranger must not read
-/// our database's errors, and the sender (OpenPhone, a person) can only retry anyway.
-pub fn unavailable() -> Response {
-    Response::error(503, "the database is unavailable; try again later")
-}
-
 /// Serves one Spin request with `routes`: the start-up of [`dispatch`] on Spin's request and platform.
 #[cfg(target_arch = "wasm32")]
 pub async fn serve<H, F, Fut>(
@@ -67,10 +66,11 @@ pub async fn serve<H, F, Fut>(
     F: FnOnce(Context, H, Reply) -> Fut,
     Fut: Future<Output = ()>,
 {
-    use crate::platform::spin;
+    use super::spin;
     let reply = Reply::new(move |response| spin::send_response(out, response));
     let request = spin::read_request(request, max_body).await;
-    dispatch(component, request, spin::platform(), routes, reply, handler).await
+    let platform = crate::platform::spin::platform();
+    dispatch(component, request, platform, routes, reply, handler).await
 }
 
 /// Answers `request` with `routes` (refusing it if it was not read: `Err` is the answer), running
@@ -92,8 +92,8 @@ pub async fn dispatch<H, F, Fut>(
         Ok(request) => request,
         Err(refusal) => return reply.send(refusal).await,
     };
-    let platform = match start(component, platform) {
-        Ok(platform) => platform,
+    let (platform, settings) = match start(component, platform) {
+        Ok(started) => started,
         Err(_) => return reply.send(unavailable()).await,
     };
     let span =
@@ -103,7 +103,7 @@ pub async fn dispatch<H, F, Fut>(
             Ok(route) => route,
             Err(refusal) => return reply.send(refusal).await,
         };
-        if let Err(refusal) = auth::authorize(route.auth, &request, &platform) {
+        if let Err(refusal) = auth::authorize(route.auth, &request, &settings, &platform) {
             return reply.send(refusal).await;
         }
         if route.needs_schema {
@@ -115,6 +115,7 @@ pub async fn dispatch<H, F, Fut>(
         let context = Context {
             component,
             platform,
+            settings,
             request,
         };
         handler(context, route.handler, reply).await
@@ -123,8 +124,8 @@ pub async fn dispatch<H, F, Fut>(
     .await
 }
 
-/// The start-up of a trigger with no HTTP request (the cron tick): the platform, telemetry and the
-/// checked migrations, then `work`, all in a span carrying `scheduled_at` (seconds since the epoch). The
+/// The start-up of a trigger with no HTTP request (the cron tick): the platform, its settings, telemetry
+/// and the checked migrations, then `work`, all in a span carrying `scheduled_at` (seconds since the epoch). The
 /// error is the trigger's result; on Spin the plugin only logs it.
 pub async fn run_trigger<F, Fut>(
     component: &'static str,
@@ -133,32 +134,30 @@ pub async fn run_trigger<F, Fut>(
     work: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(Platform) -> Fut,
+    F: FnOnce(Platform, Rc<Settings>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let platform = start(component, platform)?;
+    let (platform, settings) = start(component, platform)?;
     let span = tracing::info_span!("trigger", component, scheduled_at);
     async {
         crate::migrations::ensure_checked(&platform).await?;
-        work(platform).await
+        work(platform, settings).await
     }
     .instrument(span)
     .await
 }
 
-/// The platform with telemetry started at its `log_level`; a platform that failed is logged (at the
-/// default level, having none) and returned as the error.
-fn start(component: &str, platform: anyhow::Result<Platform>) -> anyhow::Result<Platform> {
+/// The platform and the request's settings, with telemetry started at their `log_level`; a platform that
+/// failed is logged (at the default level, having none) and returned as the error.
+fn start(
+    component: &str,
+    platform: anyhow::Result<Platform>,
+) -> anyhow::Result<(Platform, Rc<Settings>)> {
     match platform {
         Ok(platform) => {
-            let log_level = platform
-                .vars
-                .get("log_level")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            crate::telemetry::init(&log_level);
-            Ok(platform)
+            let settings = Rc::new(Settings::new(platform.vars.clone()));
+            crate::telemetry::init(&settings.log_level());
+            Ok((platform, settings))
         }
         Err(e) => {
             crate::telemetry::init("");

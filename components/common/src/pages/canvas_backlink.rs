@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::map::Kind;
 use super::{WriteError, Writer};
-use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::configuration::{NotionConfig, OpenPhoneConfig, Settings, SyncConfig};
 use crate::domain::E164;
 use crate::jobs::JobClaim;
 use crate::notion::properties as p;
@@ -118,12 +118,17 @@ pub struct BacklinkReport {
 /// Links past pages to the Canvas records edited since the last look, with the app's configuration (one
 /// tick's worth); `None` when there is no Canvas database, another instance is looking, or no record was
 /// read.
-pub async fn run(platform: &Platform) -> anyhow::Result<Option<BacklinkReport>> {
-    let mut loader = Loader::new(&*platform.vars);
-    let notion_config = NotionConfig::load(&mut loader);
-    let openphone_config = OpenPhoneConfig::load(&mut loader);
-    let sync_config = SyncConfig::load(&mut loader);
-    loader.finish()?;
+pub async fn run(
+    platform: &Platform,
+    settings: &Settings,
+) -> anyhow::Result<Option<BacklinkReport>> {
+    let (notion_config, openphone_config, sync_config) = settings.load(|l| {
+        (
+            NotionConfig::load(l),
+            OpenPhoneConfig::load(l),
+            SyncConfig::load(l),
+        )
+    })?;
     let Some(canvas_database) = notion_config.canvas_database_id.as_deref() else {
         return Ok(None);
     };

@@ -8,7 +8,7 @@ use serde_json::Map;
 
 use super::map::Kind;
 use super::{WriteError, Writer};
-use crate::configuration::{Loader, NotionConfig, OpenPhoneConfig, SyncConfig};
+use crate::configuration::{NotionConfig, OpenPhoneConfig, Settings, SyncConfig};
 use crate::notion::properties as p;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
@@ -74,15 +74,20 @@ pub struct RelinkReport {
 }
 
 /// Retries the due relinks with the app's configuration (one tick's worth); `None` when none was due.
-pub async fn retry_due(platform: &Platform) -> anyhow::Result<Option<RelinkReport>> {
+pub async fn retry_due(
+    platform: &Platform,
+    settings: &Settings,
+) -> anyhow::Result<Option<RelinkReport>> {
     if due(platform)?.is_empty() {
         return Ok(None);
     }
-    let mut loader = Loader::new(&*platform.vars);
-    let notion_config = NotionConfig::load(&mut loader);
-    let openphone_config = OpenPhoneConfig::load(&mut loader);
-    let sync_config = SyncConfig::load(&mut loader);
-    loader.finish()?;
+    let (notion_config, openphone_config, sync_config) = settings.load(|l| {
+        (
+            NotionConfig::load(l),
+            OpenPhoneConfig::load(l),
+            SyncConfig::load(l),
+        )
+    })?;
     let notion = Notion::new(platform, &notion_config);
     let openphone = OpenPhone::new(platform, &openphone_config);
     let writer = Writer::new(platform, &notion, &openphone, &notion_config, &sync_config);

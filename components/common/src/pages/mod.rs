@@ -6,7 +6,7 @@ pub mod canvas_backlink;
 pub mod canvas_relink;
 pub mod events;
 pub mod handler;
-pub mod map;
+pub use crate::page_map as map;
 mod media;
 mod message_media;
 pub mod messages;
@@ -59,7 +59,7 @@ impl From<ResolveError> for WriteError {
     fn from(e: ResolveError) -> Self {
         match e {
             ResolveError::Api(e) => WriteError::Api(e),
-            ResolveError::Storage(e) => WriteError::Database(e),
+            ResolveError::Database(e) => WriteError::Database(e),
         }
     }
 }
@@ -69,7 +69,7 @@ impl From<LinkError> for WriteError {
         match e {
             LinkError::Api(e) => WriteError::Api(e),
             LinkError::Busy => WriteError::Busy,
-            LinkError::Storage(e) => WriteError::Database(e),
+            LinkError::Database(e) => WriteError::Database(e),
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::platform::{Row, Sql, Value};
+use crate::platform::{Platform, Row, Sql, Value};
 
 /// Longest error or reason stored; longer ones are cut (they are for people reading the DLQ).
 pub const MAX_REASON_LEN: usize = 1000;
@@ -747,6 +747,19 @@ impl Queue<'_> {
                 })
             })
             .collect()
+    }
+}
+
+/// The metric under which [`sample_depth`] keeps the queue depth per minute (read by `stats`).
+pub const DEPTH_METRIC: &str = "queue.waiting";
+
+/// Records how many events wait or are being processed as this minute's queue depth (the minute keeps its
+/// peak). The drain calls it each time it starts, so a tick samples it at least once a minute. A failure is
+/// logged, never returned: sampling must not stop a drain.
+pub fn sample_depth(platform: &Platform) {
+    match Queue::new(&*platform.sql).waiting() {
+        Ok(n) => crate::metrics::peak(platform, DEPTH_METRIC, n),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sample the queue depth"),
     }
 }
 

@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::SyncOptions;
-use crate::configuration::{Loader, StorageConfig};
+use crate::configuration::StorageConfig;
 use crate::platform::Platform;
 use crate::storage::s3::{ListedObject, ObjectStore, S3Client, LIST_PAGE_SIZE};
 
@@ -70,17 +70,18 @@ pub struct HousekeepingReport {
     pub errors: Vec<String>,
 }
 
-/// Runs the housekeeping with the app's storage configuration (storage steps are skipped, and said so,
-/// when it is incomplete).
-pub async fn run_configured(platform: &Platform, options: &SyncOptions) -> HousekeepingReport {
-    let mut loader = Loader::new(&*platform.vars);
-    let config = StorageConfig::load(&mut loader);
-    let store = loader
-        .finish()
-        .map_err(anyhow::Error::from)
-        .and_then(|()| ObjectStore::from_config(&config));
+/// Runs the housekeeping with the app's storage configuration, `None` when its variables are missing or
+/// invalid (storage steps are skipped, and said so).
+pub async fn run_configured(
+    platform: &Platform,
+    options: &SyncOptions,
+    storage: Option<&StorageConfig>,
+) -> HousekeepingReport {
+    let store = storage
+        .context("s3_endpoint, r2_bucket, r2_access_key_id and r2_secret_access_key must all be set (/health names what is missing)")
+        .and_then(|config| Ok((ObjectStore::from_config(config)?, config)));
     match store {
-        Ok(store) => {
+        Ok((store, config)) => {
             run(
                 platform,
                 options,

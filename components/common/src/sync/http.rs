@@ -3,21 +3,22 @@
 //! The `phone-sync` component's routes (their table is [`crate::http::routes::PHONE_SYNC`]):
 //!
 //! - `POST /admin/sync` ([`admin_sync`]; `?phone_number_id=PN…`, `?since=<ISO-8601>`): records a run
-//!   and answers `202 {"run_id": …}` at once; the component then runs it ([`Accepted::run`]) after the
-//!   response, reaching each number through service chaining.
+//!   and answers `202 {"run_id": …}` at once; the component then runs it
+//!   ([`crate::app::run_accepted`]) after the response, reaching each number through service chaining.
 //! - `POST /sync/<phone_number_id>` ([`sync_one`], the private route,
 //!   `http://phone-sync.spin.internal/sync/…`; optional `?since=`): one number's sync, answered with its
 //!   [`NumberReport`](super::number::NumberReport) when it is done.
 //!
 //! And `POST /admin/tick` ([`admin_tick`]), served by the `queue-drain` component: answers
-//! `202 {"run_id": …}`, then runs [`tick`](super::tick) with the periodic sync's numbers reached through
-//! `phone-sync`'s private route.
+//! `202 {"run_id": …}`, then runs the tick ([`crate::app::tick`]) with the periodic sync's numbers
+//! reached through `phone-sync`'s private route.
 
 use serde_json::json;
 
 use super::runs::{self, RunKind};
-use super::{number, RunRequest, SyncSettings, Via, PHONE_SYNC_URL};
+use super::{number, RunRequest, SyncSettings};
 use crate::api::{Request, Response};
+use crate::configuration::Settings;
 use crate::domain::PhoneNumberId;
 use crate::platform::Platform;
 
@@ -26,7 +27,7 @@ use crate::platform::Platform;
 pub enum Handled {
     /// The whole answer.
     Done(Response),
-    /// A run was accepted: send `response` (`202`), then call [`Accepted::run`].
+    /// A run was accepted: send `response` (`202`), then run it ([`crate::app::run_accepted`]).
     Accepted(Response, Accepted),
 }
 
@@ -63,17 +64,6 @@ impl Accepted {
             Accepted::Sync { run_id, .. } | Accepted::Tick { run_id } => run_id,
         }
     }
-
-    /// Runs the work, each number's sync through `phone-sync`'s private route.
-    pub async fn run(self, platform: &Platform) -> Finished {
-        let via = Via::Chained(PHONE_SYNC_URL.to_owned());
-        match self {
-            Accepted::Sync { run_id, request } => {
-                Finished::Sync(super::run(platform, &run_id, &request, &via).await)
-            }
-            Accepted::Tick { run_id } => Finished::Tick(super::tick(platform, &run_id, &via).await),
-        }
-    }
 }
 
 /// `POST /admin/tick` (admin token, checked by the edge): records a tick and accepts it.
@@ -83,17 +73,17 @@ pub fn admin_tick(platform: &Platform) -> Handled {
             Response::json(202, &json!({ "run_id": run_id })),
             Accepted::Tick { run_id },
         ),
-        Err(e) => Handled::Done(Response::error(
-            503,
-            format!("recording the tick failed: {e:#}"),
-        )),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "recording the tick failed");
+            Handled::Done(crate::api::unavailable())
+        }
     }
 }
 
 /// `POST /admin/sync` (admin token, checked by the edge): records a run and accepts it.
-pub fn admin_sync(platform: &Platform, request: &Request) -> Handled {
+pub fn admin_sync(platform: &Platform, settings: &Settings, request: &Request) -> Handled {
     // Refused now rather than accepted and failed in the background.
-    if let Err(e) = SyncSettings::load(platform) {
+    if let Err(e) = SyncSettings::load(settings) {
         return Handled::Done(Response::error(503, e.to_string()));
     }
     let phone_number_id = match request
@@ -121,15 +111,15 @@ pub fn admin_sync(platform: &Platform, request: &Request) -> Handled {
                 },
             },
         ),
-        Err(e) => Handled::Done(Response::error(
-            503,
-            format!("recording the run failed: {e:#}"),
-        )),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "recording the run failed");
+            Handled::Done(crate::api::unavailable())
+        }
     }
 }
 
 /// `POST /sync/<phone_number_id>`, the private route: one number's sync, answered with its report.
-pub async fn sync_one(platform: &Platform, request: &Request) -> Response {
+pub async fn sync_one(platform: &Platform, settings: &Settings, request: &Request) -> Response {
     let raw = request.path.trim_start_matches("/sync/");
     let id = match PhoneNumberId::parse(raw) {
         Ok(id) => id,
@@ -139,7 +129,7 @@ pub async fn sync_one(platform: &Platform, request: &Request) -> Response {
         Ok(since) => since,
         Err(refusal) => return refusal,
     };
-    let settings = match SyncSettings::load(platform) {
+    let settings = match SyncSettings::load(settings) {
         Ok(settings) => settings,
         Err(e) => return Response::error(503, e.to_string()),
     };
@@ -160,5 +150,22 @@ fn parse_since(request: &Request) -> Result<Option<i64>, Response> {
                 "since: not an ISO-8601 date-time such as 2025-10-20T00:00:00Z",
             )
         }),
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// A database failure once the edge let the request in is the edge's one `503`: its cause (here a
+    /// missing table) goes to the log, never to the client.
+    #[tokio::test]
+    async fn a_database_failure_is_the_edges_503_without_its_cause() {
+        let (_dir, platform, _clock) = crate::testing::migrated_platform().await;
+        platform.sql.execute("DROP TABLE sync_runs", &[]).unwrap();
+        let Handled::Done(response) = admin_tick(&platform) else {
+            panic!("a tick was accepted without its run");
+        };
+        assert_eq!(response, crate::api::unavailable());
     }
 }

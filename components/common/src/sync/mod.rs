@@ -35,9 +35,9 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::configuration::{
-    ConfigError, Loader, NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig,
+    ConfigError, NotionConfig, OpenPhoneConfig, Settings, StorageConfig, SyncConfig,
 };
-use crate::drain::{self, DrainOptions, DrainReport, Router};
+use crate::drain::Router;
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
 use crate::outbound::Failure;
@@ -123,23 +123,22 @@ pub struct SyncSettings {
 }
 
 impl SyncSettings {
-    /// Loads the settings from the application variables, with the default options.
-    pub fn load(platform: &Platform) -> Result<Self, ConfigError> {
-        let mut loader = Loader::new(&*platform.vars);
-        let settings = Self {
-            openphone: OpenPhoneConfig::load(&mut loader),
-            notion: NotionConfig::load(&mut loader),
-            sync: SyncConfig::load(&mut loader),
-            options: SyncOptions::default(),
-            storage: None,
-        };
-        loader.finish()?;
-        // Syncing does not need object storage; without it pages link OpenPhone's media URLs.
-        let mut storage = Loader::new(&*platform.vars);
-        let config = StorageConfig::load(&mut storage);
+    /// Loads the settings from the request's `settings`, with the default options.
+    pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
+        let (openphone, notion, sync) = settings.load(|l| {
+            (
+                OpenPhoneConfig::load(l),
+                NotionConfig::load(l),
+                SyncConfig::load(l),
+            )
+        })?;
         Ok(Self {
-            storage: storage.finish().ok().map(|()| config),
-            ..settings
+            openphone,
+            notion,
+            sync,
+            options: SyncOptions::default(),
+            // Syncing does not need object storage; without it pages link OpenPhone's media URLs.
+            storage: settings.load(StorageConfig::load).ok(),
         })
     }
 
@@ -166,7 +165,8 @@ impl SyncSettings {
     }
 
     /// The drain's routes with these settings: every processed event type to the handler that writes
-    /// pages, copying recordings and media when object storage is configured.
+    /// pages, copying recordings and media when object storage is configured. [`crate::app`] drains
+    /// with them; a number's sync lets the number's events in with them ([`interleave`]).
     pub fn page_router(&self, platform: &Platform) -> Router {
         let mut pages = PageHandler::new(
             platform.clone(),
@@ -181,20 +181,6 @@ impl SyncSettings {
             None => tracing::error!("recordings are not copied: object storage is not configured"),
         }
         pages.router()
-    }
-
-    /// Drains the queue with these settings' routes; with nothing due, looks again at `linger_until_ms`
-    /// before stopping ([`DrainOptions::linger_until_ms`]).
-    pub async fn drain(
-        &self,
-        platform: &Platform,
-        linger_until_ms: Option<i64>,
-    ) -> anyhow::Result<DrainReport> {
-        let options = DrainOptions {
-            linger_until_ms,
-            ..DrainOptions::from_config(&self.sync)
-        };
-        drain::drain_retrying(platform, &self.page_router(platform), &options).await
     }
 
     /// Where each API lives, to count requests by service.
@@ -243,9 +229,15 @@ pub struct RunReport {
     pub errors: Vec<String>,
 }
 
-/// Runs a periodic sync recorded as `run_id` (see [`runs::start`]). Never fails: what went wrong is in
-/// the report and in `sync_runs`.
-pub async fn run(platform: &Platform, run_id: &str, request: &RunRequest, via: &Via) -> RunReport {
+/// Runs a periodic sync recorded as `run_id` (see [`runs::start`]) with the request's `settings`. Never
+/// fails: what went wrong is in the report and in `sync_runs`.
+pub async fn run(
+    platform: &Platform,
+    settings: &Settings,
+    run_id: &str,
+    request: &RunRequest,
+    via: &Via,
+) -> RunReport {
     let span = tracing::info_span!(
         "sync.run",
         run_id,
@@ -256,7 +248,7 @@ pub async fn run(platform: &Platform, run_id: &str, request: &RunRequest, via: &
             run_id: run_id.to_owned(),
             ..RunReport::default()
         };
-        match SyncSettings::load(platform) {
+        match SyncSettings::load(settings) {
             Ok(settings) => run_with(platform, &settings, request, via, &mut report).await,
             Err(e) => report.errors.push(format!("configuration: {e}")),
         }
@@ -327,7 +319,9 @@ pub async fn run_with(
     drop(results);
 
     if request.phone_number_id.is_none() {
-        report.housekeeping = Some(housekeeping::run_configured(own, &settings.options).await);
+        let storage = settings.storage.as_ref();
+        report.housekeeping =
+            Some(housekeeping::run_configured(own, &settings.options, storage).await);
         let (renewed, errors) = links::renew(own, settings).await;
         report.links_renewed = renewed;
         report.errors.extend(errors);

@@ -35,7 +35,10 @@ pub struct DueRecheck {
 /// `sync_interval_minutes`, six hours by default): a voicemail still processing when its call completed
 /// is on the page within minutes. Each number is re-checked under its lease, taken without waiting (a
 /// number whose lease is held is left for a later tick).
-pub async fn recheck_due(platform: &Platform) -> anyhow::Result<Option<DueRecheck>> {
+pub async fn recheck_due(
+    platform: &Platform,
+    settings: &crate::configuration::Settings,
+) -> anyhow::Result<Option<DueRecheck>> {
     let now = platform.clock.now_ms();
     let numbers = platform.sql.execute(
         "SELECT DISTINCT phone_number_id FROM pending_work
@@ -46,7 +49,7 @@ pub async fn recheck_due(platform: &Platform) -> anyhow::Result<Option<DueRechec
     if numbers.is_empty() {
         return Ok(None);
     }
-    let settings = super::SyncSettings::load(platform)?;
+    let settings = super::SyncSettings::load(settings)?;
     let numbers: Vec<String> = numbers
         .iter()
         .map(|r| r.str("phone_number_id").map(String::from))

@@ -1074,7 +1074,12 @@ impl HttpClient for Chaining {
             ..api::Request::default()
         };
         let platform = self.platform.get().expect("set before use");
-        let response = http::sync_one(platform, &incoming).await;
+        let response = http::sync_one(
+            platform,
+            &crate::configuration::Settings::new(platform.vars.clone()),
+            &incoming,
+        )
+        .await;
         Ok(HttpResponse {
             status: response.status,
             headers: response.headers,
@@ -1112,7 +1117,11 @@ async fn admin_sync_answers_202_then_syncs_each_number_through_the_private_route
         (admin("POST", "since=yesterday", Some(ADMIN_TOKEN)), 400),
         (admin("POST", "phone_number_id=XX1", Some(ADMIN_TOKEN)), 400),
     ] {
-        match http::admin_sync(&platform, &request) {
+        match http::admin_sync(
+            &platform,
+            &crate::configuration::Settings::new(platform.vars.clone()),
+            &request,
+        ) {
             http::Handled::Done(response) => assert_eq!(response.status, status, "{request:?}"),
             http::Handled::Accepted(..) => panic!("accepted {request:?}"),
         }
@@ -1123,13 +1132,23 @@ async fn admin_sync_answers_202_then_syncs_each_number_through_the_private_route
         &format!("since={}", crate::outbound::percent_encode(&since)),
         Some(ADMIN_TOKEN),
     );
-    let http::Handled::Accepted(response, run) = http::admin_sync(&platform, &request) else {
+    let http::Handled::Accepted(response, run) = http::admin_sync(
+        &platform,
+        &crate::configuration::Settings::new(platform.vars.clone()),
+        &request,
+    ) else {
         panic!("not accepted");
     };
     assert_eq!(response.status, 202);
     let run_id = response.json_body()["run_id"].as_str().unwrap().to_owned();
     assert_eq!(run.run_id(), run_id);
-    let http::Finished::Sync(report) = run.run(&platform).await else {
+    let http::Finished::Sync(report) = crate::app::run_accepted(
+        &platform,
+        &crate::configuration::Settings::new(platform.vars.clone()),
+        run,
+    )
+    .await
+    else {
         panic!("not a sync")
     };
     assert_eq!(chaining.chained.get(), 3, "one private call per number");
@@ -1168,10 +1187,20 @@ async fn admin_sync_answers_202_then_syncs_each_number_through_the_private_route
     // One number, chained: only its conversations.
     world.reset_counters();
     let request = admin("POST", "phone_number_id=PNline0002", Some(ADMIN_TOKEN));
-    let http::Handled::Accepted(_, run) = http::admin_sync(&platform, &request) else {
+    let http::Handled::Accepted(_, run) = http::admin_sync(
+        &platform,
+        &crate::configuration::Settings::new(platform.vars.clone()),
+        &request,
+    ) else {
         panic!("not accepted")
     };
-    let http::Finished::Sync(report) = run.run(&platform).await else {
+    let http::Finished::Sync(report) = crate::app::run_accepted(
+        &platform,
+        &crate::configuration::Settings::new(platform.vars.clone()),
+        run,
+    )
+    .await
+    else {
         panic!("not a sync")
     };
     assert_eq!(report.numbers.len(), 1);
@@ -1185,7 +1214,8 @@ async fn ticks_run_the_periodic_sync_once_per_interval_however_many_overlap() {
     seed(&world, &[NUMBERS[0]], 2, 4, 4, 0);
     let tick_once = || async {
         let run_id = runs::start(&world.platform, runs::RunKind::Tick, None).unwrap();
-        tick(&world.platform, &run_id, &Via::InProcess).await
+        let settings = crate::configuration::Settings::new(world.platform.vars.clone());
+        crate::app::tick(&world.platform, &settings, &run_id, &Via::InProcess).await
     };
     // The first tick comes through `POST /admin/tick` (a scheduler without the cron plugin).
     let chaining = Rc::new(Chaining {
@@ -1202,7 +1232,13 @@ async fn ticks_run_the_periodic_sync_once_per_interval_however_many_overlap() {
         (response.status, response.json_body()["run_id"].as_str()),
         (202, Some(work.run_id()))
     );
-    let http::Finished::Tick(first) = work.run(&platform).await else {
+    let http::Finished::Tick(first) = crate::app::run_accepted(
+        &platform,
+        &crate::configuration::Settings::new(platform.vars.clone()),
+        work,
+    )
+    .await
+    else {
         panic!("not a tick")
     };
     assert!(first.errors.is_empty(), "{:?}", first.errors);

@@ -7,14 +7,16 @@
 //! 3. if `sync_interval_minutes` have passed since the periodic sync last started, claim it in
 //!    `schedules` (one upsert: overlapping ticks never both run it), run it, and release the claim.
 
-use anyhow::Context;
+use std::future::Future;
+
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::runs::{self, Ending, RunKind};
 use super::schedule;
 use super::{RunRequest, Via};
-use crate::configuration::{Loader, SyncConfig};
+use crate::configuration::{Settings, SyncConfig};
+use crate::drain::DrainReport;
 use crate::platform::Platform;
 
 /// What a tick did, as stored in its `sync_runs` row.
@@ -42,20 +44,24 @@ pub struct TickReport {
     pub errors: Vec<String>,
 }
 
-/// Runs one tick recorded as `run_id` (from [`runs::start`] with [`RunKind::Tick`]); the periodic sync,
-/// when due, reaches numbers through `via`. Never fails: the report and `sync_runs` say what happened.
-pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
+/// Runs one tick recorded as `run_id` (from [`runs::start`] with [`RunKind::Tick`]) with the request's
+/// `settings`: first `drain` (composed by [`crate::app::tick`], which knows the page handlers), then the
+/// rest; the periodic sync, when due, reaches numbers through `via`. Never fails: the report and
+/// `sync_runs` say what happened.
+pub async fn tick(
+    platform: &Platform,
+    settings: &Settings,
+    run_id: &str,
+    via: &Via,
+    drain: impl Future<Output = anyhow::Result<DrainReport>>,
+) -> TickReport {
     let span = tracing::info_span!("tick", run_id);
     async {
         let mut report = TickReport {
             run_id: run_id.to_owned(),
             ..TickReport::default()
         };
-        let drained = async {
-            let settings = super::SyncSettings::load(platform).context("drain configuration")?;
-            settings.drain(platform, None).await
-        };
-        match drained.await {
+        match drain.await {
             Ok(drained) => {
                 let mut counts = drained.to_json();
                 // The per-event list can be long; the counts are what a tick row is for.
@@ -66,19 +72,19 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
             }
             Err(e) => report.errors.push(format!("drain: {e:#}")),
         }
-        match super::recheck::recheck_due(platform).await {
+        match super::recheck::recheck_due(platform, settings).await {
             Ok(rechecked) => report.pending = rechecked,
             Err(e) => report.errors.push(format!("pending re-check: {e:#}")),
         }
-        match crate::pages::canvas_relink::retry_due(platform).await {
+        match crate::pages::canvas_relink::retry_due(platform, settings).await {
             Ok(relinked) => report.canvas_relinks = relinked,
             Err(e) => report.errors.push(format!("Canvas relinks: {e:#}")),
         }
-        match crate::pages::canvas_backlink::run(platform).await {
+        match crate::pages::canvas_backlink::run(platform, settings).await {
             Ok(linked) => report.canvas_backlinks = linked,
             Err(e) => report.errors.push(format!("Canvas backlinks: {e:#}")),
         }
-        if let Err(e) = periodic(platform, run_id, via, &mut report).await {
+        if let Err(e) = periodic(platform, settings, run_id, via, &mut report).await {
             report.errors.push(format!("periodic sync: {e:#}"));
         }
         let ending = Ending {
@@ -99,13 +105,12 @@ pub async fn tick(platform: &Platform, run_id: &str, via: &Via) -> TickReport {
 /// Runs the periodic sync and housekeeping if they are due and this tick wins the claim.
 async fn periodic(
     platform: &Platform,
+    settings: &Settings,
     run_id: &str,
     via: &Via,
     report: &mut TickReport,
 ) -> anyhow::Result<()> {
-    let mut loader = Loader::new(&*platform.vars);
-    let config = SyncConfig::load(&mut loader);
-    loader.finish()?;
+    let config = settings.load(SyncConfig::load)?;
     let interval_ms = i64::from(config.sync_interval_minutes) * 60_000;
     let Some(claim) = schedule::claim(platform, schedule::PERIODIC, interval_ms, run_id)? else {
         return Ok(());
@@ -114,7 +119,14 @@ async fn periodic(
     let result = match sync_run_id {
         Ok(sync_run_id) => {
             report.sync_run_id = Some(sync_run_id.clone());
-            let sync = super::run(platform, &sync_run_id, &RunRequest::default(), via).await;
+            let sync = super::run(
+                platform,
+                settings,
+                &sync_run_id,
+                &RunRequest::default(),
+                via,
+            )
+            .await;
             report.sync_requests = sync.requests.total();
             Ok(())
         }

@@ -200,7 +200,10 @@ impl World {
     pub fn settings(&self, options: SyncOptions) -> SyncSettings {
         SyncSettings {
             options,
-            ..SyncSettings::load(&self.platform).expect("the variables are complete")
+            ..SyncSettings::load(&crate::configuration::Settings::new(
+                self.platform.vars.clone(),
+            ))
+            .expect("the variables are complete")
         }
     }
 

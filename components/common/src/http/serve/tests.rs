@@ -217,7 +217,7 @@ async fn the_status_page_opens_with_a_signed_link_but_not_a_forged_or_stale_one(
 async fn a_trigger_starts_like_a_request_and_reports_a_broken_database() {
     let (_dir, platform, _clock) = migrated_platform().await;
     let ran = Cell::new(false);
-    run_trigger("cron", 0, Ok(platform.clone()), |_| async {
+    run_trigger("cron", 0, Ok(platform.clone()), |_, _| async {
         ran.set(true);
         Ok(())
     })
@@ -225,7 +225,7 @@ async fn a_trigger_starts_like_a_request_and_reports_a_broken_database() {
     .unwrap();
     assert!(ran.get());
     ran.set(false);
-    let error = run_trigger("cron", 0, Ok(broken(&platform)), |_| async {
+    let error = run_trigger("cron", 0, Ok(broken(&platform)), |_, _| async {
         ran.set(true);
         Ok(())
     })
@@ -233,4 +233,80 @@ async fn a_trigger_starts_like_a_request_and_reports_a_broken_database() {
     .unwrap_err();
     assert!(!ran.get());
     assert!(format!("{error:#}").contains("disk I/O"), "{error:#}");
+}
+
+/// Counts the host reads of each variable.
+struct CountedVariables {
+    vars: Rc<dyn crate::platform::Variables>,
+    reads: RefCell<std::collections::BTreeMap<String, u32>>,
+}
+
+impl crate::platform::Variables for CountedVariables {
+    fn get(&self, name: &str) -> anyhow::Result<Option<String>> {
+        *self.reads.borrow_mut().entry(name.to_owned()).or_default() += 1;
+        self.vars.get(name)
+    }
+}
+
+#[tokio::test]
+async fn a_request_reads_each_variable_from_the_host_at_most_once() {
+    let (_dir, platform, _clock) = migrated_platform().await;
+    let counted = Rc::new(CountedVariables {
+        vars: platform.vars.clone(),
+        reads: RefCell::new(Default::default()),
+    });
+    let platform = Platform {
+        vars: counted.clone(),
+        ..platform
+    };
+    let route = QUEUE_DRAIN
+        .iter()
+        .find(|r| matches!(r.auth, Auth::Admin))
+        .expect("an admin route");
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let sent = Rc::new(RefCell::new(None));
+    let reply = {
+        let sent = sent.clone();
+        Reply::new(move |response| {
+            *sent.borrow_mut() = Some(response);
+            async {}
+        })
+    };
+    // The edge reads `log_level` and `admin_token`; the handler loads sections that share variables
+    // with each other and with the edge, as the tick does.
+    let handler = |cx: Context, _: _, reply: Reply| async move {
+        let drain = crate::sync::SyncSettings::load(&cx.settings).map(|_| ());
+        let notion = cx
+            .settings
+            .load(crate::configuration::NotionConfig::load)
+            .map(|_| ());
+        let token = cx.settings.admin().token;
+        let ok = drain.is_ok() && notion.is_ok() && token.expose() == ADMIN_TOKEN;
+        let _ = cx.settings.missing_required();
+        reply
+            .send(Response::json(200, &serde_json::json!({ "ok": ok })))
+            .await
+    };
+    let request = request(route.method, &path_of(route), Some(&bearer));
+    dispatch(
+        "test",
+        Ok(request),
+        Ok(platform),
+        QUEUE_DRAIN,
+        reply,
+        handler,
+    )
+    .await;
+    let response = sent.borrow_mut().take().expect("the edge always answers");
+    assert_eq!(response.json_body()["ok"], true, "{response:?}");
+    let reads = counted.reads.borrow();
+    for name in [
+        "log_level",
+        "admin_token",
+        "notion_api_key",
+        "sync_interval_minutes",
+    ] {
+        assert_eq!(reads.get(name), Some(&1), "{name}: {reads:?}");
+    }
+    assert!(reads.values().all(|&n| n == 1), "{reads:?}");
 }

@@ -357,7 +357,7 @@ async fn old_keys_and_rows_are_pruned_and_recent_ones_kept() {
 #[tokio::test]
 async fn without_storage_configuration_the_rest_still_runs() {
     let setup = setup().await;
-    let report = run_configured(&setup.platform, &SyncOptions::default()).await;
+    let report = run_configured(&setup.platform, &SyncOptions::default(), None).await;
     assert_eq!(report.storage, None);
     assert!(
         report

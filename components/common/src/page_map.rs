@@ -10,12 +10,15 @@
 //! The claim statements are [`crate::claims`]'s, on a table without a holder column: whoever won the
 //! claim sends the create, and whichever page is recorded first stays the item's page.
 //!
+//! It sits beneath both `pages` (calls and messages) and `canvas` (the Canvas records the app creates),
+//! which create pages with it.
+//!
 //! Body sections (transcript, summary, …) are appended once each with the same idea: marked in flight
 //! before the append, done after it.
 
 use anyhow::bail;
 
-use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
+use crate::claims::{Attempt, Done, Recorded, Stamp, Table, CLAIM_IN_PROGRESS_MS};
 use crate::platform::{Platform, Value};
 
 /// What a page is for.
@@ -41,8 +44,6 @@ impl Kind {
     }
 }
 
-/// A claim younger than this may still be in progress elsewhere: wait rather than query.
-pub const CLAIM_IN_PROGRESS_MS: i64 = 120_000;
 /// After a create whose outcome is unknown (5xx, timeout), how long to give Notion before querying for
 /// the page it may have made (its query index lags the write a little).
 pub const UNKNOWN_OUTCOME_SETTLE_MS: i64 = 10_000;
