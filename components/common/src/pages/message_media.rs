@@ -1,5 +1,5 @@
 //! A message page's pictures and files: copied to object storage before the page is written (see
-//! [`crate::storage::message_media`]), then linked in `Has Media` / `Media URLs` and shown in the body's
+//! [`crate::storage::media`]), then linked in `Has Media` / `Media URLs` and shown in the body's
 //! Media section, an image block per picture Notion can show and a file block per anything else.
 
 use chrono::{DateTime, Utc};
@@ -10,8 +10,7 @@ use super::{split_for_create, Section, WriteError, Writer};
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
 use crate::outbound::Failure;
-use crate::storage::media::{MediaError, MediaSource, StoredMedia};
-use crate::storage::message_media::{is_notion_image, MessageLinks};
+use crate::storage::media::{is_notion_image, MediaError, MediaSource, MessageLinks, StoredMedia};
 
 /// Body section of a message's media (key in `notion_pages.sections`, and heading).
 const SECTION: &str = "media";

@@ -1,10 +1,11 @@
-//! Copying a call's recording segments and voicemail: once, and not again after retention.
+//! Copying a file, once: a call's recording segments and voicemail, a message's media. A copy recorded
+//! as stored costs no request; one that retention deleted is not made again.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
-use super::keys::{extension_for, MediaKind, Target};
+use super::keys::{MediaKind, Target};
 use super::records::MediaRow;
 use super::transfer::Transfer;
 use super::{MediaCopier, MediaError, MediaSource, StoredMedia, StoredObject};
@@ -21,7 +22,7 @@ impl MediaCopier<'_> {
         source: &MediaSource,
     ) -> Result<StoredMedia, MediaError> {
         let target = Target {
-            call_id,
+            owner: call_id,
             created_at: call_created_at,
             kind: MediaKind::Recording,
             segment,
@@ -30,22 +31,15 @@ impl MediaCopier<'_> {
     }
 
     /// Copies every segment of a call's recording, `sources` in OpenPhone's order (segment 1 first);
-    /// one result per segment, in the same order. Segments are copied one after another, so memory
-    /// holds one part at a time.
+    /// one result per segment, in the same order.
     pub async fn copy_recordings(
         &self,
         call_id: &str,
         call_created_at: DateTime<Utc>,
         sources: &[MediaSource],
     ) -> Vec<Result<StoredMedia, MediaError>> {
-        let mut results = Vec::with_capacity(sources.len());
-        for (segment, source) in (1..).zip(sources) {
-            results.push(
-                self.copy_recording(call_id, call_created_at, segment, source)
-                    .await,
-            );
-        }
-        results
+        self.copy_all(call_id, call_created_at, MediaKind::Recording, sources)
+            .await
     }
 
     /// Copies the voicemail of call `call_id`, created at `call_created_at`.
@@ -56,12 +50,46 @@ impl MediaCopier<'_> {
         source: &MediaSource,
     ) -> Result<StoredMedia, MediaError> {
         let target = Target {
-            call_id,
+            owner: call_id,
             created_at: call_created_at,
             kind: MediaKind::Voicemail,
             segment: 1,
         };
         self.copy(&target, source).await
+    }
+
+    /// Copies every medium of message `message_id`, created at `created_at`, `sources` in the payload's
+    /// order; one result per medium, in the same order.
+    pub async fn copy_message_media(
+        &self,
+        message_id: &str,
+        created_at: DateTime<Utc>,
+        sources: &[MediaSource],
+    ) -> Vec<Result<StoredMedia, MediaError>> {
+        self.copy_all(message_id, created_at, MediaKind::Message, sources)
+            .await
+    }
+
+    /// Copies `sources` as the files of `owner`'s `kind` numbered from 1, one after another, so memory
+    /// holds one part at a time.
+    async fn copy_all(
+        &self,
+        owner: &str,
+        created_at: DateTime<Utc>,
+        kind: MediaKind,
+        sources: &[MediaSource],
+    ) -> Vec<Result<StoredMedia, MediaError>> {
+        let mut results = Vec::with_capacity(sources.len());
+        for (segment, source) in (1..).zip(sources) {
+            let target = Target {
+                owner,
+                created_at,
+                kind,
+                segment,
+            };
+            results.push(self.copy(&target, source).await);
+        }
+        results
     }
 
     async fn copy(
@@ -70,30 +98,34 @@ impl MediaCopier<'_> {
         source: &MediaSource,
     ) -> Result<StoredMedia, MediaError> {
         target.validate()?;
-        let span = tracing::info_span!(
-            "media_copy",
-            call_id = target.call_id,
-            kind = target.kind.as_str(),
-            segment = target.segment
-        );
+        let (owner, kind, segment) = (target.owner, target.kind.as_str(), target.segment);
+        // The fields logs are searched by: a call's or a message's.
+        let span = match target.kind {
+            MediaKind::Recording | MediaKind::Voicemail => {
+                tracing::info_span!("media_copy", call_id = owner, kind, segment)
+            }
+            MediaKind::Message => {
+                tracing::info_span!("media_copy", message_id = owner, kind, position = segment)
+            }
+        };
         let result = self
             .copy_in_span(target, source)
             .instrument(span.clone())
             .await;
-        match &result {
-            Ok(StoredMedia::Stored(object)) => span.in_scope(|| {
+        span.in_scope(|| match &result {
+            Ok(StoredMedia::Stored(object)) => {
                 tracing::info!(key = %object.key, size = object.size, uploaded = object.uploaded, "media stored");
-            }),
-            Ok(StoredMedia::Gone { key }) => span.in_scope(|| {
+            }
+            Ok(StoredMedia::Gone { key }) => {
                 tracing::warn!(key = %key, "media gone from the media host");
-            }),
-            Ok(StoredMedia::Retired { key }) => span.in_scope(|| {
+            }
+            Ok(StoredMedia::Retired { key }) => {
                 tracing::info!(key = %key, "media retired by retention: not copied again");
-            }),
-            Err(e) => span.in_scope(|| {
+            }
+            Err(e) => {
                 tracing::warn!(error = %e, transient = e.is_transient(), "media copy failed");
-            }),
-        }
+            }
+        });
         result
     }
 
@@ -102,7 +134,7 @@ impl MediaCopier<'_> {
         target: &Target<'_>,
         source: &MediaSource,
     ) -> Result<StoredMedia, MediaError> {
-        if let Some(key) = self.retired(target.call_id, target.kind.as_str(), target.segment)? {
+        if let Some(key) = self.retired(target)? {
             return Ok(StoredMedia::Retired { key });
         }
         if let Some(row) = self.find(target)? {
@@ -111,60 +143,59 @@ impl MediaCopier<'_> {
             }
         }
         let metadata = target.metadata(source.duration);
-        let (key, content_type, size, uploaded) = match self
+        let transfer = self
             .transfer(
                 source,
-                extension_for,
+                target.extension(),
                 |extension| target.key(extension),
                 metadata,
             )
-            .await?
-        {
-            Transfer::Gone { key, content_type } => {
-                self.record(
-                    target,
-                    &MediaRow {
-                        key: key.clone(),
-                        state: "gone".into(),
-                        size: None,
-                        content_type: Some(content_type),
-                        url: None,
-                        url_expires_at: None,
-                    },
-                )?;
-                return Ok(StoredMedia::Gone { key });
-            }
+            .await?;
+        let (row, result) = match transfer {
+            Transfer::Gone { key, content_type } => (
+                MediaRow {
+                    key: key.clone(),
+                    state: "gone".into(),
+                    size: None,
+                    content_type: Some(content_type),
+                    url: None,
+                    url_expires_at: None,
+                },
+                StoredMedia::Gone { key },
+            ),
             Transfer::Retired { key } => return Ok(StoredMedia::Retired { key }),
             Transfer::Stored {
                 key,
                 content_type,
                 size,
                 uploaded,
-            } => (key, content_type, size, uploaded),
+            } => {
+                let (url, url_expires_at) = self.new_link(&key);
+                (
+                    MediaRow {
+                        key: key.clone(),
+                        state: "stored".into(),
+                        size: Some(i64::try_from(size).context("object size")?),
+                        content_type: Some(content_type.clone()),
+                        url: Some(url.clone()),
+                        url_expires_at,
+                    },
+                    StoredMedia::Stored(StoredObject {
+                        key,
+                        url,
+                        url_expires_at,
+                        size,
+                        content_type,
+                        uploaded,
+                    }),
+                )
+            }
         };
-        let (url, url_expires_at) = self.new_link(&key);
-        let recorded = self.record(
-            target,
-            &MediaRow {
-                key: key.clone(),
-                state: "stored".into(),
-                size: Some(i64::try_from(size).context("object size")?),
-                content_type: Some(content_type.clone()),
-                url: Some(url.clone()),
-                url_expires_at,
-            },
-        )?;
-        if !recorded {
-            return Ok(StoredMedia::Retired { key });
+        // Retention retired the key meanwhile: a row would link to (or count) an object meant to be gone.
+        if !self.record(target, &row)? {
+            return Ok(StoredMedia::Retired { key: row.key });
         }
-        Ok(StoredMedia::Stored(StoredObject {
-            key,
-            url,
-            url_expires_at,
-            size,
-            content_type,
-            uploaded,
-        }))
+        Ok(result)
     }
 }
 
@@ -172,7 +203,7 @@ impl MediaCopier<'_> {
 mod tests {
     use test_servers::openphone::media_pattern;
 
-    use super::super::testing::{created_at, source, stored, Env, CALL};
+    use super::super::testing::{created_at, source, stored, Env, CALL, MESSAGE};
     use super::super::*;
     use crate::storage::s3::{ObjectAttributes, ObjectStore, S3Client};
     use crate::storage::testing::{count, storage_config};
@@ -432,5 +463,104 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn media_land_under_media_with_their_type_and_a_replay_copies_nothing() {
+        let env = Env::start().await;
+        let (s3, media, test) = (&env.s3, &env.media, &env.test);
+        let picture = media_pattern(0, 120_000);
+        let document = media_pattern(3, 40_000);
+        let sources = [
+            // The payload's type wins over a host's generic one.
+            source(
+                media.add_media(
+                    "/opstatics/5c90",
+                    "application/octet-stream",
+                    picture.clone(),
+                ),
+                Some("image/jpeg"),
+                None,
+            ),
+            // No type in the payload: the download's decides.
+            source(
+                media.add_media("/opstatics/9d1e", "application/pdf", document.clone()),
+                None,
+                None,
+            ),
+        ];
+        let copier = env.copier();
+        let results = copier
+            .copy_message_media(MESSAGE, created_at(), &sources)
+            .await;
+        let keys: Vec<&str> = results.iter().map(|r| stored(r).key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                format!("media/2025/10/21/{MESSAGE}-1.jpg"),
+                format!("media/2025/10/21/{MESSAGE}-2.pdf"),
+            ]
+        );
+        assert_eq!(stored(&results[0]).content_type, "image/jpeg");
+        assert_eq!(stored(&results[1]).content_type, "application/pdf");
+        assert_eq!(s3.object_bytes(keys[0]).unwrap(), picture);
+        assert_eq!(s3.object_bytes(keys[1]).unwrap(), document);
+        let body = reqwest::get(&stored(&results[1]).url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.to_vec(), document, "the link serves the copy");
+        assert_eq!(count(&test.http.take_actions(), "PutObject"), 2);
+
+        let again = copier
+            .copy_message_media(MESSAGE, created_at(), &sources)
+            .await;
+        assert_eq!(
+            test.http.take_actions(),
+            Vec::<String>::new(),
+            "a replay sends no request"
+        );
+        assert_eq!(stored(&again[0]).url, stored(&results[0]).url);
+        assert!(!stored(&again[0]).uploaded);
+        assert_eq!(s3.objects().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_gone_medium_is_recorded_and_the_others_copied() {
+        let env = Env::start().await;
+        let (media, test) = (&env.media, &env.test);
+        let sources = [
+            source(
+                media.media_url("/opstatics/expired"),
+                Some("image/png"),
+                None,
+            ),
+            source(
+                media.add_media("/opstatics/ok", "image/gif", vec![7; 500]),
+                None,
+                None,
+            ),
+        ];
+        let copier = env.copier();
+        let results = copier
+            .copy_message_media(MESSAGE, created_at(), &sources)
+            .await;
+        assert!(
+            matches!(&results[0], Ok(StoredMedia::Gone { key }) if key.ends_with("-1.png")),
+            "{results:?}"
+        );
+        assert!(stored(&results[1]).key.ends_with("-2.gif"));
+        let rows = test
+            .platform
+            .sql
+            .execute("SELECT state FROM message_media ORDER BY position", &[])
+            .unwrap();
+        let states: Vec<String> = rows
+            .iter()
+            .map(|r| r.str("state").unwrap().to_owned())
+            .collect();
+        assert_eq!(states, ["gone", "stored"]);
     }
 }

@@ -3,16 +3,19 @@
 
 use chrono::{DateTime, Utc};
 
+use super::records::{Ledger, CALL_MEDIA, MESSAGE_MEDIA};
 use super::MediaError;
 use crate::platform::Value;
 
-/// What a media file is to its call.
+/// What a media file is to its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum MediaKind {
-    /// A segment of the call's recording.
+    /// A segment of a call's recording.
     Recording,
-    /// The call's voicemail.
+    /// A call's voicemail.
     Voicemail,
+    /// A picture or file of an MMS message.
+    Message,
 }
 
 impl MediaKind {
@@ -20,6 +23,7 @@ impl MediaKind {
         match self {
             MediaKind::Recording => "recording",
             MediaKind::Voicemail => "voicemail",
+            MediaKind::Message => "media",
         }
     }
 }
@@ -36,8 +40,48 @@ pub fn extension_for(content_type: &str) -> &'static str {
     }
 }
 
+/// The extension of a message medium's key for `content_type`: the image, document, video and contact
+/// types MMS carries, the audio types of recordings, else `bin`.
+pub fn message_extension_for(content_type: &str) -> &'static str {
+    match essence(content_type).as_str() {
+        "image/jpeg" | "image/jpg" | "image/pjpeg" => "jpg",
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "image/heic" => "heic",
+        "image/heif" => "heif",
+        "image/bmp" => "bmp",
+        "image/tiff" => "tiff",
+        "image/svg+xml" => "svg",
+        "application/pdf" => "pdf",
+        "video/mp4" => "mp4",
+        "video/quicktime" => "mov",
+        "video/3gpp" => "3gp",
+        "text/vcard" | "text/x-vcard" => "vcf",
+        "text/plain" => "txt",
+        other => extension_for(other),
+    }
+}
+
+/// Whether Notion shows `content_type` in an image block: the image types its API documents for image
+/// blocks. Anything else goes in a file block.
+pub fn is_notion_image(content_type: &str) -> bool {
+    matches!(
+        essence(content_type).as_str(),
+        "image/jpeg"
+            | "image/jpg"
+            | "image/pjpeg"
+            | "image/png"
+            | "image/gif"
+            | "image/bmp"
+            | "image/heic"
+            | "image/tiff"
+            | "image/svg+xml"
+    )
+}
+
 /// `type/subtype` in lower case, without parameters.
-pub(in crate::storage) fn essence(content_type: &str) -> String {
+fn essence(content_type: &str) -> String {
     content_type
         .split(';')
         .next()
@@ -94,64 +138,92 @@ pub fn retirement_of(key: &str) -> Option<(String, &'static str, u32)> {
     (!owner.is_empty() && !owner.contains('/')).then_some((owner, kind, segment))
 }
 
-/// One media file of one call.
+/// One media file of one owner: segment `segment` (from 1) of a call's recording, its voicemail
+/// (segment 1), or medium `segment` of a message.
 pub(super) struct Target<'a> {
-    pub(super) call_id: &'a str,
+    /// The call or message id.
+    pub(super) owner: &'a str,
+    /// When the owner was created: the date in the key.
     pub(super) created_at: DateTime<Utc>,
     pub(super) kind: MediaKind,
     pub(super) segment: u32,
 }
 
 impl Target<'_> {
+    /// Refuses an owner id or number that cannot name an object.
     pub(super) fn validate(&self) -> Result<(), MediaError> {
-        let id_ok = !self.call_id.is_empty()
-            && self.call_id.len() <= 128
+        let id_ok = !self.owner.is_empty()
+            && self.owner.len() <= 128
             && self
-                .call_id
+                .owner
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !id_ok {
+            let noun = match self.kind {
+                MediaKind::Message => "message id",
+                MediaKind::Recording | MediaKind::Voicemail => "call id",
+            };
             return Err(MediaError::InvalidTarget(format!(
-                "call id {:?} cannot be part of an object key",
-                self.call_id
+                "{noun} {:?} cannot be part of an object key",
+                self.owner
             )));
         }
         if self.segment == 0 {
             return Err(MediaError::InvalidTarget(
-                "recording segments are numbered from 1".into(),
+                "segments and positions are numbered from 1".into(),
             ));
         }
         Ok(())
     }
 
+    /// The object key, with `extension` for the content type.
     pub(super) fn key(&self, extension: &str) -> String {
         let date = self.created_at.format("%Y/%m/%d");
+        let (owner, segment) = (self.owner, self.segment);
         match self.kind {
-            MediaKind::Recording => format!(
-                "recordings/{date}/{}-{}.{extension}",
-                self.call_id, self.segment
-            ),
-            MediaKind::Voicemail => format!("voicemails/{date}/{}.{extension}", self.call_id),
+            MediaKind::Recording => format!("recordings/{date}/{owner}-{segment}.{extension}"),
+            MediaKind::Voicemail => format!("voicemails/{date}/{owner}.{extension}"),
+            MediaKind::Message => format!("media/{date}/{owner}-{segment}.{extension}"),
         }
     }
 
+    /// The extension of the key for a content type.
+    pub(super) fn extension(&self) -> fn(&str) -> &'static str {
+        match self.kind {
+            MediaKind::Recording | MediaKind::Voicemail => extension_for,
+            MediaKind::Message => message_extension_for,
+        }
+    }
+
+    /// The object's metadata: its owner and number, and a recording's duration; never a transcript.
     pub(super) fn metadata(&self, duration: Option<f64>) -> Vec<(String, String)> {
+        let (owner, number) = match self.kind {
+            MediaKind::Recording | MediaKind::Voicemail => ("call-id", "segment"),
+            MediaKind::Message => ("message-id", "position"),
+        };
         let mut metadata = vec![
-            ("call-id".to_owned(), self.call_id.to_owned()),
-            ("segment".to_owned(), self.segment.to_string()),
+            (owner.to_owned(), self.owner.to_owned()),
+            (number.to_owned(), self.segment.to_string()),
         ];
-        if let Some(seconds) = duration.filter(|d| d.is_finite()) {
+        let duration = duration.filter(|d| d.is_finite() && self.kind != MediaKind::Message);
+        if let Some(seconds) = duration {
             metadata.push(("duration".to_owned(), seconds.to_string()));
         }
         metadata
     }
 
-    pub(super) fn params(&self) -> [Value; 3] {
-        [
-            self.call_id.into(),
-            self.kind.as_str().into(),
-            self.segment.into(),
-        ]
+    /// Where the copy is recorded.
+    pub(super) fn ledger(&self) -> &'static Ledger {
+        match self.kind {
+            MediaKind::Recording | MediaKind::Voicemail => &CALL_MEDIA,
+            MediaKind::Message => &MESSAGE_MEDIA,
+        }
+    }
+
+    /// The parameters naming the file in its ledger.
+    pub(super) fn params(&self) -> Vec<Value> {
+        self.ledger()
+            .params(self.owner, self.kind.as_str(), self.segment.into())
     }
 }
 
@@ -206,7 +278,7 @@ mod tests {
     #[test]
     fn keys_are_dated_in_utc_and_numbered_from_one() {
         let target = |kind, segment| Target {
-            call_id: CALL,
+            owner: CALL,
             created_at: created_at(),
             kind,
             segment,
@@ -222,10 +294,43 @@ mod tests {
         assert!(target(MediaKind::Recording, 0).validate().is_err());
         for bad in ["", "AC1/../x", "AC 1", "AC1?x"] {
             let t = Target {
-                call_id: bad,
+                owner: bad,
                 ..target(MediaKind::Recording, 1)
             };
             assert!(t.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn extensions_follow_the_content_type_and_images_are_those_notion_shows() {
+        for (content_type, extension) in [
+            ("image/jpeg", "jpg"),
+            ("IMAGE/JPEG; q=1", "jpg"),
+            ("image/png", "png"),
+            ("image/gif", "gif"),
+            ("image/heic", "heic"),
+            ("application/pdf", "pdf"),
+            ("video/mp4", "mp4"),
+            ("text/vcard", "vcf"),
+            ("audio/mpeg", "mp3"),
+            ("application/octet-stream", "bin"),
+        ] {
+            assert_eq!(
+                message_extension_for(content_type),
+                extension,
+                "{content_type}"
+            );
+        }
+        assert!(is_notion_image("image/png") && is_notion_image("image/jpeg; x=y"));
+        assert!(!is_notion_image("application/pdf") && !is_notion_image("image/webp"));
+        for bad in ["AC1/../x", ""] {
+            let target = Target {
+                owner: bad,
+                created_at: created_at(),
+                kind: MediaKind::Message,
+                segment: 1,
+            };
+            assert!(target.validate().is_err(), "{bad:?}");
         }
     }
 }

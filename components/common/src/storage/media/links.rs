@@ -1,11 +1,12 @@
-//! The links Notion gets for our copies: public or presigned, renewed before they stop working.
+//! The links Notion gets for our copies: `recordings_public_base_url/<key>` when that is set, else a
+//! presigned `GET` URL valid for 7 days, renewed before it stops working. A renewal is proposed per owner
+//! (a call's [`CallLinks`], a message's [`MessageLinks`]) and recorded only once the page has it.
 
 use anyhow::Context;
 
 use super::keys::Target;
-use super::records::MediaRow;
+use super::records::{Ledger, MediaRow, CALL_MEDIA, MESSAGE_MEDIA};
 use super::{MediaCopier, StoredObject, DAY_MS, REUSE_MARGIN_MS};
-use crate::platform::Value;
 
 /// The current links of a call's stored media, as [`MediaCopier::refresh_expiring_links`] proposes them
 /// (renewed ones included, not yet recorded).
@@ -21,12 +22,25 @@ pub struct CallLinks {
     pub renewed: Vec<RenewedLink>,
 }
 
+/// The current links of a message's stored media, as [`MediaCopier::refresh_expiring_message_links`]
+/// proposes them (renewed ones included, not yet recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageLinks {
+    /// `AC…` of the message.
+    pub message_id: String,
+    /// `(key, url)` of every stored medium, in payload order (a gone one is absent).
+    pub media: Vec<(String, String)>,
+    /// The links that changed, to record with [`MediaCopier::record_message_links`] once the page has
+    /// them.
+    pub renewed: Vec<RenewedLink>,
+}
+
 /// A link that a renewal changed, not yet recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenewedLink {
-    /// `recording` or `voicemail`.
+    /// `recording`, `voicemail` or `media`.
     pub kind: String,
-    /// Segment number (1 for a voicemail).
+    /// Segment number, or a medium's position (1 for a voicemail).
     pub segment: i64,
     /// The new link.
     pub url: String,
@@ -34,17 +48,22 @@ pub struct RenewedLink {
     pub expires_at: Option<i64>,
 }
 
-/// Adds `renewed` to the links renewed for `owner` (a call or message id); rows come ordered by owner, so
-/// a new owner starts a new group.
-pub(in crate::storage) fn group_renewed(
-    changed: &mut Vec<(String, Vec<RenewedLink>)>,
-    owner: &str,
-    renewed: RenewedLink,
-) {
-    match changed.last_mut() {
-        Some((id, links)) if id == owner => links.push(renewed),
-        _ => changed.push((owner.to_owned(), vec![renewed])),
-    }
+/// An owner whose links a renewal changes.
+struct Renewal {
+    /// The call or message id.
+    owner: String,
+    /// Every stored copy of the owner with its link as it will be, ordered by kind and number.
+    current: Vec<CurrentLink>,
+    /// The links that change.
+    renewed: Vec<RenewedLink>,
+}
+
+/// A stored copy and its link.
+struct CurrentLink {
+    kind: String,
+    segment: i64,
+    key: String,
+    url: String,
 }
 
 impl MediaCopier<'_> {
@@ -54,61 +73,24 @@ impl MediaCopier<'_> {
     /// [`MediaCopier::record_links`]. Nothing is recorded here, so a page write that fails leaves the
     /// links due. No request is sent: presigning is local.
     pub fn refresh_expiring_links(&self, within_days: u32) -> anyhow::Result<Vec<CallLinks>> {
-        let now = self.platform.clock.now_ms();
-        let valid_until = now + i64::from(within_days) * DAY_MS;
-        let rows = match &self.public_base_url {
-            Some(base) => self.platform.sql.execute(
-                "SELECT call_id, kind, segment, key, url, url_expires_at FROM media_objects
-                 WHERE state = 'stored'
-                   AND (url_expires_at IS NOT NULL OR url IS NULL OR substr(url, 1, length(?1)) != ?1)
-                 ORDER BY call_id",
-                &[format!("{base}/").into()],
-            )?,
-            None => self.platform.sql.execute(
-                "SELECT call_id, kind, segment, key, url, url_expires_at FROM media_objects
-                 WHERE state = 'stored' AND (url_expires_at IS NULL OR url_expires_at < ?1)
-                 ORDER BY call_id",
-                &[valid_until.into()],
-            )?,
-        };
-        let mut changed: Vec<(String, Vec<RenewedLink>)> = Vec::new();
-        for row in rows.iter() {
-            let call_id = row.str("call_id")?;
-            let key = row.str("key")?;
-            let Some((url, expires_at)) = self.relink(
-                key,
-                row.opt_str("url")?,
-                row.opt_i64("url_expires_at")?,
-                valid_until,
-            ) else {
-                continue;
-            };
-            let renewed = RenewedLink {
-                kind: row.str("kind")?.to_owned(),
-                segment: row.i64("segment")?,
-                url,
-                expires_at,
-            };
-            group_renewed(&mut changed, call_id, renewed);
-        }
-        changed
+        self.renewals(&CALL_MEDIA, within_days)?
             .into_iter()
-            .map(|(call_id, renewed)| {
-                let mut links = self.call_links(&call_id)?;
-                for r in &renewed {
-                    match r.kind.as_str() {
+            .map(|renewal| {
+                let mut links = CallLinks {
+                    call_id: renewal.owner,
+                    recordings: Vec::new(),
+                    voicemail: None,
+                    renewed: renewal.renewed,
+                };
+                for link in renewal.current {
+                    match link.kind.as_str() {
                         "recording" => {
-                            let segment = u32::try_from(r.segment).context("segment number")?;
-                            match links.recordings.iter_mut().find(|(s, _)| *s == segment) {
-                                Some(entry) => entry.1 = r.url.clone(),
-                                None => links.recordings.push((segment, r.url.clone())),
-                            }
+                            let segment = u32::try_from(link.segment).context("segment number")?;
+                            links.recordings.push((segment, link.url));
                         }
-                        _ => links.voicemail = Some(r.url.clone()),
+                        _ => links.voicemail = Some(link.url),
                     }
                 }
-                links.recordings.sort_by_key(|(segment, _)| *segment);
-                links.renewed = renewed;
                 Ok(links)
             })
             .collect()
@@ -117,52 +99,153 @@ impl MediaCopier<'_> {
     /// Records the renewed links of `links` once they are on the call's page, so a page write that
     /// failed leaves them due for the next run.
     pub fn record_links(&self, links: &CallLinks) -> anyhow::Result<()> {
-        let now = self.platform.clock.now_ms();
-        for r in &links.renewed {
-            self.platform.sql.execute(
-                "UPDATE media_objects SET url = ?4, url_expires_at = ?5, updated_at = ?6
-                 WHERE call_id = ?1 AND kind = ?2 AND segment = ?3",
-                &[
-                    links.call_id.as_str().into(),
-                    r.kind.as_str().into(),
-                    r.segment.into(),
-                    r.url.as_str().into(),
-                    Value::from(r.expires_at),
-                    now.into(),
-                ],
-            )?;
+        self.record_renewed(&CALL_MEDIA, &links.call_id, &links.renewed)
+    }
+
+    /// Proposes new links for message media, as [`MediaCopier::refresh_expiring_links`] does for calls:
+    /// per message whose links change, all of its current links, for the caller to put on the page and
+    /// then [`MediaCopier::record_message_links`].
+    pub fn refresh_expiring_message_links(
+        &self,
+        within_days: u32,
+    ) -> anyhow::Result<Vec<MessageLinks>> {
+        let renewals = self.renewals(&MESSAGE_MEDIA, within_days)?;
+        Ok(renewals
+            .into_iter()
+            .map(|renewal| MessageLinks {
+                message_id: renewal.owner,
+                media: renewal
+                    .current
+                    .into_iter()
+                    .map(|link| (link.key, link.url))
+                    .collect(),
+                renewed: renewal.renewed,
+            })
+            .collect())
+    }
+
+    /// Records the renewed links of `links` once they are on the message's page, so a page write that
+    /// failed leaves them due for the next run.
+    pub fn record_message_links(&self, links: &MessageLinks) -> anyhow::Result<()> {
+        self.record_renewed(&MESSAGE_MEDIA, &links.message_id, &links.renewed)
+    }
+
+    /// The owners in `ledger` with a link to renew (see [`MediaCopier::refresh_expiring_links`]), each
+    /// with all its current links. Records nothing.
+    fn renewals(&self, ledger: &Ledger, within_days: u32) -> anyhow::Result<Vec<Renewal>> {
+        let valid_until = self.platform.clock.now_ms() + i64::from(within_days) * DAY_MS;
+        let (table, columns) = (ledger.table, ledger.columns());
+        // Only rows that may need a new link are read (the expiry index serves the presigned case).
+        let rows = match &self.public_base_url {
+            Some(base) => self.platform.sql.execute(
+                &format!(
+                    "SELECT {columns}, key, url, url_expires_at FROM {table}
+                     WHERE state = 'stored'
+                       AND (url_expires_at IS NOT NULL OR url IS NULL OR substr(url, 1, length(?1)) != ?1)
+                     ORDER BY {columns}"
+                ),
+                &[format!("{base}/").into()],
+            )?,
+            None => self.platform.sql.execute(
+                &format!(
+                    "SELECT {columns}, key, url, url_expires_at FROM {table}
+                     WHERE state = 'stored' AND (url_expires_at IS NULL OR url_expires_at < ?1)
+                     ORDER BY {columns}"
+                ),
+                &[valid_until.into()],
+            )?,
+        };
+        let mut changed: Vec<(String, Vec<RenewedLink>)> = Vec::new();
+        for row in rows.iter() {
+            let (owner, kind, segment) = ledger.name(&row)?;
+            let Some((url, expires_at)) = self.relink(
+                row.str("key")?,
+                row.opt_str("url")?,
+                row.opt_i64("url_expires_at")?,
+                valid_until,
+            ) else {
+                continue;
+            };
+            let renewed = RenewedLink {
+                kind: kind.to_owned(),
+                segment,
+                url,
+                expires_at,
+            };
+            // Rows come ordered by owner, so a new owner starts a new group.
+            match changed.last_mut() {
+                Some((id, links)) if id == owner => links.push(renewed),
+                _ => changed.push((owner.to_owned(), vec![renewed])),
+            }
+        }
+        changed
+            .into_iter()
+            .map(|(owner, renewed)| {
+                let current = self.current_links(ledger, &owner, &renewed)?;
+                Ok(Renewal {
+                    owner,
+                    current,
+                    renewed,
+                })
+            })
+            .collect()
+    }
+
+    /// Every stored copy of `owner` in `ledger` with its link, `renewed` ones replaced.
+    fn current_links(
+        &self,
+        ledger: &Ledger,
+        owner: &str,
+        renewed: &[RenewedLink],
+    ) -> anyhow::Result<Vec<CurrentLink>> {
+        let (table, columns) = (ledger.table, ledger.columns());
+        let rows = self.platform.sql.execute(
+            &format!(
+                "SELECT {columns}, key, url FROM {table}
+                 WHERE {} = ?1 AND state = 'stored' ORDER BY {columns}",
+                ledger.owner()
+            ),
+            &[owner.into()],
+        )?;
+        let mut current = Vec::new();
+        for row in rows.iter() {
+            let (_, kind, segment) = ledger.name(&row)?;
+            let url = match renewed
+                .iter()
+                .find(|r| r.kind == kind && r.segment == segment)
+            {
+                Some(r) => r.url.clone(),
+                None => match row.opt_str("url")? {
+                    Some(url) => url.to_owned(),
+                    None => continue,
+                },
+            };
+            current.push(CurrentLink {
+                kind: kind.to_owned(),
+                segment,
+                key: row.str("key")?.to_owned(),
+                url,
+            });
+        }
+        Ok(current)
+    }
+
+    /// Records `renewed`, the new links of `owner`'s copies in `ledger`.
+    fn record_renewed(
+        &self,
+        ledger: &Ledger,
+        owner: &str,
+        renewed: &[RenewedLink],
+    ) -> anyhow::Result<()> {
+        for r in renewed {
+            self.set_link(ledger, (owner, &r.kind, r.segment), &r.url, r.expires_at)?;
         }
         Ok(())
     }
 
-    fn call_links(&self, call_id: &str) -> anyhow::Result<CallLinks> {
-        let rows = self.platform.sql.execute(
-            "SELECT kind, segment, url FROM media_objects
-             WHERE call_id = ?1 AND state = 'stored' AND url IS NOT NULL ORDER BY kind, segment",
-            &[call_id.into()],
-        )?;
-        let mut links = CallLinks {
-            call_id: call_id.to_owned(),
-            recordings: Vec::new(),
-            voicemail: None,
-            renewed: Vec::new(),
-        };
-        for row in rows.iter() {
-            let url = row.str("url")?.to_owned();
-            match row.str("kind")? {
-                "recording" => {
-                    let segment = u32::try_from(row.i64("segment")?).context("segment number")?;
-                    links.recordings.push((segment, url));
-                }
-                _ => links.voicemail = Some(url),
-            }
-        }
-        Ok(links)
-    }
-
     /// The link `key` should have now, when it differs from the stored `url` (public base changed,
     /// presigned link expiring before `valid_until`, or none yet).
-    pub(in crate::storage) fn relink(
+    fn relink(
         &self,
         key: &str,
         url: Option<&str>,
@@ -185,7 +268,7 @@ impl MediaCopier<'_> {
     }
 
     /// The link of a new copy under `key`: public, or presigned from now.
-    pub(in crate::storage) fn new_link(&self, key: &str) -> (String, Option<i64>) {
+    pub(super) fn new_link(&self, key: &str) -> (String, Option<i64>) {
         let now = self.platform.clock.now_ms();
         self.relink(key, None, None, now)
             .expect("a key without a link always gets one")
@@ -201,13 +284,8 @@ impl MediaCopier<'_> {
             now + REUSE_MARGIN_MS,
         ) {
             Some((url, expires_at)) => {
-                let mut params = target.params().to_vec();
-                params.extend([url.as_str().into(), Value::from(expires_at), now.into()]);
-                self.platform.sql.execute(
-                    "UPDATE media_objects SET url = ?4, url_expires_at = ?5, updated_at = ?6
-                     WHERE call_id = ?1 AND kind = ?2 AND segment = ?3",
-                    &params,
-                )?;
+                let name = (target.owner, target.kind.as_str(), target.segment.into());
+                self.set_link(target.ledger(), name, &url, expires_at)?;
                 (url, expires_at)
             }
             None => (row.url.context("a stored link")?, row.url_expires_at),
@@ -225,7 +303,7 @@ impl MediaCopier<'_> {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
-    use super::super::testing::{created_at, source, stored, Env, CALL};
+    use super::super::testing::{created_at, source, stored, Env, CALL, MESSAGE};
     use super::super::*;
     use crate::storage::testing::storage_config;
 
@@ -334,5 +412,30 @@ mod tests {
             .1
             .starts_with("https://cdn.example.com/recordings/"));
         assert!(copier.refresh_expiring_links(1).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn presigned_message_links_are_renewed_and_recorded_once_on_the_page() {
+        let env = Env::start().await;
+        let (media, test) = (&env.media, &env.test);
+        let url = media.add_media("/opstatics/p", "image/png", vec![1; 100]);
+        let copier = env.copier();
+        let first = copier
+            .copy_message_media(MESSAGE, created_at(), &[source(url, None, None)])
+            .await;
+        let first = stored(&first[0]).clone();
+        assert!(copier.refresh_expiring_message_links(1).unwrap().is_empty());
+
+        test.clock.advance_ms(6 * DAY_MS + DAY_MS / 2);
+        let due = copier.refresh_expiring_message_links(1).unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].message_id, MESSAGE);
+        let (key, renewed) = &due[0].media[0];
+        assert_eq!(key, &first.key);
+        assert_ne!(renewed, &first.url);
+        // Not recorded until the page has it: still due.
+        assert_eq!(copier.refresh_expiring_message_links(1).unwrap(), due);
+        copier.record_message_links(&due[0]).unwrap();
+        assert!(copier.refresh_expiring_message_links(1).unwrap().is_empty());
     }
 }

@@ -1,23 +1,30 @@
-//! Recordings and voicemails copied from OpenPhone's media host into the object store, so the links in
-//! Notion keep working after OpenPhone's own URLs stop.
+//! Recordings, voicemails and the pictures and files of MMS messages (a webhook's `media[]`) copied from
+//! OpenPhone's media host into the object store, so the links in Notion keep working after OpenPhone's
+//! own URLs stop. Calls' and messages' media take the same path; they differ only in their keys and the
+//! table that records them.
 //!
 //! - **Keys.** `recordings/YYYY/MM/DD/<callId>-<n>.<ext>` for segment `n` (from 1) of a call's recording,
-//!   `voicemails/YYYY/MM/DD/<callId>.<ext>` for its voicemail; the date is the call's `createdAt` in UTC,
-//!   the extension follows the content type ([`extension_for`]). Objects carry their content type and
-//!   small metadata (call id, segment, duration), never a transcript.
+//!   `voicemails/YYYY/MM/DD/<callId>.<ext>` for its voicemail, `media/YYYY/MM/DD/<messageId>-<n>.<ext>`
+//!   for medium `n` of a message (in the payload's order); the date is the call's or message's
+//!   `createdAt` in UTC, the extension follows the content type ([`extension_for`],
+//!   [`message_extension_for`]): the payload's `type`, unless only the download's `Content-Type` names a
+//!   type we know. Objects carry their content type and small metadata (owner id, number, a
+//!   recording's duration), never a transcript.
 //! - **Streaming.** The download is read chunk by chunk into an [`ObjectWriter`](super::s3::ObjectWriter),
 //!   which sends a part whenever one is full: memory holds one part (8 MiB; twice while `Outbound`
 //!   keeps a copy of the request for its retries), whatever the file's size. Segments are copied one
 //!   after another for the same reason.
-//! - **Idempotent.** `media_objects` records every copy. A copy recorded as stored costs no request at
-//!   all. Otherwise the download is started, and once its headers are in, `HeadObject` tells whether the
-//!   store already has an object of that size under the key; only if not are the bytes uploaded.
+//! - **Idempotent.** `media_objects` (calls) and `message_media` (messages) record every copy. A copy
+//!   recorded as stored costs no request at all. Otherwise the download is started, and once its
+//!   headers are in, `HeadObject` tells whether the store already has an object of that size under the
+//!   key; only if not are the bytes uploaded.
 //! - **Links.** Notion gets `recordings_public_base_url/<key>` when that is set, else a presigned `GET`
-//!   URL valid for 7 days (the longest SigV4 allows), whose expiry is kept in `media_objects`;
-//!   [`MediaCopier::refresh_expiring_links`] proposes new links for those about to expire, and
-//!   [`MediaCopier::record_links`] records them once the call's page has them.
+//!   URL valid for 7 days (the longest SigV4 allows), whose expiry is recorded with the copy;
+//!   [`MediaCopier::refresh_expiring_links`] (and [`MediaCopier::refresh_expiring_message_links`])
+//!   propose new links for those about to expire, and [`MediaCopier::record_links`]
+//!   ([`MediaCopier::record_message_links`]) record them once the page has them.
 //! - **Retention.** An object the housekeeping deleted for its age is remembered in `retired_media`
-//!   ([`retirement_of`] names its call and segment from the key); a later copy of the same file copies
+//!   ([`retirement_of`] names its owner and number from the key); a later copy of the same file copies
 //!   nothing and answers [`StoredMedia::Retired`], so the page keeps no fresh link to media meant to be
 //!   gone and the bucket does not get it back.
 //! - **Failures.** A `404` (or `410`) from the media host is not an error: the media is recorded as
@@ -44,8 +51,8 @@
 //! ```
 //!
 //! Where things are: [`keys`] (object keys, extensions, content types), [`transfer`] (the streamed copy),
-//! [`records`] (`media_objects` and `retired_media`), [`links`] (public and presigned links, renewal),
-//! [`copy`] (a call's recordings and voicemail, put together).
+//! [`records`] (the two tables that record copies, and `retired_media`), [`links`] (public and
+//! presigned links, renewal), [`copy`] (a file copied once, put together from those).
 
 mod copy;
 mod keys;
@@ -58,22 +65,19 @@ mod testing;
 
 use anyhow::Context;
 
-pub(super) use keys::essence;
-pub use keys::{extension_for, retirement_of};
-pub(super) use links::group_renewed;
-pub use links::{CallLinks, RenewedLink};
-pub(super) use transfer::Transfer;
+pub use keys::{extension_for, is_notion_image, message_extension_for, retirement_of};
+pub use links::{CallLinks, MessageLinks, RenewedLink};
 
 use super::s3::{ObjectStore, StoreError};
 use crate::configuration::StorageConfig;
 use crate::outbound::{ApiError, Failure, Transience};
 use crate::platform::Platform;
 
-pub(super) const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// A stored presigned link is handed out again only if it stays valid at least this long.
-pub(super) const REUSE_MARGIN_MS: i64 = DAY_MS;
+const REUSE_MARGIN_MS: i64 = DAY_MS;
 
-/// A file on OpenPhone's media host, as a call, recording or voicemail payload describes it.
+/// A file on OpenPhone's media host, as a call, recording, voicemail or message payload describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaSource {
     /// Where OpenPhone serves it; must be on `openphone_media_base`.
@@ -106,8 +110,8 @@ pub struct StoredObject {
 pub enum StoredMedia {
     /// Copied (now or before).
     Stored(StoredObject),
-    /// The media host no longer has the file (`404`/`410`): there is nothing to copy. Recorded in
-    /// `media_objects` under the key it would have had.
+    /// The media host no longer has the file (`404`/`410`): there is nothing to copy. Recorded
+    /// under the key it would have had.
     Gone {
         /// The key the copy would have had.
         key: String,
@@ -141,7 +145,7 @@ pub enum MediaError {
         /// The configured media host.
         media_base: String,
     },
-    /// A call id or segment number that cannot name an object.
+    /// A call or message id, or a number, that cannot name an object.
     #[error("invalid media target: {0}")]
     InvalidTarget(String),
     /// The download failed or was refused.
@@ -170,7 +174,7 @@ pub enum MediaError {
         /// What happened.
         error: StoreError,
     },
-    /// `media_objects` could not be read or written.
+    /// The table that records copies could not be read or written.
     #[error("media_objects: {0:#}")]
     Database(anyhow::Error),
 }
@@ -196,13 +200,12 @@ impl From<anyhow::Error> for MediaError {
     }
 }
 
-/// Copies a call's media (and, in [`super::message_media`], a message's) to the object store and keeps
-/// their links current.
+/// Copies calls' and messages' media to the object store and keeps their links current.
 pub struct MediaCopier<'a> {
-    pub(super) platform: &'a Platform,
+    platform: &'a Platform,
     store: ObjectStore,
     media_base: url::Url,
-    pub(super) public_base_url: Option<String>,
+    public_base_url: Option<String>,
 }
 
 impl<'a> MediaCopier<'a> {

@@ -1,4 +1,4 @@
-//! What the tests of the call media copier share: a call, its date, sources, and an environment of a
+//! What the tests of the media copier share: a call and a message, their date, sources, and an environment of a
 //! store, a media host and a platform.
 
 use chrono::{DateTime, Utc};
@@ -9,6 +9,7 @@ use crate::storage::s3::{ObjectInfo, ObjectStore, S3Client};
 use crate::storage::testing::{media_server, s3_server, storage_config, TestPlatform};
 
 pub(super) const CALL: &str = "ACbaee66e137f0467dbed5ad4bc8d60800";
+pub(super) const MESSAGE: &str = "AC24a8b8321c4f4cf2be110f4250793d51";
 
 /// 2025-10-20 19:59:59 in New York is already the 21st in UTC.
 pub(super) fn created_at() -> DateTime<Utc> {

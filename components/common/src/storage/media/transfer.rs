@@ -19,7 +19,7 @@ enum Download {
 }
 
 /// What a streamed copy found ([`MediaCopier::transfer`]).
-pub(in crate::storage) enum Transfer {
+pub(super) enum Transfer {
     /// In the store: uploaded now, or already there with the download's size.
     Stored {
         key: String,
@@ -37,7 +37,7 @@ impl MediaCopier<'_> {
     /// Streams `source` from the media host into the store under `key(extension)`, the extension given
     /// by `extension` for the content type ([`choose_content_type`]); an object already under that key
     /// with the download's size is not uploaded again. Records nothing: that is the caller's.
-    pub(in crate::storage) async fn transfer(
+    pub(super) async fn transfer(
         &self,
         source: &MediaSource,
         extension: fn(&str) -> &'static str,
