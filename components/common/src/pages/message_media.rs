@@ -184,11 +184,7 @@ impl Writer<'_> {
     /// body's Media section (a block whose link already matches is left alone). A message without a page
     /// needs nothing.
     pub async fn relink_message(&self, links: &MessageLinks) -> Result<(), WriteError> {
-        let Some(page_id) = self
-            .map
-            .get(Kind::Message, &links.message_id)?
-            .and_then(|row| row.page_id)
-        else {
+        let Some(page_id) = self.page_of(Kind::Message, &links.message_id)? else {
             return Ok(());
         };
         let urls: Vec<&str> = links.media.iter().map(|(_, url)| url.as_str()).collect();
