@@ -270,17 +270,9 @@ impl<'a> Notion<'a> {
                     .map(|t| json!({ "property": title_property, "title": { "equals": t } }))
                     .collect();
                 let filter = json!({ "or": conditions });
-                let mut cursor: Option<String> = None;
-                loop {
-                    let page = self
-                        .query(data_source_id, &filter, 100, cursor.as_deref())
-                        .await?;
-                    found.extend(titled(&page.results, title_property));
-                    match page.next_cursor {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
+                // At most `MAX_OR_FILTERS` titles match: never near Notion's result limit.
+                self.query_titled(data_source_id, &filter, title_property, &mut found)
+                    .await?;
             }
             Ok(found)
         }
@@ -306,23 +298,38 @@ impl<'a> Notion<'a> {
             let filter =
                 json!({ "timestamp": "created_time", "created_time": { "on_or_after": since } });
             let mut found = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = self
-                    .query(data_source_id, &filter, 100, cursor.as_deref())
-                    .await?;
-                found.extend(titled(&page.results, title_property));
-                if page.incomplete {
-                    return Ok(None);
-                }
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => return Ok(Some(found)),
-                }
-            }
+            let complete = self
+                .query_titled(data_source_id, &filter, title_property, &mut found)
+                .await?;
+            Ok(complete.then_some(found))
         }
         .instrument(span)
         .await
+    }
+
+    /// Adds to `found` (title, page id) of every page of a data source that `filter` matches, reading
+    /// every result page; `false` when Notion stopped at its 10 000-result limit.
+    async fn query_titled(
+        &self,
+        data_source_id: &str,
+        filter: &Value,
+        title_property: &str,
+        found: &mut Vec<(String, String)>,
+    ) -> Result<bool, ApiError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .query(data_source_id, filter, 100, cursor.as_deref())
+                .await?;
+            found.extend(titled(&page.results, title_property));
+            if page.incomplete {
+                return Ok(false);
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(true),
+            }
+        }
     }
 
     /// Creates a page in a data source; returns its id. Not retried after an unknown outcome.

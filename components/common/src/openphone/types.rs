@@ -1,7 +1,8 @@
 //! OpenPhone resources as the REST API and the webhooks send them. Deserialization is lenient on purpose:
 //! app webhooks (v2/v3), API webhooks (v4) and REST responses differ (`body`/`text`, `to` as a string or an
 //! array, `media` and `voicemail` only in some), so every field but the id is optional and unknown fields
-//! are ignored.
+//! are ignored. An `Option` field a payload leaves out is `None` by serde's own rule; the other fields
+//! (lists, text, and those read by a `deserialize_with` function) say `#[serde(default)]`.
 
 use serde::{Deserialize, Deserializer};
 
@@ -43,7 +44,6 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error>
 #[serde(rename_all = "camelCase")]
 pub struct Media {
     /// Download URL.
-    #[serde(default)]
     pub url: Option<String>,
     /// MIME type.
     #[serde(default, rename = "type")]
@@ -58,10 +58,8 @@ pub struct Media {
 #[serde(rename_all = "camelCase")]
 pub struct Voicemail {
     /// Download URL (webhook).
-    #[serde(default)]
     pub url: Option<String>,
     /// Download URL (REST).
-    #[serde(default)]
     pub recording_url: Option<String>,
     /// MIME type.
     #[serde(default, rename = "type")]
@@ -73,7 +71,6 @@ pub struct Voicemail {
     #[serde(default, alias = "transcription")]
     pub transcript: Option<String>,
     /// `completed` or `in-progress` (REST).
-    #[serde(default)]
     pub status: Option<ProcessingStatus>,
 }
 
@@ -94,25 +91,18 @@ pub struct Call {
     /// `AC…`.
     pub id: String,
     /// `PN…` of the workspace number.
-    #[serde(default)]
     pub phone_number_id: Option<String>,
     /// `US…`.
-    #[serde(default)]
     pub user_id: Option<String>,
     /// `US…` of the user who answered an incoming call (v4 payloads and REST).
-    #[serde(default)]
     pub answered_by: Option<String>,
     /// `US…` of the user who placed an outgoing call (v4 payloads and REST).
-    #[serde(default)]
     pub initiated_by: Option<String>,
     /// `incoming` or `outgoing`.
-    #[serde(default)]
     pub direction: Option<Direction>,
     /// `completed`, `missed`, `no-answer`, …
-    #[serde(default)]
     pub status: Option<CallStatus>,
     /// Caller (legacy payloads).
-    #[serde(default)]
     pub from: Option<String>,
     /// Callee(s) (legacy payloads).
     #[serde(default, deserialize_with = "one_or_many")]
@@ -121,34 +111,26 @@ pub struct Call {
     #[serde(default, deserialize_with = "one_or_many")]
     pub participants: Vec<String>,
     /// ISO-8601.
-    #[serde(default)]
     pub created_at: Option<String>,
     /// ISO-8601.
-    #[serde(default)]
     pub answered_at: Option<String>,
     /// ISO-8601.
-    #[serde(default)]
     pub completed_at: Option<String>,
     /// Seconds.
     #[serde(default, deserialize_with = "lenient_f64")]
     pub duration: Option<f64>,
     /// e.g. `phone-number`, `phone-menu`.
-    #[serde(default)]
     pub call_route: Option<String>,
     /// E.164 or `US…`.
-    #[serde(default)]
     pub forwarded_from: Option<String>,
     /// E.164 or `US…`.
-    #[serde(default)]
     pub forwarded_to: Option<String>,
     /// `CN…`.
-    #[serde(default)]
     pub conversation_id: Option<String>,
     /// Recording segments carried by legacy `call.recording.completed` payloads.
     #[serde(default)]
     pub media: Vec<Media>,
     /// Voicemail carried by legacy `call.completed` payloads.
-    #[serde(default)]
     pub voicemail: Option<Voicemail>,
 }
 
@@ -159,19 +141,14 @@ pub struct Message {
     /// `AC…` (messages share the prefix with calls).
     pub id: String,
     /// `PN…`.
-    #[serde(default)]
     pub phone_number_id: Option<String>,
     /// `US…`.
-    #[serde(default)]
     pub user_id: Option<String>,
     /// `incoming` or `outgoing`.
-    #[serde(default)]
     pub direction: Option<Direction>,
     /// `received`, `queued`, `sent`, `delivered`, `undelivered`.
-    #[serde(default)]
     pub status: Option<String>,
     /// Sender, E.164.
-    #[serde(default)]
     pub from: Option<String>,
     /// Every recipient.
     #[serde(default, deserialize_with = "one_or_many")]
@@ -183,13 +160,10 @@ pub struct Message {
     #[serde(default)]
     pub media: Vec<Media>,
     /// ISO-8601.
-    #[serde(default)]
     pub created_at: Option<String>,
     /// ISO-8601.
-    #[serde(default)]
     pub updated_at: Option<String>,
     /// `CN…`.
-    #[serde(default)]
     pub conversation_id: Option<String>,
 }
 
@@ -198,16 +172,12 @@ pub struct Message {
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// The call.
-    #[serde(default)]
     pub call_id: Option<String>,
     /// `absent`, `in-progress`, `completed`, `failed`.
-    #[serde(default)]
     pub status: Option<ProcessingStatus>,
     /// Summary points.
-    #[serde(default)]
     pub summary: Option<Vec<String>>,
     /// Next steps.
-    #[serde(default)]
     pub next_steps: Option<Vec<String>>,
 }
 
@@ -225,10 +195,8 @@ pub struct DialogueSegment {
     #[serde(default, deserialize_with = "lenient_f64")]
     pub end: Option<f64>,
     /// E.164 of the speaker, for the external party.
-    #[serde(default)]
     pub identifier: Option<String>,
     /// `US…` when the speaker is a workspace user.
-    #[serde(default)]
     pub user_id: Option<String>,
 }
 
@@ -237,16 +205,13 @@ pub struct DialogueSegment {
 #[serde(rename_all = "camelCase")]
 pub struct Transcript {
     /// The call.
-    #[serde(default)]
     pub call_id: Option<String>,
     /// `absent`, `in-progress`, `completed`, `failed`.
-    #[serde(default)]
     pub status: Option<ProcessingStatus>,
     /// Seconds.
     #[serde(default, deserialize_with = "lenient_f64")]
     pub duration: Option<f64>,
     /// The dialogue, in order.
-    #[serde(default)]
     pub dialogue: Option<Vec<DialogueSegment>>,
 }
 
@@ -255,10 +220,8 @@ pub struct Transcript {
 #[serde(rename_all = "camelCase")]
 pub struct Recording {
     /// `CR…`.
-    #[serde(default)]
     pub id: Option<String>,
     /// Download URL.
-    #[serde(default)]
     pub url: Option<String>,
     /// MIME type.
     #[serde(default, rename = "type")]
@@ -267,7 +230,6 @@ pub struct Recording {
     #[serde(default, deserialize_with = "lenient_f64")]
     pub duration: Option<f64>,
     /// `completed`, `processing`, …
-    #[serde(default)]
     pub status: Option<ProcessingStatus>,
 }
 
@@ -278,13 +240,10 @@ pub struct PhoneNumberUser {
     /// `US…`.
     pub id: String,
     /// First name.
-    #[serde(default)]
     pub first_name: Option<String>,
     /// Last name.
-    #[serde(default)]
     pub last_name: Option<String>,
     /// Email.
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -313,10 +272,8 @@ pub struct PhoneNumber {
     /// `PN…`.
     pub id: String,
     /// E.164.
-    #[serde(default)]
     pub number: Option<String>,
     /// Name given in OpenPhone.
-    #[serde(default)]
     pub name: Option<String>,
     /// Users who share the number.
     #[serde(default)]

@@ -107,11 +107,7 @@ impl Writer<'_> {
     /// the links in the body's Recordings and Voicemail sections (blocks whose link already matches are
     /// left alone). A call without a page yet needs nothing.
     pub async fn relink(&self, links: &CallLinks) -> Result<(), WriteError> {
-        let Some(page_id) = self
-            .map
-            .get(Kind::Call, &links.call_id)?
-            .and_then(|row| row.page_id)
-        else {
+        let Some(page_id) = self.page_of(Kind::Call, &links.call_id)? else {
             return Ok(());
         };
         let mut props = Map::new();

@@ -1,5 +1,5 @@
 //! A message page's pictures and files: copied to object storage before the page is written (see
-//! [`crate::storage::message_media`]), then linked in `Has Media` / `Media URLs` and shown in the body's
+//! [`crate::storage::media`]), then linked in `Has Media` / `Media URLs` and shown in the body's
 //! Media section, an image block per picture Notion can show and a file block per anything else.
 
 use chrono::{DateTime, Utc};
@@ -10,8 +10,7 @@ use super::{split_for_create, Section, WriteError, Writer};
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
 use crate::outbound::Failure;
-use crate::storage::media::{MediaError, MediaSource, StoredMedia};
-use crate::storage::message_media::{is_notion_image, MessageLinks};
+use crate::storage::media::{is_notion_image, MediaError, MediaSource, MessageLinks, StoredMedia};
 
 /// Body section of a message's media (key in `notion_pages.sections`, and heading).
 const SECTION: &str = "media";
@@ -185,11 +184,7 @@ impl Writer<'_> {
     /// body's Media section (a block whose link already matches is left alone). A message without a page
     /// needs nothing.
     pub async fn relink_message(&self, links: &MessageLinks) -> Result<(), WriteError> {
-        let Some(page_id) = self
-            .map
-            .get(Kind::Message, &links.message_id)?
-            .and_then(|row| row.page_id)
-        else {
+        let Some(page_id) = self.page_of(Kind::Message, &links.message_id)? else {
             return Ok(());
         };
         let urls: Vec<&str> = links.media.iter().map(|(_, url)| url.as_str()).collect();

@@ -99,6 +99,18 @@ enum Prepared {
 
 /// Whether Notion refused a write to a page because a person deleted it (`404`) or moved it to the trash
 /// (`400` "Can't edit block that is archived").
+/// The title property of a database, which every page is found by; a database without one is refused as
+/// Notion would refuse a query on it.
+fn title_property(schema: &DataSourceSchema) -> Result<&str, WriteError> {
+    schema.title_property().ok_or_else(|| {
+        WriteError::Api(ApiError::Refused {
+            service: crate::outbound::Service::Notion,
+            status: 400,
+            detail: "the database has no title property".into(),
+        })
+    })
+}
+
 fn is_gone(error: &ApiError) -> bool {
     match error {
         ApiError::Refused { status: 404, .. } => true,
@@ -180,6 +192,14 @@ impl<'a> Writer<'a> {
         self
     }
 
+    /// The page of item `kind`/`openphone_id`, when it has one.
+    fn page_of(&self, kind: Kind, openphone_id: &str) -> Result<Option<String>, WriteError> {
+        Ok(self
+            .map
+            .get(kind, openphone_id)?
+            .and_then(|row| row.page_id))
+    }
+
     fn check_lease(&self) -> Result<(), WriteError> {
         match self.lease {
             Some(lease) => Ok(lease.check()?),
@@ -258,13 +278,7 @@ impl<'a> Writer<'a> {
         }
         let prepared = async {
             if plan == CreatePlan::QueryThenCreate {
-                let title = schema.title_property().ok_or_else(|| {
-                    WriteError::Api(ApiError::Refused {
-                        service: crate::outbound::Service::Notion,
-                        status: 400,
-                        detail: "the database has no title property".into(),
-                    })
-                })?;
+                let title = title_property(&schema)?;
                 let filter =
                     serde_json::json!({ "property": title, "title": { "equals": openphone_id } });
                 let found = self.notion.query(&data_source, &filter, 1, None).await?;
@@ -360,13 +374,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         let (data_source, schema) = self.schema_of(kind).await?;
-        let title = schema.title_property().ok_or_else(|| {
-            WriteError::Api(ApiError::Refused {
-                service: crate::outbound::Service::Notion,
-                status: 400,
-                detail: "the database has no title property".into(),
-            })
-        })?;
+        let title = title_property(&schema)?;
         let known = self.windows.borrow().get(&kind).copied();
         let covered_from = match known {
             Some(covered) => covered,

@@ -1,9 +1,8 @@
-//! Object storage: the S3 protocol and client ([`s3`], signed by [`sigv4`]), the copy of call
-//! recordings and voicemails from OpenPhone's media host into it ([`media`]), and of the pictures and
-//! files of MMS messages ([`message_media`]).
+//! Object storage: the S3 protocol and client ([`s3`], signed by [`sigv4`]), and the copy of call
+//! recordings and voicemails and of the pictures and files of MMS messages from OpenPhone's media host
+//! into it ([`media`]).
 
 pub mod media;
-pub mod message_media;
 pub mod s3;
 pub mod sigv4;
 

@@ -161,62 +161,107 @@ pub async fn fetch(
         };
         fetched.settle(Needs::CALL, answer, young);
     }
-    if needs.contains(Needs::RECORDING) {
-        let answer = openphone.call_recordings(call_id).await.map(|segments| {
-            let answer = recordings_answer(&segments);
-            if matches!(answer, Answer::Delivered) {
-                fetched.facts.recordings = Some(RecordingLink::completed(&segments));
-            }
-            answer
-        });
-        fetched.settle(Needs::RECORDING, answer, young);
-    }
-    if needs.contains(Needs::TRANSCRIPT) {
-        let answer = openphone.call_transcript(call_id).await.map(|t| match t {
-            None => Answer::Absent,
-            Some(t) => {
-                let answer = status_answer(t.status.as_ref());
-                if matches!(answer, Answer::Delivered) {
-                    fetched.facts.transcript = Some(Transcript {
-                        status: Some(ProcessingStatus::Completed),
-                        ..t
-                    });
-                }
-                answer
-            }
-        });
-        fetched.settle(Needs::TRANSCRIPT, answer, young);
-    }
-    if needs.contains(Needs::SUMMARY) {
-        let answer = openphone.call_summary(call_id).await.map(|s| match s {
-            None => Answer::Absent,
-            Some(s) => {
-                let answer = status_answer(s.status.as_ref());
-                if matches!(answer, Answer::Delivered) {
-                    fetched.facts.summary = Some(Summary {
-                        status: Some(ProcessingStatus::Completed),
-                        ..s
-                    });
-                }
-                answer
-            }
-        });
-        fetched.settle(Needs::SUMMARY, answer, young);
-    }
-    if needs.contains(Needs::VOICEMAIL) {
-        let answer = openphone.call_voicemail(call_id).await.map(|v| match v {
-            None => Answer::Absent,
-            Some(v) => {
-                let answer = voicemail_answer(&v);
-                if matches!(answer, Answer::Delivered) {
-                    fetched.facts.voicemail = Some(VoicemailLink::from_voicemail(&v));
-                }
-                answer
-            }
-        });
-        fetched.settle(Needs::VOICEMAIL, answer, young);
+    for product in Product::ALL {
+        if needs.contains(product.need()) {
+            let answer = product.ask(openphone, call_id, &mut fetched.facts).await;
+            fetched.settle(product.need(), answer, young);
+        }
     }
     fetched
+}
+
+/// What OpenPhone produces after a call, each asked for on its own.
+#[derive(Debug, Clone, Copy)]
+enum Product {
+    Recording,
+    Transcript,
+    Summary,
+    Voicemail,
+}
+
+impl Product {
+    /// In the order they are asked for.
+    const ALL: [Product; 4] = [
+        Product::Recording,
+        Product::Transcript,
+        Product::Summary,
+        Product::Voicemail,
+    ];
+
+    /// The need it fills.
+    fn need(self) -> Needs {
+        match self {
+            Product::Recording => Needs::RECORDING,
+            Product::Transcript => Needs::TRANSCRIPT,
+            Product::Summary => Needs::SUMMARY,
+            Product::Voicemail => Needs::VOICEMAIL,
+        }
+    }
+
+    /// Asks OpenPhone for it; one that arrived goes into `facts`, as the page shows it.
+    async fn ask(
+        self,
+        openphone: &OpenPhone<'_>,
+        call_id: &str,
+        facts: &mut CallFacts,
+    ) -> Result<Answer, ApiError> {
+        Ok(match self {
+            Product::Recording => {
+                let segments = openphone.call_recordings(call_id).await?;
+                deliver(recordings_answer(&segments), || {
+                    facts.recordings = Some(RecordingLink::completed(&segments));
+                })
+            }
+            Product::Transcript => processed(
+                openphone.call_transcript(call_id).await?,
+                |t| t.status.as_ref(),
+                |t| Transcript {
+                    status: Some(ProcessingStatus::Completed),
+                    ..t
+                },
+                &mut facts.transcript,
+            ),
+            Product::Summary => processed(
+                openphone.call_summary(call_id).await?,
+                |s| s.status.as_ref(),
+                |s| Summary {
+                    status: Some(ProcessingStatus::Completed),
+                    ..s
+                },
+                &mut facts.summary,
+            ),
+            Product::Voicemail => match openphone.call_voicemail(call_id).await? {
+                None => Answer::Absent,
+                Some(v) => deliver(voicemail_answer(&v), || {
+                    facts.voicemail = Some(VoicemailLink::from_voicemail(&v));
+                }),
+            },
+        })
+    }
+}
+
+/// How far a transcript or summary is (`found`: `None` when OpenPhone has none); a delivered one is kept
+/// in `slot`, marked `completed` (a missing status means it is).
+fn processed<T>(
+    found: Option<T>,
+    status: impl Fn(&T) -> Option<&ProcessingStatus>,
+    completed: impl FnOnce(T) -> T,
+    slot: &mut Option<T>,
+) -> Answer {
+    let Some(found) = found else {
+        return Answer::Absent;
+    };
+    deliver(status_answer(status(&found)), || {
+        *slot = Some(completed(found));
+    })
+}
+
+/// `answer`, after `keep`ing what arrived when it is delivered.
+fn deliver(answer: Answer, keep: impl FnOnce()) -> Answer {
+    if matches!(answer, Answer::Delivered) {
+        keep();
+    }
+    answer
 }
 
 impl Fetched {
