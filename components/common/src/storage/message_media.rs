@@ -98,7 +98,7 @@ fn validate(message_id: &str) -> Result<(), MediaError> {
 fn key(created_at: DateTime<Utc>, message_id: &str, position: u32, extension: &str) -> String {
     format!(
         "media/{}/{message_id}-{position}.{extension}",
-        created_at.format("%Y/%m/%d")
+        super::media::key_date(created_at)
     )
 }
 
