@@ -19,7 +19,7 @@ const PER_MINUTE_PREFIX: &str = "requests.";
 pub fn day_of(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
-        .format("%Y-%m-%d")
+        .date_naive()
         .to_string()
 }
 

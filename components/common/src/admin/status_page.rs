@@ -134,10 +134,9 @@ const OUTCOMES: [Key<'static>; 3] = [
 
 /// `HH:00` (UTC) of an epoch hour start.
 fn clock_hour(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%H:00")
-        .to_string()
+    let hour =
+        chrono::Timelike::hour(&chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default());
+    format!("{hour:02}:00")
 }
 
 /// Labels for a window of `slots` evenly spaced slots starting at `first_ms`, `slot_ms` each: every UTC

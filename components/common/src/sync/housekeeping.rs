@@ -289,6 +289,20 @@ fn prefix_of(key: &str) -> String {
         .map_or_else(String::new, |(first, _)| format!("{first}/"))
 }
 
+/// The date of a key's `YYYY/MM/DD`; parsed by hand, as chrono's format strings cost about 10 KB of every
+/// component.
+fn key_date(date: &str) -> Option<chrono::NaiveDate> {
+    let mut parts = date.split('/');
+    let mut number = |digits: usize| {
+        parts
+            .next()
+            .filter(|p| p.len() == digits && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u32>().ok())
+    };
+    let (year, month, day) = (number(4)?, number(2)?, number(2)?);
+    chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
+}
+
 /// Whether a retained object is older than `cutoff` (epoch ms): by the call's date in its key, else by
 /// its `LastModified`. An object whose age cannot be told is kept.
 fn expired(object: &ListedObject, cutoff: i64) -> bool {
@@ -300,7 +314,7 @@ fn expired(object: &ListedObject, cutoff: i64) -> bool {
     };
     let key_date = rest
         .get(..10)
-        .and_then(|date| chrono::NaiveDate::parse_from_str(date, "%Y/%m/%d").ok())
+        .and_then(key_date)
         .and_then(|date| date.and_hms_opt(0, 0, 0))
         .map(|midnight| midnight.and_utc().timestamp_millis());
     // A call's whole day must be past the cutoff before its recordings go.

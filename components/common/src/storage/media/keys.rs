@@ -116,6 +116,13 @@ pub(super) fn without_query(url: &str) -> String {
     url.split(['?', '#']).next().unwrap_or(url).to_owned()
 }
 
+/// `YYYY/MM/DD` (UTC) of an object key; written out rather than with chrono's `format`, whose
+/// format-string machinery is about 10 KB of every component.
+fn key_date(at: DateTime<Utc>) -> String {
+    use chrono::Datelike;
+    format!("{:04}/{:02}/{:02}", at.year(), at.month(), at.day())
+}
+
 /// What an object key is a copy of, as `retired_media` names it: `(owner id, kind, segment)` for
 /// `recordings/…/<callId>-<n>.<ext>`, `voicemails/…/<callId>.<ext>` and `media/…/<messageId>-<n>.<ext>`;
 /// `None` for a key the copiers do not make.
@@ -178,7 +185,7 @@ impl Target<'_> {
 
     /// The object key, with `extension` for the content type.
     pub(super) fn key(&self, extension: &str) -> String {
-        let date = self.created_at.format("%Y/%m/%d");
+        let date = key_date(self.created_at);
         let (owner, segment) = (self.owner, self.segment);
         match self.kind {
             MediaKind::Recording => format!("recordings/{date}/{owner}-{segment}.{extension}"),
