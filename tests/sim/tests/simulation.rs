@@ -53,6 +53,8 @@ fn a_48_hour_notion_outage_ends_with_every_event_done_and_none_dead() {
         seed: 7,
         long_outage: true,
         retention: true,
+        slow_notion: false,
+        crash_holder: false,
     });
     assert!(report.simulated_ms >= 48 * 3_600_000);
     assert!(report.accepted > 0);
