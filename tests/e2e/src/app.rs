@@ -507,10 +507,22 @@ impl TestApp {
         self.send_delivery(&delivery).await
     }
 
+    /// Delivers `payload` as [`TestApp::deliver`] does, to replica `replica` only.
+    pub async fn deliver_to(&self, replica: usize, payload: &Value) -> reqwest::Response {
+        let now = chrono::Utc::now().timestamp_millis();
+        let delivery = SignedDelivery::legacy(&self.webhook_key, now, payload).expect("signs");
+        let base_url = &self.replica_urls[replica % self.replica_urls.len()];
+        self.send_to(base_url, &delivery).await
+    }
+
     /// Sends a prepared delivery (any headers, any body), to the replicas in turn.
     pub async fn send_delivery(&self, delivery: &SignedDelivery) -> reqwest::Response {
         let turn = self.next_replica.fetch_add(1, Ordering::Relaxed);
         let base_url = &self.replica_urls[turn % self.replica_urls.len()];
+        self.send_to(base_url, delivery).await
+    }
+
+    async fn send_to(&self, base_url: &str, delivery: &SignedDelivery) -> reqwest::Response {
         let mut request = self
             .http
             .post(format!("{base_url}/webhooks/openphone"))

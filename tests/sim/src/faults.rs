@@ -1,11 +1,13 @@
 //! The faults of one simulated run, drawn from its seed: outages of hours to days, `429` storms, a token
 //! that stops working until a person fixes it, requests that hang past a lease (some after the server
-//! did the work), instance crashes at await points, and wall clocks that disagree. The object store gets
+//! did the work), a Notion that answers every request slowly for hours (one seed in ten), instance
+//! crashes at await points (the instance holding the leases among them: a crash lands on whatever the
+//! instance holds), and wall clocks that disagree. The object store gets
 //! its own outages, `503 SlowDown` storms and revoked keys (`403`), and hangs like any other API.
 
 use std::fmt;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::executor::World;
@@ -49,6 +51,9 @@ pub enum Trouble {
     Storm(u32),
     /// Every request gets `401`: the token was rotated, until a person puts the new one in.
     Unauthorized,
+    /// Every request answers, but only after 10 to 19.5 s (inside the app's 20 s limit), so one event's
+    /// writes can take longer than its 5-minute lease while the drain's other events wait.
+    Slow,
 }
 
 /// A window of trouble on one API (true time, epoch ms).
@@ -116,13 +121,15 @@ pub struct FaultPlan {
 
 impl FaultPlan {
     /// The faults of a run starting at `start` whose traffic lasts `span` ms, for `instances`
-    /// instances. `long_outage` forces a 48-hour Notion outage.
+    /// instances. `long_outage` forces a 48-hour Notion outage; `slow_notion` adds a window of 20 minutes
+    /// to 3 hours in which Notion answers every request slowly ([`Trouble::Slow`]).
     pub fn draw(
         rng: &mut ChaCha8Rng,
         start: i64,
         span: i64,
         instances: usize,
         long_outage: bool,
+        slow_notion: bool,
     ) -> FaultPlan {
         let mut plan = FaultPlan {
             skews: (0..instances)
@@ -188,6 +195,17 @@ impl FaultPlan {
                 trouble,
             });
         }
+        // Drawn from a copy of the generator, so every other draw of the seed is as without it.
+        if slow_notion {
+            let mut slow = ChaCha8Rng::seed_from_u64(rng.clone().gen());
+            let from = start + slow.gen_range(0..span.max(1));
+            plan.windows.push(Window {
+                api: Api::Notion,
+                from,
+                until: from + slow.gen_range(20 * MINUTE..3 * HOUR),
+                trouble: Trouble::Slow,
+            });
+        }
         plan.calm_from = plan
             .windows
             .iter()
@@ -206,6 +224,10 @@ impl FaultPlan {
             .find(|w| w.api == api && (w.from..w.until).contains(&now))
         {
             return Some(match (window.trouble, api) {
+                (Trouble::Slow, _) => Failure::Hang {
+                    hang_ms: world.random(|r| r.gen_range(10_000..19_500)),
+                    ghost: false,
+                },
                 (Trouble::Down, _) => Failure::Unreachable,
                 (Trouble::Unavailable, _) => Failure::Status(503, 0),
                 // S3 throttles with `503 SlowDown` and refuses a revoked key with `403`.

@@ -83,6 +83,19 @@ impl LeaseWatch {
     }
 }
 
+impl LeaseWatch {
+    /// An instance that holds a lease now (of the lease first by name), if any.
+    pub fn a_holder(&self) -> Option<usize> {
+        let now = self.world.now();
+        self.held
+            .borrow()
+            .values()
+            .flatten()
+            .find(|t| t.writes_until > now && t.instance < self.skews.len())
+            .map(|t| t.instance)
+    }
+}
+
 thread_local! {
     /// Lease events logged during the current poll, for [`LeaseWatch::take_log`].
     static LOGGED: RefCell<Vec<(String, BTreeMap<String, String>)>> = const { RefCell::new(Vec::new()) };

@@ -469,6 +469,24 @@ async fn process_under(
         if let Err(e) = queue.extend_leases(&event.lease_owner, now, options.event_lease_ms) {
             tracing::warn!(error = %format!("{e:#}"), "extending event leases failed");
         }
+        // An event leased under its call's id whose number became known meanwhile goes to the number's
+        // lease, which the call's other events are under.
+        if event.phone_number_id.is_none() && event.resource_id.is_some() {
+            match queue.join_number(event, now) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let reason =
+                        "its call's number became known: it joined the number's lease".into();
+                    reports.push(report(event, Outcome::Released { reason }));
+                    continue;
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    reports.push(report(event, Outcome::Unrecorded { reason }));
+                    continue;
+                }
+            }
+        }
         // An event that waited too long behind others may have been taken over by another drain: then it
         // is that drain's to process, not this one's.
         match queue.keep(event, now, options.event_lease_ms) {

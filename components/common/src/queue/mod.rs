@@ -376,6 +376,39 @@ impl<'a> Queue<'a> {
         Ok(!rows.is_empty())
     }
 
+    /// Gives `event` back under its call's number when an event naming the number arrived after this
+    /// drain leased it under the call's id: the insert trigger (`events_join_their_number`) moves only
+    /// pending events, and processing this one under the call's lease would let a drain holding the
+    /// number's lease write the same page at the same time. `true` when it was given back (pending, due
+    /// `now`, the lease's attempt not spent); called right before processing an event with no number.
+    pub fn join_number(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
+        let rows = self
+            .sql
+            .execute(
+                "UPDATE events
+                 SET phone_number_id = (SELECT n.phone_number_id FROM events n
+                                        WHERE n.resource_id = events.resource_id
+                                          AND n.phone_number_id IS NOT NULL LIMIT 1),
+                     lease_key = (SELECT n.phone_number_id FROM events n
+                                  WHERE n.resource_id = events.resource_id
+                                    AND n.phone_number_id IS NOT NULL LIMIT 1),
+                     state = 'pending', attempts = max(attempts - 1, 0), available_at = ?3,
+                     lease_owner = NULL, lease_expires_at = NULL, in_hand = 0, updated_at = ?3
+                 WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
+                   AND phone_number_id IS NULL AND resource_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM events n WHERE n.resource_id = events.resource_id
+                                                        AND n.phone_number_id IS NOT NULL)
+                 RETURNING id",
+                &[
+                    event.id.as_str().into(),
+                    event.lease_owner.as_str().into(),
+                    now.into(),
+                ],
+            )
+            .with_context(|| format!("moving event {} to its number's lease", event.id))?;
+        Ok(!rows.is_empty())
+    }
+
     /// Marks a leased event `done`. `false` when the lease was no longer this drain's.
     pub fn ack(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
         self.finish(event, State::Done, None, now)
@@ -895,6 +928,45 @@ mod tests {
         assert_eq!(key("EV1"), "PN1", "one call, one lease");
         let leased = queue.lease("d", T0, 1000, 10, &[]).unwrap();
         assert!(leased.iter().all(|e| e.lease_key == "PN1"), "{leased:?}");
+    }
+
+    #[tokio::test]
+    async fn an_event_leased_under_its_call_when_the_number_arrives_goes_back_under_the_number() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        let transcript = NewEvent {
+            resource_id: Some("AC1"),
+            event_type: "call.transcript.completed",
+            ..new_event("EV1", None, T0)
+        };
+        queue.enqueue(&transcript, T0).unwrap();
+        let mut leased = queue.lease("d1", T0, 300_000, 10, &[]).unwrap();
+        let held = leased.pop().expect("the transcript is leased");
+        assert_eq!(held.lease_key, "AC1");
+        assert!(
+            !queue.join_number(&held, T0).unwrap(),
+            "no number known yet"
+        );
+        let completed = NewEvent {
+            resource_id: Some("AC1"),
+            ..new_event("EV2", Some("PN1"), T0 + 1)
+        };
+        queue.enqueue(&completed, T0 + 1).unwrap();
+        // The trigger leaves a leased event alone: a drain holding the number would take EV2 while d1
+        // still holds EV1 under the call's id.
+        assert!(queue.join_number(&held, T0 + 2).unwrap());
+        assert!(!queue.keep(&held, T0 + 2, 300_000).unwrap());
+        assert_eq!(attempts_of(&*platform.sql, "EV1"), 0);
+        let leased = queue.lease("d2", T0 + 2, 300_000, 10, &[]).unwrap();
+        let ids: Vec<(&str, &str)> = leased
+            .iter()
+            .map(|e| (e.id.as_str(), e.lease_key.as_str()))
+            .collect();
+        assert_eq!(ids, [("EV1", "PN1"), ("EV2", "PN1")]);
+        assert!(
+            !queue.join_number(&leased[0], T0 + 3).unwrap(),
+            "it has its number"
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Runs the deterministic simulation (`e2e::sim`) over many seeds and prints one table.
+//! Runs the deterministic simulation (`sim`) over many seeds and prints one table.
 //!
 //! ```text
 //! cargo run --release -p sim --bin simulate -- --seeds 10000          # seeds 0..10000
@@ -118,6 +118,16 @@ fn main() -> anyhow::Result<()> {
         .filter(|r| SimOptions::of(r.seed).retention)
         .count();
     println!("| of which keeping recordings a day | {retention} |");
+    let slow = reports
+        .iter()
+        .filter(|r| SimOptions::of(r.seed).slow_notion)
+        .count();
+    println!("| of which with a slow Notion | {slow} |");
+    let holder = reports
+        .iter()
+        .filter(|r| SimOptions::of(r.seed).crash_holder)
+        .count();
+    println!("| of which crashing lease holders | {holder} |");
     println!("| simulated hours | {hours:.0} |");
     println!("| webhook deliveries | {} |", sum(|r| r.deliveries));
     println!("| events accepted | {} |", sum(|r| r.accepted as u64));
