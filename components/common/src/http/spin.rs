@@ -17,17 +17,7 @@ pub async fn read_request(
         Some((p, q)) => (p.to_owned(), q.to_owned()),
         None => (path_with_query, String::new()),
     };
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(n, v)| {
-            (
-                n.to_ascii_lowercase(),
-                String::from_utf8_lossy(&v).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::platform::spin::header_pairs(&request.headers());
     let too_large =
         || Response::error(413, format!("request body is larger than {max_body} bytes"));
     if let Some(length) = headers

@@ -150,17 +150,7 @@ impl HttpClient for SpinHttp {
     async fn send_streaming(&self, request: HttpRequest) -> Result<StreamingResponse, HttpError> {
         let response: spin_sdk::http::IncomingResponse = send_as(request).await?;
         let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(n, v)| {
-                (
-                    n.to_ascii_lowercase(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(&response.headers());
         let chunks = response.take_body_stream().map(|chunk| {
             chunk.map_err(|e| {
                 HttpError::Network(format!(
@@ -352,4 +342,19 @@ pub fn platform() -> anyhow::Result<Platform> {
         clock: Rc::new(SpinClock),
         vars: Rc::new(SpinVariables),
     })
+}
+
+/// A Spin header list as the app's `(lower-case name, value)` pairs; a value that is not UTF-8 is read
+/// lossily.
+pub(crate) fn header_pairs(headers: &spin_sdk::http::Fields) -> Vec<(String, String)> {
+    headers
+        .entries()
+        .into_iter()
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect()
 }
