@@ -76,8 +76,9 @@ fn a_seed_replays_bit_for_bit() {
 #[test]
 fn the_seeds_that_found_holes_pass() {
     // Hole 1 (a write outliving its lease: a second page, a section twice), hole 3 (outages killed the
-    // queue), hole 5 (retention resurrecting recordings).
-    for seed in [15, 60, 116, 0, 3, 6, 7, 13, 27] {
+    // queue), hole 5 (retention resurrecting recordings), and 1628 (crashes during a long storm buried an
+    // event as poison).
+    for seed in [15, 60, 116, 0, 3, 6, 7, 13, 27, 1628] {
         run(SimOptions::of(seed));
     }
 }

@@ -7,7 +7,7 @@
 //!     │                              ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
 //!     │                              ├──permanent error─────────► dead ──replay──► pending
 //!     │                              ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
-//!     │                              ├──its drains died 5 times─► dead (abandoned)
+//!     │                              ├──5 drains in a row died──► dead (abandoned)
 //!     │                              ├──no handler──────────────► skipped
 //!     │                              └──lease expired───────────► leased again, by the next drain
 //!     └──type not synced──► skipped
@@ -15,10 +15,12 @@
 //!
 //! A lease is a visibility timeout: an event whose lease expired (its drain crashed or stalled) is due
 //! again and is reclaimed by the next lease, so nothing is lost; `abandoned` counts the reclaims of events
-//! a drain had started processing (`in_hand`), and an event whose drains keep dying on it (a poison
-//! event) is buried after [`MAX_ABANDONED`]. A transient failure is retried with backoff until the event is older than the
-//! configured age (`queue_max_age_hours`): a count of attempts would kill every event of a day-long
-//! outage. Events buried that way are replayed by themselves when an event succeeds again.
+//! a drain had started processing (`in_hand`) since the last attempt that ended with an outcome, and an
+//! event whose drains keep dying on it (a poison event) is buried after [`MAX_ABANDONED`] in a row. Drains
+//! that die now and then while a long outage keeps an event in hand do not bury it: the attempts between
+//! those deaths end in a release or a retry, which start the count again. A transient failure is retried
+//! with backoff until the event is older than the configured age (`queue_max_age_hours`): a count of
+//! attempts would kill every event of a day-long outage. Events buried that way are replayed by themselves when an event succeeds again.
 //!
 //! Events are leased in `created_at` order, and never while another live lease holds an event with the
 //! same `lease_key` (the phone number, else the call or message, else the event itself): one drain at a
@@ -34,7 +36,8 @@ use crate::platform::{Platform, Row, Sql, Value};
 
 /// Longest error or reason stored; longer ones are cut (they are for people reading the DLQ).
 pub const MAX_REASON_LEN: usize = 1000;
-/// Leases that ran out without an outcome before an event counts as poison and is buried.
+/// Leases that ran out in hand, one after the other with no outcome between them, before an event counts
+/// as poison and is buried.
 pub const MAX_ABANDONED: i64 = 5;
 /// Times an event buried for failing past its age is replayed by itself.
 pub const MAX_AUTOMATIC_REPLAYS: i64 = 3;
@@ -474,6 +477,7 @@ impl<'a> Queue<'a> {
                      gave_up = CASE WHEN received_at <= ?4 THEN 1 ELSE 0 END,
                      available_at = ?5, last_error = ?6,
                      finished_at = CASE WHEN received_at <= ?4 THEN ?3 END,
+                     abandoned = CASE WHEN in_hand = 1 THEN 0 ELSE abandoned END,
                      lease_owner = NULL, lease_expires_at = NULL, in_hand = 0, updated_at = ?3
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
                  RETURNING state, available_at",
@@ -512,6 +516,7 @@ impl<'a> Queue<'a> {
             .execute(
                 "UPDATE events
                  SET state = 'pending', attempts = max(attempts - 1, 0), available_at = ?4,
+                     abandoned = CASE WHEN in_hand = 1 THEN 0 ELSE abandoned END,
                      lease_owner = NULL, lease_expires_at = NULL, in_hand = 0, updated_at = ?3
                  WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2
                  RETURNING id",
@@ -527,7 +532,7 @@ impl<'a> Queue<'a> {
     }
 
     /// Buries events whose drains kept dying while processing them (a poison event): their lease ran out
-    /// in hand [`MAX_ABANDONED`] times, the last time at least `silent_ms` ago — so a drain that is
+    /// in hand [`MAX_ABANDONED`] times in a row, the last time at least `silent_ms` ago — so a drain that is
     /// merely slow, and may still finish its attempt, is not overtaken. Returns their ids.
     pub fn bury_abandoned(&self, silent_ms: i64, now: i64) -> anyhow::Result<Vec<String>> {
         let rows = self
@@ -535,8 +540,8 @@ impl<'a> Queue<'a> {
             .execute(
                 "UPDATE events
                  SET state = 'dead',
-                     last_error = 'abandoned: ' || (abandoned + in_hand) || ' drains stopped while '
-                                  || 'processing it (does it crash the app?); last error: '
+                     last_error = 'abandoned: ' || (abandoned + in_hand) || ' drains in a row stopped '
+                                  || 'while processing it (does it crash the app?); last error: '
                                   || coalesce(last_error, 'none'),
                      abandoned = abandoned + in_hand, in_hand = 0,
                      lease_owner = NULL, lease_expires_at = NULL, finished_at = ?1, updated_at = ?1
@@ -1184,6 +1189,61 @@ mod tests {
                 .as_deref()
                 .unwrap()
                 .starts_with("abandoned"),
+            "{dead:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn drains_that_die_between_outcomes_of_an_event_do_not_bury_it() {
+        // Seed 1628 of the simulation: through a 10-hour 429 storm an event is taken in hand and released
+        // every two minutes, and crashes aimed at lease holders kill five of those drains hours apart. The
+        // event kills nothing: the attempts in between end with an outcome, so it is not poison.
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
+        let mut now = T0;
+        let die_in_hand = |now: i64| {
+            let event = queue.lease("d", now, 1_000, 10, &[]).unwrap().remove(0);
+            assert!(queue.keep(&event, now, 1_000).unwrap());
+        };
+        for _ in 0..MAX_ABANDONED - 1 {
+            die_in_hand(now);
+            now += 2_000;
+        }
+        // A drain that survives its attempt: Notion said 429, the event goes back without an attempt spent.
+        let event = queue.lease("d", now, 1_000, 10, &[]).unwrap().remove(0);
+        assert!(queue.keep(&event, now, 1_000).unwrap());
+        assert!(queue.release(&event, now + 1_000, now).unwrap());
+        now += 2_000;
+        for _ in 0..MAX_ABANDONED - 1 {
+            die_in_hand(now);
+            now += 2_000;
+        }
+        assert!(
+            queue.bury_abandoned(0, now).unwrap().is_empty(),
+            "{} deaths, never {MAX_ABANDONED} in a row",
+            2 * (MAX_ABANDONED - 1)
+        );
+        // A failed attempt with an outcome (a retry) breaks the row as well; then five in a row bury it.
+        let event = queue.lease("d", now, 1_000, 10, &[]).unwrap().remove(0);
+        assert!(queue.keep(&event, now, 1_000).unwrap());
+        queue.retry(&event, "503", None, i64::MAX, now).unwrap();
+        now += 3_600_000;
+        for _ in 0..MAX_ABANDONED - 1 {
+            die_in_hand(now);
+            now += 2_000;
+        }
+        assert!(queue.bury_abandoned(0, now).unwrap().is_empty());
+        die_in_hand(now);
+        now += 2_000;
+        assert_eq!(queue.bury_abandoned(0, now).unwrap(), ["A"]);
+        let (dead, _) = queue.dead(None, 10).unwrap();
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("abandoned: {MAX_ABANDONED} drains in a row")),
             "{dead:?}"
         );
     }
