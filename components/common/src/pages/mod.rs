@@ -5,6 +5,7 @@ pub mod calls;
 pub mod canvas_backlink;
 pub mod canvas_relink;
 pub mod events;
+mod existing;
 pub mod handler;
 pub use crate::page_map as map;
 mod media;
@@ -22,6 +23,7 @@ use crate::outbound::{ApiError, Failure, Transience};
 use crate::phone_numbers::ResolveError;
 use crate::platform::Platform;
 use crate::storage::media::{MediaCopier, MediaError};
+use existing::ExistingPages;
 use map::{CreatePlan, Kind, PageMap};
 
 /// Why writing a page did not complete.
@@ -97,8 +99,6 @@ enum Prepared {
     New(Value, Vec<Value>),
 }
 
-/// Whether Notion refused a write to a page because a person deleted it (`404`) or moved it to the trash
-/// (`400` "Can't edit block that is archived").
 /// The title property of a database, which every page is found by; a database without one is refused as
 /// Notion would refuse a query on it.
 fn title_property(schema: &DataSourceSchema) -> Result<&str, WriteError> {
@@ -111,6 +111,8 @@ fn title_property(schema: &DataSourceSchema) -> Result<&str, WriteError> {
     })
 }
 
+/// Whether Notion refused a write to a page because a person deleted it (`404`) or moved it to the trash
+/// (`400` "Can't edit block that is archived").
 fn is_gone(error: &ApiError) -> bool {
     match error {
         ApiError::Refused { status: 404, .. } => true,
@@ -137,21 +139,9 @@ pub struct Writer<'a> {
     media: Option<MediaCopier<'a>>,
     /// The data sources resolved by this writer, so one event's create and updates read them once.
     schemas: std::cell::RefCell<Vec<(Kind, String, DataSourceSchema)>>,
-    /// Items a bulk lookup ([`Writer::look_up_existing`]) found no page for: created without asking again.
-    absent: std::cell::RefCell<std::collections::HashSet<(Kind, String)>>,
-    /// Pages a bulk lookup found, recorded in the page map when their item is written (as a page found by
-    /// an item's own query is), so an item cut off before its write is looked up again, not skipped.
-    found: std::cell::RefCell<std::collections::HashMap<(Kind, String), String>>,
-    /// Per kind, whether the pages created since a time were read whole ([`Writer::look_up_existing`]):
-    /// `Some(from)` covers the items created since `from`, `None` means the window was too wide.
-    windows: std::cell::RefCell<std::collections::HashMap<Kind, Option<i64>>>,
-    /// Items written to a page the bulk lookup found.
-    found_used: std::cell::Cell<u32>,
+    /// What [`Writer::look_up_existing`] found.
+    existing: ExistingPages,
 }
-
-/// How much earlier than its items a lookup window starts: Notion reports `created_time` to the minute,
-/// and its clock and OpenPhone's differ.
-const WINDOW_SLACK_MS: i64 = 3_600_000;
 
 impl<'a> Writer<'a> {
     /// A writer over the given clients and configuration.
@@ -172,10 +162,7 @@ impl<'a> Writer<'a> {
             lease: None,
             media: None,
             schemas: Default::default(),
-            absent: Default::default(),
-            found: Default::default(),
-            windows: Default::default(),
-            found_used: Default::default(),
+            existing: ExistingPages::default(),
         }
     }
 
@@ -249,19 +236,11 @@ impl<'a> Writer<'a> {
         icon: Option<&Value>,
         new_page: impl FnOnce() -> anyhow::Result<(Value, Vec<Value>)>,
     ) -> Result<(String, bool), WriteError> {
-        let found = self
-            .found
-            .borrow_mut()
-            .remove(&(kind, openphone_id.to_owned()));
-        if let Some(page_id) = found {
+        if let Some(page_id) = self.existing.take_found(kind, openphone_id) {
             self.map.record_found(kind, openphone_id, &page_id)?;
-            self.found_used.set(self.found_used.get() + 1);
         }
-        let predates = self.predates_app(created_at)?
-            && !self
-                .absent
-                .borrow()
-                .contains(&(kind, openphone_id.to_owned()));
+        let predates =
+            self.predates_app(created_at)? && !self.existing.is_absent(kind, openphone_id);
         // What a create needs is read before the claim, so a failure here leaves no claim to wait out
         // (both are cached: no request once the data source is known).
         let (data_source, schema) = self.schema_of(kind).await?;
@@ -337,15 +316,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Looks up in bulk the pages an earlier tool may have made for `items` (OpenPhone id, `createdAt`),
-    /// so a backfill does not query Notion once per item. `items_from` is the earliest an item the caller
-    /// lists may have been created (epoch ms).
-    ///
-    /// The first call for a kind reads every page Notion created since `items_from` (less an hour: Notion
-    /// reports `created_time` to the minute, and the clocks differ) — one query of up to 100 results a
-    /// page, so a database the earlier tool filled costs a request per 100 of its pages, an empty one a
-    /// single request. An item created since `items_from` whose page is not among them has none. Where
-    /// that window is over Notion's 10 000-result limit, or for an item older than it, the items are
-    /// looked up by id instead: one `or` query per 100 ids.
+    /// so a backfill does not query Notion once per item (how: [`existing`]). `items_from` is the earliest
+    /// an item the caller lists may have been created (epoch ms).
     ///
     /// The pages found are used (and recorded in the page map) when their item is written; the items
     /// found absent are created without a query of their own. Only items older than the app and unknown
@@ -359,10 +331,7 @@ impl<'a> Writer<'a> {
     ) -> Result<(), WriteError> {
         let mut wanted: Vec<(&str, Option<i64>)> = Vec::new();
         for (id, created_at) in items {
-            let key = (kind, (*id).to_owned());
-            let unknown = !self.absent.borrow().contains(&key)
-                && !self.found.borrow().contains_key(&key)
-                && self.map.get(kind, id)?.is_none();
+            let unknown = !self.existing.knows(kind, id) && self.map.get(kind, id)?.is_none();
             if unknown && !wanted.iter().any(|(w, _)| w == id) && self.predates_app(*created_at)? {
                 let created = created_at
                     .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
@@ -375,60 +344,15 @@ impl<'a> Writer<'a> {
         }
         let (data_source, schema) = self.schema_of(kind).await?;
         let title = title_property(&schema)?;
-        let known = self.windows.borrow().get(&kind).copied();
-        let covered_from = match known {
-            Some(covered) => covered,
-            None => {
-                let window = self
-                    .notion
-                    .created_since(&data_source, title, items_from - WINDOW_SLACK_MS)
-                    .await?;
-                let covered = window.map(|pages| {
-                    let mut found = self.found.borrow_mut();
-                    for (title, page_id) in pages {
-                        found.entry((kind, title)).or_insert(page_id);
-                    }
-                    items_from
-                });
-                self.windows.borrow_mut().insert(kind, covered);
-                covered
-            }
-        };
-        let mut by_id: Vec<&str> = Vec::new();
-        for (id, created) in wanted {
-            let key = (kind, id.to_owned());
-            if self.found.borrow().contains_key(&key) {
-                continue;
-            } else if covered_from.is_some_and(|from| created.is_some_and(|c| c >= from)) {
-                self.absent.borrow_mut().insert(key);
-            } else {
-                by_id.push(id);
-            }
-        }
-        if by_id.is_empty() {
-            return Ok(());
-        }
-        let found = self
-            .notion
-            .find_by_title(&data_source, title, &by_id)
-            .await?;
-        for id in by_id {
-            let key = (kind, id.to_owned());
-            match found.iter().find(|(title, _)| title.as_str() == id) {
-                Some((_, page_id)) => {
-                    self.found.borrow_mut().insert(key, page_id.clone());
-                }
-                None => {
-                    self.absent.borrow_mut().insert(key);
-                }
-            }
-        }
-        Ok(())
+        Ok(self
+            .existing
+            .look_up(self.notion, kind, &data_source, title, wanted, items_from)
+            .await?)
     }
 
     /// How many items this writer wrote to pages that a bulk lookup found (an earlier tool's).
     pub fn pages_found(&self) -> u32 {
-        self.found_used.get()
+        self.existing.used()
     }
 
     /// The data source `kind`'s pages go to, and what it has.
