@@ -14,7 +14,7 @@
 
 use serde_json::json;
 
-use crate::api::{Request, Response};
+use crate::api::{self, Request, Response};
 use crate::configuration::{Settings, WebhookConfig};
 use crate::platform::Platform;
 use crate::queue::{NewEvent, Queue};
@@ -61,10 +61,7 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
         Ok(stored) => signing_keys.extend(stored),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "reading the stored webhook keys failed");
-            return Intake::answer(Response::error(
-                503,
-                "the database is unavailable; deliver again later",
-            ));
+            return Intake::answer(api::unavailable());
         }
     }
     if signing_keys.is_empty() {
@@ -137,10 +134,7 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "storing a webhook event failed");
-            Intake::answer(Response::error(
-                503,
-                "the event could not be stored; deliver it again later",
-            ))
+            Intake::answer(api::unavailable())
         }
     }
 }
