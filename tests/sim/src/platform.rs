@@ -235,6 +235,19 @@ impl HttpClient for SimHttp {
         let timeouts = request.timeouts;
         let latency = self.latency(api);
         let failure = network.plan.failure(api, now, &network.world);
+        // Every request that reaches Notion spends its budget, whatever the answer (a fault's, or a
+        // request that hangs); only a refused connection never reached it.
+        let over_budget = api == Api::Notion
+            && !matches!(failure, Some(Failure::Unreachable))
+            && !network.traffic.borrow_mut().notion_token(now);
+        if over_budget {
+            network.traffic.borrow_mut().over_budget.push(format!(
+                "{} {} at {now} by instance {}",
+                request.method.as_str(),
+                request.url,
+                self.instance
+            ));
+        }
         if let Some(failure) = failure {
             network.traffic.borrow_mut().fault(failure.name());
             match failure {
@@ -277,13 +290,7 @@ impl HttpClient for SimHttp {
                 }
             }
         }
-        if api == Api::Notion && !network.traffic.borrow_mut().notion_token(now) {
-            network.traffic.borrow_mut().over_budget.push(format!(
-                "{} {} at {now} by instance {}",
-                request.method.as_str(),
-                request.url,
-                self.instance
-            ));
+        if over_budget {
             self.wait(latency).await;
             return Ok(answer(
                 429,
