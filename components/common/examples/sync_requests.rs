@@ -179,7 +179,7 @@ async fn measure(
         platform,
         settings,
         &RunRequest::default(),
-        &Via::InProcess,
+        &Via::in_process(),
         &mut report,
     )
     .await;

@@ -15,7 +15,6 @@
 //!   to a local SQLite file, and a database that has none to set or refuses it must still be usable.
 
 use anyhow::{bail, Context};
-use sha2::{Digest, Sha256};
 
 use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
 use crate::platform::Platform;
@@ -27,67 +26,41 @@ pub struct Migration {
     pub version: i64,
     /// File name.
     pub name: &'static str,
-    /// File contents.
+    /// The file's statements, without its comments (`build.rs`), split again by [`statements`].
     pub sql: &'static str,
+    /// What `schema_migrations` records and checks: the first 8 bytes of the SHA-256 of the file as
+    /// written, comments included (`build.rs`), as every database migrated so far recorded it.
+    pub checksum: &'static str,
+}
+
+mod statements;
+pub use statements::statements;
+
+/// A migration of `migrations/` by its version and file name, as `build.rs` wrote it into `OUT_DIR`.
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!(env!("OUT_DIR"), "/migrations/", $name)),
+            checksum: include_str!(concat!(env!("OUT_DIR"), "/migrations/", $name, ".checksum")),
+        }
+    };
 }
 
 /// Every migration of the app, in order.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_initial.sql",
-        sql: include_str!("../../../migrations/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_setup.sql",
-        sql: include_str!("../../../migrations/0002_setup.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_real_workspaces.sql",
-        sql: include_str!("../../../migrations/0003_real_workspaces.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_unsettled_messages.sql",
-        sql: include_str!("../../../migrations/0004_unsettled_messages.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_linked_history.sql",
-        sql: include_str!("../../../migrations/0005_linked_history.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "0006_message_media.sql",
-        sql: include_str!("../../../migrations/0006_message_media.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "0007_minute_metrics.sql",
-        sql: include_str!("../../../migrations/0007_minute_metrics.sql"),
-    },
-    Migration {
-        version: 8,
-        name: "0008_outages.sql",
-        sql: include_str!("../../../migrations/0008_outages.sql"),
-    },
-    Migration {
-        version: 9,
-        name: "0009_contact_emails.sql",
-        sql: include_str!("../../../migrations/0009_contact_emails.sql"),
-    },
-    Migration {
-        version: 10,
-        name: "0010_retired_media.sql",
-        sql: include_str!("../../../migrations/0010_retired_media.sql"),
-    },
-    Migration {
-        version: 11,
-        name: "0011_write_ahead_log.sql",
-        sql: include_str!("../../../migrations/0011_write_ahead_log.sql"),
-    },
+    migration!(1, "0001_initial.sql"),
+    migration!(2, "0002_setup.sql"),
+    migration!(3, "0003_real_workspaces.sql"),
+    migration!(4, "0004_unsettled_messages.sql"),
+    migration!(5, "0005_linked_history.sql"),
+    migration!(6, "0006_message_media.sql"),
+    migration!(7, "0007_minute_metrics.sql"),
+    migration!(8, "0008_outages.sql"),
+    migration!(9, "0009_contact_emails.sql"),
+    migration!(10, "0010_retired_media.sql"),
+    migration!(11, "0011_write_ahead_log.sql"),
 ];
 
 /// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews
@@ -166,7 +139,7 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
     let instance = instance_id(platform);
     let mut report = Report::default();
     for migration in migrations {
-        let checksum = checksum(migration.sql);
+        let checksum = migration.checksum;
         let waited_since = platform.clock.now_ms();
         loop {
             match state_of(platform, migration.version)? {
@@ -191,7 +164,7 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
                     platform.clock.sleep_ms(POLL_MS).await;
                 }
                 _ => {
-                    if claim(platform, migration, &checksum, &instance)? {
+                    if claim(platform, migration, checksum, &instance)? {
                         apply(platform, migration, &instance)?;
                         let done = VERSIONS.finish(
                             platform,
@@ -374,34 +347,6 @@ fn renew(
     Ok(())
 }
 
-/// Splits a migration file into statements: a statement ends with `;` at the end of a line. `--` comments
-/// are dropped (the files keep `--` out of string literals).
-pub fn statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in sql.lines() {
-        let code = line.split("--").next().unwrap_or_default().trim_end();
-        if code.trim().is_empty() {
-            continue;
-        }
-        current.push_str(code);
-        current.push('\n');
-        if code.ends_with(';') {
-            out.push(current.trim().trim_end_matches(';').to_owned());
-            current.clear();
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_owned());
-    }
-    out
-}
-
-fn checksum(sql: &str) -> String {
-    let digest = Sha256::digest(sql.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn instance_id(platform: &Platform) -> String {
     format!(
         "{}-{:016x}",
@@ -414,6 +359,8 @@ fn instance_id(platform: &Platform) -> String {
 mod tests {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
+
+    use sha2::Digest;
 
     use super::*;
     use crate::platform::native::{ManualClock, NativePlatformBuilder};
@@ -441,6 +388,76 @@ mod tests {
             s,
             vec!["CREATE TABLE a (x INT)", "CREATE VIEW v AS\n  SELECT 1"]
         );
+    }
+
+    /// The checksum each migration had when databases recorded it, before `build.rs` took the comments
+    /// out of what is embedded: a database migrated by an older build must find its versions unchanged.
+    /// A new migration adds its line.
+    const RECORDED: &[(i64, &str)] = &[
+        (1, "b4d397663e0f1241"),
+        (2, "23116e9a05cee710"),
+        (3, "4fd5412140df6b42"),
+        (4, "7319a575891b5159"),
+        (5, "2f58f4438cffee83"),
+        (6, "2af0087019aceb24"),
+        (7, "aa1b041b07126696"),
+        (8, "5902113d77a8a2fa"),
+        (9, "a6ce26264c00c78f"),
+        (10, "af071e886f8fe68e"),
+        (11, "a7842e94401c40b2"),
+    ];
+
+    fn file(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../migrations")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn each_migration_keeps_the_checksum_of_its_whole_file() {
+        let embedded: Vec<(i64, &str)> =
+            MIGRATIONS.iter().map(|m| (m.version, m.checksum)).collect();
+        assert_eq!(embedded, RECORDED);
+        for migration in MIGRATIONS {
+            let digest = sha2::Sha256::digest(file(migration.name).as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(migration.checksum, hex, "{}", migration.name);
+        }
+    }
+
+    #[test]
+    fn the_embedded_sql_is_the_files_statements_without_their_comments() {
+        let mut embedded = 0;
+        let mut written = 0;
+        for migration in MIGRATIONS {
+            let text = file(migration.name);
+            assert_eq!(
+                statements(migration.sql),
+                statements(&text),
+                "{}",
+                migration.name
+            );
+            assert!(!migration.sql.contains("--"), "{}", migration.name);
+            embedded += migration.sql.len();
+            written += text.len();
+        }
+        assert!(
+            embedded < written / 2,
+            "{embedded} of {written} bytes embedded"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_statements_run_are_the_embedded_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (platform, counted) = slow_platform(dir.path(), 0);
+        run(&platform, &[MIGRATIONS[0]]).await.unwrap();
+        let ran = counted.ran.borrow();
+        for statement in statements(MIGRATIONS[0].sql) {
+            assert!(ran.contains(&statement), "{statement} did not run");
+        }
+        assert!(!ran.iter().any(|s| s.contains("--")), "{ran:?}");
     }
 
     fn versions() -> Vec<i64> {
@@ -536,12 +553,14 @@ mod tests {
             version: 1,
             name: "0001_x.sql",
             sql: "CREATE TABLE IF NOT EXISTS x (a INT);",
+            checksum: "original",
         }];
         run(&platform, &original).await.unwrap();
         let edited = [Migration {
             version: 1,
             name: "0001_x.sql",
             sql: "CREATE TABLE IF NOT EXISTS x (a INT, b INT);",
+            checksum: "edited",
         }];
         let err = run(&platform, &edited).await.unwrap_err();
         assert!(
@@ -576,6 +595,7 @@ mod tests {
         clock: Rc<ManualClock>,
         step_ms: i64,
         statements: Cell<usize>,
+        ran: RefCell<Vec<String>>,
         rival: RefCell<Option<(Platform, Migration)>>,
         rival_won: Cell<bool>,
     }
@@ -583,10 +603,11 @@ mod tests {
     impl Sql for SlowSql {
         fn execute(&self, statement: &str, params: &[Value]) -> anyhow::Result<Rows> {
             self.statements.set(self.statements.get() + 1);
+            self.ran.borrow_mut().push(statement.to_owned());
             self.clock.advance_ms(self.step_ms);
             if !statement.contains("schema_migrations") {
                 if let Some((rival, migration)) = &*self.rival.borrow() {
-                    let won = claim(rival, migration, &checksum(migration.sql), "rival")?;
+                    let won = claim(rival, migration, migration.checksum, "rival")?;
                     self.rival_won.set(self.rival_won.get() || won);
                 }
             }
@@ -605,6 +626,7 @@ mod tests {
             clock,
             step_ms,
             statements: Cell::new(0),
+            ran: RefCell::new(Vec::new()),
             rival: RefCell::new(None),
             rival_won: Cell::new(false),
         });
@@ -635,6 +657,7 @@ mod tests {
             sql: "CREATE TABLE IF NOT EXISTS a (x INT);\nCREATE TABLE IF NOT EXISTS b (x INT);\n\
                   CREATE TABLE IF NOT EXISTS c (x INT);\nCREATE TABLE IF NOT EXISTS d (x INT);\n\
                   CREATE TABLE IF NOT EXISTS e (x INT);\nCREATE TABLE IF NOT EXISTS f (x INT);",
+            checksum: "slow",
         };
         let rival = NativePlatformBuilder::new(dir.path())
             .clock(slow.clock.clone())
@@ -658,11 +681,12 @@ mod tests {
             version: 1,
             name: "0001_x.sql",
             sql: "CREATE TABLE IF NOT EXISTS x (a INT);",
+            checksum: "x",
         };
-        let checksum = checksum(migration.sql);
-        assert!(claim(&platform, &migration, &checksum, "stalled").unwrap());
+        let checksum = migration.checksum;
+        assert!(claim(&platform, &migration, checksum, "stalled").unwrap());
         slow.clock.advance_ms(STALE_CLAIM_MS + 1);
-        assert!(claim(&platform, &migration, &checksum, "newcomer").unwrap());
+        assert!(claim(&platform, &migration, checksum, "newcomer").unwrap());
         let err = renew(&platform, &migration, "stalled", 0).unwrap_err();
         assert!(err.to_string().contains("taken over"), "{err}");
     }
@@ -675,6 +699,7 @@ mod tests {
             version: 9,
             name: "0009_bad.sql",
             sql: "CREATE TABLE ok (a INT);\nSELEC oops;",
+            checksum: "bad",
         }];
         let err = run(&platform, &bad).await.unwrap_err();
         assert!(

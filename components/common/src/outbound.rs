@@ -361,8 +361,50 @@ pub fn retry_after_ms(response: &HttpResponse, now_ms: i64) -> Option<u64> {
     if let Ok(seconds) = raw.parse::<f64>() {
         return (seconds >= 0.0).then_some((seconds * 1000.0) as u64);
     }
-    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    Some(u64::try_from(at.timestamp_millis() - now_ms).unwrap_or(0))
+    let at = http_date_ms(raw)?;
+    Some(u64::try_from(at - now_ms).unwrap_or(0))
+}
+
+/// An HTTP date as epoch milliseconds: RFC 9110's `Wed, 21 Oct 2015 07:28:00 GMT`, the weekday optional,
+/// the zone `GMT`, `UT`, `UTC`, `Z` or `±hhmm`. By hand: chrono's RFC 2822 parser brought its whole
+/// format-string machinery, about 14 KB of every component that calls an API, for this one header.
+fn http_date_ms(raw: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let dated = raw.split_once(',').map_or(raw, |(_, rest)| rest);
+    let mut parts = dated.split_ascii_whitespace();
+    let day: u32 = parts.next()?.parse().ok()?;
+    let month_name = parts.next()?;
+    let month = MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(month_name))?;
+    let year: i32 = parts.next()?.parse().ok()?;
+    let mut clock = parts.next()?.split(':');
+    let hour: u32 = clock.next()?.parse().ok()?;
+    let minute: u32 = clock.next()?.parse().ok()?;
+    let second: u32 = clock.next().map_or(Some(0), |s| s.parse().ok())?;
+    let zone = parts.next()?;
+    if clock.next().is_some() || parts.next().is_some() {
+        return None;
+    }
+    let offset_minutes = match zone {
+        "GMT" | "UT" | "UTC" | "Z" => 0,
+        _ => {
+            let sign = match zone.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits = zone.get(1..).filter(|d| d.len() == 4)?;
+            let hours: i64 = digits.get(..2)?.parse().ok()?;
+            let minutes: i64 = digits.get(2..)?.parse().ok()?;
+            sign * (hours * 60 + minutes)
+        }
+    };
+    let at = chrono::NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()? + 1, day)?
+        .and_hms_opt(hour, minute, second)?;
+    Some(at.and_utc().timestamp_millis() - offset_minutes * 60_000)
 }
 
 /// The API's own error code and message, short, from a JSON error body (never the request's data).
@@ -412,6 +454,37 @@ mod tests {
             Some(5000)
         );
         assert_eq!(retry_after_ms(&response(429, &[], ""), 0), None);
+    }
+
+    #[test]
+    fn http_dates_read_as_chrono_reads_them() {
+        for date in [
+            "Wed, 21 Oct 2015 07:28:05 GMT",
+            "wed, 21 oct 2015 07:28:05 GMT",
+            "21 Oct 2015 07:28:05 GMT",
+            "Wed, 21 Oct 2015 07:28 GMT",
+            "Sun, 1 Feb 2026 23:59:59 +0000",
+            "Wed, 21 Oct 2015 09:28:05 +0200",
+            "Tue, 20 Oct 2015 21:58:05 -0930",
+            "Thu, 29 Feb 2024 00:00:00 UT",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc2822(date)
+                .unwrap()
+                .timestamp_millis();
+            assert_eq!(http_date_ms(date), Some(chrono), "{date}");
+        }
+        for bad in [
+            "",
+            "soon",
+            "Wed, 21 Foo 2015 07:28:05 GMT",
+            "Wed, 30 Feb 2015 07:28:05 GMT",
+            "Wed, 21 Oct 2015 25:28:05 GMT",
+            "Wed, 21 Oct 2015 07:28:05",
+            "Wed, 21 Oct 2015 07:28:05 GMT extra",
+            "Wed, 21 Oct 2015 07:28:05 +02",
+        ] {
+            assert_eq!(http_date_ms(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl Guest for Tick {
                 |platform, settings| async move {
                     let run_id = runs::start(&platform, RunKind::Tick, None)?;
                     let report =
-                        common::app::tick(&platform, &settings, &run_id, &Via::InProcess).await;
+                        common::app::tick(&platform, &settings, &run_id, &Via::in_process()).await;
                     // Failures are in the tick's `sync_runs` row; the plugin only logs an error result.
                     match report.errors.last() {
                         Some(error) => Err(anyhow::anyhow!("{error}")),

@@ -497,7 +497,7 @@ impl Sim {
             sim.world.spawn(instance, async move {
                 if let Ok(run_id) = runs::start(&platform, RunKind::Tick, None) {
                     let settings = common::configuration::Settings::new(platform.vars.clone());
-                    common::app::tick(&platform, &settings, &run_id, &Via::InProcess).await;
+                    common::app::tick(&platform, &settings, &run_id, &Via::in_process()).await;
                 }
             });
             let now = sim.world.now();

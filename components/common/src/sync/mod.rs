@@ -3,7 +3,7 @@
 //!
 //! A run ([`run`]) refreshes the workspace's numbers into SQLite, gives up on calls pending for over
 //! 7 days, syncs each number with bounded concurrency — through `http://phone-sync.spin.internal/sync/<id>`
-//! where service chaining is available ([`Via::Chained`]), in-process otherwise ([`Via::InProcess`], the
+//! where service chaining is available ([`Via::Chained`]), in-process otherwise ([`Via::in_process`], the
 //! cron component) — and then runs the [`housekeeping`]. `sync_runs` shows its progress on `/stats`.
 //!
 //! One number's sync ([`number::sync_number`]) runs under the number's lease (the drain's lease), lists
@@ -30,6 +30,7 @@ pub use tick::{tick, TickReport};
 use std::rc::Rc;
 
 use anyhow::Context;
+use futures::future::LocalBoxFuture;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -191,13 +192,44 @@ impl SyncSettings {
 }
 
 /// How a run reaches each number's sync.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Via {
-    /// In this instance (the cron component, where `*.spin.internal` is not reachable).
-    InProcess,
+    /// In this instance (the cron component, where `*.spin.internal` is not reachable), by the function
+    /// it holds ([`Via::in_process`]). A pointer rather than a direct call, so that a component which only
+    /// chains (queue-drain) does not link a number's sync: that is about 70 KB of its `.wasm`.
+    InProcess(SyncNumber),
     /// `POST <base>/sync/<phone_number_id>` ([`PHONE_SYNC_URL`] on Spin): each number in an instance of
     /// its own, with its own time limit.
     Chained(String),
+}
+
+/// One number's sync run in this instance: [`number::sync_number`]'s signature, its future boxed.
+pub type SyncNumber = for<'a> fn(
+    &'a Platform,
+    &'a SyncSettings,
+    &'a str,
+    Option<i64>,
+) -> LocalBoxFuture<'a, NumberReport>;
+
+impl Via {
+    /// Each number synced in this instance by [`number::sync_number`].
+    pub fn in_process() -> Via {
+        Via::InProcess(sync_in_process)
+    }
+}
+
+fn sync_in_process<'a>(
+    platform: &'a Platform,
+    settings: &'a SyncSettings,
+    phone_number_id: &'a str,
+    since: Option<i64>,
+) -> LocalBoxFuture<'a, NumberReport> {
+    Box::pin(number::sync_number(
+        platform,
+        settings,
+        phone_number_id,
+        since,
+    ))
 }
 
 /// What a run is asked to do.
@@ -302,7 +334,7 @@ pub async fn run_with(
     let mut results = stream::iter(numbers)
         .map(|id| async move {
             match via {
-                Via::InProcess => number::sync_number(platform, settings, &id, since).await,
+                Via::InProcess(sync_number) => sync_number(platform, settings, &id, since).await,
                 Via::Chained(base) => chained(own, base, &id, since).await,
             }
         })

@@ -215,7 +215,7 @@ async fn run_all(platform: &Platform, settings: &SyncSettings) -> RunReport {
         platform,
         settings,
         &RunRequest::default(),
-        &Via::InProcess,
+        &Via::in_process(),
         &mut report,
     )
     .await;
@@ -1215,7 +1215,7 @@ async fn ticks_run_the_periodic_sync_once_per_interval_however_many_overlap() {
     let tick_once = || async {
         let run_id = runs::start(&world.platform, runs::RunKind::Tick, None).unwrap();
         let settings = crate::configuration::Settings::new(world.platform.vars.clone());
-        crate::app::tick(&world.platform, &settings, &run_id, &Via::InProcess).await
+        crate::app::tick(&world.platform, &settings, &run_id, &Via::in_process()).await
     };
     // The first tick comes through `POST /admin/tick` (a scheduler without the cron plugin).
     let chaining = Rc::new(Chaining {
