@@ -214,22 +214,11 @@ impl Product {
             }
             Product::Transcript => processed(
                 openphone.call_transcript(call_id).await?,
-                |t| t.status.as_ref(),
-                |t| Transcript {
-                    status: Some(ProcessingStatus::Completed),
-                    ..t
-                },
                 &mut facts.transcript,
             ),
-            Product::Summary => processed(
-                openphone.call_summary(call_id).await?,
-                |s| s.status.as_ref(),
-                |s| Summary {
-                    status: Some(ProcessingStatus::Completed),
-                    ..s
-                },
-                &mut facts.summary,
-            ),
+            Product::Summary => {
+                processed(openphone.call_summary(call_id).await?, &mut facts.summary)
+            }
             Product::Voicemail => match openphone.call_voicemail(call_id).await? {
                 None => Answer::Absent,
                 Some(v) => deliver(voicemail_answer(&v), || {
@@ -240,19 +229,33 @@ impl Product {
     }
 }
 
+/// A transcript or a summary: OpenPhone produces it after the call and says how far it is.
+trait Processed {
+    /// How far it is (`None`: completed).
+    fn status_mut(&mut self) -> &mut Option<ProcessingStatus>;
+}
+
+impl Processed for Transcript {
+    fn status_mut(&mut self) -> &mut Option<ProcessingStatus> {
+        &mut self.status
+    }
+}
+
+impl Processed for Summary {
+    fn status_mut(&mut self) -> &mut Option<ProcessingStatus> {
+        &mut self.status
+    }
+}
+
 /// How far a transcript or summary is (`found`: `None` when OpenPhone has none); a delivered one is kept
 /// in `slot`, marked `completed` (a missing status means it is).
-fn processed<T>(
-    found: Option<T>,
-    status: impl Fn(&T) -> Option<&ProcessingStatus>,
-    completed: impl FnOnce(T) -> T,
-    slot: &mut Option<T>,
-) -> Answer {
-    let Some(found) = found else {
+fn processed<T: Processed>(found: Option<T>, slot: &mut Option<T>) -> Answer {
+    let Some(mut found) = found else {
         return Answer::Absent;
     };
-    deliver(status_answer(status(&found)), || {
-        *slot = Some(completed(found));
+    deliver(status_answer(found.status_mut().as_ref()), || {
+        *found.status_mut() = Some(ProcessingStatus::Completed);
+        *slot = Some(found);
     })
 }
 
@@ -356,31 +359,27 @@ pub async fn recheck(
         .await;
         let mut cleared = fetched.settled;
         let mut error = fetched.errors.first().cloned();
+        let record_history = |result: Result<&str, &str>| {
+            super::record_history(
+                platform,
+                phone_number_id,
+                "call",
+                &call.call_id,
+                "pending",
+                result,
+            )
+        };
         if !fetched.delivered.is_empty() {
             match writer.apply_call(&fetched.facts).await {
                 Ok(page_id) => {
                     cleared = cleared.with(fetched.delivered);
                     report.filled += 1;
-                    super::record_history(
-                        platform,
-                        phone_number_id,
-                        "call",
-                        &call.call_id,
-                        "pending",
-                        Ok(&page_id),
-                    );
+                    record_history(Ok(&page_id));
                 }
                 Err(WriteError::LeaseLost(lost)) => return Err(lost.into()),
                 Err(e) => {
                     let message = format!("{}: {e}", call.call_id);
-                    super::record_history(
-                        platform,
-                        phone_number_id,
-                        "call",
-                        &call.call_id,
-                        "pending",
-                        Err(&message),
-                    );
+                    record_history(Err(&message));
                     report.errors.push(message.clone());
                     error = Some(message);
                     // A page that can never be written will not take what is still missing either.
