@@ -46,7 +46,7 @@ use super::interleave::Interleave;
 use super::messages;
 use super::recheck::{self, RecheckReport};
 use super::requests::{self, Requests};
-use super::{iso, record_history, SyncOptions, SyncSettings};
+use super::{iso, record_history, LeasedNumber, SyncOptions, SyncSettings};
 use crate::domain::parse_iso;
 use crate::domain::E164;
 use crate::lease::{Lease, LeaseLost};
@@ -231,21 +231,19 @@ async fn sync_under_lease(
         interrupted,
         Err(Interrupted::LeaseLost(_) | Interrupted::OutOfTime)
     ) {
-        match recheck::recheck(
+        let leased = LeasedNumber {
             platform,
-            &openphone,
-            &writer,
-            &lease,
+            openphone: &openphone,
+            writer: &writer,
+            lease: &lease,
             phone_number_id,
-            options,
-        )
-        .await
-        {
+        };
+        match recheck::recheck(&leased, options).await {
             Ok(recheck) => report.pending = recheck,
             Err(e) => report.pending.errors.push(format!("{e:#}")),
         }
         report.events_let_in += interleave.let_in().await;
-        match messages::recheck(platform, &openphone, &writer, &lease, phone_number_id).await {
+        match messages::recheck(&leased).await {
             Ok(settled) => {
                 report.statuses_updated += settled.updated;
                 report.unsettled = settled;

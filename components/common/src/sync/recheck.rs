@@ -4,14 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::SyncOptions;
+use super::{LeasedNumber, SyncOptions};
 use crate::domain::ProcessingStatus;
 use crate::lease::Lease;
 use crate::openphone::types::{Recording, Summary, Transcript, Voicemail};
 use crate::openphone::OpenPhone;
 use crate::outbound::{ApiError, Failure};
 use crate::pages::calls::{CallFacts, RecordingLink, VoicemailLink};
-use crate::pages::{WriteError, Writer};
+use crate::pages::WriteError;
 use crate::pending::{checked, due, is_final, next_check_after, record_needs, Needs};
 use crate::platform::Platform;
 
@@ -74,15 +74,14 @@ pub async fn recheck_numbers(
             continue;
         };
         let writer = settings.writer(platform, &notion, &openphone, &lease)?;
-        let done = recheck(
+        let leased = LeasedNumber {
             platform,
-            &openphone,
-            &writer,
-            &lease,
-            number,
-            &settings.options,
-        )
-        .await;
+            openphone: &openphone,
+            writer: &writer,
+            lease: &lease,
+            phone_number_id: number,
+        };
+        let done = recheck(&leased, &settings.options).await;
         drop(writer);
         lease.release();
         let done = done?;
@@ -332,23 +331,24 @@ pub struct RecheckReport {
     pub errors: Vec<String>,
 }
 
-/// Re-checks the due pending calls of one number (under its `lease`), writing what arrived to each
-/// call's page through `writer`. Stops when the lease is lost.
+/// Re-checks the due pending calls of one `number`, writing what arrived to each call's page. Stops
+/// when the lease is lost.
 pub async fn recheck(
-    platform: &Platform,
-    openphone: &OpenPhone<'_>,
-    writer: &Writer<'_>,
-    lease: &Lease,
-    phone_number_id: &str,
+    number: &LeasedNumber<'_>,
     options: &SyncOptions,
 ) -> anyhow::Result<RecheckReport> {
+    let LeasedNumber {
+        platform,
+        phone_number_id,
+        ..
+    } = *number;
     let mut report = RecheckReport::default();
     let now = platform.clock.now_ms();
     for call in due(platform, phone_number_id, now, options.pending_batch)? {
-        lease.check()?;
+        number.lease.check()?;
         report.checked += 1;
         let fetched = fetch(
-            openphone,
+            number.openphone,
             &call.call_id,
             phone_number_id,
             call.call_created_at,
@@ -370,7 +370,7 @@ pub async fn recheck(
             )
         };
         if !fetched.delivered.is_empty() {
-            match writer.apply_call(&fetched.facts).await {
+            match number.writer.apply_call(&fetched.facts).await {
                 Ok(page_id) => {
                     cleared = cleared.with(fetched.delivered);
                     report.filled += 1;
