@@ -69,6 +69,52 @@ pub struct Lookup {
     pub normalized: Option<String>,
 }
 
+impl Lookup {
+    /// Not looked up (see [`Source::Skipped`]); `normalized` if the input could be.
+    fn skipped(normalized: Option<String>) -> Self {
+        Self {
+            page_id: None,
+            source: Source::Skipped,
+            normalized,
+        }
+    }
+}
+
+/// What a lookup matches a Canvas record by.
+#[derive(Debug, Clone, Copy)]
+enum By {
+    /// Its `Phone`, in any format a person may have typed.
+    Phone,
+    /// Its `Email`.
+    Email,
+}
+
+impl By {
+    /// The name the cache keeps its answers under (`canvas_cache.lookup_type`).
+    fn as_str(self) -> &'static str {
+        match self {
+            By::Phone => "phone",
+            By::Email => "email",
+        }
+    }
+
+    /// The Canvas property matched.
+    fn property(self) -> &'static str {
+        match self {
+            By::Phone => "Phone",
+            By::Email => "Email",
+        }
+    }
+
+    /// The property's Notion type until a refused query teaches the database's own.
+    fn default_type(self) -> &'static str {
+        match self {
+            By::Phone => "phone_number",
+            By::Email => "email",
+        }
+    }
+}
+
 /// Why a number could not be linked to a Canvas record.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -157,67 +203,38 @@ impl<'a> Canvas<'a> {
     /// The Canvas record of a phone number.
     pub async fn by_phone(&self, raw: &str) -> Result<Lookup, ApiError> {
         let Ok(number) = E164::parse(raw) else {
-            return Ok(Lookup {
-                page_id: None,
-                source: Source::Skipped,
-                normalized: None,
-            });
+            return Ok(Lookup::skipped(None));
         };
-        let normalized = Some(number.as_str().to_owned());
         if self.database_id.is_none() || self.is_own_number(&number) {
-            return Ok(Lookup {
-                page_id: None,
-                source: Source::Skipped,
-                normalized,
-            });
+            return Ok(Lookup::skipped(Some(number.as_str().to_owned())));
         }
         let formats = phone_formats(&number);
-        self.lookup("phone", number.as_str(), "Phone", "phone_number", &formats)
-            .await
+        self.lookup(By::Phone, number.as_str(), &formats).await
     }
 
     /// The Canvas record of an email address.
     pub async fn by_email(&self, raw: &str) -> Result<Lookup, ApiError> {
         let email = raw.trim().to_lowercase();
         if !email.contains('@') || email.len() > 200 {
-            return Ok(Lookup {
-                page_id: None,
-                source: Source::Skipped,
-                normalized: None,
-            });
+            return Ok(Lookup::skipped(None));
         }
         if self.database_id.is_none() {
-            return Ok(Lookup {
-                page_id: None,
-                source: Source::Skipped,
-                normalized: Some(email),
-            });
+            return Ok(Lookup::skipped(Some(email)));
         }
-        self.lookup(
-            "email",
-            &email,
-            "Email",
-            "email",
-            std::slice::from_ref(&email),
-        )
-        .await
+        self.lookup(By::Email, &email, std::slice::from_ref(&email))
+            .await
     }
 
-    async fn lookup(
-        &self,
-        kind: &str,
-        key: &str,
-        property: &str,
-        default_type: &str,
-        values: &[String],
-    ) -> Result<Lookup, ApiError> {
+    /// The record whose `by` property is one of `values`, normalized to `key`: from the cache, else
+    /// from Notion.
+    async fn lookup(&self, by: By, key: &str, values: &[String]) -> Result<Lookup, ApiError> {
         let now = self.platform.clock.now_ms();
         let normalized = Some(key.to_owned());
         let cached = self.platform.sql.execute(
             "UPDATE canvas_cache SET hit_count = hit_count + 1, last_used_at = ?3
              WHERE lookup_type = ?1 AND lookup_key = ?2 AND expires_at > ?3
              RETURNING canvas_id",
-            &[kind.into(), key.into(), now.into()],
+            &[by.as_str().into(), key.into(), now.into()],
         );
         if let Ok(rows) = cached {
             if let Some(row) = rows.first() {
@@ -230,9 +247,7 @@ impl<'a> Canvas<'a> {
             }
         }
         metrics::count(self.platform, "canvas.miss", 1);
-        let page_id = self
-            .query(kind, key, property, default_type, values)
-            .await?;
+        let page_id = self.query(by, key, values).await?;
         Ok(Lookup {
             page_id,
             source: Source::Query,
@@ -240,20 +255,20 @@ impl<'a> Canvas<'a> {
         })
     }
 
-    /// Asks Notion for the record whose `property` equals one of `values`, and caches the answer.
+    /// Asks Notion for the record whose `by` property equals one of `values`, and caches the answer
+    /// under `key`.
     async fn query(
         &self,
-        kind: &str,
+        by: By,
         key: &str,
-        property: &str,
-        default_type: &str,
         values: &[String],
     ) -> Result<Option<String>, ApiError> {
+        let property = by.property();
         let database_id = self
             .database_id
             .expect("callers check that Canvas linking is on");
         let data_source = self.notion.data_source_id(database_id).await?;
-        let filter_type = self.property_type(&data_source, property, default_type);
+        let filter_type = self.property_type(&data_source, property, by.default_type());
         let filter = or_filter(property, &filter_type, values);
         let found = match self.notion.query(&data_source, &filter, 1, None).await {
             Ok(page) => page,
@@ -270,18 +285,18 @@ impl<'a> Canvas<'a> {
             .first()
             .and_then(|p| p["id"].as_str())
             .map(String::from);
-        self.remember(kind, key, page_id.as_deref());
+        self.remember(by, key, page_id.as_deref());
         Ok(page_id)
     }
 
     /// Records that the Canvas record `page_id` has `number`, so the number's next lookup finds it without
     /// asking Notion (the watch over the Canvas saw the record appear or gain the number).
     pub fn learn_record(&self, number: &E164, page_id: &str) {
-        self.remember("phone", number.as_str(), Some(page_id));
+        self.remember(By::Phone, number.as_str(), Some(page_id));
     }
 
     /// Caches a lookup's answer (a hit for a day, a miss for an hour).
-    fn remember(&self, kind: &str, key: &str, page_id: Option<&str>) {
+    fn remember(&self, by: By, key: &str, page_id: Option<&str>) {
         let now = self.platform.clock.now_ms();
         let ttl = if page_id.is_some() {
             HIT_TTL_MS
@@ -293,7 +308,7 @@ impl<'a> Canvas<'a> {
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?4)
              ON CONFLICT (lookup_type, lookup_key) DO UPDATE SET canvas_id = excluded.canvas_id,
                  cached_at = excluded.cached_at, expires_at = excluded.expires_at, last_used_at = excluded.last_used_at",
-            &[kind.into(), key.into(), SqlValue::from(page_id), now.into(), (now + ttl).into()],
+            &[by.as_str().into(), key.into(), SqlValue::from(page_id), now.into(), (now + ttl).into()],
         );
         if let Err(e) = stored {
             tracing::warn!(error = %format!("{e:#}"), "could not cache a Canvas lookup");
@@ -338,9 +353,7 @@ impl<'a> Canvas<'a> {
                     // between recording it and caching it): Notion is asked.
                     if miss.source == Source::Cache {
                         let formats = phone_formats(&number);
-                        let page_id = self
-                            .query("phone", number.as_str(), "Phone", "phone_number", &formats)
-                            .await?;
+                        let page_id = self.query(By::Phone, number.as_str(), &formats).await?;
                         return Ok(Lookup {
                             page_id,
                             source: Source::Query,
@@ -349,7 +362,7 @@ impl<'a> Canvas<'a> {
                     }
                     return Ok(miss);
                 }
-                self.remember("phone", number.as_str(), Some(&page_id));
+                self.remember(By::Phone, number.as_str(), Some(&page_id));
                 return Ok(Lookup {
                     page_id: Some(page_id),
                     source: Source::Cache,
@@ -381,7 +394,7 @@ impl<'a> Canvas<'a> {
         let recorded = self
             .map()
             .record_page(Kind::Canvas, number.as_str(), page_id)?;
-        self.remember("phone", number.as_str(), Some(&recorded));
+        self.remember(By::Phone, number.as_str(), Some(&recorded));
         Ok(recorded)
     }
 
@@ -451,10 +464,7 @@ impl<'a> Canvas<'a> {
     ) -> Result<Prepared, LinkError> {
         if ask_first {
             let formats = phone_formats(number);
-            if let Some(page_id) = self
-                .query("phone", number.as_str(), "Phone", "phone_number", &formats)
-                .await?
-            {
+            if let Some(page_id) = self.query(By::Phone, number.as_str(), &formats).await? {
                 return Ok(Prepared::Found(page_id));
             }
         }

@@ -141,6 +141,53 @@ impl Failure for ApiError {
 }
 
 impl ApiError {
+    /// What an answer of `service` with `status`, not a success, means: `429` is a rate limit (come back
+    /// after `retry_after_ms`, the response's `Retry-After`), `408` and `5xx` an outage, any other
+    /// status a refusal. The APIs, unlike the media host (a plain file server), have two more: `529`,
+    /// Notion's rate limit, and `409`, Notion's `conflict_error` ("make sure the parameters are up to
+    /// date and try again"), an outage.
+    pub fn from_status(
+        service: Service,
+        status: u16,
+        retry_after_ms: Option<u64>,
+        detail: String,
+    ) -> Self {
+        let api = service != Service::Media;
+        if status == 429 || (api && status == 529) {
+            ApiError::RateLimited {
+                service,
+                retry_after_ms,
+            }
+        } else if matches!(status, 408 | 500..=599) || (api && status == 409) {
+            ApiError::Unavailable {
+                service,
+                status: Some(status),
+                detail,
+            }
+        } else {
+            ApiError::Refused {
+                service,
+                status,
+                detail,
+            }
+        }
+    }
+
+    /// A request to `service` that got no answer: a network failure or timeout may have been applied,
+    /// one the host refused to send was not.
+    pub fn unanswered(service: Service, error: HttpError) -> Self {
+        match error {
+            HttpError::Network(detail) => ApiError::Unavailable {
+                service,
+                status: None,
+                detail,
+            },
+            HttpError::NotAllowed(detail) | HttpError::InvalidRequest(detail) => {
+                ApiError::NotSent { service, detail }
+            }
+        }
+    }
+
     /// The HTTP status, when there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -278,16 +325,7 @@ impl<'a> Outbound<'a> {
             Err(e) => {
                 tracing::warn!(duration_ms, error = %e, "request failed");
                 metrics::count(self.platform, &format!("errors.{}", service.name()), 1);
-                return Err(match e {
-                    HttpError::Network(detail) => ApiError::Unavailable {
-                        service,
-                        status: None,
-                        detail,
-                    },
-                    HttpError::NotAllowed(detail) | HttpError::InvalidRequest(detail) => {
-                        ApiError::NotSent { service, detail }
-                    }
-                });
+                return Err(ApiError::unanswered(service, e));
             }
         };
         let status = response.status;
@@ -298,23 +336,9 @@ impl<'a> Outbound<'a> {
         metrics::count(self.platform, &format!("errors.{}", service.name()), 1);
         let detail = error_detail(&response);
         tracing::warn!(status, duration_ms, detail = %detail, "request refused");
-        Err(match status {
-            429 | 529 => ApiError::RateLimited {
-                service,
-                retry_after_ms: retry_after_ms(&response, self.platform.clock.now_ms()),
-            },
-            // Notion's 409 conflict_error is transient: "make sure the parameters are up to date and try again".
-            408 | 409 | 500..=599 => ApiError::Unavailable {
-                service,
-                status: Some(status),
-                detail,
-            },
-            _ => ApiError::Refused {
-                service,
-                status,
-                detail,
-            },
-        })
+        let retry_after =
+            retry_after_ms(response.header("retry-after"), self.platform.clock.now_ms());
+        Err(ApiError::from_status(service, status, retry_after, detail))
     }
 }
 
@@ -355,9 +379,9 @@ fn path_of(url: &str) -> &str {
     path.split('?').next().unwrap_or(path)
 }
 
-/// `Retry-After` as seconds or an HTTP date, in milliseconds from now.
-pub fn retry_after_ms(response: &HttpResponse, now_ms: i64) -> Option<u64> {
-    let raw = response.header("retry-after")?.trim();
+/// A `Retry-After` header's value, seconds or an HTTP date, in milliseconds from `now_ms`.
+pub fn retry_after_ms(header: Option<&str>, now_ms: i64) -> Option<u64> {
+    let raw = header?.trim();
     if let Ok(seconds) = raw.parse::<f64>() {
         return (seconds >= 0.0).then_some((seconds * 1000.0) as u64);
     }
@@ -426,34 +450,49 @@ fn error_detail(response: &HttpResponse) -> String {
 mod tests {
     use super::*;
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
-        assert_eq!(
-            retry_after_ms(&response(429, &[("Retry-After", "2")], ""), 0),
-            Some(2000)
-        );
+        assert_eq!(retry_after_ms(Some("2"), 0), Some(2000));
         let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
             .unwrap()
             .timestamp_millis();
         assert_eq!(
-            retry_after_ms(
-                &response(429, &[("retry-after", "Wed, 21 Oct 2015 07:28:05 GMT")], ""),
-                now
-            ),
+            retry_after_ms(Some("Wed, 21 Oct 2015 07:28:05 GMT"), now),
             Some(5000)
         );
-        assert_eq!(retry_after_ms(&response(429, &[], ""), 0), None);
+        assert_eq!(retry_after_ms(None, 0), None);
+    }
+
+    #[test]
+    fn statuses_mean_what_each_service_means_by_them() {
+        let class = |service, status| match ApiError::from_status(
+            service,
+            status,
+            Some(1000),
+            String::new(),
+        ) {
+            ApiError::RateLimited {
+                retry_after_ms: Some(1000),
+                ..
+            } => "rate limited",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Refused { .. } => "refused",
+            other => panic!("{other:?}"),
+        };
+        for service in [Service::OpenPhone, Service::Notion, Service::S3] {
+            assert_eq!(class(service, 429), "rate limited");
+            assert_eq!(class(service, 529), "rate limited");
+            assert_eq!(class(service, 409), "unavailable");
+            assert_eq!(class(service, 408), "unavailable");
+            assert_eq!(class(service, 503), "unavailable");
+            assert_eq!(class(service, 400), "refused");
+        }
+        // The media host is a file server: Notion's 529 and 409 mean nothing special there.
+        assert_eq!(class(Service::Media, 429), "rate limited");
+        assert_eq!(class(Service::Media, 529), "unavailable");
+        assert_eq!(class(Service::Media, 409), "refused");
+        assert_eq!(class(Service::Media, 408), "unavailable");
+        assert_eq!(class(Service::Media, 403), "refused");
     }
 
     #[test]
@@ -493,7 +532,11 @@ mod tests {
             r#"{{"object":"error","code":"validation_error","message":"{}"}}"#,
             "x".repeat(1000)
         );
-        let detail = error_detail(&response(400, &[], &body));
+        let detail = error_detail(&HttpResponse {
+            status: 400,
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        });
         assert!(detail.starts_with("validation_error: xxx"));
         assert!(detail.len() < 330);
     }

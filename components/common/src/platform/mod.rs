@@ -287,6 +287,15 @@ pub trait Clock {
     async fn sleep_ms(&self, ms: u64);
 }
 
+/// The system's wall clock in milliseconds since the Unix epoch: the host's time natively, `wasi:clocks`'
+/// wall clock on Spin (std reads it there), so both platforms' clocks tell time the same way.
+pub fn system_now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+}
+
 /// Application variables (Spin variables, `SPIN_VARIABLE_*` locally, Secrets on SpinKube).
 pub trait Variables {
     /// The value of `name`, or `None` when it is not defined or not visible to this component.

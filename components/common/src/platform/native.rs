@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;
@@ -297,10 +297,7 @@ pub struct SystemClock;
 #[async_trait(?Send)]
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("the clock is after 1970");
-        i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+        super::system_now_ms()
     }
 
     async fn sleep_ms(&self, ms: u64) {

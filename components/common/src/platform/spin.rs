@@ -5,7 +5,6 @@
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -300,10 +299,7 @@ pub struct SpinClock;
 #[async_trait(?Send)]
 impl Clock for SpinClock {
     fn now_ms(&self) -> i64 {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("the clock is after 1970");
-        i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+        super::system_now_ms()
     }
 
     async fn sleep_ms(&self, ms: u64) {

@@ -7,12 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::LeasedNumber;
 use crate::domain::Direction;
-use crate::lease::Lease;
 use crate::openphone::types::Message;
-use crate::openphone::OpenPhone;
 use crate::outbound::Failure;
-use crate::pages::{WriteError, Writer};
+use crate::pages::WriteError;
 use crate::platform::Platform;
 
 /// The first check of an unsettled text: 5 minutes after the sync saw it.
@@ -77,16 +76,17 @@ pub struct SettleReport {
     pub errors: Vec<String>,
 }
 
-/// Asks OpenPhone for the due unsettled texts of `phone_number_id` and writes those whose status settled.
-pub async fn recheck(
-    platform: &Platform,
-    openphone: &OpenPhone<'_>,
-    writer: &Writer<'_>,
-    lease: &Lease,
-    phone_number_id: &str,
-) -> anyhow::Result<SettleReport> {
-    let mut report = SettleReport::default();
+/// Asks OpenPhone for the due unsettled texts of `number` and writes those whose status settled.
+pub async fn recheck(number: &LeasedNumber<'_>) -> anyhow::Result<SettleReport> {
+    let LeasedNumber {
+        platform,
+        openphone,
+        writer,
+        lease,
+        phone_number_id,
+    } = *number;
     let now = platform.clock.now_ms();
+    let mut report = SettleReport::default();
     let rows = platform.sql.execute(
         "SELECT message_id, conversation_id, sent_at, checks FROM unsettled_messages
          WHERE phone_number_id = ?1 AND next_check_at <= ?2 ORDER BY next_check_at LIMIT ?3",

@@ -108,6 +108,22 @@ impl Default for SyncOptions {
     }
 }
 
+/// A number whose lease is held, with the clients its writes go through: what the re-checks of its
+/// pending calls ([`recheck::recheck`]) and unsettled texts ([`messages::recheck`]) work with.
+#[derive(Clone, Copy)]
+pub struct LeasedNumber<'a> {
+    /// The host.
+    pub platform: &'a Platform,
+    /// OpenPhone, asked for what is due.
+    pub openphone: &'a OpenPhone<'a>,
+    /// The page writer, under `lease`.
+    pub writer: &'a crate::pages::Writer<'a>,
+    /// The number's lease, checked before each item.
+    pub lease: &'a crate::lease::Lease,
+    /// The number (`PN…`).
+    pub phone_number_id: &'a str,
+}
+
 /// The configuration a number's sync needs.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {

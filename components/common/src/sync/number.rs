@@ -46,7 +46,7 @@ use super::interleave::Interleave;
 use super::messages;
 use super::recheck::{self, RecheckReport};
 use super::requests::{self, Requests};
-use super::{iso, record_history, SyncOptions, SyncSettings};
+use super::{iso, record_history, LeasedNumber, SyncOptions, SyncSettings};
 use crate::domain::parse_iso;
 use crate::domain::E164;
 use crate::lease::{Lease, LeaseLost};
@@ -231,21 +231,19 @@ async fn sync_under_lease(
         interrupted,
         Err(Interrupted::LeaseLost(_) | Interrupted::OutOfTime)
     ) {
-        match recheck::recheck(
+        let leased = LeasedNumber {
             platform,
-            &openphone,
-            &writer,
-            &lease,
+            openphone: &openphone,
+            writer: &writer,
+            lease: &lease,
             phone_number_id,
-            options,
-        )
-        .await
-        {
+        };
+        match recheck::recheck(&leased, options).await {
             Ok(recheck) => report.pending = recheck,
             Err(e) => report.pending.errors.push(format!("{e:#}")),
         }
         report.events_let_in += interleave.let_in().await;
-        match messages::recheck(platform, &openphone, &writer, &lease, phone_number_id).await {
+        match messages::recheck(&leased).await {
             Ok(settled) => {
                 report.statuses_updated += settled.updated;
                 report.unsettled = settled;
@@ -422,6 +420,53 @@ impl From<LeaseLost> for Halt {
 impl From<anyhow::Error> for Halt {
     fn from(e: anyhow::Error) -> Self {
         Halt::Incomplete(format!("storage: {e:#}"))
+    }
+}
+
+/// How far a listing of a conversation's calls or texts, page after page, has got.
+struct Listing<'q> {
+    path: &'static str,
+    /// What it lists by (the number and the paging are added to each request).
+    query: &'q [(&'q str, &'q str)],
+    /// The next page's token (`None` for the first page).
+    token: Option<String>,
+    /// The last page was listed.
+    finished: bool,
+}
+
+impl<'q> Listing<'q> {
+    fn new(path: &'static str, query: &'q [(&'q str, &'q str)]) -> Self {
+        Self {
+            path,
+            query,
+            token: None,
+            finished: false,
+        }
+    }
+}
+
+/// A call or a text as a listing returns it.
+trait Listed: serde::de::DeserializeOwned {
+    /// What its page is.
+    const KIND: Kind;
+
+    /// Its id and when it was created (ISO-8601), for the bulk lookup of existing pages.
+    fn listed(&self) -> (&str, Option<&str>);
+}
+
+impl Listed for Call {
+    const KIND: Kind = Kind::Call;
+
+    fn listed(&self) -> (&str, Option<&str>) {
+        (&self.id, self.created_at.as_deref())
+    }
+}
+
+impl Listed for Message {
+    const KIND: Kind = Kind::Message;
+
+    fn listed(&self) -> (&str, Option<&str>) {
+        (&self.id, self.created_at.as_deref())
     }
 }
 
@@ -607,26 +652,13 @@ impl NumberSync<'_> {
             .map(|p| ("participants", p.as_str()))
             .collect();
         query.push(("createdAfter", after.as_str()));
-        let mut token = None;
-        while let Some(page) = self
-            .page::<Message>("/v1/messages", &query, token.take(), report)
-            .await?
-        {
-            let items: Vec<(&str, Option<&str>)> = page
-                .data
-                .iter()
-                .map(|m| (m.id.as_str(), m.created_at.as_deref()))
-                .collect();
-            self.look_up(Kind::Message, &items).await;
-            for message in page.data {
+        let mut listing = Listing::new("/v1/messages", &query);
+        while let Some(messages) = self.next_page::<Message>(&mut listing, report).await? {
+            for message in messages {
                 note(
                     self.sync_message(message, &conversation.id, report).await,
                     &mut incomplete,
                 )?;
-            }
-            token = page.next_page_token;
-            if token.is_none() {
-                break;
             }
         }
         match incomplete {
@@ -654,18 +686,9 @@ impl NumberSync<'_> {
             if let Some(user) = user {
                 query.push(("userId", user.as_str()));
             }
-            let mut token = None;
-            while let Some(page) = self
-                .page::<Call>("/v1/calls", &query, token.take(), report)
-                .await?
-            {
-                let items: Vec<(&str, Option<&str>)> = page
-                    .data
-                    .iter()
-                    .map(|c| (c.id.as_str(), c.created_at.as_deref()))
-                    .collect();
-                self.look_up(Kind::Call, &items).await;
-                for call in page.data {
+            let mut listing = Listing::new("/v1/calls", &query);
+            while let Some(calls) = self.next_page::<Call>(&mut listing, report).await? {
+                for call in calls {
                     if !seen.insert(call.id.clone()) {
                         continue;
                     }
@@ -674,45 +697,51 @@ impl NumberSync<'_> {
                         incomplete,
                     )?;
                 }
-                token = page.next_page_token;
-                if token.is_none() {
-                    break;
-                }
             }
         }
         Ok(())
     }
 
-    /// One page of `path` for this number: `None` when OpenPhone refuses the listing for good (reported:
-    /// asking again would be refused again, e.g. a participant it cannot list by).
-    async fn page<T: serde::de::DeserializeOwned>(
+    /// The items of `listing`'s next page for this number, their pages from an earlier tool looked up in
+    /// bulk ([`Self::look_up`]): `None` after the last page, or when OpenPhone refuses the listing for good
+    /// (reported: asking again would be refused again, e.g. a participant it cannot list by).
+    async fn next_page<T: Listed>(
         &self,
-        path: &str,
-        query: &[(&str, &str)],
-        token: Option<String>,
+        listing: &mut Listing<'_>,
         report: &mut NumberReport,
-    ) -> Result<Option<Page<T>>, Halt> {
+    ) -> Result<Option<Vec<T>>, Halt> {
+        if listing.finished {
+            return Ok(None);
+        }
         if self.out_of_time() {
             return Err(Halt::Stop(Interrupted::OutOfTime));
         }
+        let path = listing.path;
         let max = self.options().page_size.to_string();
         let mut full: Vec<(&str, &str)> = vec![("phoneNumberId", self.phone_number_id)];
-        full.extend_from_slice(query);
+        full.extend_from_slice(listing.query);
         full.push(("maxResults", max.as_str()));
-        if let Some(token) = &token {
+        if let Some(token) = &listing.token {
             full.push(("pageToken", token.as_str()));
         }
-        match self.openphone.list(path, &full).await {
-            Ok(page) => Ok(Some(page)),
-            Err(e) if e.is_transient() => Err(Halt::Incomplete(format!("listing {path}: {e}"))),
+        let page: Page<T> = match self.openphone.list(path, &full).await {
+            Ok(page) => page,
+            Err(e) if e.is_transient() => {
+                return Err(Halt::Incomplete(format!("listing {path}: {e}")))
+            }
             Err(e) => {
                 failure(
                     report,
                     format!("listing {path} for {}: {e}", self.phone_number_id),
                 );
-                Ok(None)
+                return Ok(None);
             }
-        }
+        };
+        listing.token = page.next_page_token;
+        listing.finished = listing.token.is_none();
+        let items: Vec<(&str, Option<&str>)> = page.data.iter().map(T::listed).collect();
+        self.look_up(T::KIND, &items).await;
+        Ok(Some(page.data))
     }
 
     /// Finds in bulk the pages an earlier tool made for a listing page's items (see
@@ -730,6 +759,18 @@ impl NumberSync<'_> {
     /// Before a write of its own, the sync lets in the number's webhook events that are waiting.
     async fn let_events_in(&self, report: &mut NumberReport) {
         report.events_let_in += self.interleave.let_in().await;
+    }
+
+    /// Adds the backfill's `sync_history` row for item `id` (see [`record_history`]).
+    fn record_history(&self, kind: Kind, id: &str, result: Result<&str, &str>) {
+        record_history(
+            self.platform,
+            self.phone_number_id,
+            kind.as_str(),
+            id,
+            "backfill",
+            result,
+        );
     }
 
     fn has_page(&self, kind: Kind, id: &str) -> anyhow::Result<bool> {
@@ -776,14 +817,8 @@ impl NumberSync<'_> {
         let mut facts = fetched.facts;
         let call_id = call.id.clone();
         facts.call = Some(Call {
-            conversation_id: call
-                .conversation_id
-                .clone()
-                .or_else(|| Some(conversation_id.to_owned())),
-            phone_number_id: call
-                .phone_number_id
-                .clone()
-                .or_else(|| Some(self.phone_number_id.to_owned())),
+            conversation_id: or_listed_under(call.conversation_id, conversation_id),
+            phone_number_id: or_listed_under(call.phone_number_id, self.phone_number_id),
             ..call
         });
         self.lease.check()?;
@@ -792,14 +827,7 @@ impl NumberSync<'_> {
         match result {
             Ok(page_id) => {
                 report.calls_written += 1;
-                record_history(
-                    self.platform,
-                    self.phone_number_id,
-                    "call",
-                    &call_id,
-                    "backfill",
-                    Ok(&page_id),
-                );
+                self.record_history(Kind::Call, &call_id, Ok(&page_id));
                 pending::record_needs(
                     self.platform,
                     &call_id,
@@ -814,14 +842,7 @@ impl NumberSync<'_> {
             Err(WriteError::LeaseLost(lost)) => Err(lost.into()),
             Err(e) => {
                 let message = format!("call {call_id}: {e}");
-                record_history(
-                    self.platform,
-                    self.phone_number_id,
-                    "call",
-                    &call_id,
-                    "backfill",
-                    Err(&message),
-                );
+                self.record_history(Kind::Call, &call_id, Err(&message));
                 if is_permanent(&e) {
                     failure(report, message);
                     return Ok(());
@@ -872,14 +893,8 @@ impl NumberSync<'_> {
         }
         self.let_events_in(report).await;
         let message = Message {
-            conversation_id: message
-                .conversation_id
-                .clone()
-                .or_else(|| Some(conversation_id.to_owned())),
-            phone_number_id: message
-                .phone_number_id
-                .clone()
-                .or_else(|| Some(self.phone_number_id.to_owned())),
+            conversation_id: or_listed_under(message.conversation_id, conversation_id),
+            phone_number_id: or_listed_under(message.phone_number_id, self.phone_number_id),
             ..message
         };
         self.lease.check()?;
@@ -892,27 +907,13 @@ impl NumberSync<'_> {
                     report.messages_written += 1;
                 }
                 messages::track(self.platform, self.phone_number_id, &message)?;
-                record_history(
-                    self.platform,
-                    self.phone_number_id,
-                    "message",
-                    &message.id,
-                    "backfill",
-                    Ok(&page_id),
-                );
+                self.record_history(Kind::Message, &message.id, Ok(&page_id));
                 Ok(())
             }
             Err(WriteError::LeaseLost(lost)) => Err(lost.into()),
             Err(e) => {
                 let text = format!("message {}: {e}", message.id);
-                record_history(
-                    self.platform,
-                    self.phone_number_id,
-                    "message",
-                    &message.id,
-                    "backfill",
-                    Err(&text),
-                );
+                self.record_history(Kind::Message, &message.id, Err(&text));
                 if is_permanent(&e) {
                     failure(report, text);
                     Ok(())
@@ -922,6 +923,11 @@ impl NumberSync<'_> {
             }
         }
     }
+}
+
+/// The conversation or number OpenPhone gave for a listed item, else the one it was listed under.
+fn or_listed_under(given: Option<String>, listed_under: &str) -> Option<String> {
+    given.or_else(|| Some(listed_under.to_owned()))
 }
 
 /// Keeps the first "incomplete" and goes on; stops on anything else.

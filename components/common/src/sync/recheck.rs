@@ -4,14 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::SyncOptions;
+use super::{LeasedNumber, SyncOptions};
 use crate::domain::ProcessingStatus;
 use crate::lease::Lease;
 use crate::openphone::types::{Recording, Summary, Transcript, Voicemail};
 use crate::openphone::OpenPhone;
 use crate::outbound::{ApiError, Failure};
 use crate::pages::calls::{CallFacts, RecordingLink, VoicemailLink};
-use crate::pages::{WriteError, Writer};
+use crate::pages::WriteError;
 use crate::pending::{checked, due, is_final, next_check_after, record_needs, Needs};
 use crate::platform::Platform;
 
@@ -74,15 +74,14 @@ pub async fn recheck_numbers(
             continue;
         };
         let writer = settings.writer(platform, &notion, &openphone, &lease)?;
-        let done = recheck(
+        let leased = LeasedNumber {
             platform,
-            &openphone,
-            &writer,
-            &lease,
-            number,
-            &settings.options,
-        )
-        .await;
+            openphone: &openphone,
+            writer: &writer,
+            lease: &lease,
+            phone_number_id: number,
+        };
+        let done = recheck(&leased, &settings.options).await;
         drop(writer);
         lease.release();
         let done = done?;
@@ -214,22 +213,11 @@ impl Product {
             }
             Product::Transcript => processed(
                 openphone.call_transcript(call_id).await?,
-                |t| t.status.as_ref(),
-                |t| Transcript {
-                    status: Some(ProcessingStatus::Completed),
-                    ..t
-                },
                 &mut facts.transcript,
             ),
-            Product::Summary => processed(
-                openphone.call_summary(call_id).await?,
-                |s| s.status.as_ref(),
-                |s| Summary {
-                    status: Some(ProcessingStatus::Completed),
-                    ..s
-                },
-                &mut facts.summary,
-            ),
+            Product::Summary => {
+                processed(openphone.call_summary(call_id).await?, &mut facts.summary)
+            }
             Product::Voicemail => match openphone.call_voicemail(call_id).await? {
                 None => Answer::Absent,
                 Some(v) => deliver(voicemail_answer(&v), || {
@@ -240,19 +228,33 @@ impl Product {
     }
 }
 
+/// A transcript or a summary: OpenPhone produces it after the call and says how far it is.
+trait Processed {
+    /// How far it is (`None`: completed).
+    fn status_mut(&mut self) -> &mut Option<ProcessingStatus>;
+}
+
+impl Processed for Transcript {
+    fn status_mut(&mut self) -> &mut Option<ProcessingStatus> {
+        &mut self.status
+    }
+}
+
+impl Processed for Summary {
+    fn status_mut(&mut self) -> &mut Option<ProcessingStatus> {
+        &mut self.status
+    }
+}
+
 /// How far a transcript or summary is (`found`: `None` when OpenPhone has none); a delivered one is kept
 /// in `slot`, marked `completed` (a missing status means it is).
-fn processed<T>(
-    found: Option<T>,
-    status: impl Fn(&T) -> Option<&ProcessingStatus>,
-    completed: impl FnOnce(T) -> T,
-    slot: &mut Option<T>,
-) -> Answer {
-    let Some(found) = found else {
+fn processed<T: Processed>(found: Option<T>, slot: &mut Option<T>) -> Answer {
+    let Some(mut found) = found else {
         return Answer::Absent;
     };
-    deliver(status_answer(status(&found)), || {
-        *slot = Some(completed(found));
+    deliver(status_answer(found.status_mut().as_ref()), || {
+        *found.status_mut() = Some(ProcessingStatus::Completed);
+        *slot = Some(found);
     })
 }
 
@@ -329,23 +331,24 @@ pub struct RecheckReport {
     pub errors: Vec<String>,
 }
 
-/// Re-checks the due pending calls of one number (under its `lease`), writing what arrived to each
-/// call's page through `writer`. Stops when the lease is lost.
+/// Re-checks the due pending calls of one `number`, writing what arrived to each call's page. Stops
+/// when the lease is lost.
 pub async fn recheck(
-    platform: &Platform,
-    openphone: &OpenPhone<'_>,
-    writer: &Writer<'_>,
-    lease: &Lease,
-    phone_number_id: &str,
+    number: &LeasedNumber<'_>,
     options: &SyncOptions,
 ) -> anyhow::Result<RecheckReport> {
+    let LeasedNumber {
+        platform,
+        phone_number_id,
+        ..
+    } = *number;
     let mut report = RecheckReport::default();
     let now = platform.clock.now_ms();
     for call in due(platform, phone_number_id, now, options.pending_batch)? {
-        lease.check()?;
+        number.lease.check()?;
         report.checked += 1;
         let fetched = fetch(
-            openphone,
+            number.openphone,
             &call.call_id,
             phone_number_id,
             call.call_created_at,
@@ -356,31 +359,27 @@ pub async fn recheck(
         .await;
         let mut cleared = fetched.settled;
         let mut error = fetched.errors.first().cloned();
+        let record_history = |result: Result<&str, &str>| {
+            super::record_history(
+                platform,
+                phone_number_id,
+                "call",
+                &call.call_id,
+                "pending",
+                result,
+            )
+        };
         if !fetched.delivered.is_empty() {
-            match writer.apply_call(&fetched.facts).await {
+            match number.writer.apply_call(&fetched.facts).await {
                 Ok(page_id) => {
                     cleared = cleared.with(fetched.delivered);
                     report.filled += 1;
-                    super::record_history(
-                        platform,
-                        phone_number_id,
-                        "call",
-                        &call.call_id,
-                        "pending",
-                        Ok(&page_id),
-                    );
+                    record_history(Ok(&page_id));
                 }
                 Err(WriteError::LeaseLost(lost)) => return Err(lost.into()),
                 Err(e) => {
                     let message = format!("{}: {e}", call.call_id);
-                    super::record_history(
-                        platform,
-                        phone_number_id,
-                        "call",
-                        &call.call_id,
-                        "pending",
-                        Err(&message),
-                    );
+                    record_history(Err(&message));
                     report.errors.push(message.clone());
                     error = Some(message);
                     // A page that can never be written will not take what is still missing either.

@@ -7,7 +7,7 @@ use super::keys::{choose_content_type, without_query};
 use super::{MediaCopier, MediaError, MediaSource};
 use crate::metrics;
 use crate::outbound::{retry_after_ms, ApiError, Service};
-use crate::platform::{HttpError, HttpRequest, HttpResponse, Method, StreamingResponse};
+use crate::platform::{HttpRequest, Method, StreamingResponse};
 use crate::storage::s3::{ObjectAttributes, ObjectWriter, S3Client, DEFAULT_PART_SIZE};
 
 /// A download that was started.
@@ -144,42 +144,13 @@ impl MediaCopier<'_> {
                 }
                 Ok(response) => {
                     let status = response.status;
-                    let detail = format!("status {status}");
-                    match status {
-                        429 => {
-                            let headers_only = HttpResponse {
-                                status,
-                                headers: response.headers.clone(),
-                                body: Vec::new(),
-                            };
-                            ApiError::RateLimited {
-                                service,
-                                retry_after_ms: retry_after_ms(
-                                    &headers_only,
-                                    self.platform.clock.now_ms(),
-                                ),
-                            }
-                        }
-                        408 | 500..=599 => ApiError::Unavailable {
-                            service,
-                            status: Some(status),
-                            detail,
-                        },
-                        _ => ApiError::Refused {
-                            service,
-                            status,
-                            detail,
-                        },
-                    }
+                    let retry_after = retry_after_ms(
+                        response.header("retry-after"),
+                        self.platform.clock.now_ms(),
+                    );
+                    ApiError::from_status(service, status, retry_after, format!("status {status}"))
                 }
-                Err(HttpError::Network(detail)) => ApiError::Unavailable {
-                    service,
-                    status: None,
-                    detail,
-                },
-                Err(HttpError::NotAllowed(detail) | HttpError::InvalidRequest(detail)) => {
-                    ApiError::NotSent { service, detail }
-                }
+                Err(e) => ApiError::unanswered(service, e),
             };
             metrics::count(self.platform, "errors.media", 1);
             tracing::warn!(duration_ms, error = %error, "download failed");
