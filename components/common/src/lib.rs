@@ -15,6 +15,7 @@ pub mod contacts;
 pub mod domain;
 pub mod drain;
 pub mod http;
+pub mod http_url;
 pub mod ids;
 pub mod jobs;
 pub mod lease;

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use super::notion_check::{self, DatabaseCheck};
 use crate::api::Response;
 use crate::configuration::{NotionConfig, OpenPhoneConfig, Secret};
+use crate::http_url::{HttpUrl, UrlError};
 use crate::jobs::JobClaim;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
@@ -113,15 +114,14 @@ impl Webhook {
 /// The webhook URL for `public_url` (`https://host[/prefix]`, or the webhook URL itself).
 pub fn webhook_url(public_url: &str) -> Result<String, String> {
     let trimmed = public_url.trim().trim_end_matches('/');
-    let parsed = url::Url::parse(trimmed).map_err(|e| format!("public_url is not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
-        return Err("public_url must be an https:// (or http://) URL with a host".into());
-    }
-    if parsed.query().is_some()
-        || parsed.fragment().is_some()
-        || !parsed.username().is_empty()
-        || parsed.password().is_some()
-    {
+    let parsed = match HttpUrl::parse(trimmed) {
+        Ok(parsed) => parsed,
+        Err(UrlError::NotHttp) => {
+            return Err("public_url must be an https:// (or http://) URL with a host".into())
+        }
+        Err(e) => return Err(format!("public_url is {e}")),
+    };
+    if parsed.query().is_some() || parsed.fragment().is_some() || parsed.has_credentials() {
         return Err("public_url must have no query, fragment or credentials".into());
     }
     if trimmed.ends_with(WEBHOOK_PATH) {

@@ -8,12 +8,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 
 use super::sigv4::{self, Credentials};
 
 use crate::configuration::StorageConfig;
+use crate::http_url::{HttpUrl, UrlError};
 use crate::outbound::{ApiError, Failure, Outbound, Retry, Service, Transience};
 use crate::platform::{HttpRequest, HttpResponse, Method, Platform};
 
@@ -176,18 +177,15 @@ impl ObjectStore {
         access_key_id: &str,
         secret_access_key: &str,
     ) -> anyhow::Result<Self> {
-        let url: url::Url = endpoint
-            .parse()
-            .with_context(|| format!("s3_endpoint {endpoint:?} is not a URL"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            bail!("s3_endpoint {endpoint:?} is not an http(s) URL");
-        }
-        let host = url
-            .host_str()
-            .with_context(|| format!("s3_endpoint {endpoint:?} has no host"))?;
+        let url = match HttpUrl::parse(endpoint) {
+            Ok(url) => url,
+            Err(UrlError::NotHttp) => bail!("s3_endpoint {endpoint:?} is not an http(s) URL"),
+            Err(e) => bail!("s3_endpoint {endpoint:?} is {e}"),
+        };
+        let host = url.host();
         // Credentials in the endpoint would end up in every presigned URL, and a query would be
         // replaced by the signature's: refused rather than silently dropped.
-        if !url.username().is_empty() || url.password().is_some() {
+        if url.has_credentials() {
             bail!("s3_endpoint must not contain credentials; set s3_access_key_id and s3_secret_access_key");
         }
         if url.query().is_some() || url.fragment().is_some() {
@@ -196,7 +194,7 @@ impl ObjectStore {
         if bucket.is_empty() {
             bail!("the bucket name is empty");
         }
-        // `Url::port` is `None` for the scheme's default port, which the `Host` header leaves out too.
+        // `HttpUrl::port` is `None` for the scheme's default port, which the `Host` header leaves out too.
         let host = match url.port() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),

@@ -70,6 +70,7 @@ pub use links::{CallLinks, MessageLinks, RenewedLink};
 
 use super::s3::{ObjectStore, StoreError};
 use crate::configuration::StorageConfig;
+use crate::http_url::HttpUrl;
 use crate::outbound::{ApiError, Failure, Transience};
 use crate::platform::Platform;
 
@@ -204,7 +205,7 @@ impl From<anyhow::Error> for MediaError {
 pub struct MediaCopier<'a> {
     platform: &'a Platform,
     store: ObjectStore,
-    media_base: url::Url,
+    media_base: HttpUrl,
     public_base_url: Option<String>,
 }
 
@@ -216,8 +217,7 @@ impl<'a> MediaCopier<'a> {
         storage: &StorageConfig,
         media_base: &str,
     ) -> anyhow::Result<Self> {
-        let media_base = media_base
-            .parse()
+        let media_base = HttpUrl::parse(media_base)
             .with_context(|| format!("openphone_media_base {media_base:?} is not a URL"))?;
         Ok(Self {
             platform,

@@ -5,6 +5,7 @@ use tracing::Instrument;
 
 use super::keys::{choose_content_type, without_query};
 use super::{MediaCopier, MediaError, MediaSource};
+use crate::http_url::HttpUrl;
 use crate::metrics;
 use crate::outbound::{retry_after_ms, ApiError, Service};
 use crate::platform::{HttpRequest, Method, StreamingResponse};
@@ -100,17 +101,13 @@ impl MediaCopier<'_> {
 
     fn check_on_media_host(&self, url: &str) -> Result<(), MediaError> {
         let base = &self.media_base;
-        let on_host = url::Url::parse(url).is_ok_and(|u| {
-            u.scheme() == base.scheme()
-                && u.host_str() == base.host_str()
-                && u.port_or_known_default() == base.port_or_known_default()
-        });
+        let on_host = HttpUrl::parse(url).is_ok_and(|u| u.same_origin(base));
         if on_host {
             Ok(())
         } else {
             Err(MediaError::NotOnMediaHost {
                 url: without_query(url),
-                media_base: base.as_str().trim_end_matches('/').to_owned(),
+                media_base: base.origin(),
             })
         }
     }
@@ -119,7 +116,7 @@ impl MediaCopier<'_> {
     /// external request (the body is streamed, which [`Outbound`](crate::outbound::Outbound) cannot do).
     async fn download(&self, url: &str) -> Result<Download, MediaError> {
         let shown = without_query(url);
-        let path = url::Url::parse(url)
+        let path = HttpUrl::parse(url)
             .map(|u| u.path().to_owned())
             .unwrap_or_default();
         let span = tracing::info_span!("outbound", service = "media", method = "GET", path = %path);
