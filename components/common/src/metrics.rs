@@ -42,6 +42,23 @@ pub fn count(platform: &Platform, name: &str, by: i64) {
 /// Records `value` as this minute's `name` unless a higher value was recorded in the same minute: the peak
 /// of a gauge (how many events wait) sampled several times a minute. Logged, never returned, like [`count`].
 pub fn peak(platform: &Platform, name: &str, value: i64) {
+    // Every drain samples the queue depth as it starts, most of them in a minute whose peak is already
+    // as high. An upsert takes the database's write lock even when it changes nothing, queueing the
+    // intake's inserts behind it, so a read (no lock under WAL) asks first.
+    let minute = platform.clock.now_ms().div_euclid(MINUTE_MS);
+    let covered = platform.sql.execute(
+        "SELECT 1 AS covered FROM metrics_minutes
+         WHERE slot = ?1 AND name = ?2 AND minute = ?3 AND value >= ?4",
+        &[
+            minute.rem_euclid(MINUTES_KEPT).into(),
+            name.into(),
+            minute.into(),
+            value.into(),
+        ],
+    );
+    if matches!(covered, Ok(rows) if !rows.is_empty()) {
+        return;
+    }
     record_minute(
         platform,
         name,

@@ -992,3 +992,64 @@ async fn kick_posts_to_the_drain_and_reports_failures() {
         assert!(kick(&failing, DRAIN_URL, None).await.is_err());
     }
 }
+
+/// Runs every statement on the database beneath it, keeping their text.
+struct Recorded {
+    inner: Rc<dyn crate::platform::Sql>,
+    statements: RefCell<Vec<String>>,
+}
+
+impl crate::platform::Sql for Recorded {
+    fn execute(
+        &self,
+        statement: &str,
+        params: &[crate::platform::Value],
+    ) -> anyhow::Result<crate::platform::Rows> {
+        self.statements.borrow_mut().push(statement.to_owned());
+        self.inner.execute(statement, params)
+    }
+}
+
+/// While a number's events are in one drain's hands, the drains its other deliveries kick find nothing to
+/// lease. They must learn it without writing: any write statement, even one that changes no row, takes the
+/// database's write lock and queues the intake's inserts behind it (a third of the intake's rate on
+/// `spin up`, docs/performance.md).
+#[tokio::test]
+async fn a_drain_with_nothing_to_lease_writes_nothing() {
+    let (_dir, platform, _clock) = migrated_platform().await;
+    enqueue(&platform, "A1", "call.completed", "PNa", T0);
+    let held = Queue::new(&*platform.sql)
+        .lease("the-first-drain", T0, 300_000, 10, &[])
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    enqueue(&platform, "A2", "message.received", "PNa", T0 + 1);
+    // The first drain sampled the queue depth this minute as it started.
+    crate::queue::sample_depth(&platform);
+
+    let recorded = Rc::new(Recorded {
+        inner: platform.sql.clone(),
+        statements: RefCell::default(),
+    });
+    let kicked = Platform {
+        sql: recorded.clone(),
+        ..platform.clone()
+    };
+    let handler = Scripted::ok();
+    let report = drain(&kicked, &router_for(handler.clone()), &options())
+        .await
+        .unwrap();
+    assert!(report.events.is_empty(), "{report:?}");
+    let statements = recorded.statements.borrow();
+    assert!(!statements.is_empty(), "the drain looked at the queue");
+    let writes: Vec<&String> = statements
+        .iter()
+        .filter(|s| {
+            let verb = s.split_whitespace().next().unwrap_or("");
+            ["INSERT", "UPDATE", "DELETE", "REPLACE"]
+                .iter()
+                .any(|w| verb.eq_ignore_ascii_case(w))
+        })
+        .collect();
+    assert!(writes.is_empty(), "an idle drain wrote: {writes:#?}");
+    assert_eq!(state_of(&platform, "A2"), "pending");
+}

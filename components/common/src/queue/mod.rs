@@ -278,40 +278,61 @@ impl<'a> Queue<'a> {
         limit: u32,
         exclude: &[String],
     ) -> anyhow::Result<Vec<QueuedEvent>> {
+        /// The events that may be leased now; `?5` a key or `NULL`, `?6` due by, `?7` excluded keys.
+        macro_rules! leasable {
+            () => {
+                "FROM events AS e
+                 WHERE (?5 IS NULL OR e.lease_key = ?5)
+                   AND ((e.state = 'pending' AND e.available_at <= ?6)
+                        OR (e.state = 'leased' AND e.lease_expires_at <= ?2
+                            AND e.abandoned + e.in_hand < ?8))
+                   AND NOT EXISTS (SELECT 1 FROM events AS busy
+                                   WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
+                                     AND busy.lease_expires_at > ?2)
+                   AND e.lease_key NOT IN (SELECT value FROM json_each(?7))"
+            };
+        }
+        let params = [
+            owner.into(),
+            now.into(),
+            now.saturating_add(lease_ms).into(),
+            limit.into(),
+            lease_key.into(),
+            due_by.into(),
+            serde_json::to_string(exclude)
+                .context("encoding the excluded keys")?
+                .into(),
+            MAX_ABANDONED.into(),
+        ];
+        // Most drains a delivery kicks find nothing to lease (another drain holds the number). An UPDATE
+        // takes the database's write lock even when it changes no row, which queues the intake's inserts
+        // behind it, so a read (which takes no lock under WAL) asks first.
+        let leasable = self
+            .sql
+            .execute(
+                concat!("SELECT 1 AS leasable ", leasable!(), " LIMIT 1"),
+                &params,
+            )
+            .context("looking for events to lease")?;
+        if leasable.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = self
             .sql
             .execute(
-                "UPDATE events
-                 SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
-                     abandoned = abandoned + CASE WHEN state = 'leased' THEN in_hand ELSE 0 END,
-                     in_hand = 0,
-                     lease_expires_at = ?3, updated_at = ?2
-                 WHERE id IN (
-                     SELECT e.id FROM events AS e
-                     WHERE (?5 IS NULL OR e.lease_key = ?5)
-                       AND ((e.state = 'pending' AND e.available_at <= ?6)
-                            OR (e.state = 'leased' AND e.lease_expires_at <= ?2
-                                AND e.abandoned + e.in_hand < ?8))
-                       AND NOT EXISTS (SELECT 1 FROM events AS busy
-                                       WHERE busy.lease_key = e.lease_key AND busy.state = 'leased'
-                                         AND busy.lease_expires_at > ?2)
-                       AND e.lease_key NOT IN (SELECT value FROM json_each(?7))
-                     ORDER BY e.created_at, e.id
-                     LIMIT ?4)
-                 RETURNING id, type, phone_number_id, resource_id, lease_key, created_at, payload,
-                           attempts, lease_owner",
-                &[
-                    owner.into(),
-                    now.into(),
-                    now.saturating_add(lease_ms).into(),
-                    limit.into(),
-                    lease_key.into(),
-                    due_by.into(),
-                    serde_json::to_string(exclude)
-                        .context("encoding the excluded keys")?
-                        .into(),
-                    MAX_ABANDONED.into(),
-                ],
+                concat!(
+                    "UPDATE events
+                     SET state = 'leased', attempts = attempts + 1, lease_owner = ?1,
+                         abandoned = abandoned + CASE WHEN state = 'leased' THEN in_hand ELSE 0 END,
+                         in_hand = 0,
+                         lease_expires_at = ?3, updated_at = ?2
+                     WHERE id IN (SELECT e.id ",
+                    leasable!(),
+                    " ORDER BY e.created_at, e.id LIMIT ?4)
+                     RETURNING id, type, phone_number_id, resource_id, lease_key, created_at, payload,
+                               attempts, lease_owner"
+                ),
+                &params,
             )
             .context("leasing events")?;
         let mut events = rows
@@ -535,6 +556,21 @@ impl<'a> Queue<'a> {
     /// in hand [`MAX_ABANDONED`] times in a row, the last time at least `silent_ms` ago — so a drain that is
     /// merely slow, and may still finish its attempt, is not overtaken. Returns their ids.
     pub fn bury_abandoned(&self, silent_ms: i64, now: i64) -> anyhow::Result<Vec<String>> {
+        let silent_since = now.saturating_sub(silent_ms);
+        // Every drain starts here and there is almost never anything to bury: a read says so without
+        // the write lock (as in `lease_matching`).
+        let abandoned = self
+            .sql
+            .execute(
+                "SELECT 1 AS abandoned FROM events
+                 WHERE state = 'leased' AND lease_expires_at <= ?1 AND abandoned + in_hand >= ?2
+                 LIMIT 1",
+                &[silent_since.into(), MAX_ABANDONED.into()],
+            )
+            .context("looking for abandoned events")?;
+        if abandoned.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = self
             .sql
             .execute(
@@ -547,11 +583,7 @@ impl<'a> Queue<'a> {
                      lease_owner = NULL, lease_expires_at = NULL, finished_at = ?1, updated_at = ?1
                  WHERE state = 'leased' AND lease_expires_at <= ?2 AND abandoned + in_hand >= ?3
                  RETURNING id",
-                &[
-                    now.into(),
-                    now.saturating_sub(silent_ms).into(),
-                    MAX_ABANDONED.into(),
-                ],
+                &[now.into(), silent_since.into(), MAX_ABANDONED.into()],
             )
             .context("burying abandoned events")?;
         rows.iter()
