@@ -600,6 +600,19 @@ impl TestApp {
         }
     }
 
+    /// The CPU time the app's `spin up` processes (every replica's) have used so far; `None` on the test
+    /// host, which shares its process with the test.
+    pub fn spin_cpu_time(&self) -> anyhow::Result<Option<Duration>> {
+        match &self.backend {
+            Some(Backend::Spin(replicas)) => replicas
+                .iter()
+                .map(SpinProcess::cpu_time)
+                .sum::<anyhow::Result<Duration>>()
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Whether the app runs on real Spin.
     pub fn on_spin(&self) -> bool {
         self.launch.spin.is_some()

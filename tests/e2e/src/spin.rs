@@ -103,6 +103,12 @@ impl SpinProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The CPU time (user and system) Spin's processes have used so far: `spin up` and the trigger
+    /// processes of its group ([`process_group_cpu`]).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        process_group_cpu(self.child.id())
+    }
+
     /// What Spin and the components printed so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -252,6 +258,38 @@ fn redis_binary(name: &str) -> anyhow::Result<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
         .with_context(|| format!("{name} is not installed (scripts/install-test-deps installs it)"))
+}
+
+/// The CPU time (user and system, `/proc/<pid>/stat`) of every live process in process group `group`,
+/// with what their exited children used: how a benchmark charges a `spin up` (which starts its
+/// triggers as processes of its own group) for the work a load gave it.
+pub fn process_group_cpu(group: u32) -> anyhow::Result<Duration> {
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&t| t > 0)
+        .context("the clock ticks per second are unknown")?;
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
+            continue; // not a process, or one that exited meanwhile
+        };
+        // The command name, in parentheses, may hold spaces: the fields after it are what counts.
+        let Some((_, fields)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = fields.split_whitespace().collect();
+        // From the state (field 3 of proc(5)) on: pgrp is field 5; utime, stime, cutime, cstime 14-17.
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(group) {
+            continue;
+        }
+        for field in &fields[11..15] {
+            ticks += field.parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
 }
 
 /// A loopback port nothing listens on now. Another process may take it before the caller binds it: a

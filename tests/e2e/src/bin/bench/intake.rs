@@ -4,7 +4,9 @@
 //! `intake-floor`, a component that reads the body and answers `202` (what Spin itself costs), and
 //! `insert-floor`, which also stores the body with one SQLite insert (the least a durable intake does).
 //! The insert floor's database is put in the journal mode the app's migrations left its own in (WAL), so
-//! the floor pays for the same commit as the app. The table gives the app's rate and p99 as ratios to both.
+//! the floor pays for the same commit as the app. The table gives the app's rate and p99 as ratios to both,
+//! and what each delivery cost Spin in CPU time (its processes' user and system time over the load, which
+//! other work on the machine moves less than it moves the rates).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,8 @@ struct Load {
     unexpected: BTreeMap<u16, usize>,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// The CPU time the server's `spin up` used during the load, when measured.
+    cpu: Option<Duration>,
 }
 
 impl Load {
@@ -58,9 +62,11 @@ impl Load {
             unexpected: BTreeMap::new(),
             elapsed: Duration::ZERO,
             latencies: Vec::new(),
+            cpu: Some(Duration::ZERO),
         };
         for load in loads {
             all.elapsed += load.elapsed;
+            all.cpu = all.cpu.zip(load.cpu).map(|(a, b)| a + b);
             all.latencies.extend(load.latencies);
             for (status, n) in load.unexpected {
                 *all.unexpected.entry(status).or_default() += n;
@@ -82,6 +88,20 @@ impl Load {
             .unwrap_or_default()
             .as_secs_f64()
             * 1000.0
+    }
+
+    /// Milliseconds of Spin's CPU per delivery, when measured.
+    fn cpu_ms_per_delivery(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (!self.latencies.is_empty())
+            .then(|| cpu.as_secs_f64() * 1000.0 / self.latencies.len() as f64)
+    }
+
+    /// `; Spin's CPU … ms per delivery`, when measured.
+    fn cpu_note(&self) -> String {
+        self.cpu_ms_per_delivery()
+            .map(|ms| format!("; Spin's CPU {ms:.2} ms per delivery"))
+            .unwrap_or_default()
     }
 
     fn describe(&self) -> String {
@@ -158,6 +178,7 @@ async fn fire(
         unexpected: BTreeMap::new(),
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
+        cpu: None,
     };
     for task in tasks {
         let (latencies, unexpected) = task.await.context("an intake client failed")?;
@@ -168,6 +189,22 @@ async fn fire(
     }
     load.elapsed = started.elapsed();
     load.latencies.sort();
+    Ok(load)
+}
+
+/// [`fire`], charging the load with the CPU time the server used meanwhile, as `cpu` reports it.
+async fn fire_charged(
+    cpu: impl Fn() -> anyhow::Result<Option<Duration>>,
+    base_url: &str,
+    deliveries: Vec<SignedDelivery>,
+    clients: usize,
+    expected: u16,
+) -> anyhow::Result<Load> {
+    let before = cpu()?;
+    let mut load = fire(base_url, deliveries, clients, expected).await?;
+    load.cpu = before
+        .zip(cpu()?)
+        .map(|(before, after)| after.saturating_sub(before));
     Ok(load)
 }
 
@@ -283,7 +320,8 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
                 } else {
                     &ignored
                 };
-                let load = fire(
+                let load = fire_charged(
+                    || app.spin_cpu_time(),
                     &app.base_url,
                     sign(&app.webhook_key, payloads)?,
                     clients,
@@ -294,7 +332,8 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
             }
             // The floors get the same bodies as the app's new events.
             nothing_loads.push(
-                fire(
+                fire_charged(
+                    || nothing.cpu_time(),
                     &nothing.base_url(),
                     sign(&app.webhook_key, &ignored)?,
                     clients,
@@ -303,7 +342,8 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
                 .await?,
             );
             insert_loads.push(
-                fire(
+                fire_charged(
+                    || insert.cpu_time(),
                     &insert.base_url(),
                     sign(&app.webhook_key, &ignored)?,
                     clients,
@@ -317,14 +357,19 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
         table.add(
             format!("intake (spin up), {clients} clients: do-nothing floor"),
             nothing_load.describe(),
-            format!("{}; reads the body, answers 202", nothing_load.note(202)),
+            format!(
+                "{}; reads the body, answers 202{}",
+                nothing_load.note(202),
+                nothing_load.cpu_note()
+            ),
         );
         table.add(
             format!("intake (spin up), {clients} clients: insert floor"),
             insert_load.describe(),
             format!(
-                "{}; reads the body, one SQLite insert (journal_mode={journal_mode}, as the app's), answers 202",
-                insert_load.note(202)
+                "{}; reads the body, one SQLite insert (journal_mode={journal_mode}, as the app's), answers 202{}",
+                insert_load.note(202),
+                insert_load.cpu_note()
             ),
         );
         for (index, loads) in app_loads {
@@ -340,7 +385,11 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
             table.add(
                 format!("intake (spin up), {clients} clients: {}", kind.describe()),
                 load.describe(),
-                format!("{}; {ratios}", load.note(kind.expected())),
+                format!(
+                    "{}; {ratios}{}",
+                    load.note(kind.expected()),
+                    load.cpu_note()
+                ),
             );
         }
         nothing.stop();
@@ -463,6 +512,11 @@ impl Floor {
 
     fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The CPU time this floor's `spin up` has used so far.
+    fn cpu_time(&self) -> anyhow::Result<Option<Duration>> {
+        e2e::spin::process_group_cpu(self.child.id()).map(Some)
     }
 
     /// Stops `spin up` and the trigger processes it started (its process group).
