@@ -22,19 +22,14 @@ use super::{
 /// Opening is not free on Spin: its SQLite-backed store blocks a runtime thread (`block_in_place`) on
 /// every open. Most webhook deliveries never touch the store, and opening it for each of them cost
 /// 0.12 ms of Spin's CPU per request (0.40 against 0.28 ms, measured on `spin up` at 16 clients;
-/// docs/performance.md), so the bucket is opened by the first operation that needs it.
+/// docs/performance.md), so the bucket is opened by the first operation that needs it, and an error
+/// opening it is the error of that operation. Needs `key_value_stores = ["default"]`.
 #[derive(Default)]
 pub struct SpinKeyValue {
     bucket: std::cell::OnceCell<store::Bucket>,
 }
 
 impl SpinKeyValue {
-    /// The `default` store (needs `key_value_stores = ["default"]`), opened when first used: an error
-    /// opening it is the error of that first operation.
-    pub fn default_store() -> Self {
-        Self::default()
-    }
-
     fn bucket(&self) -> anyhow::Result<&store::Bucket> {
         if let Some(bucket) = self.bucket.get() {
             return Ok(bucket);
@@ -346,7 +341,7 @@ impl Variables for SpinVariables {
 /// The platform of one Spin request: default key-value store and database, outbound HTTP, variables.
 pub fn platform() -> anyhow::Result<Platform> {
     Ok(Platform {
-        kv: Rc::new(SpinKeyValue::default_store()),
+        kv: Rc::new(SpinKeyValue::default()),
         sql: Rc::new(SpinSqlite::open_default()?),
         http: Rc::new(SpinHttp),
         clock: Rc::new(SpinClock),
