@@ -40,8 +40,9 @@ const CI_NUMBERS: usize = 5;
 const CONTACTS_PER_NUMBER: usize = 3;
 /// Webhook deliveries in flight at once.
 const SENDERS: usize = 8;
-/// The app is killed after each delivery wave, with the drains the wave kicked mid-batch, and once more
-/// in the middle of the first drain round when that round finds work (a faster drain may leave it none).
+/// The app is killed after each delivery wave but the last, with the drains the wave kicked mid-batch, and
+/// once more in the middle of the first drain round when that round finds work: a fast intake and drain
+/// may leave it none, so that kill is not required.
 const WAVES: usize = 3;
 /// A drain runs at most a minute; the test host must not cut it first.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
@@ -527,11 +528,11 @@ async fn under_faults_and_crashes_every_event_lands_exactly_once() -> anyhow::Re
     let uniques = plan.unique_events();
     arm_faults(&app, size.seed);
 
-    // Deliveries, in waves; after each wave the app is killed with its drains mid-batch.
+    // Deliveries, in waves; after each wave but the last the app is killed with its drains mid-batch.
     let mut crashes = Vec::new();
     let mut answers: BTreeMap<u16, usize> = BTreeMap::new();
     let wave_size = plan.deliveries.len().div_ceil(WAVES);
-    for deliveries in plan.deliveries.chunks(wave_size) {
+    for (wave, deliveries) in plan.deliveries.chunks(wave_size).enumerate() {
         let before = app.notion.total_requests();
         let statuses: Vec<anyhow::Result<Vec<u16>>> = stream::iter(deliveries)
             .map(|payload| deliver(&app, payload))
@@ -543,24 +544,26 @@ async fn under_faults_and_crashes_every_event_lands_exactly_once() -> anyhow::Re
                 *answers.entry(status).or_default() += 1;
             }
         }
-        let busy = app
-            .eventually(Duration::from_secs(30), |app| {
-                app.notion.total_requests() >= before + 3
-            })
-            .await;
-        ensure!(
-            busy,
-            "the drains the webhooks kicked sent nothing to Notion; the app logged:\n{}",
-            tail(
-                &app.logs()
-                    .lines()
-                    .filter(|l| !l.contains("webhook.store"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                80
-            )
-        );
-        crashes.push(app.crash_and_restart().await?);
+        if wave + 1 < WAVES {
+            let busy = app
+                .eventually(Duration::from_secs(30), |app| {
+                    app.notion.total_requests() >= before + 3
+                })
+                .await;
+            ensure!(
+                busy,
+                "the drains the webhooks kicked sent nothing to Notion; the app logged:\n{}",
+                tail(
+                    &app.logs()
+                        .lines()
+                        .filter(|l| !l.contains("webhook.store"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    80
+                )
+            );
+            crashes.push(app.crash_and_restart().await?);
+        }
     }
     let delivered_at = started.elapsed();
     let rounds = drain_until_settled(&mut app, deadline, Some(1), &mut crashes).await?;
@@ -727,9 +730,10 @@ async fn under_faults_and_crashes_every_event_lands_exactly_once() -> anyhow::Re
     }
 
     ensure!(
-        crashes.len() >= WAVES,
-        "the app was killed {} times, not {WAVES}",
-        crashes.len()
+        crashes.len() >= WAVES - 1,
+        "the app was killed {} times, not after each of the first {} waves",
+        crashes.len(),
+        WAVES - 1
     );
     ensure!(
         orphaned > 0,
