@@ -35,7 +35,14 @@ pub fn count(platform: &Platform, name: &str, by: i64) {
         tracing::warn!(metric = name, error = %format!("{e:#}"), "could not count");
     }
     if name.starts_with(PER_MINUTE_PREFIX) {
-        record_minute(platform, name, by, "metrics_minutes.value + excluded.value");
+        let minute = platform.clock.now_ms().div_euclid(MINUTE_MS);
+        record_minute(
+            platform,
+            name,
+            minute,
+            by,
+            "metrics_minutes.value + excluded.value",
+        );
     }
 }
 
@@ -62,16 +69,16 @@ pub fn peak(platform: &Platform, name: &str, value: i64) {
     record_minute(
         platform,
         name,
+        minute,
         value,
         "max(metrics_minutes.value, excluded.value)",
     );
 }
 
-/// Upserts this minute's slot of `name`: `merge` combines the value already there with the new one when the
+/// Upserts `minute`'s slot of `name`: `merge` combines the value already there with the new one when the
 /// slot holds the same minute; a slot a day old is overwritten. A clock behind another instance's never
 /// moves a slot back to an earlier minute.
-fn record_minute(platform: &Platform, name: &str, value: i64, merge: &str) {
-    let minute = platform.clock.now_ms().div_euclid(MINUTE_MS);
+fn record_minute(platform: &Platform, name: &str, minute: i64, value: i64, merge: &str) {
     let statement = format!(
         "INSERT INTO metrics_minutes (slot, name, minute, value) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (slot, name) DO UPDATE SET

@@ -283,7 +283,7 @@ pub fn process_group_cpu(group: u32) -> anyhow::Result<Duration> {
         if fields.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(group) {
             continue;
         }
-        for field in &fields[11..15] {
+        for field in fields.get(11..15).unwrap_or_default() {
             ticks += field.parse::<u64>().unwrap_or(0);
         }
     }

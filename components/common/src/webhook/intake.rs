@@ -66,29 +66,9 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
     let verified = match by_configured {
         Some(verified) => verified,
         None => {
-            let mut signing_keys = config.signing_keys;
-            match keys::signing_keys(platform) {
-                Ok(stored) => signing_keys.extend(stored),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "reading the stored webhook keys failed");
-                    return Intake::answer(api::unavailable());
-                }
-            }
-            if signing_keys.is_empty() {
-                tracing::error!(
-                    "no webhook signing key: neither openphone_webhook_secret nor a stored key"
-                );
-                return Intake::answer(Response::error(
-                    503,
-                    "no webhook signing key is configured: run POST /admin/setup, or set openphone_webhook_secret",
-                ));
-            }
-            match signature::verify(&headers, &request.body, &signing_keys, now) {
+            match verify_with_every_key(platform, config.signing_keys, &headers, request, now) {
                 Ok(verified) => verified,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook refused");
-                    return Intake::answer(Response::error(401, e.to_string()));
-                }
+                Err(refusal) => return Intake::answer(refusal),
             }
         }
     };
@@ -147,6 +127,38 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
             Intake::answer(api::unavailable())
         }
     }
+}
+
+/// Verifies a delivery against the configured keys and the keys `POST /admin/setup` stored; the refusal
+/// is the answer (`503` without any key or with the database unavailable, `401` when none verifies).
+fn verify_with_every_key(
+    platform: &Platform,
+    configured: Vec<Vec<u8>>,
+    headers: &SignatureHeaders<'_>,
+    request: &Request,
+    now: i64,
+) -> Result<Verified, Response> {
+    let mut signing_keys = configured;
+    match keys::signing_keys(platform) {
+        Ok(stored) => signing_keys.extend(stored),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reading the stored webhook keys failed");
+            return Err(api::unavailable());
+        }
+    }
+    if signing_keys.is_empty() {
+        tracing::error!(
+            "no webhook signing key: neither openphone_webhook_secret nor a stored key"
+        );
+        return Err(Response::error(
+            503,
+            "no webhook signing key is configured: run POST /admin/setup, or set openphone_webhook_secret",
+        ));
+    }
+    signature::verify(headers, &request.body, &signing_keys, now).map_err(|e| {
+        tracing::warn!(error = %e, "webhook refused");
+        Response::error(401, e.to_string())
+    })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
