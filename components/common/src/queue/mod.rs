@@ -1,16 +1,17 @@
 //! The event queue: the `events` table, and every state transition as one SQL statement (so it holds on a
-//! remote libSQL, which keeps no transaction across calls).
+//! remote libSQL, which keeps no transaction across calls). The webhook stores what it receives in the
+//! `inbox` table, the cheapest durable write; a drain admits it into `events` before leasing.
 //!
 //! ```text
-//!   enqueue ──► pending ──lease──► leased ──ack─────────────────► done
-//!     │                              ├──retry (backoff)─────────► pending
-//!     │                              ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
-//!     │                              ├──permanent error─────────► dead ──replay──► pending
-//!     │                              ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
-//!     │                              ├──5 drains in a row died──► dead (abandoned)
-//!     │                              ├──no handler──────────────► skipped
-//!     │                              └──lease expired───────────► leased again, by the next drain
-//!     └──type not synced──► skipped
+//!   enqueue ──► inbox ──admit──► pending ──lease──► leased ──ack─────────────────► done
+//!                       │                             ├──retry (backoff)─────────► pending
+//!                       │                             ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
+//!                       │                             ├──permanent error─────────► dead ──replay──► pending
+//!                       │                             ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
+//!                       │                             ├──5 drains in a row died──► dead (abandoned)
+//!                       │                             ├──no handler──────────────► skipped
+//!                       │                             └──lease expired───────────► leased again, by the next drain
+//!                       └──type not synced──► skipped
 //! ```
 //!
 //! A lease is a visibility timeout: an event whose lease expired (its drain crashed or stalled) is due
@@ -41,6 +42,8 @@ pub const MAX_REASON_LEN: usize = 1000;
 pub const MAX_ABANDONED: i64 = 5;
 /// Times an event buried for failing past its age is replayed by itself.
 pub const MAX_AUTOMATIC_REPLAYS: i64 = 3;
+/// Events [`Queue::admit`] moves from the inbox at a time.
+pub const ADMIT_BATCH: i64 = 500;
 
 /// An event's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,28 +199,18 @@ impl<'a> Queue<'a> {
         Self { sql }
     }
 
-    /// Stores `event` unless an event with its id exists. `true` when it was new. The phone number of an
-    /// event that names none is taken from an earlier event about the same call or message.
+    /// Stores `event` in the inbox unless an event with its id is there or in the queue. `true` when it
+    /// was new. One insert into a table with a single index: the delivery holds the database's write lock
+    /// for as little as it can, and [`Queue::admit`] moves it into the queue before a drain leases.
     pub fn enqueue(&self, event: &NewEvent<'_>, now: i64) -> anyhow::Result<bool> {
-        let state = match event.skip_reason {
-            Some(_) => State::Skipped,
-            None => State::Pending,
-        };
         let rows = self
             .sql
             .execute(
-                // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT, not a join.
-                "INSERT INTO events (id, type, phone_number_id, resource_id, lease_key, created_at,
-                                     received_at, payload, state, available_at, updated_at, finished_at,
-                                     skip_reason)
-                 SELECT ?1, ?2, known.number, ?4, coalesce(known.number, ?4, ?1), ?5,
-                        ?6, ?7, ?8, ?6, ?6, CASE WHEN ?8 = 'skipped' THEN ?6 END,
-                        ?9
-                 FROM (SELECT coalesce(?3, (SELECT phone_number_id FROM events
-                                            WHERE ?4 IS NOT NULL AND resource_id = ?4
-                                              AND phone_number_id IS NOT NULL
-                                            LIMIT 1)) AS number) AS known
-                 WHERE true
+                // The inbox's key and the queue's refuse a redelivery in this one statement.
+                "INSERT INTO inbox (id, type, phone_number_id, resource_id, created_at, received_at,
+                                    payload, skip_reason)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?1)
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id",
                 &[
@@ -228,7 +221,6 @@ impl<'a> Queue<'a> {
                     event.created_at.into(),
                     now.into(),
                     event.payload.into(),
-                    state.as_str().into(),
                     event.skip_reason.map(truncate).into(),
                 ],
             )
@@ -236,10 +228,64 @@ impl<'a> Queue<'a> {
         Ok(!rows.is_empty())
     }
 
-    /// Leases up to `limit` due events for `lease_ms`, oldest first: pending events whose time has come
-    /// and leased events whose lease expired (unless that was the [`MAX_ABANDONED`]th time: such an
-    /// event waits for [`Queue::bury_abandoned`]). Events of a `lease_key` in `exclude`, or of a key
-    /// another live lease holds, are left alone. Each lease counts as an attempt.
+    /// Moves up to [`ADMIT_BATCH`] events from the inbox into the queue, oldest first, as they were
+    /// received: pending (due when received) or skipped (finished when received). An event that names no
+    /// number takes it from another event about the same call or message, in the queue or in the same
+    /// batch, so that one call's events share one lease; the insert trigger (`events_join_their_number`)
+    /// does the same for events already queued. Both statements can be repeated: a drain that dies
+    /// between them, or two drains admitting the same rows, leave each event queued once. Reads first, so
+    /// that with nothing waiting it takes no write lock. Returns how many events it moved.
+    pub fn admit(&self) -> anyhow::Result<usize> {
+        let waiting = self
+            .sql
+            .execute("SELECT 1 AS waiting FROM inbox LIMIT 1", &[])
+            .context("looking for received events")?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let moved = self
+            .sql
+            .execute(
+                "INSERT INTO events (id, type, phone_number_id, resource_id, lease_key, created_at,
+                                     received_at, payload, state, available_at, updated_at, finished_at,
+                                     skip_reason)
+                 WITH batch AS (SELECT * FROM inbox ORDER BY received_at, id LIMIT ?1),
+                      known AS (
+                        SELECT b.*, coalesce(
+                                 b.phone_number_id,
+                                 (SELECT m.phone_number_id FROM batch m
+                                  WHERE m.resource_id = b.resource_id AND m.phone_number_id IS NOT NULL
+                                  LIMIT 1),
+                                 (SELECT e.phone_number_id FROM events e
+                                  WHERE e.resource_id = b.resource_id AND e.phone_number_id IS NOT NULL
+                                  LIMIT 1)) AS number
+                        FROM batch b)
+                 SELECT id, type, number, resource_id, coalesce(number, resource_id, id), created_at,
+                        received_at, payload,
+                        CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END,
+                        received_at, received_at,
+                        CASE WHEN skip_reason IS NOT NULL THEN received_at END, skip_reason
+                 FROM known
+                 WHERE true
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id",
+                &[ADMIT_BATCH.into()],
+            )
+            .context("moving received events into the queue")?;
+        self.sql
+            .execute(
+                "DELETE FROM inbox WHERE EXISTS (SELECT 1 FROM events WHERE events.id = inbox.id)",
+                &[],
+            )
+            .context("clearing admitted events from the inbox")?;
+        Ok(moved.len())
+    }
+
+    /// Admits what the inbox holds ([`Queue::admit`]), then leases up to `limit` due events for
+    /// `lease_ms`, oldest first: pending events whose time has come and leased events whose lease
+    /// expired (unless that was the [`MAX_ABANDONED`]th time: such an event waits for
+    /// [`Queue::bury_abandoned`]). Events of a `lease_key` in `exclude`, or of a key another live lease
+    /// holds, are left alone. Each lease counts as an attempt.
     pub fn lease(
         &self,
         owner: &str,
@@ -292,6 +338,7 @@ impl<'a> Queue<'a> {
                    AND e.lease_key NOT IN (SELECT value FROM json_each(?7))"
             };
         }
+        self.admit()?;
         let params = [
             owner.into(),
             now.into(),
@@ -406,6 +453,8 @@ impl<'a> Queue<'a> {
     /// number's lease write the same page at the same time. `true` when it was given back (pending, due
     /// `now`, the lease's attempt not spent); called right before processing an event with no number.
     pub fn join_number(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
+        // The number's event may still be in the inbox.
+        self.admit()?;
         let rows = self
             .sql
             .execute(
@@ -736,11 +785,16 @@ pub struct Outcomes {
 
 /// What the queue holds, for `/stats` and the status page.
 impl Queue<'_> {
-    /// Events per state.
+    /// Events per state; those still in the inbox count as what admitting them makes them (pending, or
+    /// skipped).
     pub fn depth(&self) -> anyhow::Result<QueueDepth> {
         let mut depth = QueueDepth::default();
         let rows = self.sql.execute(
-            "SELECT state, COUNT(*) AS n FROM events GROUP BY state",
+            "SELECT state, COUNT(*) AS n FROM (
+               SELECT state FROM events
+               UNION ALL
+               SELECT CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END FROM inbox)
+             GROUP BY state",
             &[],
         )?;
         for row in rows.iter() {
@@ -757,19 +811,24 @@ impl Queue<'_> {
         Ok(depth)
     }
 
-    /// Events waiting or being processed.
+    /// Events waiting (in the inbox or the queue) or being processed.
     pub fn waiting(&self) -> anyhow::Result<i64> {
         let rows = self.sql.execute(
-            "SELECT COUNT(*) AS n FROM events WHERE state IN ('pending', 'leased')",
+            "SELECT (SELECT COUNT(*) FROM events WHERE state IN ('pending', 'leased'))
+                  + (SELECT COUNT(*) FROM inbox WHERE skip_reason IS NULL) AS n",
             &[],
         )?;
         rows.first().map_or(Ok(0), |r| r.i64("n"))
     }
 
-    /// When intake stored the oldest event still waiting or being processed (epoch ms).
+    /// When intake stored the oldest event still waiting (in the inbox or the queue) or being processed
+    /// (epoch ms).
     pub fn oldest_waiting_received_at(&self) -> anyhow::Result<Option<i64>> {
         let rows = self.sql.execute(
-            "SELECT MIN(received_at) AS oldest FROM events WHERE state IN ('pending', 'leased')",
+            "SELECT MIN(received_at) AS oldest FROM (
+               SELECT received_at FROM events WHERE state IN ('pending', 'leased')
+               UNION ALL
+               SELECT received_at FROM inbox WHERE skip_reason IS NULL)",
             &[],
         )?;
         Ok(rows
@@ -798,13 +857,18 @@ impl Queue<'_> {
     }
 
     /// Events that reached an outcome (done, skipped, dead) at or after `since_ms`, counted per outcome
-    /// and per bucket of `bucket_ms`.
+    /// and per bucket of `bucket_ms`; an event of a type the sync ignores is skipped when received, even
+    /// while it waits in the inbox.
     pub fn outcomes_since(&self, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<Outcomes>> {
         // `events_finished (state, finished_at)` answers this without reading the payloads.
         self.sql
             .execute(
-                "SELECT state, finished_at / ?2 AS bucket, COUNT(*) AS n FROM events
-                 WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
+                "SELECT state, finished_at / ?2 AS bucket, COUNT(*) AS n FROM (
+                   SELECT state, finished_at FROM events
+                   WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
+                   UNION ALL
+                   SELECT 'skipped', received_at FROM inbox
+                   WHERE skip_reason IS NOT NULL AND received_at >= ?1)
                  GROUP BY state, bucket",
                 &[since_ms.into(), bucket_ms.into()],
             )?
@@ -859,6 +923,14 @@ mod tests {
             .unwrap()
     }
 
+    fn inbox_ids(sql: &dyn Sql) -> Vec<String> {
+        sql.execute("SELECT id FROM inbox ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.str("id").unwrap().to_owned())
+            .collect()
+    }
+
     #[tokio::test]
     async fn enqueue_is_idempotent_and_skipped_events_are_finished_with_a_reason() {
         let (_dir, platform, _clock) = migrated_platform().await;
@@ -866,14 +938,27 @@ mod tests {
         assert!(queue
             .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
             .unwrap());
-        assert!(!queue
-            .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 5)
-            .unwrap());
+        assert!(
+            !queue
+                .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 5)
+                .unwrap(),
+            "a redelivery while the event is in the inbox"
+        );
         let skipped = NewEvent {
             skip_reason: Some("contacts are not synced"),
             ..new_event("EV2", None, T0)
         };
         assert!(queue.enqueue(&skipped, T0).unwrap());
+        assert_eq!(inbox_ids(&*platform.sql), ["EV1", "EV2"]);
+        assert_eq!(queue.admit().unwrap(), 2);
+        assert!(inbox_ids(&*platform.sql).is_empty());
+        assert!(
+            !queue
+                .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 9)
+                .unwrap(),
+            "a redelivery once the event is queued"
+        );
+        assert!(inbox_ids(&*platform.sql).is_empty());
         let row = platform
             .sql
             .execute(
@@ -892,6 +977,100 @@ mod tests {
             leased.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
             ["EV1"]
         );
+    }
+
+    #[tokio::test]
+    async fn an_admitted_event_is_queued_as_it_was_received() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        let event = NewEvent {
+            resource_id: Some("AC1"),
+            payload: r#"{"id":"EV1"}"#,
+            ..new_event("EV1", Some("PN1"), T0 - 60_000)
+        };
+        queue.enqueue(&event, T0).unwrap();
+        // Admitted later, by a drain at T0 + 30 s: every time is the delivery's.
+        let leased = queue.lease("d", T0 + 30_000, 1000, 10, &[]).unwrap();
+        let expected = QueuedEvent {
+            id: "EV1".into(),
+            event_type: "call.completed".into(),
+            phone_number_id: Some("PN1".into()),
+            resource_id: Some("AC1".into()),
+            lease_key: "PN1".into(),
+            created_at: T0 - 60_000,
+            payload: r#"{"id":"EV1"}"#.into(),
+            attempts: 1,
+            lease_owner: "d".into(),
+        };
+        assert_eq!(leased, [expected]);
+        let times = platform
+            .sql
+            .execute(
+                "SELECT received_at, available_at FROM events WHERE id = 'EV1'",
+                &[],
+            )
+            .unwrap();
+        let times = times.first().unwrap();
+        assert_eq!(times.i64("received_at").unwrap(), T0);
+        assert_eq!(times.i64("available_at").unwrap(), T0);
+    }
+
+    #[tokio::test]
+    async fn admitting_again_after_a_drain_died_between_its_statements_queues_each_event_once() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue
+            .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
+            .unwrap();
+        queue.admit().unwrap();
+        // What a drain that died after moving EV1, before clearing it, leaves behind.
+        platform
+            .sql
+            .execute(
+                "INSERT INTO inbox (id, type, created_at, received_at, payload)
+                 VALUES ('EV1', 'call.completed', ?1, ?1, '{}')",
+                &[T0.into()],
+            )
+            .unwrap();
+        queue
+            .enqueue(&new_event("EV2", Some("PN1"), T0 + 1), T0 + 1)
+            .unwrap();
+        assert_eq!(queue.admit().unwrap(), 1, "EV1 was queued already");
+        assert!(inbox_ids(&*platform.sql).is_empty());
+        assert_eq!(queue.admit().unwrap(), 0);
+        assert_eq!(crate::testing::event_count(&platform), 2);
+    }
+
+    #[tokio::test]
+    async fn the_queue_depth_counts_the_events_still_in_the_inbox() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        queue
+            .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
+            .unwrap();
+        let skipped = NewEvent {
+            skip_reason: Some("contacts are not synced"),
+            ..new_event("EV2", None, T0)
+        };
+        queue.enqueue(&skipped, T0 + 1).unwrap();
+        let before = (
+            queue.depth().unwrap(),
+            queue.waiting().unwrap(),
+            queue.oldest_waiting_received_at().unwrap(),
+            queue.outcomes_since(T0, 1000).unwrap(),
+        );
+        assert_eq!(before.0.pending, 1);
+        assert_eq!(before.0.skipped, 1);
+        assert_eq!(before.1, 1);
+        assert_eq!(before.2, Some(T0));
+        queue.admit().unwrap();
+        let after = (
+            queue.depth().unwrap(),
+            queue.waiting().unwrap(),
+            queue.oldest_waiting_received_at().unwrap(),
+            queue.outcomes_since(T0, 1000).unwrap(),
+        );
+        assert_eq!(before, after);
     }
 
     #[tokio::test]
@@ -933,6 +1112,19 @@ mod tests {
                 ("EV3", None, "AC2")
             ]
         );
+        // From a call queued before, too.
+        let transcript = NewEvent {
+            resource_id: Some("AC1"),
+            event_type: "call.transcript.completed",
+            ..new_event("EV4", None, T0 + 3)
+        };
+        queue.enqueue(&transcript, T0 + 3).unwrap();
+        queue.admit().unwrap();
+        let key = platform
+            .sql
+            .execute("SELECT lease_key FROM events WHERE id = 'EV4'", &[])
+            .unwrap();
+        assert_eq!(key.first().unwrap().str("lease_key").unwrap(), "PN1");
     }
 
     #[tokio::test]
@@ -945,6 +1137,7 @@ mod tests {
             ..new_event("EV1", None, T0)
         };
         queue.enqueue(&transcript, T0).unwrap();
+        queue.admit().unwrap();
         let key = |id: &str| {
             platform
                 .sql
@@ -962,6 +1155,7 @@ mod tests {
             ..new_event("EV2", Some("PN1"), T0 + 1)
         };
         queue.enqueue(&completed, T0).unwrap();
+        queue.admit().unwrap();
         assert_eq!(key("EV1"), "PN1", "one call, one lease");
         let leased = queue.lease("d", T0, 1000, 10, &[]).unwrap();
         assert!(leased.iter().all(|e| e.lease_key == "PN1"), "{leased:?}");

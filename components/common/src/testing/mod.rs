@@ -71,12 +71,19 @@ async fn migrate(platform: &Platform) {
         .expect("the migrations apply");
 }
 
-/// The state of event `id`.
+/// The state of event `id`; one still in the inbox is in the state admitting it gives it (pending or
+/// skipped).
 pub fn state_of(platform: &Platform, id: &str) -> String {
     platform
         .sql
-        .execute("SELECT state FROM events WHERE id = ?1", &[id.into()])
-        .expect("the events table answers")
+        .execute(
+            "SELECT state FROM events WHERE id = ?1
+             UNION ALL
+             SELECT CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END
+             FROM inbox WHERE id = ?1",
+            &[id.into()],
+        )
+        .expect("the events and inbox tables answer")
         .first()
         .unwrap_or_else(|| panic!("no event {id}"))
         .str("state")
@@ -84,12 +91,15 @@ pub fn state_of(platform: &Platform, id: &str) -> String {
         .to_owned()
 }
 
-/// How many rows the events table has.
+/// How many events are stored, in the queue or the inbox.
 pub fn event_count(platform: &Platform) -> i64 {
     platform
         .sql
-        .execute("SELECT count(*) AS n FROM events", &[])
-        .expect("the events table answers")
+        .execute(
+            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM inbox) AS n",
+            &[],
+        )
+        .expect("the events and inbox tables answer")
         .first()
         .expect("count returns a row")
         .i64("n")

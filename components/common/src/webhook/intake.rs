@@ -182,7 +182,9 @@ mod tests {
 
     const CREATED: &str = "2025-10-20T19:22:20.000Z";
 
+    /// Event `id` as the queue holds it once admitted.
     fn stored(platform: &Platform, id: &str) -> serde_json::Value {
+        Queue::new(&*platform.sql).admit().unwrap();
         let rows = platform
             .sql
             .execute(
