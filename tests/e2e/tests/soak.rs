@@ -50,6 +50,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 const LONGEST_BACKOFF: Duration = Duration::from_secs(3600);
 /// Drain rounds after the deliveries, at most.
 const MAX_ROUNDS: usize = 300;
+/// The pause after a round that left the queue as it found it: another holder of a number's lease (the
+/// cron trigger's periodic sync on Spin, waiting out a fault) keeps the number's events back until it
+/// lets go, and rounds with nothing to do end in milliseconds.
+const IDLE_ROUND_PAUSE: Duration = Duration::from_secs(1);
 
 /// How big a run is: `SOAK_EVENTS` deliveries over `SOAK_NUMBERS` numbers, drawn from `SOAK_SEED`.
 struct Size {
@@ -282,6 +286,7 @@ async fn drain_until_settled(
     crash_in_round: Option<usize>,
     crashes: &mut Vec<Crash>,
 ) -> anyhow::Result<usize> {
+    let mut last_queue = None;
     for round in 1..=MAX_ROUNDS {
         ensure!(
             Instant::now() < deadline,
@@ -321,8 +326,15 @@ async fn drain_until_settled(
         if count(&now, "pending") == 0 && count(&now, "leased") == 0 {
             return Ok(round);
         }
+        if last_queue.as_ref() == Some(&now["queue"]) {
+            tokio::time::sleep(IDLE_ROUND_PAUSE).await;
+        }
+        last_queue = Some(now["queue"].clone());
     }
-    bail!("the queue did not settle in {MAX_ROUNDS} drain rounds")
+    bail!(
+        "the queue did not settle in {MAX_ROUNDS} drain rounds; stats: {}",
+        stats(app).await?
+    )
 }
 
 fn text(page: &Value, property: &str) -> String {
