@@ -249,7 +249,7 @@ impl<'a> Queue<'a> {
                 "INSERT INTO events (id, type, phone_number_id, resource_id, lease_key, created_at,
                                      received_at, payload, state, available_at, updated_at, finished_at,
                                      skip_reason)
-                 WITH batch AS (SELECT * FROM inbox ORDER BY received_at, id LIMIT ?1),
+                 WITH batch AS (SELECT * FROM received_events ORDER BY received_at, id LIMIT ?1),
                       known AS (
                         SELECT b.*, coalesce(
                                  b.phone_number_id,
@@ -261,10 +261,7 @@ impl<'a> Queue<'a> {
                                   LIMIT 1)) AS number
                         FROM batch b)
                  SELECT id, type, number, resource_id, coalesce(number, resource_id, id), created_at,
-                        received_at, payload,
-                        CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END,
-                        received_at, received_at,
-                        CASE WHEN skip_reason IS NOT NULL THEN received_at END, skip_reason
+                        received_at, payload, state, received_at, received_at, finished_at, skip_reason
                  FROM known
                  WHERE true
                  ON CONFLICT (id) DO NOTHING
@@ -793,7 +790,7 @@ impl Queue<'_> {
             "SELECT state, COUNT(*) AS n FROM (
                SELECT state FROM events
                UNION ALL
-               SELECT CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END FROM inbox)
+               SELECT state FROM received_events)
              GROUP BY state",
             &[],
         )?;
@@ -815,7 +812,7 @@ impl Queue<'_> {
     pub fn waiting(&self) -> anyhow::Result<i64> {
         let rows = self.sql.execute(
             "SELECT (SELECT COUNT(*) FROM events WHERE state IN ('pending', 'leased'))
-                  + (SELECT COUNT(*) FROM inbox WHERE skip_reason IS NULL) AS n",
+                  + (SELECT COUNT(*) FROM received_events WHERE state IN ('pending', 'leased')) AS n",
             &[],
         )?;
         rows.first().map_or(Ok(0), |r| r.i64("n"))
@@ -828,7 +825,7 @@ impl Queue<'_> {
             "SELECT MIN(received_at) AS oldest FROM (
                SELECT received_at FROM events WHERE state IN ('pending', 'leased')
                UNION ALL
-               SELECT received_at FROM inbox WHERE skip_reason IS NULL)",
+               SELECT received_at FROM received_events WHERE state IN ('pending', 'leased'))",
             &[],
         )?;
         Ok(rows
@@ -867,8 +864,8 @@ impl Queue<'_> {
                    SELECT state, finished_at FROM events
                    WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
                    UNION ALL
-                   SELECT 'skipped', received_at FROM inbox
-                   WHERE skip_reason IS NOT NULL AND received_at >= ?1)
+                   SELECT state, finished_at FROM received_events
+                   WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1)
                  GROUP BY state, bucket",
                 &[since_ms.into(), bucket_ms.into()],
             )?

@@ -79,8 +79,7 @@ pub fn state_of(platform: &Platform, id: &str) -> String {
         .execute(
             "SELECT state FROM events WHERE id = ?1
              UNION ALL
-             SELECT CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END
-             FROM inbox WHERE id = ?1",
+             SELECT state FROM received_events WHERE id = ?1",
             &[id.into()],
         )
         .expect("the events and inbox tables answer")
