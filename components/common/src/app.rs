@@ -5,8 +5,8 @@
 //!
 //! It composes the drain (the `queue-drain` component's kick and `POST /admin/drain`), the tick (the
 //! cron component's and `POST /admin/tick`'s: the drain, then `sync`'s steps), the work a `202` accepted
-//! and `/health`. The page handlers the drain routes to are built from the sync's settings
-//! ([`SyncSettings::page_router`]), which a number's sync also uses to let its events in.
+//! and `/health`. The drain routes events to the page handlers of the request's [`PageSettings`]
+//! ([`PageSettings::router`]), the same a number's sync lets its events in with.
 
 use anyhow::Context;
 use serde_json::json;
@@ -14,9 +14,10 @@ use serde_json::json;
 use crate::api::Response;
 use crate::configuration::Settings;
 use crate::drain::{self, DrainOptions, DrainReport};
+use crate::pages::PageSettings;
 use crate::platform::Platform;
 use crate::sync::http::{Accepted, Finished};
-use crate::sync::{SyncSettings, TickReport, Via, PHONE_SYNC_URL};
+use crate::sync::{TickReport, Via, PHONE_SYNC_URL};
 
 /// Drains the queue with the request's settings and the page routes; with nothing due, looks again at
 /// `linger_until_ms` before stopping (a kick's `/drain?until=`, [`DrainOptions::linger_until_ms`]).
@@ -25,12 +26,12 @@ pub async fn drain(
     settings: &Settings,
     linger_until_ms: Option<i64>,
 ) -> anyhow::Result<DrainReport> {
-    let settings = SyncSettings::load(settings).context("drain configuration")?;
+    let pages = PageSettings::load(settings).context("drain configuration")?;
     let options = DrainOptions {
         linger_until_ms,
-        ..DrainOptions::from_config(&settings.sync)
+        ..DrainOptions::from_config(&pages.sync)
     };
-    drain::drain_retrying(platform, &settings.page_router(platform), &options).await
+    drain::drain_retrying(platform, &pages.router(platform), &options).await
 }
 
 /// Runs one tick recorded as `run_id`: the drain, then the rest of [`crate::sync::tick`].

@@ -386,13 +386,7 @@ async fn expiring_recording_links_are_renewed_on_the_page_and_in_its_body() {
         "linked to our copy: {first}"
     );
 
-    let settings = common::sync::SyncSettings {
-        openphone: world.openphone_config.clone(),
-        notion: world.notion_config.clone(),
-        sync: world.sync_config.clone(),
-        options: common::sync::SyncOptions::default(),
-        storage: Some(storage),
-    };
+    let settings = world.page_settings(Some(&storage));
     assert_eq!(
         common::sync::links::renew(&world.platform, &settings).await,
         (0, vec![]),
@@ -492,13 +486,7 @@ async fn message_media_are_linked_from_our_copies_once_stored_and_renewed_there(
     assert_eq!(blocks[1]["image"]["external"]["url"], links[0].as_str());
     assert_eq!(blocks[2]["file"]["external"]["url"], links[1].as_str());
 
-    let settings = common::sync::SyncSettings {
-        openphone: world.openphone_config.clone(),
-        notion: world.notion_config.clone(),
-        sync: world.sync_config.clone(),
-        options: common::sync::SyncOptions::default(),
-        storage: Some(storage),
-    };
+    let settings = world.page_settings(Some(&storage));
     assert_eq!(
         common::sync::links::renew(&world.platform, &settings).await,
         (0, vec![]),
@@ -751,11 +739,8 @@ async fn a_voicemail_gets_its_transcription_and_a_late_one_arrives_within_minute
         .openphone
         .set_voicemail(&late.call_id, voicemail("completed", true));
     let settings = SyncSettings {
-        openphone: world.openphone_config.clone(),
-        notion: world.notion_config.clone(),
-        sync: world.sync_config.clone(),
+        pages: world.page_settings(None),
         options: SyncOptions::default(),
-        storage: None,
     };
     let numbers = vec!["PNtoDbDhuz".to_owned()];
     // Not yet due a minute after the call…

@@ -15,8 +15,8 @@
 use serde_json::{json, Map, Value};
 
 use super::map::Kind;
-use super::{WriteError, Writer};
-use crate::configuration::{NotionConfig, OpenPhoneConfig, Settings, SyncConfig};
+use super::{PageSettings, WriteError, Writer};
+use crate::configuration::Settings;
 use crate::domain::E164;
 use crate::jobs::JobClaim;
 use crate::notion::properties as p;
@@ -122,22 +122,16 @@ pub async fn run(
     platform: &Platform,
     settings: &Settings,
 ) -> anyhow::Result<Option<BacklinkReport>> {
-    let (notion_config, openphone_config, sync_config) = settings.load(|l| {
-        (
-            NotionConfig::load(l),
-            OpenPhoneConfig::load(l),
-            SyncConfig::load(l),
-        )
-    })?;
-    let Some(canvas_database) = notion_config.canvas_database_id.as_deref() else {
+    let settings = PageSettings::load(settings)?;
+    let Some(canvas_database) = settings.notion.canvas_database_id.as_deref() else {
         return Ok(None);
     };
     let Some(claim) = JobClaim::try_claim(platform, JOB, 0, STALE_MS)? else {
         return Ok(None);
     };
-    let notion = Notion::new(platform, &notion_config);
-    let openphone = OpenPhone::new(platform, &openphone_config);
-    let writer = Writer::new(platform, &notion, &openphone, &notion_config, &sync_config);
+    let notion = Notion::new(platform, &settings.notion);
+    let openphone = OpenPhone::new(platform, &settings.openphone);
+    let writer = Writer::new(platform, &notion, &openphone, &settings);
     let report = run_with(platform, &notion, &writer, canvas_database).await?;
     claim.finish()?;
     Ok((report.records > 0).then_some(report))

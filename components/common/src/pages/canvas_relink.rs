@@ -7,8 +7,8 @@
 use serde_json::Map;
 
 use super::map::Kind;
-use super::{WriteError, Writer};
-use crate::configuration::{NotionConfig, OpenPhoneConfig, Settings, SyncConfig};
+use super::{PageSettings, WriteError, Writer};
+use crate::configuration::Settings;
 use crate::notion::properties as p;
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
@@ -81,16 +81,10 @@ pub async fn retry_due(
     if due(platform)?.is_empty() {
         return Ok(None);
     }
-    let (notion_config, openphone_config, sync_config) = settings.load(|l| {
-        (
-            NotionConfig::load(l),
-            OpenPhoneConfig::load(l),
-            SyncConfig::load(l),
-        )
-    })?;
-    let notion = Notion::new(platform, &notion_config);
-    let openphone = OpenPhone::new(platform, &openphone_config);
-    let writer = Writer::new(platform, &notion, &openphone, &notion_config, &sync_config);
+    let settings = PageSettings::load(settings)?;
+    let notion = Notion::new(platform, &settings.notion);
+    let openphone = OpenPhone::new(platform, &settings.openphone);
+    let writer = Writer::new(platform, &notion, &openphone, &settings);
     retry_due_with(platform, &writer).await.map(Some)
 }
 

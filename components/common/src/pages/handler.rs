@@ -7,8 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::Instrument;
 
-use super::{WriteError, Writer};
-use crate::configuration::{NotionConfig, OpenPhoneConfig, StorageConfig, SyncConfig};
+use super::{PageSettings, WriteError};
 use crate::domain::EventType;
 use crate::drain::{EventHandler, ProcessError, Router};
 use crate::lease::Lease;
@@ -17,39 +16,18 @@ use crate::openphone::OpenPhone;
 use crate::outbound::{ApiError, Failure};
 use crate::platform::Platform;
 use crate::queue::QueuedEvent;
-use crate::storage::media::MediaCopier;
 
 /// Writes calls and messages to Notion.
 pub struct PageHandler {
     platform: Platform,
-    notion: NotionConfig,
-    openphone: OpenPhoneConfig,
-    sync: SyncConfig,
-    storage: Option<StorageConfig>,
+    settings: PageSettings,
 }
 
 impl PageHandler {
-    /// A handler with the request's platform and configuration; pages link OpenPhone's media URLs
-    /// until [`PageHandler::with_storage`] gives it object storage to copy them to.
-    pub fn new(
-        platform: Platform,
-        notion: NotionConfig,
-        openphone: OpenPhoneConfig,
-        sync: SyncConfig,
-    ) -> Self {
-        Self {
-            platform,
-            notion,
-            openphone,
-            sync,
-            storage: None,
-        }
-    }
-
-    /// Copies recordings and voicemails to `storage` and links the copies.
-    pub fn with_storage(mut self, storage: StorageConfig) -> Self {
-        self.storage = Some(storage);
-        self
+    /// A handler with the request's platform and settings ([`PageSettings::router`] is how the app
+    /// makes one).
+    pub fn new(platform: Platform, settings: PageSettings) -> Self {
+        Self { platform, settings }
     }
 
     /// The routes the app runs with: every processed event type to this handler.
@@ -120,23 +98,14 @@ impl EventHandler for PageHandler {
     ) -> Result<(), ProcessError> {
         let payload: serde_json::Value = serde_json::from_str(&event.payload)
             .map_err(|e| ProcessError::permanent(format!("stored payload is not JSON: {e}")))?;
-        let notion = Notion::new(&self.platform, &self.notion);
-        let openphone = OpenPhone::new(&self.platform, &self.openphone);
-        let mut writer = Writer::new(
-            &self.platform,
-            &notion,
-            &openphone,
-            &self.notion,
-            &self.sync,
-        )
-        .under_lease(lease);
-        if let Some(storage) = &self.storage {
-            let media = MediaCopier::new(&self.platform, storage, &self.openphone.media_base)
-                .map_err(|e| {
-                    ProcessError::permanent(format!("object storage is misconfigured: {e:#}"))
-                })?;
-            writer = writer.with_media(media);
-        }
+        let notion = Notion::new(&self.platform, &self.settings.notion);
+        let openphone = OpenPhone::new(&self.platform, &self.settings.openphone);
+        let writer = self
+            .settings
+            .writer(&self.platform, &notion, &openphone, lease)
+            .map_err(|e| {
+                ProcessError::permanent(format!("object storage is misconfigured: {e:#}"))
+            })?;
         let span = tracing::info_span!("write_page", event_id = %event.id, %event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());

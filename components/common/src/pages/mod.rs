@@ -11,11 +11,11 @@ pub use crate::page_map as map;
 mod media;
 mod message_media;
 pub mod messages;
+pub mod settings;
 
 use serde_json::Value;
 
 use crate::canvas::{Canvas, LinkError};
-use crate::configuration::{NotionConfig, SyncConfig};
 use crate::lease::{Lease, LeaseLost};
 use crate::notion::{properties, DataSourceSchema, Notion};
 use crate::openphone::OpenPhone;
@@ -25,6 +25,7 @@ use crate::platform::Platform;
 use crate::storage::media::{MediaCopier, MediaError};
 use existing::ExistingPages;
 use map::{CreatePlan, Kind, PageMap};
+pub use settings::PageSettings;
 
 /// Why writing a page did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -132,8 +133,7 @@ pub struct Writer<'a> {
     platform: &'a Platform,
     notion: &'a Notion<'a>,
     openphone: &'a OpenPhone<'a>,
-    notion_config: &'a NotionConfig,
-    sync_config: &'a SyncConfig,
+    settings: &'a PageSettings,
     map: PageMap<'a>,
     lease: Option<&'a Lease>,
     media: Option<MediaCopier<'a>>,
@@ -144,20 +144,19 @@ pub struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    /// A writer over the given clients and configuration.
+    /// A writer over the given clients and settings that links OpenPhone's media and checks no lease;
+    /// [`PageSettings::writer`] makes the one the drain and the sync write with.
     pub fn new(
         platform: &'a Platform,
         notion: &'a Notion<'a>,
         openphone: &'a OpenPhone<'a>,
-        notion_config: &'a NotionConfig,
-        sync_config: &'a SyncConfig,
+        settings: &'a PageSettings,
     ) -> Self {
         Self {
             platform,
             notion,
             openphone,
-            notion_config,
-            sync_config,
+            settings,
             map: PageMap::new(platform),
             lease: None,
             media: None,
@@ -198,10 +197,10 @@ impl<'a> Writer<'a> {
         let canvas = Canvas::new(
             self.platform,
             self.notion,
-            self.notion_config.canvas_database_id.as_deref(),
-            &self.sync_config.self_phone_numbers,
+            self.settings.notion.canvas_database_id.as_deref(),
+            &self.settings.sync.self_phone_numbers,
         );
-        if self.sync_config.canvas_create_unknown {
+        if self.settings.sync.canvas_create_unknown {
             canvas.creating_unknown(self.openphone)
         } else {
             canvas
@@ -363,8 +362,8 @@ impl<'a> Writer<'a> {
             return Ok((data_source.clone(), schema.clone()));
         }
         let database_id = match kind {
-            Kind::Call => &self.notion_config.calls_database_id,
-            Kind::Message => &self.notion_config.messages_database_id,
+            Kind::Call => &self.settings.notion.calls_database_id,
+            Kind::Message => &self.settings.notion.messages_database_id,
             // Canvas records are made by `canvas.rs`, never by the writer.
             Kind::Canvas => {
                 return Err(WriteError::BadData(

@@ -31,8 +31,8 @@ impl<'a> Interleave<'a> {
     ) -> Self {
         Self {
             platform,
-            router: settings.page_router(platform),
-            options: DrainOptions::from_config(&settings.sync),
+            router: settings.pages.router(platform),
+            options: DrainOptions::from_config(&settings.pages.sync),
             lease,
             phone_number_id,
         }

@@ -4,17 +4,15 @@
 
 use crate::notion::Notion;
 use crate::openphone::OpenPhone;
-use crate::pages::Writer;
+use crate::pages::{PageSettings, Writer};
 use crate::platform::Platform;
 use crate::storage::media::MediaCopier;
-
-use super::SyncSettings;
 
 /// Links are renewed when they would stop working within this many days.
 const RENEW_WITHIN_DAYS: u32 = 1;
 
 /// Renews expiring links; returns how many calls' and messages' pages were updated, and the problems met.
-pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<String>) {
+pub async fn renew(platform: &Platform, settings: &PageSettings) -> (usize, Vec<String>) {
     let Some(storage) = &settings.storage else {
         return (0, Vec::new());
     };
@@ -36,13 +34,7 @@ pub async fn renew(platform: &Platform, settings: &SyncSettings) -> (usize, Vec<
     };
     let notion = Notion::new(platform, &settings.notion);
     let openphone = OpenPhone::new(platform, &settings.openphone);
-    let writer = Writer::new(
-        platform,
-        &notion,
-        &openphone,
-        &settings.notion,
-        &settings.sync,
-    );
+    let writer = Writer::new(platform, &notion, &openphone, settings);
     let mut renewed = 0;
     let mut errors = Vec::new();
     for links in &due {

@@ -35,14 +35,11 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::configuration::{
-    ConfigError, NotionConfig, OpenPhoneConfig, Settings, StorageConfig, SyncConfig,
-};
-use crate::drain::Router;
+use crate::configuration::{ConfigError, Settings};
 use crate::lease::LeaseConfig;
 use crate::openphone::OpenPhone;
 use crate::outbound::Failure;
-use crate::pages::handler::PageHandler;
+use crate::pages::PageSettings;
 use crate::pending;
 use crate::platform::{HttpRequest, Method, Platform};
 use number::{NumberOutcome, NumberReport};
@@ -127,83 +124,26 @@ pub struct LeasedNumber<'a> {
 /// The configuration a number's sync needs.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
-    /// OpenPhone access.
-    pub openphone: OpenPhoneConfig,
-    /// Notion access and databases.
-    pub notion: NotionConfig,
-    /// Interval, own numbers.
-    pub sync: SyncConfig,
+    /// What its pages are written with (the webhooks' own).
+    pub pages: PageSettings,
     /// How the sync goes about it.
     pub options: SyncOptions,
-    /// Object storage, when configured: the pages' recordings and voicemails are copied there.
-    pub storage: Option<StorageConfig>,
 }
 
 impl SyncSettings {
     /// Loads the settings from the request's `settings`, with the default options.
     pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
-        let (openphone, notion, sync) = settings.load(|l| {
-            (
-                OpenPhoneConfig::load(l),
-                NotionConfig::load(l),
-                SyncConfig::load(l),
-            )
-        })?;
         Ok(Self {
-            openphone,
-            notion,
-            sync,
+            pages: PageSettings::load(settings)?,
             options: SyncOptions::default(),
-            // Syncing does not need object storage; without it pages link OpenPhone's media URLs.
-            storage: settings.load(StorageConfig::load).ok(),
         })
-    }
-
-    /// A writer for the sync's work on one number, under its `lease`, copying recordings and voicemails to
-    /// object storage when it is configured.
-    pub fn writer<'a>(
-        &'a self,
-        platform: &'a Platform,
-        notion: &'a crate::notion::Notion<'a>,
-        openphone: &'a OpenPhone<'a>,
-        lease: &'a crate::lease::Lease,
-    ) -> anyhow::Result<crate::pages::Writer<'a>> {
-        let writer =
-            crate::pages::Writer::new(platform, notion, openphone, &self.notion, &self.sync)
-                .under_lease(lease);
-        Ok(match &self.storage {
-            Some(storage) => writer.with_media(crate::storage::media::MediaCopier::new(
-                platform,
-                storage,
-                &self.openphone.media_base,
-            )?),
-            None => writer,
-        })
-    }
-
-    /// The drain's routes with these settings: every processed event type to the handler that writes
-    /// pages, copying recordings and media when object storage is configured. [`crate::app`] drains
-    /// with them; a number's sync lets the number's events in with them ([`interleave`]).
-    pub fn page_router(&self, platform: &Platform) -> Router {
-        let mut pages = PageHandler::new(
-            platform.clone(),
-            self.notion.clone(),
-            self.openphone.clone(),
-            self.sync.clone(),
-        );
-        match &self.storage {
-            Some(storage) => pages = pages.with_storage(storage.clone()),
-            // Without object storage the pages still get written, linking OpenPhone's media URLs;
-            // /health names what is missing.
-            None => tracing::error!("recordings are not copied: object storage is not configured"),
-        }
-        pages.router()
     }
 
     /// Where each API lives, to count requests by service.
     fn services(&self) -> requests::Services {
-        let s3_endpoint = self.storage.as_ref().map(|s| s.endpoint.as_str());
-        requests::Services::new(&self.openphone, &self.notion, s3_endpoint)
+        let pages = &self.pages;
+        let s3_endpoint = pages.storage.as_ref().map(|s| s.endpoint.as_str());
+        requests::Services::new(&pages.openphone, &pages.notion, s3_endpoint)
     }
 }
 
@@ -367,10 +307,10 @@ pub async fn run_with(
     drop(results);
 
     if request.phone_number_id.is_none() {
-        let storage = settings.storage.as_ref();
+        let storage = settings.pages.storage.as_ref();
         report.housekeeping =
             Some(housekeeping::run_configured(own, &settings.options, storage).await);
-        let (renewed, errors) = links::renew(own, settings).await;
+        let (renewed, errors) = links::renew(own, &settings.pages).await;
         report.links_renewed = renewed;
         report.errors.extend(errors);
     }
@@ -383,7 +323,7 @@ async fn numbers_to_sync(
     settings: &SyncSettings,
     request: &RunRequest,
 ) -> anyhow::Result<Vec<String>> {
-    let openphone = OpenPhone::new(platform, &settings.openphone);
+    let openphone = OpenPhone::new(platform, &settings.pages.openphone);
     let refreshed_at = platform.clock.now_ms();
     match openphone.phone_numbers().await {
         Ok(listed) => {

@@ -188,9 +188,11 @@ async fn sync_under_lease(
         );
         return Ok(());
     };
-    let openphone = OpenPhone::new(platform, &settings.openphone);
-    let notion = Notion::new(platform, &settings.notion);
-    let writer = settings.writer(platform, &notion, &openphone, &lease)?;
+    let openphone = OpenPhone::new(platform, &settings.pages.openphone);
+    let notion = Notion::new(platform, &settings.pages.notion);
+    let writer = settings
+        .pages
+        .writer(platform, &notion, &openphone, &lease)?;
     let Some(known) = crate::phone_numbers::resolve(platform, &openphone, phone_number_id).await?
     else {
         anyhow::bail!("{phone_number_id} is not one of the workspace's phone numbers");
@@ -352,6 +354,7 @@ fn own_numbers(platform: &Platform, settings: &SyncSettings) -> anyhow::Result<H
         .sql
         .execute("SELECT number FROM phone_numbers", &[])?;
     let mut own: HashSet<String> = settings
+        .pages
         .sync
         .self_phone_numbers
         .iter()

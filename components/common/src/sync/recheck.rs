@@ -65,15 +65,17 @@ pub async fn recheck_numbers(
     settings: &super::SyncSettings,
     numbers: &[String],
 ) -> anyhow::Result<DueRecheck> {
-    let openphone = OpenPhone::new(platform, &settings.openphone);
-    let notion = crate::notion::Notion::new(platform, &settings.notion);
+    let openphone = OpenPhone::new(platform, &settings.pages.openphone);
+    let notion = crate::notion::Notion::new(platform, &settings.pages.notion);
     let mut report = DueRecheck::default();
     for number in numbers {
         let Some(lease) = Lease::acquire(platform, number, settings.options.lease)? else {
             report.busy += 1;
             continue;
         };
-        let writer = settings.writer(platform, &notion, &openphone, &lease)?;
+        let writer = settings
+            .pages
+            .writer(platform, &notion, &openphone, &lease)?;
         let leased = LeasedNumber {
             platform,
             openphone: &openphone,

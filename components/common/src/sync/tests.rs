@@ -15,6 +15,7 @@ use super::*;
 use crate::api;
 use crate::drain::DrainOptions;
 use crate::pages::handler::PageHandler;
+use crate::pages::PageSettings;
 use crate::platform::native::{ManualClock, ReqwestClient};
 use crate::platform::{Clock, HttpClient, HttpError, HttpResponse, StreamingResponse};
 use crate::queue::{NewEvent, Queue};
@@ -529,16 +530,14 @@ async fn drain_and_backfill_at_once(
     }
     let turns: Rc<dyn Clock> = Rc::new(TakingTurns(world.clock.clone()));
     let drain_platform = world.instance_with_clock(Rc::new(ReqwestClient::new()), turns.clone());
-    let pages = PageHandler::new(
-        drain_platform.clone(),
-        settings.notion.clone(),
-        settings.openphone.clone(),
-        settings.sync.clone(),
-    );
-    let router = pages.router();
+    let pages = PageSettings {
+        storage: None,
+        ..settings.pages.clone()
+    };
+    let router = PageHandler::new(drain_platform.clone(), pages).router();
     let drain_options = DrainOptions {
         budget_ms: 10 * 60_000,
-        ..DrainOptions::from_config(&settings.sync)
+        ..DrainOptions::from_config(&settings.pages.sync)
     };
     let sync_platform = world.instance_with_clock(Rc::new(ReqwestClient::new()), turns);
 

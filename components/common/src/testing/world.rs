@@ -16,7 +16,7 @@ use crate::notion::{schema, Notion};
 use crate::openphone::OpenPhone;
 use crate::outbound::Failure;
 use crate::pages::canvas_relink::RelinkReport;
-use crate::pages::{WriteError, Writer};
+use crate::pages::{PageSettings, WriteError, Writer};
 use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
 use crate::platform::{Clock, HttpClient, Platform};
 use crate::stats::Stats;
@@ -207,6 +207,17 @@ impl World {
         }
     }
 
+    /// What pages are written with: the world's configuration as the tests left it, copying media to
+    /// `storage` when given.
+    pub fn page_settings(&self, storage: Option<&StorageConfig>) -> PageSettings {
+        PageSettings {
+            openphone: self.openphone_config.clone(),
+            notion: self.notion_config.clone(),
+            sync: self.sync_config.clone(),
+            storage: storage.cloned(),
+        }
+    }
+
     /// Forgets the servers' request counts.
     pub fn reset_counters(&self) {
         self.openphone.reset_counters();
@@ -254,15 +265,10 @@ impl World {
         payload: &Value,
         storage: Option<&StorageConfig>,
     ) -> Result<String, WriteError> {
-        let notion = Notion::new(&self.platform, &self.notion_config);
-        let openphone = OpenPhone::new(&self.platform, &self.openphone_config);
-        let mut writer = Writer::new(
-            &self.platform,
-            &notion,
-            &openphone,
-            &self.notion_config,
-            &self.sync_config,
-        );
+        let settings = self.page_settings(storage);
+        let notion = Notion::new(&self.platform, &settings.notion);
+        let openphone = OpenPhone::new(&self.platform, &settings.openphone);
+        let mut writer = Writer::new(&self.platform, &notion, &openphone, &settings);
         if let Some(storage) = storage {
             let media =
                 MediaCopier::new(&self.platform, storage, &self.openphone_config.media_base)
@@ -288,15 +294,10 @@ impl World {
 
     /// Retries the due Canvas relinks, as the tick does.
     pub async fn retry_canvas_relinks(&self) -> RelinkReport {
-        let notion = Notion::new(&self.platform, &self.notion_config);
-        let openphone = OpenPhone::new(&self.platform, &self.openphone_config);
-        let writer = Writer::new(
-            &self.platform,
-            &notion,
-            &openphone,
-            &self.notion_config,
-            &self.sync_config,
-        );
+        let settings = self.page_settings(None);
+        let notion = Notion::new(&self.platform, &settings.notion);
+        let openphone = OpenPhone::new(&self.platform, &settings.openphone);
+        let writer = Writer::new(&self.platform, &notion, &openphone, &settings);
         crate::pages::canvas_relink::retry_due_with(&self.platform, &writer)
             .await
             .expect("the relinks are read")
