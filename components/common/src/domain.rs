@@ -371,6 +371,39 @@ impl CallStatus {
 }
 
 vocabulary!(
+    /// Where a text is on its way.
+    MessageStatus {
+        /// Waiting to be sent.
+        Queued = "queued",
+        /// Being sent.
+        Sending = "sending",
+        /// Handed to the carrier.
+        Sent = "sent",
+        /// Received by the workspace.
+        Received = "received",
+        /// Delivered to the other party.
+        Delivered = "delivered",
+        /// The carrier could not deliver it.
+        Undelivered = "undelivered",
+        /// Sending failed.
+        Failed = "failed",
+    }
+);
+
+impl MessageStatus {
+    /// Order of message statuses: a later event with a lower rank is not written over a higher one.
+    /// Stored in `notion_pages.status_rank`.
+    pub fn rank(&self) -> i64 {
+        use MessageStatus::*;
+        match self {
+            Queued | Sending | Other(_) => 0,
+            Sent | Received => 1,
+            Delivered | Undelivered | Failed => 2,
+        }
+    }
+}
+
+vocabulary!(
     /// How far OpenPhone is with something it makes after a call: a transcript, a summary, a recording
     /// segment, a voicemail.
     ProcessingStatus {

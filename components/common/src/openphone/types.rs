@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{CallStatus, Direction, ProcessingStatus};
+use crate::domain::{CallStatus, Direction, MessageStatus, ProcessingStatus};
 
 /// A string or a list of strings (`to` is either, depending on the payload version).
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -147,7 +147,7 @@ pub struct Message {
     /// `incoming` or `outgoing`.
     pub direction: Option<Direction>,
     /// `received`, `queued`, `sent`, `delivered`, `undelivered`.
-    pub status: Option<String>,
+    pub status: Option<MessageStatus>,
     /// Sender, E.164.
     pub from: Option<String>,
     /// Every recipient.

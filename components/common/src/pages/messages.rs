@@ -9,19 +9,14 @@ use super::canvas_backlink;
 use super::map::Kind;
 use super::{Section, WriteError, Writer};
 use crate::contacts;
-use crate::domain::{Direction, E164};
+use crate::domain::{Direction, MessageStatus, E164};
 use crate::notion::properties as p;
 use crate::openphone::types::Message;
 use crate::phone_numbers;
 
-/// Order of message statuses: a later event with a lower rank is not written over a higher one.
-pub fn status_rank(status: Option<&str>) -> i64 {
-    match status.unwrap_or_default() {
-        "queued" | "sending" => 0,
-        "sent" | "received" => 1,
-        "delivered" | "undelivered" | "failed" => 2,
-        _ => 0,
-    }
+/// The rank of a message's status ([`MessageStatus::rank`]); a message without one ranks lowest.
+pub fn status_rank(status: Option<&MessageStatus>) -> i64 {
+    status.map_or(0, MessageStatus::rank)
 }
 
 /// Most other parties of a group text looked up in the Canvas per message.
@@ -106,7 +101,7 @@ impl Writer<'_> {
                 .transpose()?,
         };
         let icon = p::emoji_icon(p::icons::TEXT);
-        let rank = status_rank(message.status.as_deref());
+        let rank = status_rank(message.status.as_ref());
         let media = self.copy_message_media(message).await;
 
         let (page_id, created) = self
@@ -145,7 +140,10 @@ impl Writer<'_> {
         }
         let mut update = Map::new();
         if newest {
-            update.insert("Status".into(), p::select(message.status.as_deref()));
+            update.insert(
+                "Status".into(),
+                p::select(message.status.as_ref().map(MessageStatus::as_str)),
+            );
             if let Some(updated) = message.updated_at.as_deref() {
                 update.insert("Updated At".into(), p::date(Some(updated)));
             }
@@ -213,7 +211,7 @@ impl Writer<'_> {
             "From": p::phone_number(from.first().map(String::as_str)),
             "To": p::phone_number(Some(&p::whole_numbers(to))),
             "Content": p::rich_text(message.text.as_deref().unwrap_or_default()),
-            "Status": p::select(message.status.as_deref()),
+            "Status": p::select(message.status.as_ref().map(MessageStatus::as_str)),
             "OpenPhone Number": p::rich_text(workspace_number.unwrap_or_default()),
             "Phone Number ID": p::rich_text(message.phone_number_id.as_deref().unwrap_or_default()),
             "User ID": p::rich_text(message.user_id.as_deref().unwrap_or_default()),
@@ -235,9 +233,13 @@ mod tests {
 
     #[test]
     fn statuses_are_ranked_so_late_events_cannot_go_back() {
-        assert!(status_rank(Some("delivered")) > status_rank(Some("sent")));
-        assert!(status_rank(Some("sent")) > status_rank(Some("queued")));
-        assert_eq!(status_rank(Some("received")), status_rank(Some("sent")));
+        let rank = |status: &str| status_rank(Some(&MessageStatus::from(status)));
+        assert!(rank("delivered") > rank("sent"));
+        assert!(rank("sent") > rank("queued"));
+        assert_eq!(rank("received"), rank("sent"));
+        assert_eq!(rank("undelivered"), rank("delivered"));
+        assert_eq!(rank("failed"), rank("delivered"));
+        assert_eq!(rank("a-status-openphone-adds"), rank("queued"));
         assert_eq!(status_rank(None), 0);
     }
 

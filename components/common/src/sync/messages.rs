@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::LeasedNumber;
-use crate::domain::Direction;
+use crate::domain::{Direction, MessageStatus};
 use crate::openphone::types::Message;
 use crate::outbound::Failure;
 use crate::pages::WriteError;
@@ -27,8 +27,8 @@ const BATCH: u32 = 100;
 pub fn is_unsettled(message: &Message) -> bool {
     message.direction == Some(Direction::Outgoing)
         && matches!(
-            message.status.as_deref(),
-            Some("queued" | "sending" | "sent") | None
+            message.status,
+            Some(MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Sent) | None
         )
 }
 

@@ -48,7 +48,7 @@ use super::recheck::{self, RecheckReport};
 use super::requests::{self, Requests};
 use super::{iso, record_history, LeasedNumber, SyncOptions, SyncSettings};
 use crate::domain::parse_iso;
-use crate::domain::E164;
+use crate::domain::{MessageStatus, E164};
 use crate::lease::{Lease, LeaseLost};
 use crate::notion::Notion;
 use crate::openphone::types::{Call, Message, PhoneNumberUser};
@@ -883,13 +883,13 @@ impl NumberSync<'_> {
                 !self.map.is_gone(Kind::Message, &message.id)?
                     && row
                         .status_rank
-                        .is_none_or(|written| status_rank(message.status.as_deref()) > written)
+                        .is_none_or(|written| status_rank(message.status.as_ref()) > written)
             }
         };
         if let Some(row) = existing.as_ref().filter(|_| !status_moved) {
             report.already_synced += 1;
             // A page already showing a settled status (a webhook's) need not be asked about.
-            if row.status_rank < Some(status_rank(Some("delivered"))) {
+            if row.status_rank < Some(MessageStatus::Delivered.rank()) {
                 messages::track(self.platform, self.phone_number_id, &message)?;
             }
             return Ok(());
