@@ -4,7 +4,9 @@
 //! `intake-floor`, a component that reads the body and answers `202` (what Spin itself costs), and
 //! `insert-floor`, which also stores the body with one SQLite insert (the least a durable intake does).
 //! The insert floor's database is put in the journal mode the app's migrations left its own in (WAL), so
-//! the floor pays for the same commit as the app. The table gives the app's rate and p99 as ratios to both,
+//! the floor pays for the same commit as the app. A third floor runs the insert floor on a database that
+//! also holds the app's schema (its migrations applied), as the app's does: SQLite reads the whole schema
+//! on each connection's first statement, and Spin opens a connection per request. The table gives the app's rate and p99 as ratios to both,
 //! and what each delivery cost Spin in CPU time (its processes' user and system time over the load, which
 //! other work on the machine moves less than it moves the rates).
 
@@ -307,11 +309,14 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
     for (clients, n) in loads() {
         let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
         let journal_mode = app.journal_mode()?;
-        let nothing = Floor::start(spin, &floors[0], None).await?;
-        let insert = Floor::start(spin, &floors[1], Some(&journal_mode)).await?;
+        let nothing = Floor::start(spin, &floors[0], FloorDatabase::Untouched).await?;
+        let insert = Floor::start(spin, &floors[1], FloorDatabase::Empty(&journal_mode)).await?;
+        let schema =
+            Floor::start(spin, &floors[1], FloorDatabase::AppSchema(&journal_mode)).await?;
         let mut app_loads: BTreeMap<usize, Vec<Load>> = BTreeMap::new();
         let mut nothing_loads = Vec::new();
         let mut insert_loads = Vec::new();
+        let mut schema_loads = Vec::new();
         for round in 0..SPIN_ROUNDS {
             let (messages, ignored) = payloads(&line, round, n);
             for (index, kind) in Kind::ALL.into_iter().enumerate() {
@@ -341,19 +346,22 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
                 )
                 .await?,
             );
-            insert_loads.push(
-                fire_charged(
-                    || insert.cpu_time(),
-                    &insert.base_url(),
-                    sign(&app.webhook_key, &ignored)?,
-                    clients,
-                    202,
-                )
-                .await?,
-            );
+            for (floor, loads) in [(&insert, &mut insert_loads), (&schema, &mut schema_loads)] {
+                loads.push(
+                    fire_charged(
+                        || floor.cpu_time(),
+                        &floor.base_url(),
+                        sign(&app.webhook_key, &ignored)?,
+                        clients,
+                        202,
+                    )
+                    .await?,
+                );
+            }
         }
         let nothing_load = Load::merge(nothing_loads);
         let insert_load = Load::merge(insert_loads);
+        let schema_load = Load::merge(schema_loads);
         table.add(
             format!("intake (spin up), {clients} clients: do-nothing floor"),
             nothing_load.describe(),
@@ -372,15 +380,26 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
                 insert_load.cpu_note()
             ),
         );
+        table.add(
+            format!("intake (spin up), {clients} clients: insert floor on the app's schema"),
+            schema_load.describe(),
+            format!(
+                "{}; the insert floor on a database holding the app's migrated schema too; {:.2}× the insert floor's rate{}",
+                schema_load.note(202),
+                schema_load.rate() / insert_load.rate(),
+                schema_load.cpu_note()
+            ),
+        );
         for (index, loads) in app_loads {
             let kind = Kind::ALL[index];
             let load = Load::merge(loads);
             let ratios = format!(
-                "{:.2}× the do-nothing floor's rate, p99 {:.1}× its p99; {:.2}× the insert floor's rate, p99 {:.1}× its p99",
+                "{:.2}× the do-nothing floor's rate, p99 {:.1}× its p99; {:.2}× the insert floor's rate, p99 {:.1}× its p99; {:.2}× the rate on the app's schema",
                 load.rate() / nothing_load.rate(),
                 load.percentile_ms(99) / nothing_load.percentile_ms(99),
                 load.rate() / insert_load.rate(),
                 load.percentile_ms(99) / insert_load.percentile_ms(99),
+                load.rate() / schema_load.rate(),
             );
             table.add(
                 format!("intake (spin up), {clients} clients: {}", kind.describe()),
@@ -394,6 +413,7 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
         }
         nothing.stop();
         insert.stop();
+        schema.stop();
     }
     Ok(())
 }
@@ -421,9 +441,20 @@ fn build_floors() -> anyhow::Result<[PathBuf; 2]> {
     Ok([wasm("intake_floor.wasm"), wasm("insert_floor.wasm")])
 }
 
+/// What a floor's database holds before its load.
+#[derive(Clone, Copy)]
+enum FloorDatabase<'a> {
+    /// Nothing: Spin makes it.
+    Untouched,
+    /// No table yet, in this journal mode.
+    Empty(&'a str),
+    /// The app's schema (every migration in `migrations/`), in this journal mode.
+    AppSchema(&'a str),
+}
+
 /// A `spin up` of one floor component on the intake's route, with the same runtime config as the app
-/// (Spin's SQLite database and key-value store in a state directory of its own), its database in
-/// `journal_mode` when one is given.
+/// (Spin's SQLite database and key-value store in a state directory of its own), its database prepared
+/// as `database` says.
 struct Floor {
     child: Child,
     port: u16,
@@ -431,18 +462,22 @@ struct Floor {
 }
 
 impl Floor {
-    async fn start(spin: &Path, wasm: &Path, journal_mode: Option<&str>) -> anyhow::Result<Floor> {
+    async fn start(spin: &Path, wasm: &Path, database: FloorDatabase<'_>) -> anyhow::Result<Floor> {
         use std::os::unix::process::CommandExt;
 
         let state = tempfile::tempdir()?;
-        let database = state.path().join("sqlite_db.db");
-        if let Some(mode) = journal_mode {
+        let file = state.path().join("sqlite_db.db");
+        if let FloorDatabase::Empty(mode) | FloorDatabase::AppSchema(mode) = database {
+            let db = rusqlite::Connection::open(&file)?;
             // The mode stays in the file, as the app's migration leaves it in the app's.
-            let set: String = rusqlite::Connection::open(&database)?
+            let set: String = db
                 .query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0))
                 .context("setting the floor database's journal mode")?;
             if !set.eq_ignore_ascii_case(mode) {
                 bail!("the floor's database kept journal mode {set}, not {mode}");
+            }
+            if let FloorDatabase::AppSchema(_) = database {
+                apply_app_schema(&db)?;
             }
         }
         let manifest = state.path().join("spin.toml");
@@ -461,7 +496,7 @@ impl Floor {
             &runtime_config,
             &KeyValueBackend::SpinSqlite,
             &state.path().join("kv.db"),
-            &database,
+            &file,
         )?;
         let port = free_port()?;
         let log = std::fs::File::create(state.path().join("spin.log"))?;
@@ -530,4 +565,21 @@ impl Floor {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Applies every migration file in `migrations/`, in order, to `db`.
+fn apply_app_schema(db: &rusqlite::Connection) -> anyhow::Result<()> {
+    let dir = workspace_root().join("migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|f| f.extension().is_some_and(|e| e == "sql"));
+    files.sort();
+    for file in files {
+        let sql = std::fs::read_to_string(&file)?;
+        db.execute_batch(&sql)
+            .with_context(|| format!("applying {}", file.display()))?;
+    }
+    Ok(())
 }
