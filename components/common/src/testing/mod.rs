@@ -77,9 +77,13 @@ pub fn state_of(platform: &Platform, id: &str) -> String {
     platform
         .sql
         .execute(
-            "SELECT state FROM events WHERE id = ?1
-             UNION ALL
-             SELECT state FROM received_events WHERE id = ?1",
+            concat!(
+                "SELECT state FROM events WHERE id = ?1
+                 UNION ALL
+                 SELECT state FROM ",
+                crate::queue::received_events!(),
+                " WHERE id = ?1"
+            ),
             &[id.into()],
         )
         .expect("the events and inbox tables answer")
