@@ -408,6 +408,19 @@ impl TestApp {
             .context("reading the journal mode of the app's database")
     }
 
+    /// The statements that make the schema of the app's database as its migrations left it, in the order
+    /// they were made (SQLite's own objects left out).
+    pub fn schema(&self) -> anyhow::Result<Vec<String>> {
+        let db = self.open_database(self.launch.sqlite_file())?;
+        let mut statement = db.prepare(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'
+             ORDER BY rowid",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()
+            .context("reading the schema of the app's database")
+    }
+
     fn open_database(&self, file: &str) -> anyhow::Result<rusqlite::Connection> {
         let path = self.state.path().join(file);
         let db = rusqlite::Connection::open(&path)

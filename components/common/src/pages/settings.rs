@@ -57,14 +57,19 @@ impl PageSettings {
         lease: &'a Lease,
     ) -> anyhow::Result<Writer<'a>> {
         let writer = Writer::new(platform, notion, openphone, self).under_lease(lease);
-        Ok(match &self.storage {
-            Some(storage) => writer.with_media(MediaCopier::new(
-                platform,
-                storage,
-                &self.openphone.media_base,
-            )?),
+        Ok(match self.media(platform)? {
+            Some(media) => writer.with_media(media),
             None => writer,
         })
+    }
+
+    /// What copies media to object storage, when it is configured. Fails only when the storage
+    /// configuration cannot make a client.
+    pub fn media<'a>(&'a self, platform: &'a Platform) -> anyhow::Result<Option<MediaCopier<'a>>> {
+        self.storage
+            .as_ref()
+            .map(|storage| MediaCopier::new(platform, storage, &self.openphone.media_base))
+            .transpose()
     }
 
     /// The drain's routes: every processed event type to a [`PageHandler`] with these settings. The

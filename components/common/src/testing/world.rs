@@ -20,7 +20,6 @@ use crate::pages::{PageSettings, WriteError, Writer};
 use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
 use crate::platform::{Clock, HttpClient, Platform};
 use crate::stats::Stats;
-use crate::storage::media::MediaCopier;
 use crate::sync::{SyncOptions, SyncSettings};
 
 use super::ADMIN_TOKEN;
@@ -269,10 +268,10 @@ impl World {
         let notion = Notion::new(&self.platform, &settings.notion);
         let openphone = OpenPhone::new(&self.platform, &settings.openphone);
         let mut writer = Writer::new(&self.platform, &notion, &openphone, &settings);
-        if let Some(storage) = storage {
-            let media =
-                MediaCopier::new(&self.platform, storage, &self.openphone_config.media_base)
-                    .expect("the media copier is configured");
+        if let Some(media) = settings
+            .media(&self.platform)
+            .expect("the media copier is configured")
+        {
             writer = writer.with_media(media);
         }
         let event_type = crate::domain::EventType::parse(event_type)

@@ -5,10 +5,11 @@
 //! `insert-floor`, which also stores the body with one SQLite insert (the least a durable intake does).
 //! The insert floor's database is put in the journal mode the app's migrations left its own in (WAL), so
 //! the floor pays for the same commit as the app. A third floor runs the insert floor on a database that
-//! also holds the app's schema (its migrations applied), as the app's does: SQLite reads the whole schema
-//! on each connection's first statement, and Spin opens a connection per request. The table gives the app's rate and p99 as ratios to both,
-//! and what each delivery cost Spin in CPU time (its processes' user and system time over the load, which
-//! other work on the machine moves less than it moves the rates).
+//! also holds the app's schema (copied from the app's database once its migrations ran): SQLite reads the
+//! whole schema on each connection's first statement, and Spin opens a connection per request. The table
+//! gives the app's rate and p99 as ratios to the floors, and what each delivery cost Spin in CPU time (its
+//! processes' user and system time over the load, which other work on the machine moves less than it
+//! moves the rates).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -309,10 +310,15 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
     for (clients, n) in loads() {
         let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
         let journal_mode = app.journal_mode()?;
+        let app_schema = app.schema()?;
         let nothing = Floor::start(spin, &floors[0], FloorDatabase::Untouched).await?;
         let insert = Floor::start(spin, &floors[1], FloorDatabase::Empty(&journal_mode)).await?;
-        let schema =
-            Floor::start(spin, &floors[1], FloorDatabase::AppSchema(&journal_mode)).await?;
+        let schema = Floor::start(
+            spin,
+            &floors[1],
+            FloorDatabase::AppSchema(&journal_mode, &app_schema),
+        )
+        .await?;
         let mut app_loads: BTreeMap<usize, Vec<Load>> = BTreeMap::new();
         let mut nothing_loads = Vec::new();
         let mut insert_loads = Vec::new();
@@ -442,8 +448,8 @@ enum FloorDatabase<'a> {
     Untouched,
     /// No table yet, in this journal mode.
     Empty(&'a str),
-    /// The app's schema (every migration in `migrations/`), in this journal mode.
-    AppSchema(&'a str),
+    /// The app's schema (the statements that made it), in this journal mode.
+    AppSchema(&'a str, &'a [String]),
 }
 
 /// A `spin up` of one floor component on the intake's route, with the same runtime config as the app
@@ -461,7 +467,7 @@ impl Floor {
 
         let state = tempfile::tempdir()?;
         let file = state.path().join("sqlite_db.db");
-        if let FloorDatabase::Empty(mode) | FloorDatabase::AppSchema(mode) = database {
+        if let FloorDatabase::Empty(mode) | FloorDatabase::AppSchema(mode, _) = database {
             let db = rusqlite::Connection::open(&file)?;
             // The mode stays in the file, as the app's migration leaves it in the app's.
             let set: String = db
@@ -470,8 +476,11 @@ impl Floor {
             if !set.eq_ignore_ascii_case(mode) {
                 bail!("the floor's database kept journal mode {set}, not {mode}");
             }
-            if let FloorDatabase::AppSchema(_) = database {
-                apply_app_schema(&db)?;
+            if let FloorDatabase::AppSchema(_, schema) = database {
+                for statement in schema {
+                    db.execute_batch(statement)
+                        .with_context(|| format!("copying the app's schema: {statement}"))?;
+                }
             }
         }
         let manifest = state.path().join("spin.toml");
@@ -559,21 +568,4 @@ impl Floor {
         }
         let _ = self.child.wait();
     }
-}
-
-/// Applies every migration file in `migrations/`, in order, to `db`.
-fn apply_app_schema(db: &rusqlite::Connection) -> anyhow::Result<()> {
-    let dir = workspace_root().join("migrations");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    files.retain(|f| f.extension().is_some_and(|e| e == "sql"));
-    files.sort();
-    for file in files {
-        let sql = std::fs::read_to_string(&file)?;
-        db.execute_batch(&sql)
-            .with_context(|| format!("applying {}", file.display()))?;
-    }
-    Ok(())
 }
