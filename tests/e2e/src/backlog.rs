@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use test_servers::notion::property_text;
 use test_servers::openphone::model::{Conversation, Message};
@@ -64,9 +64,13 @@ pub fn pages_among(app: &TestApp, ids: &[String]) -> usize {
 }
 
 /// Starts the periodic sync of `line` (`POST /admin/sync?phone_number_id=…`); returns when it was
-/// asked for.
+/// asked for. `/stats` gives a number's last finish to the second, so the sync is asked for at the start
+/// of a second of its own: a sync that ends after it shows a time at or after the one returned, and one
+/// that ended before it (the last `synced_after`'s) an earlier one.
 pub async fn start_sync(app: &TestApp, line: &Line) -> anyhow::Result<DateTime<Utc>> {
-    let asked = Utc::now();
+    let now = Utc::now();
+    let asked = now.trunc_subsecs(0) + chrono::Duration::seconds(1);
+    tokio::time::sleep((asked - now).to_std().context("the next second is ahead")?).await;
     let response = app
         .admin_post(
             &format!("/admin/sync?phone_number_id={}", line.id),
