@@ -4,10 +4,10 @@
 //! write) also asks that drain to look again once the second is over ([`crate::drain::kick`]).
 //!
 //! Kicking only on the first delivery of each second cost the intake less (58 against 36 new events/s on
-//! Spin at 16 clients, docs/performance.md), but the soak on the test host then stalled: the one kicked
-//! drain froze in its sleeps when the machine was busy (on the test host and on `spin up` alike; the lost
-//! wake-up is not found: docs/performance.md), and the events of later deliveries waited with nobody
-//! kicking for them. So every delivery kicks; the window only picks the drain that lingers.
+//! Spin at 16 clients, docs/performance.md), but the soak then stalled: on a busy machine the one kicked
+//! drain can freeze in its sleeps, on the test host and on `spin up` alike (the lost wake-up is not
+//! found: docs/performance.md), and the events of later deliveries waited with nobody kicking for them.
+//! So every delivery kicks; the window only picks the drain that lingers.
 
 use crate::drain;
 use crate::platform::Platform;
