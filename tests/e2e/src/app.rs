@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use base64::Engine;
+use common::webhook::kick;
 use serde_json::Value;
 use spin_test_host::{HostOptions, SpinHost};
 use test_servers::webhooks::SignedDelivery;
@@ -265,10 +266,12 @@ impl TestApp {
     ///
     /// Neither the test host nor `spin up` can move the guests' clock, so the time passes in the stored
     /// state instead: the app's time windows (see [`TIME_WINDOWS`]) are moved back by [`DOWNTIME`] and
-    /// the per-number lease slots, which last at most two 2-minute windows, are deleted. So the events
-    /// the stopped drains held come back at once, and the numbers and page creations they held are free,
-    /// as they would be after a restart minutes later. Nothing a running instance holds is touched: none
-    /// is running.
+    /// the per-number lease slots, which last at most two 2-minute windows, and the drain-kick windows,
+    /// which last a second, are deleted. So the events the stopped drains held come back at once, the
+    /// numbers and page creations they held are free, and the first delivery after the restart kicks the
+    /// drain, as they would be after a restart minutes later. (A restart within the second of a kick
+    /// would leave that second's later deliveries to the tick: the kicked drain that was to look for them
+    /// was stopped.) Nothing a running instance holds is touched: none is running.
     pub async fn crash_and_restart(&mut self) -> anyhow::Result<Crash> {
         let host_logs = self.logs_of_current_run();
         match self.backend.take() {
@@ -302,14 +305,27 @@ impl TestApp {
             )
             .context("counting the stopped drains' events")?;
         self.move_time_windows(DOWNTIME)?;
-        let lease_keys = match &self.redis {
-            Some(redis) => redis
-                .delete_matching("lease:*")
-                .context("ending the stopped drains' lease windows")?,
-            None => self
-                .open_database(self.launch.key_value_file())?
-                .execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
-                .context("ending the stopped drains' lease windows")?,
+        let (lease_keys, _kick_windows) = match &self.redis {
+            Some(redis) => (
+                redis
+                    .delete_matching("lease:*")
+                    .context("ending the stopped drains' lease windows")?,
+                redis
+                    .delete_matching(&format!("{}*", kick::window_key_prefix()))
+                    .context("ending the drain-kick windows")?,
+            ),
+            None => {
+                let kv = self.open_database(self.launch.key_value_file())?;
+                (
+                    kv.execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
+                        .context("ending the stopped drains' lease windows")?,
+                    kv.execute(
+                        "DELETE FROM spin_key_value WHERE key LIKE ?1 || '%'",
+                        [kick::window_key_prefix()],
+                    )
+                    .context("ending the drain-kick windows")?,
+                )
+            }
         };
         Ok(Crash {
             orphaned_events,

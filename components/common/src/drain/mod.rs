@@ -11,7 +11,8 @@ mod handler;
 use std::cell::Cell;
 
 use anyhow::Context;
-use futures::stream::{self, StreamExt};
+use futures::future::{self, Either};
+use futures::stream::{self, FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -194,6 +195,13 @@ pub async fn drain_retrying(
 const KICKED_RETRY_MS: i64 = 1_000;
 
 /// Drains the queue through `router` until nothing is due or `options.budget_ms` has passed.
+///
+/// A drain leases its next batch once the last one is finished, with one exception: a kicked drain's
+/// linger moment ([`DrainOptions::linger_until_ms`]). The deliveries of its window after the first did
+/// not kick, counting on that look, so the drain looks then whatever it is doing; what it leases runs
+/// beside the batch still running, whose keys it leaves alone. Otherwise a batch held up by an API (a
+/// `429`'s wait, inline retries: up to [`crate::outbound::MAX_SEND_MS`] a request) kept the window's later
+/// events waiting with it, and no other drain was kicked for them.
 pub async fn drain(
     platform: &Platform,
     router: &Router,
@@ -211,75 +219,91 @@ pub async fn drain(
         };
         // Keys found busy are not leased again in this run, so their events are not bounced back and forth.
         let mut busy: Vec<String> = Vec::new();
+        // The batches being processed, and their keys.
+        let mut running = FuturesUnordered::new();
+        let mut in_hand: Vec<String> = Vec::new();
+        let mut linger = options.linger_until_ms;
         let mut replayed = false;
-        while platform.clock.now_ms() - started < options.budget_ms {
+        loop {
             let now = platform.clock.now_ms();
-            let breakers = breaker::open_breakers(&*platform.sql)?;
-            let probing = !breakers.is_empty();
-            let limit = if !probing {
-                options.batch_size
-            } else if breaker::take_probe(&*platform.sql, now)? {
-                1
-            } else {
-                let why = breakers
-                    .iter()
-                    .map(|b| {
-                        format!(
-                            "{} refuses our credentials ({}): {}",
-                            b.service, b.status, b.reason
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                tracing::warn!(reason = %why, "drain paused until a probe gets through");
-                report.paused = Some(why);
-                break;
-            };
-            let batch = queue.lease(&owner, now, options.event_lease_ms, limit, &busy)?;
-            if batch.is_empty() {
-                if let Some(until) = options.linger_until_ms.filter(|until| now < *until) {
-                    // Deliveries of the kick's window after the first did not kick: wait for the
-                    // window to close, then look once more.
-                    let wait = u64::try_from(until - now).unwrap_or(0);
-                    platform.clock.sleep_ms(wait).await;
+            let look_now = linger.is_some_and(|until| now >= until);
+            if look_now {
+                linger = None;
+            }
+            if (running.is_empty() || look_now) && now - started < options.budget_ms {
+                let Some(limit) = batch_limit(platform, options, now, &mut report)? else {
+                    if running.is_empty() {
+                        break;
+                    }
                     continue;
-                }
-                // Events released because their number was busy come back in `busy_delay_ms`: wait for
-                // them here (the holder may be done by then, or have taken them itself) rather than leave
-                // them to the next tick, a minute away.
-                let retry_at = if busy.is_empty() {
-                    None
-                } else {
-                    queue.next_due(&busy, now + options.busy_delay_ms)?
                 };
-                match retry_at {
-                    Some(at) if at - started < options.budget_ms => {
-                        let wait = u64::try_from(at - now).unwrap_or(0);
-                        platform.clock.sleep_ms(wait.max(1)).await;
-                        busy.clear();
+                let exclude: Vec<String> = busy.iter().chain(&in_hand).cloned().collect();
+                let batch =
+                    queue.lease(&owner, now, options.event_lease_ms, limit.events, &exclude)?;
+                if !batch.is_empty() {
+                    report.batches += 1;
+                    let groups = group_by_key(batch);
+                    in_hand.extend(groups.iter().map(|(key, _)| key.clone()));
+                    let probe = limit.probe;
+                    running.push(async move {
+                        (
+                            probe,
+                            process_batch(platform, router, options, groups).await,
+                        )
+                    });
+                } else if running.is_empty() {
+                    if let Some(until) = linger {
+                        // Deliveries of the kick's window after the first did not kick: wait for the
+                        // window to close, then look once more.
+                        let wait = u64::try_from(until - now).unwrap_or(0);
+                        platform.clock.sleep_ms(wait).await;
                         continue;
                     }
-                    _ => break,
+                    // Events released because their number was busy come back in `busy_delay_ms`: wait
+                    // for them here (the holder may be done by then, or have taken them itself) rather
+                    // than leave them to the next tick, a minute away.
+                    let retry_at = if busy.is_empty() {
+                        None
+                    } else {
+                        queue.next_due(&busy, now + options.busy_delay_ms)?
+                    };
+                    match retry_at {
+                        Some(at) if at - started < options.budget_ms => {
+                            let wait = u64::try_from(at - now).unwrap_or(0);
+                            platform.clock.sleep_ms(wait.max(1)).await;
+                            busy.clear();
+                            continue;
+                        }
+                        _ => break,
+                    }
                 }
             }
-            report.batches += 1;
-            let refused = Cell::new(false);
-            let groups: Vec<GroupReport> = stream::iter(group_by_key(batch))
-                .map(|(key, events)| {
-                    process_group(platform, router, options, &refused, key, events)
-                })
-                .buffer_unordered(options.concurrency.max(1))
-                .collect()
-                .await;
+            if running.is_empty() {
+                break;
+            }
+            let finished = match linger {
+                Some(until) => {
+                    let wait = u64::try_from(until - platform.clock.now_ms()).unwrap_or(0);
+                    match future::select(running.next(), platform.clock.sleep_ms(wait)).await {
+                        Either::Left((finished, _)) => finished,
+                        Either::Right(((), _)) => continue,
+                    }
+                }
+                None => running.next().await,
+            };
+            let Some((probe, groups)) = finished else {
+                continue;
+            };
             let mut went_through = false;
             for group in groups {
+                in_hand.retain(|key| *key != group.key);
                 if group.busy {
                     busy.push(group.key);
                 }
                 went_through |= group.events.iter().any(|e| e.outcome == Outcome::Done);
                 report.events.extend(group.events);
             }
-            if went_through && probing {
+            if went_through && probe {
                 let closed = breaker::close_all(&*platform.sql)?;
                 tracing::info!(services = ?closed, "breaker closed: an event went through");
             }
@@ -305,6 +329,65 @@ pub async fn drain(
     }
     .instrument(span)
     .await
+}
+
+/// How many events a lease may take.
+struct BatchLimit {
+    events: u32,
+    /// The one event let through to see whether an API takes our credentials again ([`breaker`]).
+    probe: bool,
+}
+
+/// A batch, or one probe while an API's breaker is open; `None`, with the reason in `report.paused`,
+/// while it is open and another drain has the interval's probe.
+fn batch_limit(
+    platform: &Platform,
+    options: &DrainOptions,
+    now: i64,
+    report: &mut DrainReport,
+) -> anyhow::Result<Option<BatchLimit>> {
+    let breakers = breaker::open_breakers(&*platform.sql)?;
+    if breakers.is_empty() {
+        return Ok(Some(BatchLimit {
+            events: options.batch_size,
+            probe: false,
+        }));
+    }
+    if breaker::take_probe(&*platform.sql, now)? {
+        return Ok(Some(BatchLimit {
+            events: 1,
+            probe: true,
+        }));
+    }
+    let why = breakers
+        .iter()
+        .map(|b| {
+            format!(
+                "{} refuses our credentials ({}): {}",
+                b.service, b.status, b.reason
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    tracing::warn!(reason = %why, "drain paused until a probe gets through");
+    report.paused = Some(why);
+    Ok(None)
+}
+
+/// Processes a batch's keys concurrently, each key's events in order. Once an API refuses our
+/// credentials, no group of the batch tries another event.
+async fn process_batch(
+    platform: &Platform,
+    router: &Router,
+    options: &DrainOptions,
+    groups: Vec<(String, Vec<QueuedEvent>)>,
+) -> Vec<GroupReport> {
+    let refused = Cell::new(false);
+    stream::iter(groups)
+        .map(|(key, events)| process_group(platform, router, options, &refused, key, events))
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await
 }
 
 /// Splits a batch (sorted by `created_at`) into its keys' events, each still in order.
@@ -690,20 +773,13 @@ pub fn kick_linger_until(request: &Request) -> Option<i64> {
         .and_then(|ms| ms.parse().ok())
 }
 
-/// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin) and, with nothing due, to look again at
+/// Asks the drain at `url` to run now ([`DRAIN_URL`] on Spin) and, once nothing is due, to look again at
 /// `linger_until_ms` before it stops. It answers at once and drains after answering, so this returns
 /// quickly; a failure only delays the events until the next tick.
-pub async fn kick(
-    http: &dyn HttpClient,
-    url: &str,
-    linger_until_ms: Option<i64>,
-) -> anyhow::Result<()> {
+pub async fn kick(http: &dyn HttpClient, url: &str, linger_until_ms: i64) -> anyhow::Result<()> {
     let span = tracing::info_span!("drain.kick", otel.kind = "client", url);
     async {
-        let target = match linger_until_ms {
-            Some(until) => format!("{url}?until={until}"),
-            None => url.to_owned(),
-        };
+        let target = format!("{url}?until={linger_until_ms}");
         let response = http
             .send(HttpRequest::new(Method::Post, target))
             .await
