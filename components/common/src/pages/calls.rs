@@ -5,7 +5,9 @@
 
 use serde_json::{json, Map, Value};
 
+use super::call_media::CallMedia;
 use super::canvas_backlink;
+use super::canvas_relink::canvas_or_retry_later;
 use super::map::Kind;
 use super::{split_for_create, Section, WriteError, Writer};
 use crate::canvas::Source;
@@ -452,19 +454,34 @@ fn participants(call: &Call, own: Option<&str>) -> Vec<String> {
     all
 }
 
-impl Writer<'_> {
+/// Writes call pages: each event's [`CallFacts`] onto its call's one page, with the [`Writer`]'s page
+/// primitives ([`Writer::calls`] makes one).
+pub struct CallPages<'w> {
+    writer: &'w Writer<'w>,
+}
+
+impl<'w> CallPages<'w> {
+    pub(super) fn new(writer: &'w Writer<'w>) -> Self {
+        Self { writer }
+    }
+
+    /// The copies and links of the calls' recordings and voicemails.
+    pub fn media(&self) -> CallMedia<'w> {
+        CallMedia::new(self.writer)
+    }
+
     /// Writes what `facts` know about a call to its page, creating the page if this is the first event.
     /// Recordings and the voicemail are copied to object storage first (when the writer has it) and
     /// linked there; a copy that failed is reported after the page is written with OpenPhone's link, so
     /// the event is retried and the page is complete meanwhile.
-    pub async fn apply_call(&self, facts: &CallFacts) -> Result<String, WriteError> {
+    pub async fn apply(&self, facts: &CallFacts) -> Result<String, WriteError> {
         if facts.call_id.trim().is_empty() {
             return Err(WriteError::BadData("call event without a call id".into()));
         }
-        let (facts, copy_error) = self.copy_media(facts).await;
-        let page_id = self.write_call(&facts).await?;
+        let (facts, copy_error) = self.media().copy(facts).await;
+        let page_id = self.write(&facts).await?;
         // What the page now has is no longer awaited by the periodic re-check.
-        pending::satisfied(self.platform, &facts.call_id, facts.delivered())?;
+        pending::satisfied(self.writer.platform, &facts.call_id, facts.delivered())?;
         match copy_error {
             Some(e) => Err(e.into()),
             None => Ok(page_id),
@@ -479,6 +496,7 @@ impl Writer<'_> {
             return Ok(());
         };
         let row = self
+            .writer
             .map
             .get(Kind::Call, &facts.call_id)?
             .unwrap_or_default();
@@ -493,7 +511,7 @@ impl Writer<'_> {
                 present = present.with(need);
             }
         }
-        let now = self.platform.clock.now_ms();
+        let now = self.writer.platform.clock.now_ms();
         let created = call
             .created_at
             .as_deref()
@@ -506,7 +524,7 @@ impl Writer<'_> {
             .unwrap_or_default();
         let needs = Needs::expected(call).without(present);
         pending::record_needs(
-            self.platform,
+            self.writer.platform,
             &facts.call_id,
             number,
             created,
@@ -516,8 +534,9 @@ impl Writer<'_> {
         Ok(())
     }
 
-    async fn write_call(&self, facts: &CallFacts) -> Result<String, WriteError> {
+    async fn write(&self, facts: &CallFacts) -> Result<String, WriteError> {
         let row = self
+            .writer
             .map
             .get(Kind::Call, &facts.call_id)?
             .unwrap_or_default();
@@ -529,7 +548,9 @@ impl Writer<'_> {
             .or_else(|| facts.call.as_ref().and_then(|c| c.phone_number_id.clone()))
             .or_else(|| row.phone_number_id.clone());
         let workspace = match &phone_number_id {
-            Some(id) => phone_numbers::resolve(self.platform, self.openphone, id).await?,
+            Some(id) => {
+                phone_numbers::resolve(self.writer.platform, self.writer.openphone, id).await?
+            }
             None => None,
         };
         let users = workspace
@@ -547,7 +568,13 @@ impl Writer<'_> {
             (Some(call), None) => {
                 let lookup = self.find_canvas(call, workspace.as_ref()).await;
                 let first = others.first().map(String::as_str);
-                self.canvas_or_retry_later(Kind::Call, &facts.call_id, first, lookup)?
+                canvas_or_retry_later(
+                    self.writer.platform,
+                    Kind::Call,
+                    &facts.call_id,
+                    first,
+                    lookup,
+                )?
             }
             _ => None,
         };
@@ -557,7 +584,7 @@ impl Writer<'_> {
             Some((number.as_str(), page))
         });
         let linked = canvas_backlink::record_numbers(
-            self.platform,
+            self.writer.platform,
             Kind::Call,
             &facts.call_id,
             &others,
@@ -565,10 +592,12 @@ impl Writer<'_> {
         )?;
         let names = match &facts.call {
             Some(call) => Names {
-                contact: (!others.is_empty())
-                    .then_some(contacts::party_names(self.platform, self.openphone, &others).await),
+                contact: (!others.is_empty()).then_some(
+                    contacts::party_names(self.writer.platform, self.writer.openphone, &others)
+                        .await,
+                ),
                 handled_by: handler_of(call)
-                    .map(|user| contacts::user_name(self.platform, workspace.as_ref(), user))
+                    .map(|user| contacts::user_name(self.writer.platform, workspace.as_ref(), user))
                     .transpose()?,
             },
             None => Names::default(),
@@ -577,7 +606,7 @@ impl Writer<'_> {
             || row.voicemail_url.is_some()
             || row.section_done("voicemail");
         let icon = call_icon(facts.call.as_ref(), has_voicemail).map(p::emoji_icon);
-        let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
+        let now = chrono::DateTime::from_timestamp_millis(self.writer.platform.clock.now_ms())
             .unwrap_or_default()
             .to_rfc3339();
         let stored = (row.recording_urls.as_slice(), row.voicemail_url.as_deref());
@@ -591,6 +620,7 @@ impl Writer<'_> {
 
         let mut included = Vec::new();
         let (page_id, created) = self
+            .writer
             .ensure_page(
                 Kind::Call,
                 &facts.call_id,
@@ -604,7 +634,8 @@ impl Writer<'_> {
                     let (children, names) = split_for_create(&sections);
                     // Sections sent with the create are in flight until it answers: if its outcome is
                     // unknown, the next attempt reads the page instead of appending them again.
-                    self.map
+                    self.writer
+                        .map
                         .mark_sections(Kind::Call, &facts.call_id, &names, false)?;
                     included = names;
                     Ok((Value::Object(new_props), children))
@@ -613,13 +644,16 @@ impl Writer<'_> {
             .await?;
         let status = facts.call.as_ref().and_then(|c| c.status.as_ref());
         let newest = match status {
-            Some(status) => self
-                .map
-                .advance_status(Kind::Call, &facts.call_id, status.rank())?,
+            Some(status) => {
+                self.writer
+                    .map
+                    .advance_status(Kind::Call, &facts.call_id, status.rank())?
+            }
             None => false,
         };
         if created {
-            self.map
+            self.writer
+                .map
                 .mark_sections(Kind::Call, &facts.call_id, &included, true)?;
         } else {
             props.remove("Synced At");
@@ -628,13 +662,17 @@ impl Writer<'_> {
             }
             // An older event's kind (a late `call.answered`) must not replace a newer one's icon.
             let icon = icon.filter(|_| newest || has_voicemail);
-            self.update_page_and_icon(Kind::Call, &facts.call_id, &page_id, props, icon.as_ref())
+            self.writer
+                .update_page_and_icon(Kind::Call, &facts.call_id, &page_id, props, icon.as_ref())
                 .await?;
         }
         if let Some((_, page)) = found {
-            self.map.set_canvas(Kind::Call, &facts.call_id, page)?;
+            self.writer
+                .map
+                .set_canvas(Kind::Call, &facts.call_id, page)?;
         }
-        self.append_sections(Kind::Call, &facts.call_id, &page_id, &sections)
+        self.writer
+            .append_sections(Kind::Call, &facts.call_id, &page_id, &sections)
             .await?;
         Ok(page_id)
     }
@@ -645,7 +683,7 @@ impl Writer<'_> {
         call: &Call,
         workspace: Option<&KnownNumber>,
     ) -> Result<Option<(String, Option<String>)>, WriteError> {
-        let canvas = self.canvas();
+        let canvas = self.writer.canvas();
         let mut first_miss = None;
         for number in participants(call, workspace.map(|w| w.number.as_str())) {
             let found = canvas.by_phone(&number).await?;

@@ -295,10 +295,7 @@ pub async fn run_with(
                     break 'records;
                 }
                 budget -= 1;
-                match writer
-                    .backlink(kind, &openphone_id, &number, record_id)
-                    .await
-                {
+                match backlink(writer, kind, &openphone_id, &number, record_id).await {
                     Ok(true) => report.linked += 1,
                     Ok(false) => {}
                     Err(e) if e.is_transient() => {
@@ -342,48 +339,47 @@ pub async fn run_with(
     Ok(report)
 }
 
-impl Writer<'_> {
-    /// Adds the Canvas record `record` of `number` to the relation of the page of `kind`/`openphone_id`:
-    /// `Ok(true)` when a page was updated, `Ok(false)` when there is no page yet (its own write will look
-    /// the record up).
-    async fn backlink(
-        &self,
-        kind: Kind,
-        openphone_id: &str,
-        number: &E164,
-        record: &str,
-    ) -> Result<bool, WriteError> {
-        let Some(row) = self.map.get(kind, openphone_id)? else {
-            return Ok(false);
-        };
-        let Some(page_id) = row.page_id else {
-            return Ok(false);
-        };
-        if self.map.is_gone(kind, openphone_id)? {
-            return Err(WriteError::PageGone { page_id });
-        }
-        let mut relation = relation(self.platform, kind, openphone_id)?;
-        if !relation.iter().any(|r| r == record) {
-            relation.push(record.to_owned());
-        }
-        let ids: Vec<&str> = relation.iter().map(String::as_str).collect();
-        let mut props = Map::new();
-        props.insert("Canvas".into(), p::relation(&ids));
-        self.update_page(kind, openphone_id, &page_id, props)
-            .await?;
-        // Only once Notion has it: a failed update leaves the number unlinked, for the next tick.
-        record_numbers(
-            self.platform,
-            kind,
-            openphone_id,
-            &[number.as_str().to_owned()],
-            &[(number.as_str(), record)],
-        )?;
-        if row.canvas_page_id.is_none() {
-            self.map.set_canvas(kind, openphone_id, record)?;
-        }
-        Ok(true)
+/// Adds the Canvas record `record` of `number` to the relation of the page of `kind`/`openphone_id`:
+/// `Ok(true)` when a page was updated, `Ok(false)` when there is no page yet (its own write will look
+/// the record up).
+async fn backlink(
+    writer: &Writer<'_>,
+    kind: Kind,
+    openphone_id: &str,
+    number: &E164,
+    record: &str,
+) -> Result<bool, WriteError> {
+    let Some(row) = writer.map.get(kind, openphone_id)? else {
+        return Ok(false);
+    };
+    let Some(page_id) = row.page_id else {
+        return Ok(false);
+    };
+    if writer.map.is_gone(kind, openphone_id)? {
+        return Err(WriteError::PageGone { page_id });
     }
+    let mut relation = relation(writer.platform, kind, openphone_id)?;
+    if !relation.iter().any(|r| r == record) {
+        relation.push(record.to_owned());
+    }
+    let ids: Vec<&str> = relation.iter().map(String::as_str).collect();
+    let mut props = Map::new();
+    props.insert("Canvas".into(), p::relation(&ids));
+    writer
+        .update_page(kind, openphone_id, &page_id, props)
+        .await?;
+    // Only once Notion has it: a failed update leaves the number unlinked, for the next tick.
+    record_numbers(
+        writer.platform,
+        kind,
+        openphone_id,
+        &[number.as_str().to_owned()],
+        &[(number.as_str(), record)],
+    )?;
+    if row.canvas_page_id.is_none() {
+        writer.map.set_canvas(kind, openphone_id, record)?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -109,10 +109,7 @@ pub async fn retry_due_with(
         };
         let openphone_id = row.str("openphone_id")?;
         let attempts = row.i64("attempts")?;
-        match writer
-            .relink_canvas(kind, openphone_id, row.str("number")?)
-            .await
-        {
+        match relink(writer, kind, openphone_id, row.str("number")?).await {
             Ok(linked) => {
                 if linked {
                     report.linked += 1;
@@ -143,61 +140,60 @@ pub async fn retry_due_with(
     Ok(report)
 }
 
-impl Writer<'_> {
-    /// The Canvas record a `lookup` for the page of `kind`/`openphone_id` found; when it failed for any
-    /// reason but another worker creating the record, none for now, with the miss on `number` recorded for
-    /// the tick to retry.
-    pub(super) fn canvas_or_retry_later<T>(
-        &self,
-        kind: Kind,
-        openphone_id: &str,
-        number: Option<&str>,
-        lookup: Result<Option<T>, WriteError>,
-    ) -> Result<Option<T>, WriteError> {
-        match lookup {
-            Err(WriteError::Busy) => Err(WriteError::Busy),
-            Err(e) => {
-                if let Some(number) = number {
-                    record_failure(self.platform, kind, openphone_id, number, &e.to_string());
-                }
-                Ok(None)
+/// The Canvas record a `lookup` for the page of `kind`/`openphone_id` found; when it failed for any
+/// reason but another worker creating the record, none for now, with the miss on `number` recorded for
+/// the tick to retry.
+pub(super) fn canvas_or_retry_later<T>(
+    platform: &Platform,
+    kind: Kind,
+    openphone_id: &str,
+    number: Option<&str>,
+    lookup: Result<Option<T>, WriteError>,
+) -> Result<Option<T>, WriteError> {
+    match lookup {
+        Err(WriteError::Busy) => Err(WriteError::Busy),
+        Err(e) => {
+            if let Some(number) = number {
+                record_failure(platform, kind, openphone_id, number, &e.to_string());
             }
-            found => found,
+            Ok(None)
         }
+        found => found,
     }
+}
 
-    /// Looks up the Canvas record of `number` and sets it as the relation of the page of
-    /// `kind`/`openphone_id`: `Ok(true)` when linked, `Ok(false)` when there is no record (or no page).
-    pub async fn relink_canvas(
-        &self,
-        kind: Kind,
-        openphone_id: &str,
-        number: &str,
-    ) -> Result<bool, WriteError> {
-        let Some(page_id) = self
-            .map
-            .get(kind, openphone_id)?
-            .and_then(|row| row.page_id)
-        else {
-            return Ok(false);
-        };
-        let Some(canvas) = self.canvas().link_phone(number).await?.page_id else {
-            return Ok(false);
-        };
-        // The relation keeps the records of the page's other numbers (a group text).
-        let linked = super::canvas_backlink::record_numbers(
-            self.platform,
-            kind,
-            openphone_id,
-            &[number.to_owned()],
-            &[(number, canvas.as_str())],
-        )?;
-        let relation: Vec<&str> = linked.relation.iter().map(String::as_str).collect();
-        let mut props = Map::new();
-        props.insert("Canvas".into(), p::relation(&relation));
-        self.update_page(kind, openphone_id, &page_id, props)
-            .await?;
-        self.map.set_canvas(kind, openphone_id, &canvas)?;
-        Ok(true)
-    }
+/// Looks up the Canvas record of `number` and sets it as the relation of the page of
+/// `kind`/`openphone_id`: `Ok(true)` when linked, `Ok(false)` when there is no record (or no page).
+async fn relink(
+    writer: &Writer<'_>,
+    kind: Kind,
+    openphone_id: &str,
+    number: &str,
+) -> Result<bool, WriteError> {
+    let Some(page_id) = writer
+        .map
+        .get(kind, openphone_id)?
+        .and_then(|row| row.page_id)
+    else {
+        return Ok(false);
+    };
+    let Some(canvas) = writer.canvas().link_phone(number).await?.page_id else {
+        return Ok(false);
+    };
+    // The relation keeps the records of the page's other numbers (a group text).
+    let linked = super::canvas_backlink::record_numbers(
+        writer.platform,
+        kind,
+        openphone_id,
+        &[number.to_owned()],
+        &[(number, canvas.as_str())],
+    )?;
+    let relation: Vec<&str> = linked.relation.iter().map(String::as_str).collect();
+    let mut props = Map::new();
+    props.insert("Canvas".into(), p::relation(&relation));
+    writer
+        .update_page(kind, openphone_id, &page_id, props)
+        .await?;
+    writer.map.set_canvas(kind, openphone_id, &canvas)?;
+    Ok(true)
 }

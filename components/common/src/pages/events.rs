@@ -33,92 +33,92 @@ fn call_id_of(payload: &Value) -> Option<String> {
         .map(String::from)
 }
 
-impl Writer<'_> {
-    /// Writes the event `event_type` with body `payload`; returns the page written.
-    pub async fn apply_event(
-        &self,
-        event_type: EventType,
-        payload: &Value,
-    ) -> Result<String, WriteError> {
-        match event_type {
-            EventType::MessageReceived | EventType::MessageDelivered => {
-                let message: Message = parse(payload, "message")?;
-                self.upsert_message(&message).await
-            }
-            EventType::CallCompleted | EventType::CallMissed => {
-                let mut call: Call = parse(payload, "call")?;
-                // Legacy (app-created) payloads carry no duration, route or forwarding: the REST call
-                // has them, and the page should too.
-                if call.duration.is_none() && pending::is_final(&call) {
-                    if let Some(full) = self.openphone.call(&call.id).await? {
-                        fill_missing(&mut call, full);
-                    }
+/// Writes the event `event_type` with body `payload` through `writer`; returns the page written.
+pub async fn apply(
+    writer: &Writer<'_>,
+    event_type: EventType,
+    payload: &Value,
+) -> Result<String, WriteError> {
+    match event_type {
+        EventType::MessageReceived | EventType::MessageDelivered => {
+            let message: Message = parse(payload, "message")?;
+            writer.messages().upsert(&message).await
+        }
+        EventType::CallCompleted | EventType::CallMissed => {
+            let mut call: Call = parse(payload, "call")?;
+            // Legacy (app-created) payloads carry no duration, route or forwarding: the REST call
+            // has them, and the page should too.
+            if call.duration.is_none() && pending::is_final(&call) {
+                if let Some(full) = writer.openphone.call(&call.id).await? {
+                    fill_missing(&mut call, full);
                 }
-                let payload_has_voicemail =
-                    resource(payload).is_some_and(|o| o.get("voicemail").is_some());
-                let mut voicemail = call.voicemail.as_ref().map(VoicemailLink::from_voicemail);
-                // v4 payloads carry no voicemail: ask for one only where there can be one. A legacy
-                // payload's voicemail has the audio but never the transcription, which REST has.
-                let unanswered =
-                    call.answered_at.is_none() && call.direction == Some(Direction::Incoming);
-                let lacks_transcript = voicemail.as_ref().is_some_and(|v| v.transcript.is_none());
-                if (voicemail.is_none() && !payload_has_voicemail && unanswered) || lacks_transcript
-                {
-                    if let Some(fetched) = self.fetch_voicemail(&call.id).await? {
-                        voicemail = Some(match voicemail {
-                            // Our link stays the payload's when REST has none yet.
-                            Some(own) => VoicemailLink {
-                                url: fetched.url.or(own.url),
-                                transcript: fetched.transcript,
-                                duration: fetched.duration.or(own.duration),
-                            },
-                            None => fetched,
-                        });
-                    }
-                }
-                let facts = CallFacts {
-                    call_id: call.id.clone(),
-                    phone_number_id: call.phone_number_id.clone(),
-                    voicemail,
-                    call: Some(call),
-                    ..Default::default()
-                };
-                let page_id = self.apply_call(&facts).await?;
-                self.await_the_rest(&facts)?;
-                Ok(page_id)
             }
-            EventType::CallRecordingCompleted => {
-                let call: Call = parse(payload, "call")?;
-                let mut recordings =
-                    RecordingLink::completed(&self.openphone.call_recordings(&call.id).await?);
-                if recordings.is_empty() {
-                    recordings = call
-                        .media
-                        .iter()
-                        .filter_map(|m| {
-                            Some(RecordingLink {
-                                url: m.url.clone()?,
-                                content_type: m.content_type.clone(),
-                                duration: m.duration,
-                            })
+            let payload_has_voicemail =
+                resource(payload).is_some_and(|o| o.get("voicemail").is_some());
+            let mut voicemail = call.voicemail.as_ref().map(VoicemailLink::from_voicemail);
+            // v4 payloads carry no voicemail: ask for one only where there can be one. A legacy
+            // payload's voicemail has the audio but never the transcription, which REST has.
+            let unanswered =
+                call.answered_at.is_none() && call.direction == Some(Direction::Incoming);
+            let lacks_transcript = voicemail.as_ref().is_some_and(|v| v.transcript.is_none());
+            if (voicemail.is_none() && !payload_has_voicemail && unanswered) || lacks_transcript {
+                if let Some(fetched) = fetch_voicemail(writer, &call.id).await? {
+                    voicemail = Some(match voicemail {
+                        // Our link stays the payload's when REST has none yet.
+                        Some(own) => VoicemailLink {
+                            url: fetched.url.or(own.url),
+                            transcript: fetched.transcript,
+                            duration: fetched.duration.or(own.duration),
+                        },
+                        None => fetched,
+                    });
+                }
+            }
+            let facts = CallFacts {
+                call_id: call.id.clone(),
+                phone_number_id: call.phone_number_id.clone(),
+                voicemail,
+                call: Some(call),
+                ..Default::default()
+            };
+            let page_id = writer.calls().apply(&facts).await?;
+            writer.calls().await_the_rest(&facts)?;
+            Ok(page_id)
+        }
+        EventType::CallRecordingCompleted => {
+            let call: Call = parse(payload, "call")?;
+            let mut recordings =
+                RecordingLink::completed(&writer.openphone.call_recordings(&call.id).await?);
+            if recordings.is_empty() {
+                recordings = call
+                    .media
+                    .iter()
+                    .filter_map(|m| {
+                        Some(RecordingLink {
+                            url: m.url.clone()?,
+                            content_type: m.content_type.clone(),
+                            duration: m.duration,
                         })
-                        .collect();
-                }
-                let facts = CallFacts {
-                    call_id: call.id.clone(),
-                    phone_number_id: call.phone_number_id.clone(),
-                    recordings: Some(recordings),
-                    call: Some(call),
-                    ..Default::default()
-                };
-                self.apply_call(&facts).await
+                    })
+                    .collect();
             }
-            EventType::CallTranscriptCompleted => {
-                let transcript: Transcript = parse(payload, "transcript")?;
-                let call_id = call_id_of(payload)
-                    .ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
-                let call = self.call_unless_known(&call_id).await?;
-                self.apply_call(&CallFacts {
+            let facts = CallFacts {
+                call_id: call.id.clone(),
+                phone_number_id: call.phone_number_id.clone(),
+                recordings: Some(recordings),
+                call: Some(call),
+                ..Default::default()
+            };
+            writer.calls().apply(&facts).await
+        }
+        EventType::CallTranscriptCompleted => {
+            let transcript: Transcript = parse(payload, "transcript")?;
+            let call_id = call_id_of(payload)
+                .ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
+            let call = call_unless_known(writer, &call_id).await?;
+            writer
+                .calls()
+                .apply(&CallFacts {
                     call_id,
                     phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
                     call,
@@ -126,13 +126,15 @@ impl Writer<'_> {
                     ..Default::default()
                 })
                 .await
-            }
-            EventType::CallSummaryCompleted => {
-                let summary: Summary = parse(payload, "summary")?;
-                let call_id = call_id_of(payload)
-                    .ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
-                let call = self.call_unless_known(&call_id).await?;
-                self.apply_call(&CallFacts {
+        }
+        EventType::CallSummaryCompleted => {
+            let summary: Summary = parse(payload, "summary")?;
+            let call_id = call_id_of(payload)
+                .ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
+            let call = call_unless_known(writer, &call_id).await?;
+            writer
+                .calls()
+                .apply(&CallFacts {
                     call_id,
                     phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
                     call,
@@ -140,48 +142,50 @@ impl Writer<'_> {
                     ..Default::default()
                 })
                 .await
-            }
-            EventType::CallVoicemailCompleted => {
-                let call_id = call_id_of(payload)
-                    .ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
-                let voicemail = self.fetch_voicemail(&call_id).await?;
-                // The Quo voicemail event carries the call's time, if at all, as the resource's createdAt.
-                let call_created_at = resource(payload)
-                    .and_then(|r| r["createdAt"].as_str())
-                    .map(String::from);
-                let facts = CallFacts {
-                    call_id,
-                    voicemail,
-                    call_created_at,
-                    ..Default::default()
-                };
-                self.apply_call(&facts).await
-            }
+        }
+        EventType::CallVoicemailCompleted => {
+            let call_id = call_id_of(payload)
+                .ok_or_else(|| WriteError::BadData("voicemail without callId".into()))?;
+            let voicemail = fetch_voicemail(writer, &call_id).await?;
+            // The Quo voicemail event carries the call's time, if at all, as the resource's createdAt.
+            let call_created_at = resource(payload)
+                .and_then(|r| r["createdAt"].as_str())
+                .map(String::from);
+            let facts = CallFacts {
+                call_id,
+                voicemail,
+                call_created_at,
+                ..Default::default()
+            };
+            writer.calls().apply(&facts).await
         }
     }
+}
 
-    /// The call from REST when nothing about it is known yet (a transcript or summary drained before the
-    /// call's own event): its number names the transcript's speakers, and its metadata fills the page.
-    /// Costs nothing once any event of the call was written.
-    async fn call_unless_known(&self, call_id: &str) -> Result<Option<Call>, WriteError> {
-        let known = self
-            .map
-            .get(Kind::Call, call_id)?
-            .is_some_and(|row| row.phone_number_id.is_some());
-        if known {
-            return Ok(None);
-        }
-        Ok(self.openphone.call(call_id).await?)
+/// The call from REST when nothing about it is known yet (a transcript or summary drained before the
+/// call's own event): its number names the transcript's speakers, and its metadata fills the page.
+/// Costs nothing once any event of the call was written.
+async fn call_unless_known(writer: &Writer<'_>, call_id: &str) -> Result<Option<Call>, WriteError> {
+    let known = writer
+        .map
+        .get(Kind::Call, call_id)?
+        .is_some_and(|row| row.phone_number_id.is_some());
+    if known {
+        return Ok(None);
     }
+    Ok(writer.openphone.call(call_id).await?)
+}
 
-    async fn fetch_voicemail(&self, call_id: &str) -> Result<Option<VoicemailLink>, WriteError> {
-        Ok(self
-            .openphone
-            .call_voicemail(call_id)
-            .await?
-            .filter(|v| v.audio_url().is_some())
-            .map(|v| VoicemailLink::from_voicemail(&v)))
-    }
+async fn fetch_voicemail(
+    writer: &Writer<'_>,
+    call_id: &str,
+) -> Result<Option<VoicemailLink>, WriteError> {
+    Ok(writer
+        .openphone
+        .call_voicemail(call_id)
+        .await?
+        .filter(|v| v.audio_url().is_some())
+        .map(|v| VoicemailLink::from_voicemail(&v)))
 }
 
 /// Fills what `call` (a webhook payload) lacks from `rest` (the same call from the REST API); what the

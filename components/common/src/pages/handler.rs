@@ -1,5 +1,6 @@
-//! The drain's handler for the event types that write pages: parses the stored payload and hands it to
-//! the [`Writer`] under the number's lease, turning write errors into the queue's retry decisions.
+//! The drain's handler for the event types that write pages: parses the stored payload and writes it
+//! ([`events::apply`]) with a [`Writer`](super::Writer) under the number's lease, turning write errors
+//! into the queue's retry decisions.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::Instrument;
 
-use super::{PageSettings, WriteError};
+use super::{events, PageSettings, WriteError};
 use crate::domain::EventType;
 use crate::drain::{EventHandler, ProcessError, Router};
 use crate::lease::Lease;
@@ -109,8 +110,7 @@ impl EventHandler for PageHandler {
         let span = tracing::info_span!("write_page", event_id = %event.id, %event_type,
             resource_id = event.resource_id.as_deref().unwrap_or_default(),
             phone_number_id = event.phone_number_id.as_deref().unwrap_or_default());
-        match writer
-            .apply_event(event_type, &payload)
+        match events::apply(&writer, event_type, &payload)
             .instrument(span)
             .await
         {

@@ -16,8 +16,8 @@ use crate::storage::media::{is_notion_image, MediaError, MediaSource, MessageLin
 const SECTION: &str = "media";
 const TITLE: &str = "Media";
 
-/// What a message's media give its page.
-pub(super) struct MessageMedia {
+/// What a message's media give its page, once [`MessageMedia::copy`] has copied what it could.
+pub(super) struct CopiedMedia {
     /// One link per medium that still exists, in the payload's order: our copy's once it is stored,
     /// OpenPhone's while a copy is pending (or the URL is not on the media host).
     pub(super) links: Vec<String>,
@@ -50,9 +50,32 @@ fn path_of(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-impl Writer<'_> {
+impl CopiedMedia {
+    /// The media properties of a message page: set only for a message with media, so an event that does
+    /// not carry them (a REST backfill) never blanks them.
+    pub(super) fn properties(&self, message: &Message) -> Map<String, Value> {
+        let mut props = Map::new();
+        if !message.media.is_empty() {
+            props.insert("Has Media".into(), p::checkbox(true));
+            props.insert("Media URLs".into(), p::rich_text(&self.links.join("\n")));
+        }
+        props
+    }
+}
+
+/// A message page's pictures and files: copied before the page is written, shown in its Media section,
+/// relinked when their links are renewed ([`super::messages::MessagePages::media`]).
+pub struct MessageMedia<'w> {
+    writer: &'w Writer<'w>,
+}
+
+impl<'w> MessageMedia<'w> {
+    pub(super) fn new(writer: &'w Writer<'w>) -> Self {
+        Self { writer }
+    }
+
     /// Copies `message`'s media (when the writer has object storage) and says what its page gets.
-    pub(super) async fn copy_message_media(&self, message: &Message) -> MessageMedia {
+    pub(super) async fn copy(&self, message: &Message) -> CopiedMedia {
         let sources: Vec<MediaSource> = message
             .media
             .iter()
@@ -64,7 +87,7 @@ impl Writer<'_> {
                 })
             })
             .collect();
-        let mut media = MessageMedia {
+        let mut media = CopiedMedia {
             links: Vec::new(),
             section: None,
             error: None,
@@ -73,7 +96,7 @@ impl Writer<'_> {
             return media;
         }
         let mut blocks = Vec::new();
-        match &self.media {
+        match &self.writer.media {
             // Without storage the page links OpenPhone's files, as a call's page links its recordings.
             None => {
                 for source in &sources {
@@ -122,34 +145,20 @@ impl Writer<'_> {
         media
     }
 
-    /// The media properties of a message page: set only for a message with media, so an event that does
-    /// not carry them (a REST backfill) never blanks them.
-    pub(super) fn message_media_properties(
-        &self,
-        message: &Message,
-        media: &MessageMedia,
-    ) -> Map<String, Value> {
-        let mut props = Map::new();
-        if !message.media.is_empty() {
-            props.insert("Has Media".into(), p::checkbox(true));
-            props.insert("Media URLs".into(), p::rich_text(&media.links.join("\n")));
-        }
-        props
-    }
-
     /// The children of a new message page: the Media section when it fits in the create request, so a
     /// new message with media still costs one Notion request. It is in flight until the create answers:
     /// after an unknown outcome, the next attempt reads the page instead of appending it again.
-    pub(super) fn media_children_for_create(
+    pub(super) fn children_for_create(
         &self,
         message_id: &str,
-        media: &MessageMedia,
+        media: &CopiedMedia,
     ) -> anyhow::Result<Vec<Value>> {
         let Some(section) = &media.section else {
             return Ok(Vec::new());
         };
         let (children, included) = split_for_create(std::slice::from_ref(section));
-        self.map
+        self.writer
+            .map
             .mark_sections(Kind::Message, message_id, &included, false)?;
         Ok(children)
     }
@@ -157,21 +166,23 @@ impl Writer<'_> {
     /// Completes the Media section of the message's page (sent with the create when `created`, else
     /// appended, once), then reports a copy failure worth retrying, so the event comes back for the
     /// copies while the page is complete meanwhile.
-    pub(super) async fn append_message_media(
+    pub(super) async fn append(
         &self,
         message: &Message,
         page_id: String,
         created: bool,
-        media: MessageMedia,
+        media: CopiedMedia,
     ) -> Result<String, WriteError> {
         if let Some(section) = &media.section {
             let sections = std::slice::from_ref(section);
             if created {
                 let (_, included) = split_for_create(sections);
-                self.map
+                self.writer
+                    .map
                     .mark_sections(Kind::Message, &message.id, &included, true)?;
             }
-            self.append_sections(Kind::Message, &message.id, &page_id, sections)
+            self.writer
+                .append_sections(Kind::Message, &message.id, &page_id, sections)
                 .await?;
         }
         match media.error {
@@ -183,16 +194,17 @@ impl Writer<'_> {
     /// Puts renewed media links on a message's page: `Media URLs` and the image and file blocks of the
     /// body's Media section (a block whose link already matches is left alone). A message without a page
     /// needs nothing.
-    pub async fn relink_message(&self, links: &MessageLinks) -> Result<(), WriteError> {
-        let Some(page_id) = self.page_of(Kind::Message, &links.message_id)? else {
+    pub async fn relink(&self, links: &MessageLinks) -> Result<(), WriteError> {
+        let Some(page_id) = self.writer.page_of(Kind::Message, &links.message_id)? else {
             return Ok(());
         };
         let urls: Vec<&str> = links.media.iter().map(|(_, url)| url.as_str()).collect();
         let mut props = Map::new();
         props.insert("Media URLs".into(), p::rich_text(&urls.join("\n")));
-        self.update_page(Kind::Message, &links.message_id, &page_id, props)
+        self.writer
+            .update_page(Kind::Message, &links.message_id, &page_id, props)
             .await?;
-        let children = self.notion.children(&page_id).await?;
+        let children = self.writer.notion.children(&page_id).await?;
         for block in &children {
             let Some(old) = external_url(block) else {
                 continue;
@@ -211,8 +223,8 @@ impl Writer<'_> {
             let kind = block["type"].as_str().unwrap_or_default();
             let id = block["id"].as_str().unwrap_or_default();
             let content = json!({ kind: { "type": "external", "external": { "url": new } } });
-            self.check_lease()?;
-            self.notion.update_block(id, &content).await?;
+            self.writer.check_lease()?;
+            self.writer.notion.update_block(id, &content).await?;
         }
         Ok(())
     }

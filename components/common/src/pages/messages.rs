@@ -6,7 +6,9 @@ use serde_json::{json, Map, Value};
 
 use super::calls::Names;
 use super::canvas_backlink;
+use super::canvas_relink::canvas_or_retry_later;
 use super::map::Kind;
+use super::message_media::MessageMedia;
 use super::{Section, WriteError, Writer};
 use crate::contacts;
 use crate::domain::{Direction, MessageStatus, E164};
@@ -42,9 +44,24 @@ fn normalized(numbers: &[String]) -> Vec<String> {
         .collect()
 }
 
-impl Writer<'_> {
+/// Writes message pages: each event's message onto its one page, with the [`Writer`]'s page primitives
+/// ([`Writer::messages`] makes one).
+pub struct MessagePages<'w> {
+    writer: &'w Writer<'w>,
+}
+
+impl<'w> MessagePages<'w> {
+    pub(super) fn new(writer: &'w Writer<'w>) -> Self {
+        Self { writer }
+    }
+
+    /// The copies and links of the messages' pictures and files.
+    pub fn media(&self) -> MessageMedia<'w> {
+        MessageMedia::new(self.writer)
+    }
+
     /// Creates or updates the page of `message`.
-    pub async fn upsert_message(&self, message: &Message) -> Result<String, WriteError> {
+    pub async fn upsert(&self, message: &Message) -> Result<String, WriteError> {
         if message.id.trim().is_empty() {
             return Err(WriteError::BadData("message without an id".into()));
         }
@@ -58,7 +75,7 @@ impl Writer<'_> {
         // The stored list gives the number of a PN id; without it the direction says which side is ours
         // (no OpenPhone request is spent on a message).
         let workspace_number = match message.phone_number_id.as_deref() {
-            Some(id) => phone_numbers::find(self.platform, id)?.map(|k| k.number),
+            Some(id) => phone_numbers::find(self.writer.platform, id)?.map(|k| k.number),
             None => None,
         }
         .or_else(|| {
@@ -73,18 +90,22 @@ impl Writer<'_> {
         // relation for now, never the page (see `canvas_relink`).
         let mut found = Vec::new();
         for number in others.iter().take(MAX_LINKED_PARTIES) {
-            let lookup = self.canvas().link_phone(number).await;
+            let lookup = self.writer.canvas().link_phone(number).await;
             let lookup = lookup.map(|found| found.page_id).map_err(WriteError::from);
-            if let Some(page) =
-                self.canvas_or_retry_later(Kind::Message, &message.id, Some(number), lookup)?
-            {
+            if let Some(page) = canvas_or_retry_later(
+                self.writer.platform,
+                Kind::Message,
+                &message.id,
+                Some(number),
+                lookup,
+            )? {
                 found.push((number.as_str(), page));
             }
         }
         let found: Vec<(&str, &str)> = found.iter().map(|(n, p)| (*n, p.as_str())).collect();
         // The numbers are kept so a Canvas record added later links this page (see `canvas_backlink`).
         let linked = canvas_backlink::record_numbers(
-            self.platform,
+            self.writer.platform,
             Kind::Message,
             &message.id,
             &others,
@@ -92,19 +113,21 @@ impl Writer<'_> {
         )?;
         let canvas: Vec<&str> = linked.relation.iter().map(String::as_str).collect();
         let names = Names {
-            contact: (!others.is_empty())
-                .then_some(contacts::party_names(self.platform, self.openphone, &others).await),
+            contact: (!others.is_empty()).then_some(
+                contacts::party_names(self.writer.platform, self.writer.openphone, &others).await,
+            ),
             handled_by: message
                 .user_id
                 .as_deref()
-                .map(|user| contacts::user_name(self.platform, None, user))
+                .map(|user| contacts::user_name(self.writer.platform, None, user))
                 .transpose()?,
         };
         let icon = p::emoji_icon(p::icons::TEXT);
         let rank = status_rank(message.status.as_ref());
-        let media = self.copy_message_media(message).await;
+        let media = self.media().copy(message).await;
 
         let (page_id, created) = self
+            .writer
             .ensure_page(
                 Kind::Message,
                 &message.id,
@@ -112,7 +135,7 @@ impl Writer<'_> {
                 message.created_at.as_deref(),
                 Some(&icon),
                 || {
-                    let mut props = self.message_properties(
+                    let mut props = self.properties(
                         message,
                         &from,
                         &to,
@@ -121,22 +144,25 @@ impl Writer<'_> {
                         &names,
                     );
                     if let Some(props) = props.as_object_mut() {
-                        props.extend(self.message_media_properties(message, &media));
+                        props.extend(media.properties(message));
                     }
-                    let children = self.media_children_for_create(&message.id, &media)?;
+                    let children = self.media().children_for_create(&message.id, &media)?;
                     Ok((props, children))
                 },
             )
             .await?;
-        let newest = self.map.advance_status(Kind::Message, &message.id, rank)?;
+        let newest = self
+            .writer
+            .map
+            .advance_status(Kind::Message, &message.id, rank)?;
         if created {
             if let Some(first) = canvas.first() {
-                self.map.set_canvas(Kind::Message, &message.id, first)?;
+                self.writer
+                    .map
+                    .set_canvas(Kind::Message, &message.id, first)?;
             }
             self.append_long_text(message, &page_id).await?;
-            return self
-                .append_message_media(message, page_id, created, media)
-                .await;
+            return self.media().append(message, page_id, created, media).await;
         }
         let mut update = Map::new();
         if newest {
@@ -151,20 +177,22 @@ impl Writer<'_> {
         if let Some(text) = message.text.as_deref() {
             update.insert("Content".into(), p::rich_text(text));
         }
-        update.extend(self.message_media_properties(message, &media));
+        update.extend(media.properties(message));
         if linked.grew {
             update.insert("Canvas".into(), p::relation(&canvas));
         }
         if !update.is_empty() {
-            self.update_page(Kind::Message, &message.id, &page_id, update)
+            self.writer
+                .update_page(Kind::Message, &message.id, &page_id, update)
                 .await?;
         }
         if let Some(first) = canvas.first() {
-            self.map.set_canvas(Kind::Message, &message.id, first)?;
+            self.writer
+                .map
+                .set_canvas(Kind::Message, &message.id, first)?;
         }
         self.append_long_text(message, &page_id).await?;
-        self.append_message_media(message, page_id, created, media)
-            .await
+        self.media().append(message, page_id, created, media).await
     }
 
     /// A text longer than the `Content` property holds goes into the page body too, whole, once.
@@ -177,11 +205,12 @@ impl Writer<'_> {
             title: "Message",
             body: p::paragraphs(text),
         };
-        self.append_sections(Kind::Message, &message.id, page_id, &[section])
+        self.writer
+            .append_sections(Kind::Message, &message.id, page_id, &[section])
             .await
     }
 
-    fn message_properties(
+    fn properties(
         &self,
         message: &Message,
         from: &[String],
@@ -195,7 +224,7 @@ impl Writer<'_> {
             .iter()
             .filter_map(|m| m.url.as_deref())
             .collect();
-        let now = chrono::DateTime::from_timestamp_millis(self.platform.clock.now_ms())
+        let now = chrono::DateTime::from_timestamp_millis(self.writer.platform.clock.now_ms())
             .unwrap_or_default()
             .to_rfc3339();
         let raw = serde_json::to_string_pretty(&json!({

@@ -1,6 +1,13 @@
 //! Where Notion pages are written: one page per call and per message, created exactly once (see [`map`]),
 //! updated with only the fields an event knows (nothing is blanked), body sections appended once each.
+//!
+//! The [`Writer`] here holds what every page write shares: the clients, the page map, the lease and the
+//! Notion page primitives. Each kind of page is written by a small type borrowing it, in its own file:
+//! [`calls::CallPages`] (with `call_media.rs`), [`messages::MessagePages`] (with `message_media.rs`).
+//! [`events`] turns a webhook event into those writes, [`canvas_relink`] and [`canvas_backlink`] set the
+//! Canvas relations a write could not, and [`handler`] is the drain's way in.
 
+mod call_media;
 pub mod calls;
 pub mod canvas_backlink;
 pub mod canvas_relink;
@@ -8,7 +15,6 @@ pub mod events;
 mod existing;
 pub mod handler;
 pub use crate::page_map as map;
-mod media;
 mod message_media;
 pub mod messages;
 pub mod settings;
@@ -23,8 +29,10 @@ use crate::outbound::{ApiError, Failure, Transience};
 use crate::phone_numbers::ResolveError;
 use crate::platform::Platform;
 use crate::storage::media::{MediaCopier, MediaError};
+use calls::CallPages;
 use existing::ExistingPages;
 use map::{CreatePlan, Kind, PageMap};
+use messages::MessagePages;
 pub use settings::PageSettings;
 
 /// Why writing a page did not complete.
@@ -128,7 +136,9 @@ fn is_gone(error: &ApiError) -> bool {
     }
 }
 
-/// Everything needed to write pages for one request.
+/// Everything needed to write pages for one request, and the Notion page primitives every kind of page is
+/// written with; a call's or a message's own writes are reached through [`Writer::calls`] and
+/// [`Writer::messages`].
 pub struct Writer<'a> {
     platform: &'a Platform,
     notion: &'a Notion<'a>,
@@ -176,6 +186,16 @@ impl<'a> Writer<'a> {
     pub fn under_lease(mut self, lease: &'a Lease) -> Self {
         self.lease = Some(lease);
         self
+    }
+
+    /// Writes call pages with this writer.
+    pub fn calls(&self) -> CallPages<'_> {
+        CallPages::new(self)
+    }
+
+    /// Writes message pages with this writer.
+    pub fn messages(&self) -> MessagePages<'_> {
+        MessagePages::new(self)
     }
 
     /// The page of item `kind`/`openphone_id`, when it has one.

@@ -38,7 +38,7 @@ pub async fn renew(platform: &Platform, settings: &PageSettings) -> (usize, Vec<
     let mut renewed = 0;
     let mut errors = Vec::new();
     for links in &due {
-        let result = match writer.relink(links).await {
+        let result = match writer.calls().media().relink(links).await {
             Ok(()) => copier.record_links(links).map_err(|e| format!("{e:#}")),
             Err(e) => Err(e.to_string()),
         };
@@ -48,7 +48,7 @@ pub async fn renew(platform: &Platform, settings: &PageSettings) -> (usize, Vec<
         }
     }
     for links in &messages_due {
-        let result = match writer.relink_message(links).await {
+        let result = match writer.messages().media().relink(links).await {
             Ok(()) => copier
                 .record_message_links(links)
                 .map_err(|e| format!("{e:#}")),

@@ -134,7 +134,7 @@ pub async fn recheck(number: &LeasedNumber<'_>) -> anyhow::Result<SettleReport> 
             }),
             ..message
         };
-        match writer.upsert_message(&message).await {
+        match writer.messages().upsert(&message).await {
             Ok(_) => {
                 report.updated += 1;
                 forget(platform, &id)?;

@@ -825,7 +825,7 @@ impl NumberSync<'_> {
             ..call
         });
         self.lease.check()?;
-        let result = self.writer.apply_call(&facts).await;
+        let result = self.writer.calls().apply(&facts).await;
         let next = pending::next_check_after(now, 0);
         match result {
             Ok(page_id) => {
@@ -901,7 +901,7 @@ impl NumberSync<'_> {
             ..message
         };
         self.lease.check()?;
-        match self.writer.upsert_message(&message).await {
+        match self.writer.messages().upsert(&message).await {
             Ok(page_id) => {
                 // A page found by the lookup has no status of ours yet: it is written, not updated.
                 if existing.is_some_and(|row| row.status_rank.is_some()) {

@@ -372,7 +372,7 @@ pub async fn recheck(
             )
         };
         if !fetched.delivered.is_empty() {
-            match number.writer.apply_call(&fetched.facts).await {
+            match number.writer.calls().apply(&fetched.facts).await {
                 Ok(page_id) => {
                     cleared = cleared.with(fetched.delivered);
                     report.filled += 1;

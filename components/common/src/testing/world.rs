@@ -276,7 +276,7 @@ impl World {
         }
         let event_type = crate::domain::EventType::parse(event_type)
             .unwrap_or_else(|| panic!("{event_type} is not a processed event type"));
-        writer.apply_event(event_type, payload).await
+        crate::pages::events::apply(&writer, event_type, payload).await
     }
 
     /// Applies an event until it succeeds (the queue's retries, without the waiting).

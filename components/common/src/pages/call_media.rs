@@ -1,5 +1,6 @@
 //! A call page's media links: recordings and voicemails are copied to object storage before the page is
-//! written, so Notion links our copy, never OpenPhone's short-lived URL once the copy exists.
+//! written, so Notion links our copy, never OpenPhone's short-lived URL once the copy exists; renewed
+//! links of our copies are put back on the page.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -11,13 +12,23 @@ use crate::notion::properties as p;
 use crate::outbound::Failure;
 use crate::storage::media::{CallLinks, MediaError, MediaSource, StoredMedia};
 
-impl Writer<'_> {
+/// A call page's recordings and voicemail: copied before the page is written, relinked when their links
+/// are renewed ([`super::calls::CallPages::media`]).
+pub struct CallMedia<'w> {
+    writer: &'w Writer<'w>,
+}
+
+impl<'w> CallMedia<'w> {
+    pub(super) fn new(writer: &'w Writer<'w>) -> Self {
+        Self { writer }
+    }
+
     /// `facts` with every copyable media link replaced by our copy's, and the first copy failure worth
     /// retrying (the link stays OpenPhone's meanwhile, and `media_pending` keeps the body sections for the
     /// retry). A segment OpenPhone no longer has is dropped; a link not on the media host is kept as is.
-    pub(super) async fn copy_media(&self, facts: &CallFacts) -> (CallFacts, Option<MediaError>) {
+    pub(super) async fn copy(&self, facts: &CallFacts) -> (CallFacts, Option<MediaError>) {
         let mut facts = facts.clone();
-        let Some(media) = &self.media else {
+        let Some(media) = &self.writer.media else {
             return (facts, None);
         };
         let created = facts
@@ -66,7 +77,11 @@ impl Writer<'_> {
                     }
                 }
             }
-            if let Err(e) = self.map.set_media_urls(&facts.call_id, &stored, None) {
+            if let Err(e) = self
+                .writer
+                .map
+                .set_media_urls(&facts.call_id, &stored, None)
+            {
                 tracing::warn!(error = %format!("{e:#}"), "could not record the stored links");
             }
             facts.recordings = Some(links);
@@ -82,7 +97,8 @@ impl Writer<'_> {
                 match media.copy_voicemail(&facts.call_id, created, &source).await {
                     Ok(StoredMedia::Stored(object)) => {
                         if let Err(e) =
-                            self.map
+                            self.writer
+                                .map
                                 .set_media_urls(&facts.call_id, &[], Some(&object.url))
                         {
                             tracing::warn!(error = %format!("{e:#}"), "could not record the stored link");
@@ -100,14 +116,12 @@ impl Writer<'_> {
         facts.media_pending = first_error.is_some();
         (facts, first_error)
     }
-}
 
-impl Writer<'_> {
     /// Puts renewed media links on a call's page: the `Recording URL` and `Voicemail URL` properties and
     /// the links in the body's Recordings and Voicemail sections (blocks whose link already matches are
     /// left alone). A call without a page yet needs nothing.
     pub async fn relink(&self, links: &CallLinks) -> Result<(), WriteError> {
-        let Some(page_id) = self.page_of(Kind::Call, &links.call_id)? else {
+        let Some(page_id) = self.writer.page_of(Kind::Call, &links.call_id)? else {
             return Ok(());
         };
         let mut props = Map::new();
@@ -118,10 +132,11 @@ impl Writer<'_> {
             props.insert("Voicemail URL".into(), p::url(Some(voicemail)));
         }
         if !props.is_empty() {
-            self.update_page(Kind::Call, &links.call_id, &page_id, props)
+            self.writer
+                .update_page(Kind::Call, &links.call_id, &page_id, props)
                 .await?;
         }
-        let children = self.notion.children(&page_id).await?;
+        let children = self.writer.notion.children(&page_id).await?;
         let recording_urls: Vec<&str> = links
             .recordings
             .iter()
@@ -140,8 +155,8 @@ impl Writer<'_> {
                 let label = p::block_text(block);
                 let content =
                     json!({ "paragraph": p::link_paragraph(&label, url)["paragraph"].clone() });
-                self.check_lease()?;
-                self.notion.update_block(id, &content).await?;
+                self.writer.check_lease()?;
+                self.writer.notion.update_block(id, &content).await?;
             }
         }
         let recordings: Vec<String> = links
@@ -149,7 +164,8 @@ impl Writer<'_> {
             .iter()
             .map(|(_, url)| url.clone())
             .collect();
-        self.map
+        self.writer
+            .map
             .set_media_urls(&links.call_id, &recordings, links.voicemail.as_deref())?;
         Ok(())
     }
