@@ -113,35 +113,19 @@ pub async fn apply(
         }
         EventType::CallTranscriptCompleted => {
             let transcript: Transcript = parse(payload, "transcript")?;
-            let call_id = call_id_of(payload)
-                .ok_or_else(|| WriteError::BadData("transcript without callId".into()))?;
-            let call = call_unless_known(writer, &call_id).await?;
-            writer
-                .calls()
-                .apply(&CallFacts {
-                    call_id,
-                    phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
-                    call,
-                    transcript: Some(transcript),
-                    ..Default::default()
-                })
-                .await
+            let facts = CallFacts {
+                transcript: Some(transcript),
+                ..facts_of_call(writer, payload, "transcript").await?
+            };
+            writer.calls().apply(&facts).await
         }
         EventType::CallSummaryCompleted => {
             let summary: Summary = parse(payload, "summary")?;
-            let call_id = call_id_of(payload)
-                .ok_or_else(|| WriteError::BadData("summary without callId".into()))?;
-            let call = call_unless_known(writer, &call_id).await?;
-            writer
-                .calls()
-                .apply(&CallFacts {
-                    call_id,
-                    phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
-                    call,
-                    summary: Some(summary),
-                    ..Default::default()
-                })
-                .await
+            let facts = CallFacts {
+                summary: Some(summary),
+                ..facts_of_call(writer, payload, "summary").await?
+            };
+            writer.calls().apply(&facts).await
         }
         EventType::CallVoicemailCompleted => {
             let call_id = call_id_of(payload)
@@ -160,6 +144,24 @@ pub async fn apply(
             writer.calls().apply(&facts).await
         }
     }
+}
+
+/// What a transcript's or a summary's event (`what`) says of its call: its id, and the call itself when
+/// nothing about it is known yet ([`call_unless_known`]).
+async fn facts_of_call(
+    writer: &Writer<'_>,
+    payload: &Value,
+    what: &str,
+) -> Result<CallFacts, WriteError> {
+    let call_id =
+        call_id_of(payload).ok_or_else(|| WriteError::BadData(format!("{what} without callId")))?;
+    let call = call_unless_known(writer, &call_id).await?;
+    Ok(CallFacts {
+        call_id,
+        phone_number_id: call.as_ref().and_then(|c| c.phone_number_id.clone()),
+        call,
+        ..Default::default()
+    })
 }
 
 /// The call from REST when nothing about it is known yet (a transcript or summary drained before the
