@@ -305,26 +305,24 @@ impl TestApp {
             )
             .context("counting the stopped drains' events")?;
         self.move_time_windows(DOWNTIME)?;
-        let (lease_keys, _kick_windows) = match &self.redis {
-            Some(redis) => (
-                redis
-                    .delete_matching("lease:*")
-                    .context("ending the stopped drains' lease windows")?,
+        let lease_keys = match &self.redis {
+            Some(redis) => {
                 redis
                     .delete_matching(&format!("{}*", kick::window_key_prefix()))
-                    .context("ending the drain-kick windows")?,
-            ),
+                    .context("ending the drain-kick windows")?;
+                redis
+                    .delete_matching("lease:*")
+                    .context("ending the stopped drains' lease windows")?
+            }
             None => {
                 let kv = self.open_database(self.launch.key_value_file())?;
-                (
-                    kv.execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
-                        .context("ending the stopped drains' lease windows")?,
-                    kv.execute(
-                        "DELETE FROM spin_key_value WHERE key LIKE ?1 || '%'",
-                        [kick::window_key_prefix()],
-                    )
-                    .context("ending the drain-kick windows")?,
+                kv.execute(
+                    "DELETE FROM spin_key_value WHERE key LIKE ?1 || '%'",
+                    [kick::window_key_prefix()],
                 )
+                .context("ending the drain-kick windows")?;
+                kv.execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
+                    .context("ending the stopped drains' lease windows")?
             }
         };
         Ok(Crash {
