@@ -170,11 +170,7 @@ async fn relink(
     openphone_id: &str,
     number: &str,
 ) -> Result<bool, WriteError> {
-    let Some(page_id) = writer
-        .map
-        .get(kind, openphone_id)?
-        .and_then(|row| row.page_id)
-    else {
+    let Some(page_id) = writer.page_of(kind, openphone_id)? else {
         return Ok(false);
     };
     let Some(canvas) = writer.canvas().link_phone(number).await?.page_id else {
