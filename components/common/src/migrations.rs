@@ -62,6 +62,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_retired_media.sql"),
     migration!(11, "0011_write_ahead_log.sql"),
     migration!(12, "0012_inbox.sql"),
+    migration!(13, "0013_drain_kick_window.sql"),
 ];
 
 /// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews
@@ -407,6 +408,7 @@ mod tests {
         (10, "af071e886f8fe68e"),
         (11, "a7842e94401c40b2"),
         (12, "33ada2b0e8610eea"),
+        (13, "ef6f419282b3de69"),
     ];
 
     fn file(name: &str) -> String {

@@ -27,7 +27,7 @@ async fn answer(cx: Context, route: WebhookRoute, reply: Reply) {
         WebhookRoute::Intake => {
             let intake = intake::handle(&cx.platform, &cx.settings, &cx.request);
             reply.send(intake.response).await;
-            common::webhook::kick::after_intake(&cx.platform, intake.kick_drain).await;
+            common::webhook::kick::after_intake(&cx.platform, intake.kick_window).await;
         }
         WebhookRoute::Health => {
             reply

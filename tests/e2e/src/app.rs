@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use base64::Engine;
-use common::webhook::kick;
 use serde_json::Value;
 use spin_test_host::{HostOptions, SpinHost};
 use test_servers::webhooks::SignedDelivery;
@@ -122,7 +121,8 @@ struct Launch {
 pub const DOWNTIME: Duration = Duration::from_secs(10 * 60);
 
 /// The app's stored times that decide when something may happen again (epoch ms): when a retry is
-/// due, when an event's lease expires, when a page create that may have been cut off is taken over.
+/// due, when an event's lease expires, when a page create that may have been cut off is taken over, and
+/// the drain-kick window (the second whose first delivery kicked the drain: a later delivery kicks).
 /// Moving them back is how [`TestApp::let_time_pass`] and [`TestApp::crash_and_restart`] make time
 /// pass; a window missing here shows as events stuck behind it (e.g. dead after retries that all
 /// came too early).
@@ -131,6 +131,7 @@ pub const TIME_WINDOWS: &[(&str, &str)] = &[
     ("events", "lease_expires_at"),
     ("notion_pages", "create_started_at"),
     ("canvas_relinks", "next_try_at"),
+    ("drain_kick", "window_start"),
 ];
 
 /// What [`TestApp::crash_and_restart`] found when the app was down.
@@ -265,11 +266,11 @@ impl TestApp {
     /// and starts it again on the same state (the same database and key-value store).
     ///
     /// Neither the test host nor `spin up` can move the guests' clock, so the time passes in the stored
-    /// state instead: the app's time windows (see [`TIME_WINDOWS`]) are moved back by [`DOWNTIME`] and
-    /// the per-number lease slots, which last at most two 2-minute windows, and the drain-kick windows,
-    /// which last a second, are deleted. So the events the stopped drains held come back at once, the
-    /// numbers and page creations they held are free, and the first delivery after the restart kicks the
-    /// drain, as they would be after a restart minutes later. (A restart within the second of a kick
+    /// state instead: the app's time windows (see [`TIME_WINDOWS`], the drain-kick window among them)
+    /// are moved back by [`DOWNTIME`] and the per-number lease slots, which last at most two 2-minute
+    /// windows, are deleted. So the events the stopped drains held come back at once, the numbers and
+    /// page creations they held are free, and the first delivery after the restart kicks the drain, as
+    /// they would be after a restart minutes later. (A restart within the second of a kick
     /// would leave that second's later deliveries to the tick: the kicked drain that was to look for them
     /// was stopped.) Nothing a running instance holds is touched: none is running.
     pub async fn crash_and_restart(&mut self) -> anyhow::Result<Crash> {
@@ -306,24 +307,13 @@ impl TestApp {
             .context("counting the stopped drains' events")?;
         self.move_time_windows(DOWNTIME)?;
         let lease_keys = match &self.redis {
-            Some(redis) => {
-                redis
-                    .delete_matching(&format!("{}*", kick::window_key_prefix()))
-                    .context("ending the drain-kick windows")?;
-                redis
-                    .delete_matching("lease:*")
-                    .context("ending the stopped drains' lease windows")?
-            }
-            None => {
-                let kv = self.open_database(self.launch.key_value_file())?;
-                kv.execute(
-                    "DELETE FROM spin_key_value WHERE key LIKE ?1 || '%'",
-                    [kick::window_key_prefix()],
-                )
-                .context("ending the drain-kick windows")?;
-                kv.execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
-                    .context("ending the stopped drains' lease windows")?
-            }
+            Some(redis) => redis
+                .delete_matching("lease:*")
+                .context("ending the stopped drains' lease windows")?,
+            None => self
+                .open_database(self.launch.key_value_file())?
+                .execute("DELETE FROM spin_key_value WHERE key LIKE 'lease:%'", [])
+                .context("ending the stopped drains' lease windows")?,
         };
         Ok(Crash {
             orphaned_events,

@@ -471,7 +471,7 @@ impl Sim {
                 }
                 // As the webhook component: it answers first, then kicks the drain (the first accepted
                 // event of each second asks it to linger); a failed kick leaves the work to the next tick.
-                common::webhook::kick::after_intake(&platform, intake.kick_drain).await;
+                common::webhook::kick::after_intake(&platform, intake.kick_window).await;
             });
         });
     }

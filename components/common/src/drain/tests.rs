@@ -41,7 +41,10 @@ fn enqueue(platform: &Platform, id: &str, event_type: &str, number: &str, create
         payload: "{}",
         skip_reason: None,
     };
-    assert!(Queue::new(&*platform.sql).enqueue(&event, T0).unwrap());
+    assert!(Queue::new(&*platform.sql)
+        .enqueue(&event, T0)
+        .unwrap()
+        .is_new());
 }
 
 fn column(platform: &Platform, id: &str, name: &str) -> crate::platform::Value {

@@ -103,6 +103,30 @@ pub struct NewEvent<'a> {
     pub skip_reason: Option<&'a str>,
 }
 
+/// Deliveries stored within one window of this many milliseconds share one drain kick: the first that
+/// stores an event the drain processes opens the window ([`Queue::enqueue`]) and kicks.
+pub const KICK_WINDOW_MS: i64 = 1_000;
+
+/// What [`Queue::enqueue`] did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The event is new.
+    New {
+        /// The start (epoch ms) of the drain-kick window its delivery opened, when it is the first event
+        /// the drain processes stored in that window: that delivery kicks the drain.
+        opened_kick_window: Option<i64>,
+    },
+    /// An event with its id was stored before (a redelivery).
+    Duplicate,
+}
+
+impl Enqueued {
+    /// Whether the event was new.
+    pub fn is_new(self) -> bool {
+        matches!(self, Enqueued::New { .. })
+    }
+}
+
 /// The inbox's rows in the queue's shape, as a subquery: each in the state admitting it gives it
 /// ([`Queue::admit`]): pending, or skipped and finished when received when its type is one the sync
 /// ignores. Admitting and every count of the queue read the inbox through it, so that rule is written
@@ -216,20 +240,28 @@ impl<'a> Queue<'a> {
         Self { sql }
     }
 
-    /// Stores `event` in the inbox unless an event with its id is there or in the queue. `true` when it
-    /// was new. One insert into a table with a single index: the delivery holds the database's write lock
-    /// for as little as it can, and [`Queue::admit`] moves it into the queue before a drain leases.
-    pub fn enqueue(&self, event: &NewEvent<'_>, now: i64) -> anyhow::Result<bool> {
+    /// Stores `event` in the inbox unless an event with its id is there or in the queue, and says whether
+    /// its delivery kicks the drain: the first event the drain processes stored in a drain-kick window
+    /// ([`KICK_WINDOW_MS`], [`crate::webhook::kick`]) opens it. One insert into a table with a single
+    /// index, which decides the window too (the trigger `inbox_opens_the_drain_kick_window` takes it):
+    /// the delivery holds the database's write lock for as little as it can, and [`Queue::admit`] moves
+    /// the event into the queue before a drain leases.
+    pub fn enqueue(&self, event: &NewEvent<'_>, now: i64) -> anyhow::Result<Enqueued> {
+        let window = now - now.rem_euclid(KICK_WINDOW_MS);
         let rows = self
             .sql
             .execute(
-                // The inbox's key and the queue's refuse a redelivery in this one statement.
+                // The inbox's key and the queue's refuse a redelivery in this one statement. A window
+                // taken already, or a later one (a replica whose clock is ahead), is left to its kick.
                 "INSERT INTO inbox (id, type, phone_number_id, resource_id, created_at, received_at,
-                                    payload, skip_reason)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                                    payload, skip_reason, kick_window)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                        CASE WHEN ?8 IS NULL
+                              AND NOT EXISTS (SELECT 1 FROM drain_kick WHERE window_start >= ?9)
+                             THEN ?9 END
                  WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?1)
                  ON CONFLICT (id) DO NOTHING
-                 RETURNING id",
+                 RETURNING kick_window",
                 &[
                     event.id.into(),
                     event.event_type.into(),
@@ -239,10 +271,16 @@ impl<'a> Queue<'a> {
                     now.into(),
                     event.payload.into(),
                     event.skip_reason.map(truncate).into(),
+                    window.into(),
                 ],
             )
             .with_context(|| format!("storing event {}", event.id))?;
-        Ok(!rows.is_empty())
+        let Some(row) = rows.first() else {
+            return Ok(Enqueued::Duplicate);
+        };
+        Ok(Enqueued::New {
+            opened_kick_window: row.opt_i64("kick_window")?,
+        })
     }
 
     /// Moves up to [`ADMIT_BATCH`] events from the inbox into the queue, oldest first, as they were
@@ -964,30 +1002,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_first_processed_event_stored_in_each_window_opens_it() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::new(&*platform.sql);
+        let window = T0 - T0.rem_euclid(KICK_WINDOW_MS);
+        let opened = |id, skip_reason, now| {
+            let event = NewEvent {
+                skip_reason,
+                ..new_event(id, Some("PN1"), T0)
+            };
+            match queue.enqueue(&event, now).unwrap() {
+                Enqueued::New { opened_kick_window } => opened_kick_window,
+                Enqueued::Duplicate => panic!("{id} was stored before"),
+            }
+        };
+        assert_eq!(
+            opened("S1", Some("ignored"), window),
+            None,
+            "an event the drain skips kicks nothing"
+        );
+        assert_eq!(opened("A", None, window + 10), Some(window));
+        assert_eq!(
+            queue
+                .enqueue(&new_event("A", Some("PN1"), T0), window + 20)
+                .unwrap(),
+            Enqueued::Duplicate
+        );
+        queue.admit().unwrap();
+        assert_eq!(
+            opened("B", None, window + KICK_WINDOW_MS - 1),
+            None,
+            "a later event of the same window, its opener admitted already"
+        );
+        let next = window + KICK_WINDOW_MS;
+        assert_eq!(opened("C", None, next), Some(next));
+        assert_eq!(
+            opened("D", None, next - 1),
+            None,
+            "a replica whose clock is behind, once a later window is open"
+        );
+    }
+
+    #[tokio::test]
     async fn enqueue_is_idempotent_and_skipped_events_are_finished_with_a_reason() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let queue = Queue::new(&*platform.sql);
         assert!(queue
             .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
-            .unwrap());
-        assert!(
-            !queue
+            .unwrap()
+            .is_new());
+        assert_eq!(
+            queue
                 .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 5)
                 .unwrap(),
+            Enqueued::Duplicate,
             "a redelivery while the event is in the inbox"
         );
         let skipped = NewEvent {
             skip_reason: Some("contacts are not synced"),
             ..new_event("EV2", None, T0)
         };
-        assert!(queue.enqueue(&skipped, T0).unwrap());
+        assert!(queue.enqueue(&skipped, T0).unwrap().is_new());
         assert_eq!(inbox_ids(&*platform.sql), ["EV1", "EV2"]);
         assert_eq!(queue.admit().unwrap(), 2);
         assert!(inbox_ids(&*platform.sql).is_empty());
-        assert!(
-            !queue
+        assert_eq!(
+            queue
                 .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 9)
                 .unwrap(),
+            Enqueued::Duplicate,
             "a redelivery once the event is queued"
         );
         assert!(inbox_ids(&*platform.sql).is_empty());

@@ -917,7 +917,7 @@ fn enqueue(
         payload: &payload,
         skip_reason: None,
     };
-    assert!(queue.enqueue(&event, created_at).unwrap());
+    assert!(queue.enqueue(&event, created_at).unwrap().is_new());
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::api::{self, Request, Response};
 use crate::configuration::{Settings, WebhookConfig};
 use crate::platform::Platform;
-use crate::queue::{NewEvent, Queue};
+use crate::queue::{Enqueued, NewEvent, Queue};
 use crate::webhook::envelope::{self, Disposition};
 use crate::webhook::keys;
 use crate::webhook::signature::{self, SignatureHeaders, Verified};
@@ -25,20 +25,21 @@ use crate::webhook::signature::{self, SignatureHeaders, Verified};
 /// The largest webhook body accepted; OpenPhone's payloads are a few kilobytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The answer to a webhook delivery, and whether the drain has new work.
+/// The answer to a webhook delivery, and whether it kicks the drain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Intake {
     /// What to send back.
     pub response: Response,
-    /// A new event is waiting to be processed: kick the drain after answering.
-    pub kick_drain: bool,
+    /// The start of the drain-kick window this delivery opened (epoch ms): it stored the window's first
+    /// event the drain processes, so it kicks the drain after answering ([`crate::webhook::kick`]).
+    pub kick_window: Option<i64>,
 }
 
 impl Intake {
     fn answer(response: Response) -> Self {
         Self {
             response,
-            kick_drain: false,
+            kick_window: None,
         }
     }
 }
@@ -100,7 +101,7 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
     let span = tracing::info_span!("webhook.store", id = event.id, r#type = event_type);
     let _entered = span.enter();
     match Queue::new(&*platform.sql).enqueue(&event, now) {
-        Ok(true) => {
+        Ok(Enqueued::New { opened_kick_window }) => {
             tracing::info!(skipped = skip_reason.is_some(), "webhook event stored");
             let mut body = json!({
                 "status": if skip_reason.is_some() { "skipped" } else { "accepted" },
@@ -112,10 +113,10 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
             }
             Intake {
                 response: Response::json(202, &body),
-                kick_drain: skip_reason.is_none(),
+                kick_window: opened_kick_window,
             }
         }
-        Ok(false) => {
+        Ok(Enqueued::Duplicate) => {
             tracing::info!("webhook event already stored");
             Intake::answer(Response::json(
                 200,
@@ -217,7 +218,11 @@ mod tests {
             first.response.json_body()
         );
         assert_eq!(first.response.json_body()["status"], "accepted");
-        assert!(first.kick_drain);
+        assert_eq!(
+            first.kick_window,
+            Some(T0 - T0.rem_euclid(crate::queue::KICK_WINDOW_MS)),
+            "the first event of its window kicks the drain"
+        );
         assert_eq!(
             stored(&platform, "EV1"),
             json!({
@@ -229,7 +234,7 @@ mod tests {
         let again = handle(&platform, &signed_webhook(&body, T0 + 1_000));
         assert_eq!(again.response.status, 200);
         assert_eq!(again.response.json_body()["status"], "duplicate");
-        assert!(!again.kick_drain);
+        assert_eq!(again.kick_window, None);
         assert_eq!(event_count(&platform), 1);
     }
 
@@ -247,7 +252,7 @@ mod tests {
             );
             assert_eq!(intake.response.status, 202);
             assert_eq!(intake.response.json_body()["status"], "skipped");
-            assert!(!intake.kick_drain);
+            assert_eq!(intake.kick_window, None);
             let row = stored(&platform, id);
             assert_eq!(row["state"], "skipped");
             assert_eq!(row["type"], event_type);
@@ -314,7 +319,7 @@ mod tests {
             error.contains(says),
             "{status}: {error:?} does not say {says:?}"
         );
-        assert!(!intake.kick_drain);
+        assert_eq!(intake.kick_window, None);
         assert_eq!(event_count(platform), 0);
     }
 
@@ -521,7 +526,7 @@ mod tests {
                 };
                 let intake = handle(&platform, &request);
                 prop_assert_eq!(intake.response.status, 401);
-                prop_assert!(!intake.kick_drain);
+                prop_assert_eq!(intake.kick_window, None);
                 prop_assert_eq!(event_count(&platform), 0);
                 Ok(())
             })
