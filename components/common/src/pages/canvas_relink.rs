@@ -85,7 +85,7 @@ pub async fn retry_due(
     let notion = Notion::new(platform, &settings.notion);
     let openphone = OpenPhone::new(platform, &settings.openphone);
     let writer = Writer::new(platform, &notion, &openphone, &settings);
-    retry_due_with(platform, &writer).await.map(Some)
+    retry_due_with(&writer).await.map(Some)
 }
 
 fn due(platform: &Platform) -> anyhow::Result<crate::platform::Rows> {
@@ -97,10 +97,8 @@ fn due(platform: &Platform) -> anyhow::Result<crate::platform::Rows> {
 }
 
 /// Retries the due relinks through `writer`.
-pub async fn retry_due_with(
-    platform: &Platform,
-    writer: &Writer<'_>,
-) -> anyhow::Result<RelinkReport> {
+pub async fn retry_due_with(writer: &Writer<'_>) -> anyhow::Result<RelinkReport> {
+    let platform = writer.platform;
     let mut report = RelinkReport::default();
     for row in due(platform)?.iter() {
         let kind = match row.str("kind")? {

@@ -297,7 +297,7 @@ impl World {
         let notion = Notion::new(&self.platform, &settings.notion);
         let openphone = OpenPhone::new(&self.platform, &settings.openphone);
         let writer = Writer::new(&self.platform, &notion, &openphone, &settings);
-        crate::pages::canvas_relink::retry_due_with(&self.platform, &writer)
+        crate::pages::canvas_relink::retry_due_with(&writer)
             .await
             .expect("the relinks are read")
     }
