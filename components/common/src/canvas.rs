@@ -118,7 +118,7 @@ impl By {
 /// Why a number could not be linked to a Canvas record.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// An API failed; [`ApiError::is_transient`] says whether to try again.
+    /// An API failed; [`ApiError::is_transient`](crate::outbound::Failure::is_transient) says whether to try again.
     #[error(transparent)]
     Api(#[from] ApiError),
     /// Another worker is creating this number's record, or refreshing the contact index: try again shortly.

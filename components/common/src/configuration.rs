@@ -403,7 +403,7 @@ impl NotionConfig {
 /// S3-compatible object storage (Cloudflare R2).
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
-    /// S3 API endpoint, scheme+host[:port].
+    /// S3 API endpoint, `scheme+host[:port]`.
     pub endpoint: String,
     /// Bucket.
     pub bucket: String,

@@ -1,7 +1,7 @@
 //! Admin routes of the `queue-drain` component, behind the admin bearer token (checked by the edge,
 //! [`crate::http`], before any of these runs): run the drain now, the
 //! dead-letter queue ([`dlq`]), `/stats` and the status page ([`status_page`]), the Notion schema check
-//! ([`notion_check`]), Canvas lookups ([`canvas_lookup`]) and the one-step [`setup`].
+//! ([`mod@notion_check`]), Canvas lookups ([`mod@canvas_lookup`]) and the one-step [`mod@setup`].
 
 pub mod canvas_lookup;
 pub mod dlq;
@@ -80,7 +80,7 @@ pub async fn notion_check(platform: &Platform, settings: &Settings, request: &Re
     }
 }
 
-/// `POST /admin/setup` with `{"public_url": "https://…"}`: see [`setup`].
+/// `POST /admin/setup` with `{"public_url": "https://…"}`: see [`mod@setup`].
 pub async fn setup(platform: &Platform, settings: &Settings, request: &Request) -> Response {
     let (notion, openphone) =
         match settings.load(|l| (NotionConfig::load(l), OpenPhoneConfig::load(l))) {

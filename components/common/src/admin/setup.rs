@@ -2,7 +2,7 @@
 //! "events flow", in one idempotent step.
 //!
 //! 1. **Notion**: the three databases are checked and missing properties added (the
-//!    [`notion_check`](super::notion_check) logic with `fix=true`).
+//!    [`mod@notion_check`] logic with `fix=true`).
 //! 2. **OpenPhone webhooks**: `GET /v1/webhooks`; for each family the API creates webhooks by
 //!    (`calls`, `messages`, `call-summaries`, `call-transcripts`), the events the sync needs that no webhook
 //!    at `<public_url>/webhooks/openphone` delivers yet are subscribed with one `POST /v1/webhooks/<family>`.

@@ -1,7 +1,7 @@
 //! The start-up every component shares, in one order: read the request (`413` over the body limit), build
 //! the platform, start telemetry, find the route (`404`, `405` with `Allow`), check its [`Auth`](super::Auth)
 //! (`401`), bring the schema up to date, then run the handler. A platform or database failure is one
-//! `503` ([`unavailable`](crate::api::unavailable)) that names no internal error, whoever asks: its cause goes to the log.
+//! `503` ([`unavailable`]) that names no internal error, whoever asks: its cause goes to the log.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -335,7 +335,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Looks up in bulk the pages an earlier tool may have made for `items` (OpenPhone id, `createdAt`),
-    /// so a backfill does not query Notion once per item (how: [`existing`]). `items_from` is the earliest
+    /// so a backfill does not query Notion once per item (how: `existing`). `items_from` is the earliest
     /// an item the caller lists may have been created (epoch ms).
     ///
     /// The pages found are used (and recorded in the page map) when their item is written; the items

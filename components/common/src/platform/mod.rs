@@ -1,7 +1,7 @@
 //! The platform the shared logic runs on, behind five small traits: key-value (with atomic increment),
 //! SQL, outbound HTTP, clock and variables.
 //!
-//! On `wasm32` the [`spin`] module implements them with Spin's host interfaces; natively the [`native`]
+//! On `wasm32` the `spin` module implements them with Spin's host interfaces; natively the [`native`]
 //! module implements them with the same semantics as Spin's default stores (one SQLite file for key-value,
 //! one for SQL), so the logic is tested natively against real SQLite and real HTTP.
 

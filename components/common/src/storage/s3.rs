@@ -1,7 +1,7 @@
 //! An S3-compatible object store (Cloudflare R2, or any other) over the platform's HTTP.
 //!
 //! [`ObjectStore`] is the protocol, with no I/O: it signs requests with AWS SigV4 ([`super::sigv4`]:
-//! query-string signing, path-style addressing, region `auto`) and reads the answers ([`xml`]). [`S3Client`] sends
+//! query-string signing, path-style addressing, region `auto`) and reads the answers (`xml`). [`S3Client`] sends
 //! them through [`Outbound`] (metrics, retries, [`ApiError`]), and [`ObjectWriter`] uploads a stream of
 //! bytes as one `PutObject` when it is small and as a multipart upload, part by part, when it is not, so
 //! memory holds at most one part whatever the object's size.

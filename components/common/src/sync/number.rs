@@ -8,8 +8,8 @@
 //! synced, all pages → each item Notion lacks is written through the [`Writer`]; an item already in the
 //! page map costs no Notion request, unless it is a text listed with a later status than the one written
 //! (one update). Calls of every status are synced, missed calls and voicemails included; what a call
-//! still lacks is recorded as [`pending`](crate::pending) work, an outgoing text not yet delivered as
-//! [`messages`](super::messages) to ask for again.
+//! still lacks is recorded as [`pending`] work, an outgoing text not yet delivered as
+//! [`messages`] to ask for again.
 //!
 //! Items that predate the app are looked up in Notion in bulk ([`Writer::look_up_existing`]: the pages
 //! created in the pass's window, read once, about one query per 100 pages) instead of one query each;
@@ -91,7 +91,7 @@ pub struct NumberReport {
     /// Items listed that already had a page.
     pub already_synced: u32,
     /// Message pages whose status was written because it moved since the page was written (listed
-    /// again with a later status, or settled while [`messages`](super::messages) watched it).
+    /// again with a later status, or settled while [`messages`] watched it).
     #[serde(default)]
     pub statuses_updated: u32,
     /// Items written to pages the bulk lookups found in Notion (an earlier tool's), not created again.

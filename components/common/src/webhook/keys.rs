@@ -1,5 +1,5 @@
 //! Signing keys of the OpenPhone webhooks that deliver to this app, kept in `webhook_keys` by
-//! `POST /admin/setup` ([`crate::admin::setup`]) so the intake accepts their signatures besides
+//! `POST /admin/setup` ([`mod@crate::admin::setup`]) so the intake accepts their signatures besides
 //! `openphone_webhook_secret`'s.
 //!
 //! [`sync_listed`] stores the keys of the webhooks OpenPhone lists for the app's URL, and drops a stored key

@@ -1,6 +1,6 @@
 //! The status page's charts, drawn as inline SVG from numbers alone: no script, no external asset, nothing
 //! but the markup. Bars stacked by category ([`bars`]) and a line over time with an optional limit
-//! ([`line`]). Sizes are in the `viewBox`, so a chart scales to the width of the screen (a phone's too),
+//! ([`fn@line`]). Sizes are in the `viewBox`, so a chart scales to the width of the screen (a phone's too),
 //! and every bar and line carries a `<title>` that says its numbers in words.
 
 use std::fmt::Write;

@@ -50,9 +50,9 @@
 //! // … write the page with `links`, then surface the first error, if any.
 //! ```
 //!
-//! Where things are: [`keys`] (object keys, extensions, content types), [`transfer`] (the streamed copy),
-//! [`records`] (the two tables that record copies, and `retired_media`), [`links`] (public and
-//! presigned links, renewal), [`copy`] (a file copied once, put together from those).
+//! Where things are: `keys` (object keys, extensions, content types), `transfer` (the streamed copy),
+//! `records` (the two tables that record copies, and `retired_media`), `links` (public and
+//! presigned links, renewal), `copy` (a file copied once, put together from those).
 
 mod copy;
 mod keys;
