@@ -20,8 +20,8 @@ use super::{
 /// The `default` key-value store through `wasi:keyvalue`, opened on first use.
 ///
 /// Opening is not free on Spin: its SQLite-backed store blocks a runtime thread (`block_in_place`) on
-/// every open. Most webhook deliveries never touch the store, and opening it for each of them cost
-/// 0.12 ms of Spin's CPU per request (0.40 against 0.28 ms, measured on `spin up` at 16 clients;
+/// every open. Webhook deliveries never touch the store, and opening it for each of them cost 0.12 ms
+/// of Spin's CPU per request (0.40 against 0.28 ms, measured on `spin up` at 16 clients;
 /// docs/performance.md), so the bucket is opened by the first operation that needs it, and an error
 /// opening it is the error of that operation. Needs `key_value_stores = ["default"]`.
 #[derive(Default)]
