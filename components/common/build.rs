@@ -1,4 +1,4 @@
-//! Writes every `migrations/*.sql` file into `OUT_DIR` without its comments, with the checksum of the
+//! Writes every `migrations/*.sql` file (and `migrations/intake/*.sql`, the intake database's) into `OUT_DIR` without its comments, with the checksum of the
 //! file as written next to it (`<name>.checksum`); `src/migrations.rs` embeds both. The comments are
 //! for people reading the files and were about 14 KB of every component; the checksum stays the one of
 //! the whole file, which is what every database migrated so far recorded in `schema_migrations`.
@@ -14,10 +14,16 @@ mod statements;
 fn main() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
     let out = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations");
-    fs::create_dir_all(&out).expect("creating OUT_DIR/migrations");
+    // The app's database's migrations, and the intake database's in their own folder.
+    write_migrations(&source, &out);
+    write_migrations(&source.join("intake"), &out.join("intake"));
+}
+
+fn write_migrations(source: &Path, out: &Path) {
+    fs::create_dir_all(out).expect("creating a folder in OUT_DIR");
     println!("cargo:rerun-if-changed={}", source.display());
-    for entry in fs::read_dir(&source).expect("reading migrations/") {
-        let path = entry.expect("listing migrations/").path();
+    for entry in fs::read_dir(source).expect("reading a migrations folder") {
+        let path = entry.expect("listing a migrations folder").path();
         if path.extension().is_none_or(|e| e != "sql") {
             continue;
         }

@@ -92,7 +92,7 @@ fn copy_one(bytes: u64) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        common::migrations::run(&platform, common::migrations::MIGRATIONS).await?;
+        common::migrations::ensure_checked(&platform).await?;
         let storage = common::testing::storage_config(&s3);
         let copier = MediaCopier::new(&platform, &storage, &media.media_base_url())?;
         let created_at: DateTime<Utc> = "2025-10-20T19:28:34Z".parse()?;

@@ -57,10 +57,10 @@ pub async fn run_accepted(
 }
 
 /// `GET /health`: liveness, whether the configuration is complete (names only, never values) and whether
-/// the database answers.
+/// the app's database and the intake database answer.
 pub fn health(platform: &Platform, settings: &Settings, component: &str) -> Response {
     let missing = settings.missing_required();
-    let database = match platform.sql.execute("SELECT 1", &[]) {
+    let answers = |sql: &dyn crate::platform::Sql| match sql.execute("SELECT 1", &[]) {
         Ok(_) => "ok",
         Err(_) => "unavailable",
     };
@@ -77,7 +77,8 @@ pub fn health(platform: &Platform, settings: &Settings, component: &str) -> Resp
             "component": component,
             "version": env!("CARGO_PKG_VERSION"),
             "configuration": { "complete": missing.is_empty(), "missing": missing },
-            "database": database,
+            "database": answers(&*platform.sql),
+            "intake_database": answers(&*platform.intake),
             "credentials_refused": paused,
         }),
     )
@@ -104,6 +105,7 @@ mod tests {
         let body = response.json_body();
         assert_eq!(body["status"], "ok");
         assert_eq!(body["database"], "ok");
+        assert_eq!(body["intake_database"], "ok");
         assert_eq!(body["configuration"]["complete"], false);
         let missing = body["configuration"]["missing"].as_array().unwrap();
         assert!(missing.iter().any(|m| m == "notion_api_key"));
@@ -112,6 +114,21 @@ mod tests {
         assert!(
             !text.contains("op-live-key") && !text.contains("tok\""),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn health_says_which_database_does_not_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        let platform = Platform {
+            intake: std::rc::Rc::new(crate::testing::UnavailableSql),
+            ..platform
+        };
+        let body = health(&platform, &Settings::new(platform.vars.clone()), "webhook").json_body();
+        assert_eq!(
+            (&body["database"], &body["intake_database"]),
+            (&json!("ok"), &json!("unavailable"))
         );
     }
 }

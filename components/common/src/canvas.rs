@@ -634,10 +634,10 @@ mod claim_tests {
     fn of_twenty_workers_claiming_one_number_at_once_exactly_one_wins() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(T0));
-        futures::executor::block_on(crate::migrations::run(
-            &platform_in(dir.path(), clock),
-            crate::migrations::MIGRATIONS,
-        ))
+        futures::executor::block_on(crate::migrations::ensure_checked(&platform_in(
+            dir.path(),
+            clock,
+        )))
         .unwrap();
         let number = E164::parse("+15555550123").unwrap();
         let wins = std::thread::scope(|s| {
@@ -661,11 +661,7 @@ mod claim_tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Rc::new(ManualClock::at(T0));
         let platform = platform_in(dir.path(), clock.clone());
-        futures::executor::block_on(crate::migrations::run(
-            &platform,
-            crate::migrations::MIGRATIONS,
-        ))
-        .unwrap();
+        futures::executor::block_on(crate::migrations::ensure_checked(&platform)).unwrap();
         let config = config();
         let notion = Notion::new(&platform, &config);
         let canvas = Canvas::new(&platform, &notion, Some("canvas"), &[]);

@@ -150,9 +150,7 @@ mod tests {
     async fn counters_add_up_per_day() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         count(&platform, "requests.notion", 1);
         count(&platform, "requests.notion", 2);
         count(&platform, "requests.openphone", 1);

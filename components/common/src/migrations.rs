@@ -1,8 +1,10 @@
-//! Applies `migrations/*.sql` to the app's database. Spin runs no migrations for us, and the database may
-//! be a remote libSQL that holds no transaction across calls, so:
+//! Applies `migrations/*.sql` to the app's database and `migrations/intake/*.sql` to the intake database
+//! (the deliveries the webhook stores, [`crate::queue::intake`]). Spin runs no migrations for us, and a
+//! database may be a remote libSQL that holds no transaction across calls, so:
 //!
 //! - each file is split into statements, run one `execute` at a time, each idempotent (`IF NOT EXISTS`);
-//! - `schema_migrations` records every version; an instance *claims* a version with one upsert
+//! - a table records every version (`schema_migrations`, and `intake_migrations` in the intake
+//!   database); an instance *claims* a version with one upsert
 //!   ([`crate::claims`]) before applying it, so two instances starting at once do not both apply it, and a claim left by a crashed
 //!   instance goes stale and is taken over;
 //! - the instance applying a version renews its claim (a heartbeat) before every statement, so a slow
@@ -17,7 +19,7 @@
 use anyhow::{bail, Context};
 
 use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
-use crate::platform::Platform;
+use crate::platform::{Platform, Sql};
 
 /// A migration embedded in the binary.
 #[derive(Debug, Clone, Copy)]
@@ -36,14 +38,24 @@ pub struct Migration {
 mod statements;
 pub use statements::statements;
 
-/// A migration of `migrations/` by its version and file name, as `build.rs` wrote it into `OUT_DIR`.
+/// A migration of `migrations/` (or of its `folder`) by its version and file name, as `build.rs` wrote it
+/// into `OUT_DIR`.
 macro_rules! migration {
     ($version:literal, $name:literal) => {
+        migration!($version, "", $name)
+    };
+    ($version:literal, $folder:literal, $name:literal) => {
         Migration {
             version: $version,
             name: $name,
-            sql: include_str!(concat!(env!("OUT_DIR"), "/migrations/", $name)),
-            checksum: include_str!(concat!(env!("OUT_DIR"), "/migrations/", $name, ".checksum")),
+            sql: include_str!(concat!(env!("OUT_DIR"), "/migrations/", $folder, $name)),
+            checksum: include_str!(concat!(
+                env!("OUT_DIR"),
+                "/migrations/",
+                $folder,
+                $name,
+                ".checksum"
+            )),
         }
     };
 }
@@ -65,6 +77,15 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_drain_kick_window.sql"),
 ];
 
+/// Every migration of the intake database, in order.
+pub const INTAKE_MIGRATIONS: &[Migration] = &[migration!(1, "intake/", "0001_deliveries.sql")];
+
+/// The table that records the app database's versions.
+const APP_VERSIONS: &str = "schema_migrations";
+/// The table that records the intake database's versions; named apart from the app's, so the `intake`
+/// label may point at the app's database file.
+const INTAKE_VERSIONS: &str = "intake_migrations";
+
 /// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews
 /// it before each statement, so only a single statement running longer than this is taken over.
 const STALE_CLAIM_MS: i64 = 60_000;
@@ -72,15 +93,18 @@ const STALE_CLAIM_MS: i64 = 60_000;
 const WAIT_FOR_OTHER_MS: i64 = 120_000;
 const POLL_MS: u64 = 50;
 
-/// `schema_migrations` as a claims table: a version is claimed until it is applied, once.
-const VERSIONS: Table = Table {
-    name: "schema_migrations",
-    key: &["version"],
-    holder: Some("claimed_by"),
-    stamp: Stamp::ClaimedAt("claimed_at"),
-    done: Done::Once("applied_at"),
-    created: None,
-};
+/// A versions table (`schema_migrations`, `intake_migrations`) as a claims table: a version is claimed
+/// until it is applied, once.
+const fn versions(name: &'static str) -> Table {
+    Table {
+        name,
+        key: &["version"],
+        holder: Some("claimed_by"),
+        stamp: Stamp::ClaimedAt("claimed_at"),
+        done: Done::Once("applied_at"),
+        created: None,
+    }
+}
 
 /// What a run did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -91,27 +115,39 @@ pub struct Report {
     pub already_applied: Vec<i64>,
 }
 
-/// Makes sure the schema is current, for a request: when every version of [`MIGRATIONS`] is recorded as
-/// applied this costs one read (no write, no lock); otherwise it applies what is missing ([`run`]).
+/// Makes sure both databases' schemas are current, for a request: when every version is recorded as
+/// applied this costs one read of each (no write, no lock); otherwise it applies what is missing
+/// ([`run`], [`run_intake`]).
 pub async fn ensure(platform: &Platform) -> anyhow::Result<()> {
-    if is_current(platform, MIGRATIONS) {
+    ensure_intake(platform).await?;
+    if is_current(&*platform.sql, APP_VERSIONS, MIGRATIONS) {
         return Ok(());
     }
     run(platform, MIGRATIONS).await.map(drop)
 }
 
-/// [`run`], for the minute tick: applies what is missing and refuses a migration edited after it was
-/// applied (checksums), which the per-request [`ensure`] does not compute.
+/// Makes sure the intake database's schema is current: all the webhook's intake needs. One read of the
+/// intake database when it is.
+pub async fn ensure_intake(platform: &Platform) -> anyhow::Result<()> {
+    if is_current(&*platform.intake, INTAKE_VERSIONS, INTAKE_MIGRATIONS) {
+        return Ok(());
+    }
+    run_intake(platform).await.map(drop)
+}
+
+/// [`run`] and [`run_intake`], for the minute tick: applies what is missing and refuses a migration
+/// edited after it was applied (checksums), which the per-request [`ensure`] does not compute.
 pub async fn ensure_checked(platform: &Platform) -> anyhow::Result<()> {
+    run_intake(platform).await?;
     run(platform, MIGRATIONS).await.map(drop)
 }
 
-/// Whether the database records every version of `migrations` as applied (versions of a newer build
-/// besides them are fine). Any failure, such as a database without `schema_migrations`, counts as not
-/// current, so [`run`] gets to say what is wrong.
-fn is_current(platform: &Platform, migrations: &[Migration]) -> bool {
-    let Ok(rows) = platform.sql.execute(
-        "SELECT version FROM schema_migrations WHERE applied_at IS NOT NULL",
+/// Whether `table` records every version of `migrations` as applied (versions of a newer build besides
+/// them are fine). Any failure, such as a database without the table, counts as not current, so the run
+/// gets to say what is wrong.
+fn is_current(sql: &dyn Sql, table: &str, migrations: &[Migration]) -> bool {
+    let Ok(rows) = sql.execute(
+        &format!("SELECT version FROM {table} WHERE applied_at IS NOT NULL"),
         &[],
     ) else {
         return false;
@@ -123,20 +159,43 @@ fn is_current(platform: &Platform, migrations: &[Migration]) -> bool {
     migrations.iter().all(|m| applied.contains(&m.version))
 }
 
-/// Applies every migration of `migrations` that the database lacks.
+/// Applies every migration of [`INTAKE_MIGRATIONS`] that the intake database lacks.
+pub async fn run_intake(platform: &Platform) -> anyhow::Result<Report> {
+    let intake = Platform {
+        sql: platform.intake.clone(),
+        ..platform.clone()
+    };
+    run_on(&intake, INTAKE_VERSIONS, INTAKE_MIGRATIONS)
+        .await
+        .context("migrating the intake database")
+}
+
+/// Applies every migration of `migrations` that the app's database lacks.
 pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Result<Report> {
+    run_on(platform, APP_VERSIONS, migrations).await
+}
+
+/// Applies every migration of `migrations` that `platform.sql` lacks, recording them in `table`.
+async fn run_on(
+    platform: &Platform,
+    table: &'static str,
+    migrations: &[Migration],
+) -> anyhow::Result<Report> {
     let sql = &*platform.sql;
     sql.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version    INTEGER PRIMARY KEY,
-            name       TEXT NOT NULL,
-            checksum   TEXT NOT NULL,
-            claimed_by TEXT,
-            claimed_at INTEGER,
-            applied_at INTEGER)",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                version    INTEGER PRIMARY KEY,
+                name       TEXT NOT NULL,
+                checksum   TEXT NOT NULL,
+                claimed_by TEXT,
+                claimed_at INTEGER,
+                applied_at INTEGER)"
+        ),
         &[],
     )
-    .context("creating schema_migrations")?;
+    .with_context(|| format!("creating {table}"))?;
+    let versions = versions(table);
 
     let instance = instance_id(platform);
     let mut report = Report::default();
@@ -144,7 +203,7 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
         let checksum = migration.checksum;
         let waited_since = platform.clock.now_ms();
         loop {
-            match state_of(platform, migration.version)? {
+            match state_of(platform, table, migration.version)? {
                 Some(State::Applied { checksum: stored }) => {
                     if stored != checksum {
                         bail!(
@@ -166,9 +225,9 @@ pub async fn run(platform: &Platform, migrations: &[Migration]) -> anyhow::Resul
                     platform.clock.sleep_ms(POLL_MS).await;
                 }
                 _ => {
-                    if claim(platform, migration, checksum, &instance)? {
-                        apply(platform, migration, &instance)?;
-                        let done = VERSIONS.finish(
+                    if claim(&versions, platform, migration, checksum, &instance)? {
+                        apply(&versions, platform, migration, &instance)?;
+                        let done = versions.finish(
                             platform,
                             &[migration.version.into()],
                             Some(&instance),
@@ -203,9 +262,9 @@ enum State {
     ClaimedBy { at: i64 },
 }
 
-fn state_of(platform: &Platform, version: i64) -> anyhow::Result<Option<State>> {
+fn state_of(platform: &Platform, table: &str, version: i64) -> anyhow::Result<Option<State>> {
     let rows = platform.sql.execute(
-        "SELECT checksum, claimed_at, applied_at FROM schema_migrations WHERE version = ?1",
+        &format!("SELECT checksum, claimed_at, applied_at FROM {table} WHERE version = ?1"),
         &[version.into()],
     )?;
     let Some(row) = rows.first() else {
@@ -223,12 +282,13 @@ fn state_of(platform: &Platform, version: i64) -> anyhow::Result<Option<State>> 
 
 /// One upsert that succeeds for exactly one instance: the version is new, or its claim is stale.
 fn claim(
+    versions: &Table,
     platform: &Platform,
     migration: &Migration,
     checksum: &str,
     instance: &str,
 ) -> anyhow::Result<bool> {
-    let won = VERSIONS.claim(
+    let won = versions.claim(
         platform,
         &Attempt {
             key: &[migration.version.into()],
@@ -245,9 +305,14 @@ fn claim(
 /// Runs `migration`'s statements, renewing `instance`'s claim before each one. A claim found taken over
 /// (this instance stalled past [`STALE_CLAIM_MS`]) stops it: the other instance applies the rest, and
 /// every statement is idempotent, so what ran twice did no harm.
-fn apply(platform: &Platform, migration: &Migration, instance: &str) -> anyhow::Result<()> {
+fn apply(
+    versions: &Table,
+    platform: &Platform,
+    migration: &Migration,
+    instance: &str,
+) -> anyhow::Result<()> {
     for (index, statement) in statements(migration.sql).iter().enumerate() {
-        renew(platform, migration, instance, index)?;
+        renew(versions, platform, migration, instance, index)?;
         if let Some(wanted) = journal_mode_wanted(statement) {
             set_journal_mode(platform, statement, wanted)
                 .with_context(|| format!("{} statement {} failed", migration.name, index + 1))?;
@@ -328,12 +393,13 @@ fn is_column_added_before(statement: &str, error: &anyhow::Error) -> bool {
 /// The heartbeat: moves `instance`'s claim on `migration` to now, before statement `index`; fails when
 /// the claim is no longer this instance's.
 fn renew(
+    versions: &Table,
     platform: &Platform,
     migration: &Migration,
     instance: &str,
     index: usize,
 ) -> anyhow::Result<()> {
-    let renewed = VERSIONS.heartbeat(
+    let renewed = versions.heartbeat(
         platform,
         &[migration.version.into()],
         instance,
@@ -611,7 +677,13 @@ mod tests {
             self.clock.advance_ms(self.step_ms);
             if !statement.contains("schema_migrations") {
                 if let Some((rival, migration)) = &*self.rival.borrow() {
-                    let won = claim(rival, migration, migration.checksum, "rival")?;
+                    let won = claim(
+                        &super::versions(APP_VERSIONS),
+                        rival,
+                        migration,
+                        migration.checksum,
+                        "rival",
+                    )?;
                     self.rival_won.set(self.rival_won.get() || won);
                 }
             }
@@ -642,12 +714,91 @@ mod tests {
     async fn a_request_on_a_migrated_database_costs_one_read() {
         let dir = tempfile::tempdir().unwrap();
         let (platform, counted) = slow_platform(dir.path(), 0);
+        let (_, counted_intake) = slow_platform(dir.path(), 0);
+        let platform = Platform {
+            intake: counted_intake.clone(),
+            ..platform
+        };
         ensure(&platform).await.unwrap();
         assert!(counted.statements.get() > MIGRATIONS.len());
+        assert!(counted_intake.statements.get() > INTAKE_MIGRATIONS.len());
         // Every request is a new instance on Spin: nothing is remembered from the one before.
         counted.statements.set(0);
+        counted_intake.statements.set(0);
         ensure(&platform).await.unwrap();
-        assert_eq!(counted.statements.get(), 1);
+        assert_eq!(
+            (counted.statements.get(), counted_intake.statements.get()),
+            (1, 1)
+        );
+        // The intake route's check reads the intake database alone.
+        counted_intake.statements.set(0);
+        counted.statements.set(0);
+        ensure_intake(&platform).await.unwrap();
+        assert_eq!(
+            (counted.statements.get(), counted_intake.statements.get()),
+            (0, 1)
+        );
+    }
+
+    fn objects(sql: &dyn Sql) -> Vec<String> {
+        sql.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.str("name").unwrap().to_owned())
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn the_intake_database_holds_only_the_intakes_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
+        ensure_intake(&platform).await.unwrap();
+        assert!(objects(&*platform.sql).is_empty(), "the app's is untouched");
+        assert_eq!(
+            objects(&*platform.intake),
+            [
+                "admitted_deliveries",
+                "admitted_deliveries_are_remembered",
+                "deliveries",
+                "deliveries_open_the_drain_kick_window",
+                "drain_kick_window",
+                "intake_migrations",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_intake_label_may_name_the_apps_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut platform = NativePlatformBuilder::new(dir.path())
+            .clock(Rc::new(ManualClock::at(crate::testing::T0)))
+            .build()
+            .unwrap();
+        platform.intake = platform.sql.clone();
+        ensure_checked(&platform).await.unwrap();
+        let app_and_intake = objects(&*platform.sql);
+        assert!(app_and_intake.contains(&"deliveries".to_owned()));
+        assert!(app_and_intake.contains(&"events".to_owned()));
+        let queue = crate::queue::Queue::of(&platform);
+        let event = crate::queue::NewEvent {
+            id: "EV1",
+            event_type: "call.completed",
+            phone_number_id: Some("PN1"),
+            resource_id: Some("AC1"),
+            created_at: crate::testing::T0,
+            payload: "{}",
+            skip_reason: None,
+        };
+        assert!(queue.enqueue(&event, crate::testing::T0).unwrap().is_new());
+        assert_eq!(queue.admit().unwrap(), 1);
+        assert_eq!(
+            queue.enqueue(&event, crate::testing::T0 + 1).unwrap(),
+            crate::queue::Enqueued::Duplicate
+        );
+        assert_eq!(crate::testing::state_of(&platform, "EV1"), "pending");
     }
 
     #[tokio::test]
@@ -688,10 +839,31 @@ mod tests {
             checksum: "x",
         };
         let checksum = migration.checksum;
-        assert!(claim(&platform, &migration, checksum, "stalled").unwrap());
+        assert!(claim(
+            &super::versions(APP_VERSIONS),
+            &platform,
+            &migration,
+            checksum,
+            "stalled"
+        )
+        .unwrap());
         slow.clock.advance_ms(STALE_CLAIM_MS + 1);
-        assert!(claim(&platform, &migration, checksum, "newcomer").unwrap());
-        let err = renew(&platform, &migration, "stalled", 0).unwrap_err();
+        assert!(claim(
+            &super::versions(APP_VERSIONS),
+            &platform,
+            &migration,
+            checksum,
+            "newcomer"
+        )
+        .unwrap());
+        let err = renew(
+            &super::versions(APP_VERSIONS),
+            &platform,
+            &migration,
+            "stalled",
+            0,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("taken over"), "{err}");
     }
 
@@ -790,7 +962,7 @@ mod tests {
             format!("{err:#}").contains("0011_write_ahead_log.sql statement 1"),
             "{err:#}"
         );
-        assert!(!is_current(&platform, MIGRATIONS));
+        assert!(!is_current(&*platform.sql, APP_VERSIONS, MIGRATIONS));
         // Once the lock is free (here: the claim of the instance that failed has gone stale), the next
         // run sets the mode.
         *busy.error.borrow_mut() = None;

@@ -597,9 +597,7 @@ mod tests {
             .http(api.clone())
             .build()
             .unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         let outbound = Outbound::new(&platform, Service::OpenPhone, "key");
         let started = clock.now_ms();
         let error = outbound

@@ -441,9 +441,7 @@ mod tests {
             .clock(clock)
             .build()
             .unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         platform
     }
 

@@ -134,9 +134,7 @@ mod tests {
     async fn stored_numbers_are_found_with_their_users() {
         let dir = tempfile::tempdir().unwrap();
         let platform = NativePlatformBuilder::new(dir.path()).build().unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         let number = PhoneNumber {
             id: "PN1".into(),
             number: Some("+13365550100".into()),

@@ -128,7 +128,7 @@ pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
             ..HourOutcomes::default()
         })
         .collect();
-    for outcomes in Queue::new(&*platform.sql).outcomes_since(first_hour * HOUR_MS, HOUR_MS)? {
+    for outcomes in Queue::of(platform).outcomes_since(first_hour * HOUR_MS, HOUR_MS)? {
         let Some(hour) = usize::try_from(outcomes.bucket - first_hour)
             .ok()
             .and_then(|i| outcomes_per_hour.get_mut(i))
@@ -168,7 +168,7 @@ pub fn last_day(platform: &Platform) -> anyhow::Result<LastDay> {
 
 /// Reads the stats.
 pub fn collect(platform: &Platform) -> anyhow::Result<Stats> {
-    let queue = Queue::new(&*platform.sql);
+    let queue = Queue::of(platform);
     let now = platform.clock.now_ms();
     let queue_depth = queue.depth()?;
     let oldest_pending_age_seconds = queue
@@ -238,9 +238,7 @@ mod tests {
             .clock(clock.clone())
             .build()
             .unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         let empty = collect(&platform).unwrap();
         assert_eq!(empty.queue, QueueDepth::default());
         assert_eq!(empty.canvas_cache_hit_rate, None);

@@ -121,8 +121,7 @@ struct Launch {
 pub const DOWNTIME: Duration = Duration::from_secs(10 * 60);
 
 /// The app's stored times that decide when something may happen again (epoch ms): when a retry is
-/// due, when an event's lease expires, when a page create that may have been cut off is taken over, and
-/// the drain-kick window (the second whose first delivery kicked the drain: a later delivery kicks).
+/// due, when an event's lease expires, when a page create that may have been cut off is taken over.
 /// Moving them back is how [`TestApp::let_time_pass`] and [`TestApp::crash_and_restart`] make time
 /// pass; a window missing here shows as events stuck behind it (e.g. dead after retries that all
 /// came too early).
@@ -131,8 +130,11 @@ pub const TIME_WINDOWS: &[(&str, &str)] = &[
     ("events", "lease_expires_at"),
     ("notion_pages", "create_started_at"),
     ("canvas_relinks", "next_try_at"),
-    ("drain_kick", "window_start"),
 ];
+
+/// The [`TIME_WINDOWS`] of the intake database: the drain-kick window (the second whose first delivery
+/// kicked the drain: a later delivery kicks).
+pub const INTAKE_TIME_WINDOWS: &[(&str, &str)] = &[("drain_kick_window", "window_start")];
 
 /// What [`TestApp::crash_and_restart`] found when the app was down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +268,7 @@ impl TestApp {
     /// and starts it again on the same state (the same database and key-value store).
     ///
     /// Neither the test host nor `spin up` can move the guests' clock, so the time passes in the stored
-    /// state instead: the app's time windows (see [`TIME_WINDOWS`], the drain-kick window among them)
+    /// state instead: the app's time windows (see [`TIME_WINDOWS`] and [`INTAKE_TIME_WINDOWS`], the drain-kick window)
     /// are moved back by [`DOWNTIME`] and the per-number lease slots, which last at most two 2-minute
     /// windows, are deleted. So the events the stopped drains held come back at once, the numbers and
     /// page creations they held are free, and the first delivery after the restart kicks the drain, as
@@ -382,14 +384,21 @@ impl TestApp {
     }
 
     fn move_time_windows(&self, time: Duration) -> anyhow::Result<()> {
-        let db = self.open_database(self.launch.sqlite_file())?;
         let millis = i64::try_from(time.as_millis())?;
-        for (table, column) in TIME_WINDOWS {
-            db.execute(
-                &format!("UPDATE {table} SET {column} = {column} - ?1 WHERE {column} IS NOT NULL"),
-                [millis],
-            )
-            .with_context(|| format!("moving {table}.{column} back"))?;
+        for (file, windows) in [
+            (self.launch.sqlite_file(), TIME_WINDOWS),
+            (self.launch.intake_file(), INTAKE_TIME_WINDOWS),
+        ] {
+            let db = self.open_database(file)?;
+            for (table, column) in windows {
+                db.execute(
+                    &format!(
+                        "UPDATE {table} SET {column} = {column} - ?1 WHERE {column} IS NOT NULL"
+                    ),
+                    [millis],
+                )
+                .with_context(|| format!("moving {table}.{column} back"))?;
+            }
         }
         Ok(())
     }
@@ -399,9 +408,19 @@ impl TestApp {
     /// the returned connection is dropped. In write-ahead-log mode an exclusive transaction leaves
     /// readers alone, so the connection also takes the file's lock for itself (`locking_mode`).
     pub fn lock_database(&self) -> anyhow::Result<rusqlite::Connection> {
-        let db = self.open_database(self.launch.sqlite_file())?;
-        db.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE")
-            .context("locking the app's database")?;
+        self.lock_file(self.launch.sqlite_file())
+            .context("locking the app's database")
+    }
+
+    /// Takes the intake database away, as [`TestApp::lock_database`] takes the app's.
+    pub fn lock_intake_database(&self) -> anyhow::Result<rusqlite::Connection> {
+        self.lock_file(self.launch.intake_file())
+            .context("locking the intake database")
+    }
+
+    fn lock_file(&self, file: &str) -> anyhow::Result<rusqlite::Connection> {
+        let db = self.open_database(file)?;
+        db.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE")?;
         Ok(db)
     }
 
@@ -410,6 +429,13 @@ impl TestApp {
         self.open_database(self.launch.sqlite_file())?
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .context("reading the journal mode of the app's database")
+    }
+
+    /// The journal mode of the intake database's file, as the app left it.
+    pub fn intake_journal_mode(&self) -> anyhow::Result<String> {
+        self.open_database(self.launch.intake_file())?
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .context("reading the journal mode of the intake database")
     }
 
     /// The statements that make the schema of the app's database as its migrations left it, in the order
@@ -664,6 +690,7 @@ impl Launch {
                     &self.key_value,
                     &state_dir.join(self.key_value_file()),
                     &state_dir.join(self.sqlite_file()),
+                    &state_dir.join(self.intake_file()),
                 )?;
                 let variables: Vec<(String, String)> = self
                     .variables
@@ -682,7 +709,17 @@ impl Launch {
                 for (id, _) in crate::COMPONENTS {
                     crate::component_wasm(id)?;
                 }
+                // The host needs the intake database defined, as Spin does.
+                let runtime_config = state_dir.join("runtime-config.toml");
+                crate::spin::write_runtime_config(
+                    &runtime_config,
+                    &KeyValueBackend::SpinSqlite,
+                    &state_dir.join(self.key_value_file()),
+                    &state_dir.join(self.sqlite_file()),
+                    &state_dir.join(self.intake_file()),
+                )?;
                 let mut options = HostOptions::new(workspace_root().join("spin.toml"), state_dir);
+                options.runtime_config = Some(runtime_config);
                 options.variables = self.variables.clone();
                 options.components = Some(vec![
                     "webhook".into(),
@@ -706,6 +743,11 @@ impl Launch {
         } else {
             "sqlite_db.db"
         }
+    }
+
+    /// The intake database's file in the state directory (the runtime config names it for both hosts).
+    fn intake_file(&self) -> &'static str {
+        common::platform::native::INTAKE_DATABASE_FILE
     }
 
     /// The key-value store's file in the state directory.

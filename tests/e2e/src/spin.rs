@@ -21,13 +21,15 @@ pub enum KeyValueBackend {
     Redis(String),
 }
 
-/// Writes the runtime config of one run: the key-value store on `key_value`, the database in
-/// `database` (an absolute path, so replicas with their own state directories share it).
+/// Writes the runtime config of one run: the key-value store on `key_value`, the app's database in
+/// `database` and the intake database in `intake` (absolute paths, so replicas with their own state
+/// directories share them).
 pub fn write_runtime_config(
     file: &Path,
     key_value: &KeyValueBackend,
     key_value_file: &Path,
     database: &Path,
+    intake: &Path,
 ) -> anyhow::Result<()> {
     let quote = |path: &Path| toml::Value::String(path.display().to_string()).to_string();
     let key_value = match key_value {
@@ -42,8 +44,10 @@ pub fn write_runtime_config(
         }
     };
     let config = format!(
-        "[key_value_store.default]\n{key_value}\n\n[sqlite_database.default]\ntype = \"spin\"\npath = {}\n",
-        quote(database)
+        "[key_value_store.default]\n{key_value}\n\n[sqlite_database.default]\ntype = \"spin\"\npath = {}\n\n\
+         [sqlite_database.intake]\ntype = \"spin\"\npath = {}\n",
+        quote(database),
+        quote(intake)
     );
     std::fs::write(file, config).with_context(|| format!("writing {}", file.display()))
 }

@@ -696,25 +696,24 @@ async fn admin_routes_refuse_wrong_tokens_and_path_tricks_reach_nothing() -> any
     Ok(())
 }
 
-/// A database that stops answering: every route that needs it answers one `503` naming nothing internal
-/// (no database error, no file), the admin token is still checked first, and a delivery refused
-/// meanwhile is stored when OpenPhone delivers it again.
+/// A database that stops answering: every route that needs the app's database answers one `503` naming
+/// nothing internal (no database error, no file), and the admin token is still checked first; the webhook,
+/// which needs only the intake database, still takes deliveries. With the intake database down, a
+/// delivery is refused with the same `503`, and stored when OpenPhone delivers it again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_that_stops_answering_is_one_503_that_names_nothing_internal(
 ) -> anyhow::Result<()> {
     const UNAVAILABLE: &str = r#"{"error":"the database is unavailable; try again later"}"#;
     let app = TestApp::start(TestAppOptions::default()).await?;
     let before = stored_events(&stats(&app).await?);
+    let taken = fresh_message("ACtaken").message_received();
     let delivery = fresh_message("ACdown").message_received();
 
     let lock = app.lock_database()?;
     let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
-    let refused = app.deliver(&delivery).await;
+    let accepted = app.deliver(&taken).await;
+    let accepted = (accepted.status().as_u16(), accepted.text().await?);
     let answers = vec![
-        (
-            "a webhook delivery".to_owned(),
-            (refused.status().as_u16(), refused.text().await?),
-        ),
         (
             "GET /stats with the token".to_owned(),
             raw_request(&app, format!("GET /stats HTTP/1.1\r\n{bearer}"), b"").await?,
@@ -728,6 +727,12 @@ async fn a_database_that_stops_answering_is_one_503_that_names_nothing_internal(
     let stranger = raw_request(&app, "GET /admin/dlq HTTP/1.1", b"").await?;
     drop(lock);
 
+    ensure!(
+        accepted.0 == 202,
+        "a webhook delivery with the app's database locked answered {}: {}",
+        accepted.0,
+        shorten(&accepted.1)
+    );
     for (case, (status, body)) in &answers {
         ensure!(
             *status == 503 && body == UNAVAILABLE,
@@ -746,10 +751,25 @@ async fn a_database_that_stops_answering_is_one_503_that_names_nothing_internal(
         "the cause of the 503s is not in the log"
     );
 
+    let lock = app.lock_intake_database()?;
+    let refused = app.deliver(&delivery).await;
+    let refused = (refused.status().as_u16(), refused.text().await?);
+    drop(lock);
+    ensure!(
+        refused.0 == 503 && refused.1 == UNAVAILABLE,
+        "a webhook delivery with the intake database locked answered {}: {}",
+        refused.0,
+        shorten(&refused.1)
+    );
+
     // OpenPhone delivers again once the database is back: stored once, nothing lost.
     let status = app.deliver(&delivery).await.status();
     ensure!(status == 202, "the redelivery answered {status}");
-    ensure!(stored_events(&stats(&app).await?) == before + 1);
+    let after = stored_events(&stats(&app).await?);
+    ensure!(
+        after == before + 2,
+        "{before} events stored before, {after} after two accepted deliveries"
+    );
     let traps = traps(&app);
     ensure!(traps.is_empty(), "components trapped: {traps:?}");
     Ok(())

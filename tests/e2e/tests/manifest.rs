@@ -92,7 +92,11 @@ fn components_build_the_files_they_load_and_are_granted_the_default_stores() {
             "{id}: build command {command:?}"
         );
         assert_eq!(strings(&c["key_value_stores"]), vec!["default"], "{id}");
-        assert_eq!(strings(&c["sqlite_databases"]), vec!["default"], "{id}");
+        assert_eq!(
+            strings(&c["sqlite_databases"]),
+            vec!["default", "intake"],
+            "{id}"
+        );
     }
 }
 
@@ -235,9 +239,17 @@ fn runtime_configs_choose_the_stores() {
         local["key_value_store"]["default"]["type"].as_str(),
         Some("spin")
     );
-    assert_eq!(
-        local["sqlite_database"]["default"]["type"].as_str(),
-        Some("spin")
+    for label in ["default", "intake"] {
+        assert_eq!(
+            local["sqlite_database"][label]["type"].as_str(),
+            Some("spin"),
+            "{label}"
+        );
+    }
+    assert_ne!(
+        local["sqlite_database"]["default"]["path"].as_str(),
+        local["sqlite_database"]["intake"]["path"].as_str(),
+        "locally the intake has a file of its own"
     );
     let kube = load("deploy/runtime-config.spinkube.toml");
     assert_eq!(
@@ -248,13 +260,47 @@ fn runtime_configs_choose_the_stores() {
         .as_str()
         .unwrap()
         .starts_with("redis://"));
-    assert_eq!(
-        kube["sqlite_database"]["default"]["type"].as_str(),
-        Some("libsql")
-    );
-    assert!(kube["sqlite_database"]["default"]["url"]
-        .as_str()
-        .unwrap()
-        .starts_with("https://"));
-    assert!(kube["sqlite_database"]["default"].get("token").is_some());
+    for label in ["default", "intake"] {
+        let database = &kube["sqlite_database"][label];
+        assert_eq!(database["type"].as_str(), Some("libsql"), "{label}");
+        assert!(
+            database["url"].as_str().unwrap().starts_with("https://"),
+            "{label}"
+        );
+        assert!(database.get("token").is_some(), "{label}");
+    }
+}
+
+/// Spin refuses to start when a component uses a database or store that the runtime config does not
+/// define (`default` excepted): every configuration the project ships defines all of them.
+#[test]
+fn every_runtime_config_defines_every_store_a_component_uses() {
+    let manifest = load("spin.toml");
+    // The SpinKube Secret's copy is checked equal to its file by `deploy.rs`.
+    let configs = [
+        ("runtime-config.toml", load("runtime-config.toml")),
+        (
+            "deploy/runtime-config.spinkube.toml",
+            load("deploy/runtime-config.spinkube.toml"),
+        ),
+    ];
+    for (id, _) in COMPONENTS {
+        let c = component(&manifest, id);
+        for (kind, grants) in [
+            ("sqlite_database", &c["sqlite_databases"]),
+            ("key_value_store", &c["key_value_stores"]),
+        ] {
+            for label in strings(grants) {
+                if label == "default" {
+                    continue;
+                }
+                for (name, config) in &configs {
+                    assert!(
+                        config.get(kind).and_then(|k| k.get(&label)).is_some(),
+                        "{name} lacks [{kind}.{label}], which component {id} uses"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -159,14 +159,18 @@ async fn one_number_waiting_out_a_retry_after_does_not_hold_up_another() {
     );
 }
 
-/// The migrations put the database in write-ahead-log mode through the platform's SQL interface (on
-/// Spin, `spin:sqlite`), and the mode stays in the file: every later request opens a connection of its
-/// own, and the second delivery of an event finds the first one stored.
+/// The migrations put both databases in write-ahead-log mode through the platform's SQL interface (on
+/// Spin, `spin:sqlite`), and the mode stays in the files: every later request opens a connection of its
+/// own, and the second delivery of an event finds the first one stored, before and after a drain took it
+/// into the app's database.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_keeps_a_write_ahead_log_that_later_requests_read() {
     let app = TestApp::start(TestAppOptions::default()).await.unwrap();
     let delivery = message("wal00001", "+15555550141", "PNwalline01").message_received();
     assert_eq!(app.deliver(&delivery).await.status(), 202);
+    assert_eq!(app.intake_journal_mode().unwrap(), "wal");
+    assert_eq!(app.deliver(&delivery).await.status(), 200);
+    app.drain().await;
     assert_eq!(app.journal_mode().unwrap(), "wal");
     assert_eq!(app.deliver(&delivery).await.status(), 200);
 }

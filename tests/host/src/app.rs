@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +35,7 @@ use crate::logs::{GuestOutput, LogBuffer};
 use crate::manifest::Manifest;
 use crate::outbound::AllowedHosts;
 use crate::routes::{RouteMatch, Router};
+use crate::runtime_config::{Location, Storage};
 use crate::state::InstanceState;
 use crate::variables::{is_valid_name, resolve_application, Template};
 use crate::{HostOptions, SERVICE_CHAINING_SUFFIX};
@@ -74,8 +74,10 @@ pub(crate) struct App {
     router: Router,
     /// Components of the cron triggers, in manifest order.
     cron: Vec<String>,
-    pub(crate) kv: KeyValueStore,
-    pub(crate) sqlite_path: PathBuf,
+    /// Each key-value store label's database, opened at startup.
+    pub(crate) key_value_stores: HashMap<String, KeyValueStore>,
+    /// Where each SQLite database label lives; every `open` connects anew.
+    pub(crate) sqlite_databases: HashMap<String, Location>,
     pub(crate) logs: LogBuffer,
     request_timeout: Duration,
     /// How many instances are running.
@@ -103,6 +105,7 @@ impl App {
         let values = resolve_application(&manifest.variables, &opts.variables, |name| {
             std::env::var(name).ok()
         })?;
+        let storage = Storage::resolve(opts.runtime_config.as_deref(), &opts.state_dir)?;
 
         let mut linker = Linker::<InstanceState>::new(engine()?);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -117,7 +120,7 @@ impl App {
             if !is_http && !is_cron {
                 continue;
             }
-            let config = resolve_component(id, decl, &values)
+            let config = resolve_component(id, decl, &values, &storage)
                 .with_context(|| format!("component `{id}`"))?;
             let component =
                 load_component(&decl.source).with_context(|| format!("component `{id}`"))?;
@@ -159,12 +162,21 @@ impl App {
 
         std::fs::create_dir_all(&opts.state_dir)
             .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
+        let key_value_stores = storage
+            .key_value_stores
+            .iter()
+            .map(|(label, location)| {
+                let store = KeyValueStore::open(location)
+                    .with_context(|| format!("key-value store `{label}`"))?;
+                Ok((label.clone(), store))
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             components,
             router,
             cron,
-            kv: KeyValueStore::open(&crate::key_value::default_store_path(&opts.state_dir))?,
-            sqlite_path: crate::sqlite::default_database_path(&opts.state_dir),
+            key_value_stores,
+            sqlite_databases: storage.sqlite_databases,
             logs,
             request_timeout: opts.request_timeout,
             running: watch::Sender::new(0),
@@ -435,6 +447,7 @@ fn resolve_component(
     id: &str,
     decl: &crate::manifest::ComponentDecl,
     values: &HashMap<String, String>,
+    storage: &Storage,
 ) -> Result<ComponentConfig> {
     let mut variables = HashMap::new();
     for (name, template) in &decl.variables {
@@ -454,8 +467,8 @@ fn resolve_component(
         hosts.push((resolved, template.has_variables()));
     }
     let allowed_hosts = AllowedHosts::parse(hosts.iter().map(|(h, t)| (h.as_str(), *t)))?;
-    crate::key_value::check_grants(id, &decl.key_value_stores)?;
-    crate::sqlite::check_grants(id, &decl.sqlite_databases)?;
+    crate::key_value::check_grants(id, &decl.key_value_stores, &storage.key_value_stores)?;
+    crate::sqlite::check_grants(id, &decl.sqlite_databases, &storage.sqlite_databases)?;
     Ok(ComponentConfig {
         id: id.to_owned(),
         variables,

@@ -1,24 +1,25 @@
-//! `wasi:keyvalue/store` and `wasi:keyvalue/atomics` on Spin's default store: the SQLite file
-//! `<state_dir>/sqlite_key_value.db`, table `spin_key_value(store, key, value)`, with Spin's semantics
-//! (counters are 8-byte little-endian integers; compare-and-swap without a prior read, or of an absent
-//! key, is an upsert).
+//! `wasi:keyvalue/store` and `wasi:keyvalue/atomics` on Spin's SQLite stores: the default store's file
+//! `<state_dir>/sqlite_key_value.db` and the labels of the runtime config file, table
+//! `spin_key_value(store, key, value)` with the label as `store`, with Spin's semantics (counters are
+//! 8-byte little-endian integers; compare-and-swap without a prior read, or of an absent key, is an
+//! upsert).
 
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use rusqlite::{OptionalExtension, TransactionBehavior};
 use wasmtime::component::Resource;
 
+use crate::app::App;
 use crate::bindings::platform::wasi::keyvalue::{atomics, store};
+use crate::runtime_config::Location;
 use crate::sqlite::{blocking, BUSY_TIMEOUT};
 use crate::state::InstanceState;
 
-/// The one key-value store this host offers: `default`.
-const DEFAULT_STORE: &str = "default";
-
-/// The key-value database of one host, shared by its instances. One connection, as in Spin; other
-/// processes on the same file are kept out of an `increment` by its immediate transaction.
+/// The database of one store label, shared by the host's instances. One connection per label, as in
+/// Spin; other connections to the same file (another label, another host) are kept out of an
+/// `increment` by its immediate transaction.
 pub(crate) struct KeyValueStore {
     conn: Arc<Mutex<rusqlite::Connection>>,
 }
@@ -36,10 +37,14 @@ pub struct Cas {
 }
 
 impl KeyValueStore {
-    /// Opens (creating if needed) the database file and its table.
-    pub(crate) fn open(path: &Path) -> Result<Self> {
-        let conn = rusqlite::Connection::open(path)
-            .with_context(|| format!("opening key-value database {}", path.display()))?;
+    /// Opens (creating if needed) the database and its table.
+    pub(crate) fn open(location: &Location) -> Result<Self> {
+        let conn = match location {
+            Location::File(path) => rusqlite::Connection::open(path)
+                .with_context(|| format!("opening key-value database {}", path.display()))?,
+            Location::Memory => rusqlite::Connection::open_in_memory()
+                .context("opening an in-memory key-value database")?,
+        };
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -115,12 +120,20 @@ impl InstanceState {
     }
 }
 
+impl App {
+    /// The database of an opened store's label.
+    fn kv(&self, label: &str) -> wasmtime::Result<&KeyValueStore> {
+        self.key_value_stores.get(label).with_context(|| {
+            format!("key-value store `{label}` has no database, though startup checks grants")
+        })
+    }
+}
+
 impl store::Host for InstanceState {
     async fn open(
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        // Startup checked that every granted store is `default`.
         if !self.component.key_value_stores.contains(&identifier) {
             return Ok(Err(store::Error::AccessDenied));
         }
@@ -135,7 +148,10 @@ impl store::HostBucket for InstanceState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let store = self.bucket_store(&bucket)?;
-        self.app.kv.run(move |c| select(c, &store, &key)).await
+        self.app
+            .kv(&store)?
+            .run(move |c| select(c, &store, &key))
+            .await
     }
 
     async fn set(
@@ -146,7 +162,7 @@ impl store::HostBucket for InstanceState {
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let store = self.bucket_store(&bucket)?;
         self.app
-            .kv
+            .kv(&store)?
             .run(move |c| upsert(c, &store, &key, &value))
             .await
     }
@@ -158,7 +174,7 @@ impl store::HostBucket for InstanceState {
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let store = self.bucket_store(&bucket)?;
         self.app
-            .kv
+            .kv(&store)?
             .run(move |c| {
                 c.execute(
                     "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
@@ -176,7 +192,7 @@ impl store::HostBucket for InstanceState {
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let store = self.bucket_store(&bucket)?;
         self.app
-            .kv
+            .kv(&store)?
             .run(move |c| Ok(select(c, &store, &key)?.is_some()))
             .await
     }
@@ -194,7 +210,7 @@ impl store::HostBucket for InstanceState {
         }
         let store = self.bucket_store(&bucket)?;
         self.app
-            .kv
+            .kv(&store)?
             .run(move |c| {
                 let mut statement = c.prepare("SELECT key FROM spin_key_value WHERE store = ?1")?;
                 let keys = statement
@@ -220,7 +236,7 @@ impl atomics::Host for InstanceState {
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         let store = self.bucket_store(&bucket)?;
         self.app
-            .kv
+            .kv(&store)?
             .run(move |c| increment(c, &store, &key, delta))
             .await
     }
@@ -234,7 +250,7 @@ impl atomics::Host for InstanceState {
         let (s, k) = (store.clone(), key.clone());
         let swapped = self
             .app
-            .kv
+            .kv(&store)?
             .run(move |c| match read {
                 Some(old) => Ok(c.execute(
                     "UPDATE spin_key_value SET value = ?1 WHERE store = ?2 AND key = ?3 AND value = ?4",
@@ -249,7 +265,7 @@ impl atomics::Host for InstanceState {
             // Like Spin: a fresh handle that has already read the latest value, ready for a retry.
             Ok(false) => {
                 let (s, k) = (store.clone(), key.clone());
-                match self.app.kv.run(move |c| select(c, &s, &k)).await? {
+                match self.app.kv(&store)?.run(move |c| select(c, &s, &k)).await? {
                     Ok(read) => {
                         let retry = self.table.push(Cas { store, key, read })?;
                         Ok(Err(atomics::CasError::CasFailed(retry)))
@@ -281,7 +297,11 @@ impl atomics::HostCas for InstanceState {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let entry = self.table.get(&cas)?;
         let (store, key) = (entry.store.clone(), entry.key.clone());
-        let value = self.app.kv.run(move |c| select(c, &store, &key)).await?;
+        let value = self
+            .app
+            .kv(&store)?
+            .run(move |c| select(c, &store, &key))
+            .await?;
         if let Ok(read) = &value {
             self.table.get_mut(&cas)?.read = read.clone();
         }
@@ -294,17 +314,17 @@ impl atomics::HostCas for InstanceState {
     }
 }
 
-/// The path of the default store's database in `state_dir`.
-pub(crate) fn default_store_path(state_dir: &Path) -> std::path::PathBuf {
-    state_dir.join("sqlite_key_value.db")
-}
-
-/// Checks a component's `key_value_stores` grants: Spin refuses to start when a label has no store.
-pub(crate) fn check_grants(component: &str, stores: &[String]) -> Result<()> {
-    for label in stores {
+/// Checks a component's `key_value_stores` grants: like Spin, refuses to start when a granted label is
+/// not defined (only `default` is, unless a runtime config file defines more).
+pub(crate) fn check_grants(
+    component: &str,
+    granted: &[String],
+    defined: &HashMap<String, Location>,
+) -> Result<()> {
+    for label in granted {
         anyhow::ensure!(
-            label == DEFAULT_STORE,
-            "component `{component}` uses key-value store `{label}`, but spin-test-host only has `default` (Spin needs a runtime config for other labels)"
+            defined.contains_key(label),
+            "component `{component}` uses key-value store `{label}`, which is not defined: pass a runtime config file that defines it (`[key_value_store.{label}]`)"
         );
     }
     Ok(())
@@ -322,7 +342,7 @@ mod tests {
     fn increments_from_many_connections_are_atomic() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("kv.db");
-        KeyValueStore::open(&path)?;
+        KeyValueStore::open(&Location::File(path.clone()))?;
         let threads: Vec<_> = (0..6)
             .map(|_| {
                 let path = path.clone();
@@ -347,7 +367,7 @@ mod tests {
     #[test]
     fn a_value_of_another_length_is_not_a_counter() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let store = KeyValueStore::open(&dir.path().join("kv.db"))?;
+        let store = KeyValueStore::open(&Location::File(dir.path().join("kv.db")))?;
         let mut conn = store.conn.lock().expect("lock");
         upsert(&conn, "default", "text", b"hello")?;
         let err = increment(&mut conn, "default", "text", 1).unwrap_err();

@@ -1,7 +1,8 @@
 //! A Spin-compatible host, made with wasmtime, that runs this app's built components for end-to-end
 //! tests: it reads `spin.toml` (routes, private routes and `*.spin.internal` chaining, variables,
 //! `allowed_outbound_hosts`, key-value and SQLite grants), serves the app on a loopback port, provides
-//! the default key-value store and SQLite database with Spin's semantics, and runs the cron export.
+//! key-value stores and SQLite databases with Spin's semantics (`default`, and the `type = "spin"` labels
+//! of a runtime config file), and runs the cron export.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -30,6 +31,7 @@ mod logs;
 mod manifest;
 mod outbound;
 mod routes;
+mod runtime_config;
 mod sqlite;
 mod state;
 mod variables;
@@ -56,8 +58,13 @@ pub struct HostOptions {
     /// The app's `spin.toml`; component sources are relative to its directory.
     pub manifest: PathBuf,
     /// Where the default key-value store (`sqlite_key_value.db`) and SQLite database (`sqlite_db.db`)
-    /// live, like `spin up --state-dir`.
+    /// live unless the runtime config file defines them, like `spin up --state-dir`.
     pub state_dir: PathBuf,
+    /// Like `spin up --runtime-config-file`: a TOML file whose `[sqlite_database.<label>]` and
+    /// `[key_value_store.<label>]` tables (`type = "spin"` only) define the labels other than `default`,
+    /// or move `default`. Without it, only `default` exists, and a component granted another label is
+    /// refused at startup, as on Spin.
+    pub runtime_config: Option<PathBuf>,
     /// Application variable values, like `spin up --variable name=value`; they take precedence over
     /// `SPIN_VARIABLE_<NAME>` environment variables, which take precedence over manifest defaults.
     pub variables: HashMap<String, String>,
@@ -68,12 +75,13 @@ pub struct HostOptions {
 }
 
 impl HostOptions {
-    /// Options for the manifest and state directory given, with no variables, all components and the
-    /// default request timeout.
+    /// Options for the manifest and state directory given, with no runtime config file, no variables,
+    /// all components and the default request timeout.
     pub fn new(manifest: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
         Self {
             manifest: manifest.into(),
             state_dir: state_dir.into(),
+            runtime_config: None,
             variables: HashMap::new(),
             components: None,
             request_timeout: Duration::from_secs(60),
@@ -89,8 +97,9 @@ pub struct SpinHost {
 }
 
 impl SpinHost {
-    /// Loads the app and serves it on a free loopback port. Fails when the manifest is invalid, a
-    /// required variable has no value, or a component cannot be compiled or linked.
+    /// Loads the app and serves it on a free loopback port. Fails when the manifest or runtime config
+    /// file is invalid, a required variable has no value, a component is granted a database or store
+    /// that is not defined, or a component cannot be compiled or linked.
     pub async fn start(opts: HostOptions) -> Result<SpinHost> {
         Self::start_on(opts, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
     }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! spin-test-host --manifest spin.toml --state-dir .spin --listen 127.0.0.1:3000 \
-//!     [--variable name=value]... [-c component]... [--request-timeout SECONDS] [--cron-every SECONDS]
+//!     [--runtime-config-file runtime-config.toml] [--variable name=value]... [-c component]... \
+//!     [--request-timeout SECONDS] [--cron-every SECONDS]
 //! ```
 
 use std::net::SocketAddr;
@@ -13,10 +14,11 @@ use anyhow::{bail, Context, Result};
 use spin_test_host::{HostOptions, SpinHost};
 
 const USAGE: &str = "usage: spin-test-host [--manifest spin.toml] [--state-dir .spin] [--listen 127.0.0.1:3000]
-                      [--variable name=value]... [-c component]... [--request-timeout SECONDS]
-                      [--cron-every SECONDS]
+                      [--runtime-config-file runtime-config.toml] [--variable name=value]...
+                      [-c component]... [--request-timeout SECONDS] [--cron-every SECONDS]
 
-Serves the app like `spin up`. Variables also come from SPIN_VARIABLE_<NAME>. Guest output goes to stderr.
+Serves the app like `spin up`. The runtime config file may define SQLite databases and key-value stores
+of type \"spin\" only. Variables also come from SPIN_VARIABLE_<NAME>. Guest output goes to stderr.
 Cron triggers are run every --cron-every seconds when given (the manifest's cron expression is not read);
 without it, select components with -c and drive the app's tick over HTTP instead.";
 
@@ -35,6 +37,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
         match flag.as_str() {
             "--manifest" | "-f" => options.manifest = PathBuf::from(value()?),
             "--state-dir" => options.state_dir = PathBuf::from(value()?),
+            "--runtime-config-file" => options.runtime_config = Some(PathBuf::from(value()?)),
             "--listen" => listen = value()?.parse().context("--listen needs host:port")?,
             "--variable" => {
                 let pair = value()?;
@@ -116,6 +119,8 @@ mod tests {
             "app/spin.toml",
             "--state-dir",
             "st",
+            "--runtime-config-file",
+            "rc.toml",
             "--listen",
             "127.0.0.1:4000",
             "--variable",
@@ -131,6 +136,7 @@ mod tests {
         ])?;
         assert_eq!(args.options.manifest, PathBuf::from("app/spin.toml"));
         assert_eq!(args.options.state_dir, PathBuf::from("st"));
+        assert_eq!(args.options.runtime_config, Some(PathBuf::from("rc.toml")));
         assert_eq!(args.listen, "127.0.0.1:4000".parse()?);
         assert_eq!(args.options.variables["a"], "b=c");
         assert_eq!(
@@ -147,10 +153,12 @@ mod tests {
         let args = parse(&[])?;
         assert_eq!(args.options.manifest, PathBuf::from("spin.toml"));
         assert_eq!(args.options.components, None);
+        assert_eq!(args.options.runtime_config, None);
         assert_eq!(args.cron_every, None);
         for bad in [
             &["--variable", "novalue"][..],
             &["--listen"],
+            &["--runtime-config-file"],
             &["--what"],
             &["--listen", "nope"],
         ] {

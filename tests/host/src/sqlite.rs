@@ -1,8 +1,9 @@
-//! `spin:sqlite/sqlite@3.0.0` on Spin's default database, `<state_dir>/sqlite_db.db`: every `open` is its
-//! own connection with a 5 s busy timeout, and `execute` runs one prepared statement (like Spin, anything
-//! after the first statement of the string is ignored).
+//! `spin:sqlite/sqlite@3.0.0` on Spin's default database `<state_dir>/sqlite_db.db` and the labels of the
+//! runtime config file (`runtime_config::Storage`). Every `open` is its own connection to that label's
+//! database with a 5 s busy timeout, and `execute` runs one prepared statement (like Spin, anything after
+//! the first statement of the string is ignored).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,13 +12,11 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use wasmtime::component::Resource;
 
 use crate::bindings::platform::spin::sqlite::sqlite::{self as wit, QueryResult, RowResult, Value};
+use crate::runtime_config::Location;
 use crate::state::InstanceState;
 
 /// How long a connection waits for a lock held by another connection (rusqlite's and Spin's default).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The one database this host offers: `default`.
-const DEFAULT_DATABASE: &str = "default";
 
 /// A `connection` resource.
 pub struct Connection {
@@ -42,9 +41,14 @@ where
     .context("a SQLite worker thread failed")
 }
 
-fn open_database(path: PathBuf) -> Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(&path)
-        .with_context(|| format!("opening SQLite database {}", path.display()))?;
+/// A new connection to a label's database, set up the same way whatever the label.
+fn open_database(location: &Location) -> Result<rusqlite::Connection> {
+    let conn = match location {
+        Location::File(path) => rusqlite::Connection::open(path)
+            .with_context(|| format!("opening SQLite database {}", path.display()))?,
+        Location::Memory => rusqlite::Connection::open_in_memory()
+            .context("opening an in-memory SQLite database")?,
+    };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
@@ -105,12 +109,20 @@ impl wit::HostConnection for InstanceState {
         &mut self,
         database: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, wit::Error>> {
-        // Startup checked that every granted database is `default`.
         if !self.component.sqlite_databases.contains(&database) {
             return Ok(Err(wit::Error::AccessDenied));
         }
-        let path = self.app.sqlite_path.clone();
-        let opened = tokio::task::spawn_blocking(move || open_database(path))
+        let location = self
+            .app
+            .sqlite_databases
+            .get(&database)
+            .with_context(|| {
+                format!(
+                    "SQLite database `{database}` has no location, though startup checks grants"
+                )
+            })?
+            .clone();
+        let opened = tokio::task::spawn_blocking(move || open_database(&location))
             .await
             .context("a SQLite worker thread failed")?;
         match opened {
@@ -152,18 +164,18 @@ impl wit::HostConnection for InstanceState {
     }
 }
 
-/// Checks a component's `sqlite_databases` grants: Spin refuses to start when a label has no database.
-pub(crate) fn check_grants(component: &str, databases: &[String]) -> Result<()> {
-    for label in databases {
+/// Checks a component's `sqlite_databases` grants: like Spin, refuses to start when a granted label is
+/// not defined (only `default` is, unless a runtime config file defines more).
+pub(crate) fn check_grants(
+    component: &str,
+    granted: &[String],
+    defined: &HashMap<String, Location>,
+) -> Result<()> {
+    for label in granted {
         anyhow::ensure!(
-            label == DEFAULT_DATABASE,
-            "component `{component}` uses SQLite database `{label}`, but spin-test-host only has `default` (Spin needs a runtime config for other labels)"
+            defined.contains_key(label),
+            "component `{component}` uses SQLite database `{label}`, which is not defined: pass a runtime config file that defines it (`[sqlite_database.{label}]`)"
         );
     }
     Ok(())
-}
-
-/// The path of the default database in `state_dir`.
-pub(crate) fn default_database_path(state_dir: &std::path::Path) -> PathBuf {
-    state_dir.join("sqlite_db.db")
 }

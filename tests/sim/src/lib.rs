@@ -193,6 +193,7 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
     // SQLite's semantics, not its files.
     let memory = std::path::Path::new(":memory:");
     let sql: Rc<SqliteDatabase> = Rc::new(SqliteDatabase::open(memory)?);
+    let intake: Rc<SqliteDatabase> = Rc::new(SqliteDatabase::open(memory)?);
     let kv: Rc<SqliteKeyValue> = Rc::new(SqliteKeyValue::open(memory, "default")?);
     let vars = Rc::new(MapVariables::from_pairs([
         ("openphone_api_key", openphone.api_key().as_str()),
@@ -229,6 +230,7 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         .map(|instance| Platform {
             kv: kv.clone(),
             sql: sql.clone(),
+            intake: intake.clone(),
             http: Rc::new(SimHttp {
                 network: network.clone(),
                 instance,
@@ -262,7 +264,7 @@ fn run_seeded(options: SimOptions) -> anyhow::Result<SimReport> {
         let done = Rc::new(RefCell::new(None));
         let result = done.clone();
         world.spawn(0, async move {
-            let report = common::migrations::run(&platform, common::migrations::MIGRATIONS).await;
+            let report = common::migrations::ensure_checked(&platform).await;
             *result.borrow_mut() = Some(report.map(drop));
         });
         world

@@ -30,7 +30,7 @@ pub fn list(platform: &Platform, request: &Request) -> Response {
         },
     };
     let event_type = request.query_param("type").map(|t| canonical_type(&t));
-    match Queue::new(&*platform.sql).dead(event_type.as_deref(), limit) {
+    match Queue::of(platform).dead(event_type.as_deref(), limit) {
         Ok((events, total)) => Response::json(
             200,
             &json!({
@@ -118,7 +118,7 @@ pub fn replay(platform: &Platform, request: &Request) -> Replayed {
         (None, Some(event_type)) => ReplaySelection::Type(canonical_type(&event_type)),
         (Some(_), Some(_)) => return refused(Response::error(400, "give ids or type, not both")),
     };
-    match Queue::new(&*platform.sql).replay(&selection, platform.clock.now_ms()) {
+    match Queue::of(platform).replay(&selection, platform.clock.now_ms()) {
         Ok(ids) => {
             tracing::info!(replayed = ids.len(), ?selection, "DLQ replayed");
             Replayed {
@@ -143,7 +143,7 @@ mod tests {
         r#"{"data":{"object":{"from":"+15555550123","body":"my bank statements"}}}"#;
 
     fn bury(platform: &Platform, id: &str, event_type: &str, number: &str) {
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(platform);
         let event = NewEvent {
             id,
             event_type,

@@ -121,7 +121,7 @@ mod tests {
             payload: "{}",
             skip_reason: None,
         };
-        Queue::new(&*platform.sql).enqueue(&event, T0).unwrap();
+        Queue::of(&platform).enqueue(&event, T0).unwrap();
 
         let settings = Settings::new(platform.vars.clone());
         let response = drain_now(&platform, &settings).await;

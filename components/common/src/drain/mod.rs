@@ -211,7 +211,7 @@ pub async fn drain(
     let span = tracing::info_span!("drain", owner = %owner);
     async {
         crate::queue::sample_depth(platform);
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(platform);
         let started = platform.clock.now_ms();
         let mut report = DrainReport {
             abandoned: queue.bury_abandoned(options.event_lease_ms, started)?,
@@ -479,7 +479,7 @@ pub async fn drain_key_under(
     lease_key: &str,
 ) -> anyhow::Result<Vec<EventReport>> {
     let owner = crate::ids::new_id("drain");
-    let queue = Queue::new(&*platform.sql);
+    let queue = Queue::of(platform);
     let mut reports = Vec::new();
     loop {
         let now = platform.clock.now_ms();
@@ -533,7 +533,7 @@ async fn process_under(
     held: Held<'_>,
     events: &[QueuedEvent],
 ) -> Vec<EventReport> {
-    let queue = Queue::new(&*platform.sql);
+    let queue = Queue::of(platform);
     let (mut owned, kept) = match held {
         Held::ReleaseBeforeLast(lease) => (Some(lease), None),
         Held::Kept(lease) => (None, Some(lease)),
@@ -647,7 +647,7 @@ fn record(
     event: &QueuedEvent,
     verdict: Verdict,
 ) -> Outcome {
-    let queue = Queue::new(&*platform.sql);
+    let queue = Queue::of(platform);
     let now = platform.clock.now_ms();
     match verdict {
         Verdict::NoHandler => {
@@ -733,7 +733,7 @@ fn release_all(
     events: &[QueuedEvent],
     reason: &str,
 ) -> Vec<EventReport> {
-    let queue = Queue::new(&*platform.sql);
+    let queue = Queue::of(platform);
     let now = platform.clock.now_ms();
     events
         .iter()

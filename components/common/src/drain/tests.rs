@@ -41,10 +41,7 @@ fn enqueue(platform: &Platform, id: &str, event_type: &str, number: &str, create
         payload: "{}",
         skip_reason: None,
     };
-    assert!(Queue::new(&*platform.sql)
-        .enqueue(&event, T0)
-        .unwrap()
-        .is_new());
+    assert!(Queue::of(platform).enqueue(&event, T0).unwrap().is_new());
 }
 
 fn column(platform: &Platform, id: &str, name: &str) -> crate::platform::Value {
@@ -253,10 +250,7 @@ fn two_racing_drains_never_process_an_event_twice_and_keep_each_numbers_order() 
     {
         let platform = platform_in(dir.path(), system_clock());
         runtime()
-            .block_on(crate::migrations::run(
-                &platform,
-                crate::migrations::MIGRATIONS,
-            ))
+            .block_on(crate::migrations::ensure_checked(&platform))
             .unwrap();
         for i in 0..120 {
             enqueue(
@@ -372,7 +366,7 @@ async fn an_event_that_keeps_failing_past_its_age_lands_in_dead_with_its_last_er
     }
     assert_eq!(attempt.get(), 3);
     assert_eq!(state_of(&platform, "E1"), "dead");
-    let (dead, _) = Queue::new(&*platform.sql).dead(None, 10).unwrap();
+    let (dead, _) = Queue::of(&platform).dead(None, 10).unwrap();
     assert_eq!(
         dead[0].last_error.as_deref(),
         Some("upstream 503 (attempt 3)")
@@ -385,7 +379,7 @@ async fn an_event_that_keeps_failing_past_its_age_lands_in_dead_with_its_last_er
         .events
         .is_empty());
 
-    let replayed = Queue::new(&*platform.sql)
+    let replayed = Queue::of(&platform)
         .replay(&crate::queue::ReplaySelection::All, clock.now_ms())
         .unwrap();
     assert_eq!(replayed, ["E1"]);
@@ -1014,13 +1008,13 @@ impl crate::platform::Sql for Recorded {
 async fn a_drain_with_nothing_to_lease_writes_nothing() {
     let (_dir, platform, _clock) = migrated_platform().await;
     enqueue(&platform, "A1", "call.completed", "PNa", T0);
-    let held = Queue::new(&*platform.sql)
+    let held = Queue::of(&platform)
         .lease("the-first-drain", T0, 300_000, 10, &[])
         .unwrap();
     assert_eq!(held.len(), 1);
     enqueue(&platform, "A2", "message.received", "PNa", T0 + 1);
     // Another kicked drain admitted it.
-    Queue::new(&*platform.sql).admit().unwrap();
+    Queue::of(&platform).admit().unwrap();
     // The first drain sampled the queue depth this minute as it started.
     crate::queue::sample_depth(&platform);
 

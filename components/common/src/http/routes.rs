@@ -39,6 +39,17 @@ impl PathMatch {
     }
 }
 
+/// The databases whose schemas a route needs current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schemas {
+    /// None: the handler reports a broken database itself.
+    None,
+    /// The intake database's alone ([`crate::migrations::ensure_intake`]).
+    Intake,
+    /// The app's and the intake database's ([`crate::migrations::ensure`]).
+    Both,
+}
+
 /// One route: which requests reach `handler`, and what they need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route<H> {
@@ -48,9 +59,9 @@ pub struct Route<H> {
     pub method: &'static str,
     /// Who may call it.
     pub auth: Auth,
-    /// Whether the schema must be current before the handler runs; `/health` reports a broken database
+    /// Which schemas must be current before the handler runs; `/health` reports a broken database
     /// instead of failing on it.
-    pub needs_schema: bool,
+    pub needs_schema: Schemas,
     /// What the component runs for it.
     pub handler: H,
 }
@@ -61,7 +72,7 @@ impl<H: Copy> Route<H> {
             path: PathMatch::Exact(path),
             method,
             auth,
-            needs_schema: true,
+            needs_schema: Schemas::Both,
             handler,
         }
     }
@@ -87,7 +98,15 @@ impl<H: Copy> Route<H> {
 
     const fn without_schema(self) -> Self {
         Self {
-            needs_schema: false,
+            needs_schema: Schemas::None,
+            ..self
+        }
+    }
+
+    /// The route stores into the intake database and reads nothing of the app's.
+    const fn intake_only(self) -> Self {
+        Self {
+            needs_schema: Schemas::Intake,
             ..self
         }
     }
@@ -104,7 +123,7 @@ pub enum WebhookRoute {
 
 /// The `webhook` component's table.
 pub const WEBHOOK: &[Route<WebhookRoute>] = &[
-    Route::post("/webhooks/openphone", Auth::Webhook, WebhookRoute::Intake),
+    Route::post("/webhooks/openphone", Auth::Webhook, WebhookRoute::Intake).intake_only(),
     Route::get("/health", Auth::None, WebhookRoute::Health).without_schema(),
 ];
 

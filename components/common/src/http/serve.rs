@@ -10,7 +10,7 @@ use std::rc::Rc;
 use tracing::Instrument;
 
 use super::auth;
-use super::routes::{self, Route};
+use super::routes::{self, Route, Schemas};
 use crate::api::{unavailable, Request, Response};
 use crate::configuration::Settings;
 use crate::platform::Platform;
@@ -106,11 +106,14 @@ pub async fn dispatch<H, F, Fut>(
         if let Err(refusal) = auth::authorize(route.auth, &request, &settings, &platform) {
             return reply.send(refusal).await;
         }
-        if route.needs_schema {
-            if let Err(e) = crate::migrations::ensure(&platform).await {
-                tracing::error!(error = %format!("{e:#}"), "the schema could not be brought up to date");
-                return reply.send(unavailable()).await;
-            }
+        let schema = match route.needs_schema {
+            Schemas::None => Ok(()),
+            Schemas::Intake => crate::migrations::ensure_intake(&platform).await,
+            Schemas::Both => crate::migrations::ensure(&platform).await,
+        };
+        if let Err(e) = schema {
+            tracing::error!(error = %format!("{e:#}"), "the schema could not be brought up to date");
+            return reply.send(unavailable()).await;
         }
         let context = Context {
             component,

@@ -2,8 +2,8 @@
 //! SQL, outbound HTTP, clock and variables.
 //!
 //! On `wasm32` the `spin` module implements them with Spin's host interfaces; natively the [`native`]
-//! module implements them with the same semantics as Spin's default stores (one SQLite file for key-value,
-//! one for SQL), so the logic is tested natively against real SQLite and real HTTP.
+//! module implements them with the same semantics as Spin's stores (one SQLite file for key-value, one
+//! for each SQL database), so the logic is tested natively against real SQLite and real HTTP.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -307,8 +307,11 @@ pub trait Variables {
 pub struct Platform {
     /// The default key-value store.
     pub kv: Rc<dyn KeyValue>,
-    /// The default SQL database.
+    /// The app's database (SQLite label `default`): the queue, the page map, cursors, caches, metrics.
     pub sql: Rc<dyn Sql>,
+    /// The intake database (SQLite label `intake`): the deliveries the webhook stored, until a drain
+    /// moves them into the queue ([`crate::queue::intake`]). It may be the app's database file too.
+    pub intake: Rc<dyn Sql>,
     /// Outbound HTTP.
     pub http: Rc<dyn HttpClient>,
     /// Time.

@@ -358,8 +358,12 @@ impl Variables for MapVariables {
     }
 }
 
-/// A native [`Platform`] whose key-value store and database live in `state_dir`, laid out like Spin's
-/// `.spin/` directory (`sqlite_key_value.db`, `sqlite_db.db`).
+/// The intake database's file in a state directory, as `runtime-config.toml` names it.
+pub const INTAKE_DATABASE_FILE: &str = "sqlite_intake.db";
+
+/// A native [`Platform`] whose key-value store and databases live in `state_dir`, laid out like Spin's
+/// `.spin/` directory with the project's `runtime-config.toml` (`sqlite_key_value.db`, `sqlite_db.db`,
+/// [`INTAKE_DATABASE_FILE`]).
 pub struct NativePlatformBuilder {
     state_dir: PathBuf,
     vars: MapVariables,
@@ -405,6 +409,9 @@ impl NativePlatformBuilder {
                 "default",
             )?),
             sql: Rc::new(SqliteDatabase::open(&self.state_dir.join("sqlite_db.db"))?),
+            intake: Rc::new(SqliteDatabase::open(
+                &self.state_dir.join(INTAKE_DATABASE_FILE),
+            )?),
             http: self.http.unwrap_or_else(|| Rc::new(ReqwestClient::new())),
             clock: self.clock.unwrap_or_else(|| Rc::new(SystemClock)),
             vars: Rc::new(self.vars),

@@ -1,5 +1,5 @@
 //! The platform traits on Spin's host interfaces (spin-sdk 5.2, WASI 0.2): `wasi:keyvalue` store and
-//! atomics on the `default` store, `spin:sqlite@3.0.0` on the `default` database, `wasi:http` outbound,
+//! atomics on the `default` store, `spin:sqlite@3.0.0` on the `default` and `intake` databases, `wasi:http` outbound,
 //! `fermyon:spin/variables@2.0.0`.
 
 use std::pin::Pin;
@@ -81,16 +81,31 @@ impl KeyValue for SpinKeyValue {
     }
 }
 
-/// The `default` SQLite database through `spin:sqlite@3.0.0`.
+/// A SQLite database through `spin:sqlite@3.0.0`, opened on its first statement: a webhook delivery
+/// uses only the `intake` database, and an open connection is a file Spin opens for the request. An
+/// error opening it is the error of that statement. Needs the label in the component's
+/// `sqlite_databases`.
 pub struct SpinSqlite {
-    conn: sqlite3::Connection,
+    label: &'static str,
+    conn: std::cell::OnceCell<sqlite3::Connection>,
 }
 
 impl SpinSqlite {
-    /// Opens the `default` database (needs `sqlite_databases = ["default"]`).
-    pub fn open_default() -> anyhow::Result<Self> {
-        let conn = sqlite3::Connection::open_default().context("opening SQLite database")?;
-        Ok(Self { conn })
+    /// The database of `label`, not yet opened.
+    pub fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            conn: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn connection(&self) -> anyhow::Result<&sqlite3::Connection> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
+        }
+        let conn = sqlite3::Connection::open(self.label)
+            .with_context(|| format!("opening SQLite database `{}`", self.label))?;
+        Ok(self.conn.get_or_init(|| conn))
     }
 }
 
@@ -107,7 +122,7 @@ impl Sql for SpinSqlite {
             })
             .collect();
         let result = self
-            .conn
+            .connection()?
             .execute(statement, &params)
             .with_context(|| format!("executing {statement:?}"))?;
         let rows = result
@@ -338,11 +353,13 @@ impl Variables for SpinVariables {
     }
 }
 
-/// The platform of one Spin request: default key-value store and database, outbound HTTP, variables.
+/// The platform of one Spin request: the default key-value store, the `default` and `intake`
+/// databases, outbound HTTP, variables.
 pub fn platform() -> anyhow::Result<Platform> {
     Ok(Platform {
         kv: Rc::new(SpinKeyValue::default()),
-        sql: Rc::new(SpinSqlite::open_default()?),
+        sql: Rc::new(SpinSqlite::new("default")),
+        intake: Rc::new(SpinSqlite::new("intake")),
         http: Rc::new(SpinHttp),
         clock: Rc::new(SpinClock),
         vars: Rc::new(SpinVariables),

@@ -1,17 +1,18 @@
 //! The event queue: the `events` table, and every state transition as one SQL statement (so it holds on a
 //! remote libSQL, which keeps no transaction across calls). The webhook stores what it receives in the
-//! `inbox` table, the cheapest durable write; a drain admits it into `events` before leasing.
+//! intake database ([`deliveries`]), the cheapest durable write; a drain admits it into `events` before
+//! leasing, through the app database's `inbox` table.
 //!
 //! ```text
-//!   enqueue ──► inbox ──admit──► pending ──lease──► leased ──ack─────────────────► done
-//!                       │                             ├──retry (backoff)─────────► pending
-//!                       │                             ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
-//!                       │                             ├──permanent error─────────► dead ──replay──► pending
-//!                       │                             ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
-//!                       │                             ├──5 drains in a row died──► dead (abandoned)
-//!                       │                             ├──no handler──────────────► skipped
-//!                       │                             └──lease expired───────────► leased again, by the next drain
-//!                       └──type not synced──► skipped
+//!   enqueue ──► deliveries ──admit──► inbox ──► pending ──lease──► leased ──ack─────────────────► done
+//!                            │                                     ├──retry (backoff)─────────► pending
+//!                            │                                     ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
+//!                            │                                     ├──permanent error─────────► dead ──replay──► pending
+//!                            │                                     ├──failing past max age────► dead (gave_up) ──an event gets through──► pending
+//!                            │                                     ├──5 drains in a row died──► dead (abandoned)
+//!                            │                                     ├──no handler──────────────► skipped
+//!                            │                                     └──lease expired───────────► leased again, by the next drain
+//!                            └──type not synced──► skipped
 //! ```
 //!
 //! A lease is a visibility timeout: an event whose lease expired (its drain crashed or stalled) is due
@@ -28,12 +29,14 @@
 //! time works on a number's events, in order.
 
 pub mod backoff;
+pub mod deliveries;
 
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::platform::{Platform, Row, Sql, Value};
+use deliveries::Deliveries;
 
 /// Longest error or reason stored; longer ones are cut (they are for people reading the DLQ).
 pub const MAX_REASON_LEN: usize = 1000;
@@ -42,8 +45,11 @@ pub const MAX_REASON_LEN: usize = 1000;
 pub const MAX_ABANDONED: i64 = 5;
 /// Times an event buried for failing past its age is replayed by itself.
 pub const MAX_AUTOMATIC_REPLAYS: i64 = 3;
-/// Events [`Queue::admit`] moves from the inbox at a time.
+/// Events [`Queue::admit`] moves from the intake database, and from the inbox, at a time.
 pub const ADMIT_BATCH: i64 = 500;
+/// Payload bytes [`Queue::admit`] reads from the intake database at a time, beyond the first delivery:
+/// what a drain holds in memory while it moves them (a webhook body is at most 1 MiB).
+pub const ADMIT_BYTES: i64 = 4 * 1024 * 1024;
 
 /// An event's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,68 +235,45 @@ pub enum ReplaySelection {
     Type(String),
 }
 
-/// The queue over a database.
+/// The queue over the app's database, fed by the intake database's deliveries.
 pub struct Queue<'a> {
     sql: &'a dyn Sql,
+    deliveries: Deliveries<'a>,
 }
 
 impl<'a> Queue<'a> {
-    /// The queue in `sql`.
-    pub fn new(sql: &'a dyn Sql) -> Self {
-        Self { sql }
+    /// The queue in `sql`, fed by the deliveries in `intake`.
+    pub fn new(sql: &'a dyn Sql, intake: &'a dyn Sql) -> Self {
+        Self {
+            sql,
+            deliveries: Deliveries::new(intake),
+        }
     }
 
-    /// Stores `event` in the inbox unless an event with its id is there or in the queue, and says whether
-    /// its delivery kicks the drain: the first event the drain processes stored in a drain-kick window
-    /// ([`KICK_WINDOW_MS`], [`crate::webhook::kick`]) opens it. One insert into a table with a single
-    /// index, which decides the window too (the trigger `inbox_opens_the_drain_kick_window` takes it):
-    /// the delivery holds the database's write lock for as little as it can, and [`Queue::admit`] moves
-    /// the event into the queue before a drain leases.
+    /// The queue of `platform`'s databases.
+    pub fn of(platform: &'a Platform) -> Self {
+        Self::new(&*platform.sql, &*platform.intake)
+    }
+
+    /// Stores `event` in the intake database unless it was stored before, and says whether its delivery
+    /// kicks the drain ([`Deliveries::store`]): the delivery touches nothing else, and
+    /// [`Queue::admit`] moves the event into the queue before a drain leases.
     pub fn enqueue(&self, event: &NewEvent<'_>, now: i64) -> anyhow::Result<Enqueued> {
-        let window = now - now.rem_euclid(KICK_WINDOW_MS);
-        let rows = self
-            .sql
-            .execute(
-                // The inbox's key and the queue's refuse a redelivery in this one statement. A window
-                // taken already, or a later one (a replica whose clock is ahead), is left to its kick.
-                "INSERT INTO inbox (id, type, phone_number_id, resource_id, created_at, received_at,
-                                    payload, skip_reason, kick_window)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                        CASE WHEN ?8 IS NULL
-                              AND NOT EXISTS (SELECT 1 FROM drain_kick WHERE window_start >= ?9)
-                             THEN ?9 END
-                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?1)
-                 ON CONFLICT (id) DO NOTHING
-                 RETURNING kick_window",
-                &[
-                    event.id.into(),
-                    event.event_type.into(),
-                    event.phone_number_id.into(),
-                    event.resource_id.into(),
-                    event.created_at.into(),
-                    now.into(),
-                    event.payload.into(),
-                    event.skip_reason.map(truncate).into(),
-                    window.into(),
-                ],
-            )
-            .with_context(|| format!("storing event {}", event.id))?;
-        let Some(row) = rows.first() else {
-            return Ok(Enqueued::Duplicate);
-        };
-        Ok(Enqueued::New {
-            opened_kick_window: row.opt_i64("kick_window")?,
-        })
+        self.deliveries.store(event, now)
     }
 
-    /// Moves up to [`ADMIT_BATCH`] events from the inbox into the queue, oldest first, as they were
-    /// received: pending (due when received) or skipped (finished when received). An event that names no
-    /// number takes it from another event about the same call or message, in the queue or in the same
-    /// batch, so that one call's events share one lease; the insert trigger (`events_join_their_number`)
-    /// does the same for events already queued. Both statements can be repeated: a drain that dies
-    /// between them, or two drains admitting the same rows, leave each event queued once. Reads first, so
-    /// that with nothing waiting it takes no write lock. Returns how many events it moved.
+    /// Moves up to [`ADMIT_BATCH`] events into the queue, oldest first, as they were received: pending
+    /// (due when received) or skipped (finished when received). The intake database's deliveries come
+    /// first into the `inbox` table, by one insert that leaves out ids the queue holds already, then they
+    /// are deleted from the intake database; then the inbox's rows (those, and any an older webhook
+    /// stored there) move into `events`. An event that names no number takes it from another event
+    /// about the same call or message, in the queue or in the same batch, so that one call's events
+    /// share one lease; the insert trigger (`events_join_their_number`) does the same for events already
+    /// queued. Every statement can be repeated: a drain that dies between two, or two drains admitting
+    /// the same rows, leave each event queued once. Reads first, so that with nothing waiting it takes
+    /// no write lock. Returns how many events it moved into `events`.
     pub fn admit(&self) -> anyhow::Result<usize> {
+        self.take_deliveries()?;
         let waiting = self
             .sql
             .execute("SELECT 1 AS waiting FROM inbox LIMIT 1", &[])
@@ -335,6 +318,33 @@ impl<'a> Queue<'a> {
             )
             .context("clearing admitted events from the inbox")?;
         Ok(moved.len())
+    }
+
+    /// Moves up to [`ADMIT_BATCH`] of the intake database's deliveries (at most [`ADMIT_BYTES`] of
+    /// payload beyond the first) into the `inbox` table, leaving out those the queue holds already.
+    fn take_deliveries(&self) -> anyhow::Result<()> {
+        let batch = self.deliveries.oldest(ADMIT_BATCH, ADMIT_BYTES)?;
+        if batch.rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Value> = batch.rows.iter().map(|row| row[0].clone()).collect();
+        let width = batch.columns.len();
+        let row = format!("({})", vec!["?"; width].join(","));
+        let rows = vec![row.as_str(); ids.len()].join(",");
+        let values: Vec<Value> = batch.rows.into_iter().flatten().collect();
+        self.sql
+            .execute(
+                &format!(
+                    "INSERT INTO inbox ({})
+                     SELECT * FROM (VALUES {rows}) AS delivered
+                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.id = delivered.column1)
+                     ON CONFLICT (id) DO NOTHING",
+                    deliveries::COLUMNS
+                ),
+                &values,
+            )
+            .context("taking the intake's deliveries into the inbox")?;
+        self.deliveries.taken(&ids)
     }
 
     /// Admits what the inbox holds ([`Queue::admit`]), then leases up to `limit` due events for
@@ -841,10 +851,15 @@ pub struct Outcomes {
 
 /// What the queue holds, for `/stats` and the status page.
 impl Queue<'_> {
-    /// Events per state; those still in the inbox count as what admitting them makes them (pending, or
-    /// skipped).
+    /// Events per state; those still in the intake database or the inbox count as what admitting them
+    /// makes them (pending, or skipped).
     pub fn depth(&self) -> anyhow::Result<QueueDepth> {
-        let mut depth = QueueDepth::default();
+        let delivered = self.deliveries.waiting()?;
+        let mut depth = QueueDepth {
+            pending: delivered.pending,
+            skipped: delivered.skipped,
+            ..QueueDepth::default()
+        };
         let rows = self.sql.execute(
             concat!(
                 "SELECT state, COUNT(*) AS n FROM (
@@ -859,10 +874,10 @@ impl Queue<'_> {
         for row in rows.iter() {
             let n = row.i64("n")?;
             match row.str("state")? {
-                "pending" => depth.pending = n,
+                "pending" => depth.pending += n,
                 "leased" => depth.leased = n,
                 "done" => depth.done = n,
-                "skipped" => depth.skipped = n,
+                "skipped" => depth.skipped += n,
                 "dead" => depth.dead = n,
                 _ => {}
             }
@@ -870,8 +885,9 @@ impl Queue<'_> {
         Ok(depth)
     }
 
-    /// Events waiting (in the inbox or the queue) or being processed.
+    /// Events waiting (in the intake database, the inbox or the queue) or being processed.
     pub fn waiting(&self) -> anyhow::Result<i64> {
+        let delivered = self.deliveries.waiting()?.pending;
         let rows = self.sql.execute(
             concat!(
                 "SELECT (SELECT COUNT(*) FROM events WHERE state IN ('pending', 'leased'))
@@ -881,12 +897,13 @@ impl Queue<'_> {
             ),
             &[],
         )?;
-        rows.first().map_or(Ok(0), |r| r.i64("n"))
+        Ok(delivered + rows.first().map_or(Ok(0), |r| r.i64("n"))?)
     }
 
-    /// When intake stored the oldest event still waiting (in the inbox or the queue) or being processed
-    /// (epoch ms).
+    /// When intake stored the oldest event still waiting (in the intake database, the inbox or the
+    /// queue) or being processed (epoch ms).
     pub fn oldest_waiting_received_at(&self) -> anyhow::Result<Option<i64>> {
+        let delivered = self.deliveries.waiting()?.oldest_pending_received_at;
         let rows = self.sql.execute(
             concat!(
                 "SELECT MIN(received_at) AS oldest FROM (
@@ -898,9 +915,13 @@ impl Queue<'_> {
             ),
             &[],
         )?;
-        Ok(rows
+        let queued = rows
             .first()
-            .and_then(|r| r.opt_i64("oldest").ok().flatten()))
+            .and_then(|r| r.opt_i64("oldest").ok().flatten());
+        Ok(match (queued, delivered) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// The `limit` dead events that died (or were last touched) most recently, newest first.
@@ -925,10 +946,11 @@ impl Queue<'_> {
 
     /// Events that reached an outcome (done, skipped, dead) at or after `since_ms`, counted per outcome
     /// and per bucket of `bucket_ms`; an event of a type the sync ignores is skipped when received, even
-    /// while it waits in the inbox.
+    /// while it waits in the intake database or the inbox.
     pub fn outcomes_since(&self, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<Outcomes>> {
         // `events_finished (state, finished_at)` answers this without reading the payloads.
-        self.sql
+        let mut outcomes = self
+            .sql
             .execute(
                 concat!(
                     "SELECT state, finished_at / ?2 AS bucket, COUNT(*) AS n FROM (
@@ -950,7 +972,21 @@ impl Queue<'_> {
                     count: r.i64("n")?,
                 })
             })
-            .collect()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (bucket, count) in self.deliveries.skipped_since(since_ms, bucket_ms)? {
+            match outcomes
+                .iter_mut()
+                .find(|o| o.state == State::Skipped && o.bucket == bucket)
+            {
+                Some(outcome) => outcome.count += count,
+                None => outcomes.push(Outcomes {
+                    state: State::Skipped,
+                    bucket,
+                    count,
+                }),
+            }
+        }
+        Ok(outcomes)
     }
 }
 
@@ -961,7 +997,7 @@ pub const DEPTH_METRIC: &str = "queue.waiting";
 /// peak). The drain calls it each time it starts, so a tick samples it at least once a minute. A failure is
 /// logged, never returned: sampling must not stop a drain.
 pub fn sample_depth(platform: &Platform) {
-    match Queue::new(&*platform.sql).waiting() {
+    match Queue::of(platform).waiting() {
         Ok(n) => crate::metrics::peak(platform, DEPTH_METRIC, n),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not sample the queue depth"),
     }
@@ -993,18 +1029,26 @@ mod tests {
             .unwrap()
     }
 
-    fn inbox_ids(sql: &dyn Sql) -> Vec<String> {
-        sql.execute("SELECT id FROM inbox ORDER BY id", &[])
+    fn ids_in(sql: &dyn Sql, table: &str) -> Vec<String> {
+        sql.execute(&format!("SELECT id FROM {table} ORDER BY id"), &[])
             .unwrap()
             .iter()
             .map(|r| r.str("id").unwrap().to_owned())
             .collect()
     }
 
+    fn inbox_ids(sql: &dyn Sql) -> Vec<String> {
+        ids_in(sql, "inbox")
+    }
+
+    fn delivery_ids(platform: &Platform) -> Vec<String> {
+        ids_in(&*platform.intake, "deliveries")
+    }
+
     #[tokio::test]
     async fn the_first_processed_event_stored_in_each_window_opens_it() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         let window = T0 - T0.rem_euclid(KICK_WINDOW_MS);
         let opened = |id, skip_reason, now| {
             let event = NewEvent {
@@ -1046,7 +1090,7 @@ mod tests {
     #[tokio::test]
     async fn enqueue_is_idempotent_and_skipped_events_are_finished_with_a_reason() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         assert!(queue
             .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
             .unwrap()
@@ -1056,15 +1100,20 @@ mod tests {
                 .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 5)
                 .unwrap(),
             Enqueued::Duplicate,
-            "a redelivery while the event is in the inbox"
+            "a redelivery while the event waits in the intake database"
         );
         let skipped = NewEvent {
             skip_reason: Some("contacts are not synced"),
             ..new_event("EV2", None, T0)
         };
         assert!(queue.enqueue(&skipped, T0).unwrap().is_new());
-        assert_eq!(inbox_ids(&*platform.sql), ["EV1", "EV2"]);
+        assert_eq!(delivery_ids(&platform), ["EV1", "EV2"]);
+        assert!(
+            inbox_ids(&*platform.sql).is_empty(),
+            "intake writes only the intake database"
+        );
         assert_eq!(queue.admit().unwrap(), 2);
+        assert!(delivery_ids(&platform).is_empty());
         assert!(inbox_ids(&*platform.sql).is_empty());
         assert_eq!(
             queue
@@ -1073,7 +1122,7 @@ mod tests {
             Enqueued::Duplicate,
             "a redelivery once the event is queued"
         );
-        assert!(inbox_ids(&*platform.sql).is_empty());
+        assert!(delivery_ids(&platform).is_empty());
         let row = platform
             .sql
             .execute(
@@ -1097,7 +1146,7 @@ mod tests {
     #[tokio::test]
     async fn an_admitted_event_is_queued_as_it_was_received() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         let event = NewEvent {
             resource_id: Some("AC1"),
             payload: r#"{"id":"EV1"}"#,
@@ -1133,7 +1182,7 @@ mod tests {
     #[tokio::test]
     async fn admitting_again_after_a_drain_died_between_its_statements_queues_each_event_once() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue
             .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
             .unwrap();
@@ -1154,29 +1203,113 @@ mod tests {
         assert!(inbox_ids(&*platform.sql).is_empty());
         assert_eq!(queue.admit().unwrap(), 0);
         assert_eq!(crate::testing::event_count(&platform), 2);
+
+        // What a drain that died after taking EV3 into the inbox, before deleting its delivery, leaves
+        // behind: the delivery is taken again, and queued once.
+        queue
+            .enqueue(&new_event("EV3", Some("PN1"), T0 + 2), T0 + 2)
+            .unwrap();
+        queue.admit().unwrap();
+        platform
+            .intake
+            .execute(
+                "INSERT INTO deliveries (id, type, created_at, received_at, payload)
+                 VALUES ('EV3', 'call.completed', ?1, ?1, '{}')",
+                &[(T0 + 2).into()],
+            )
+            .unwrap();
+        assert_eq!(queue.admit().unwrap(), 0, "EV3 was queued already");
+        assert!(delivery_ids(&platform).is_empty());
+        assert!(inbox_ids(&*platform.sql).is_empty());
+        assert_eq!(crate::testing::event_count(&platform), 3);
     }
 
     #[tokio::test]
-    async fn the_queue_depth_counts_the_events_still_in_the_inbox() {
+    async fn a_drain_holds_at_most_the_admit_bytes_of_payload_beyond_the_first_delivery() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
+        let payload = "x".repeat(usize::try_from(ADMIT_BYTES / 2 + 1).unwrap());
+        for (n, id) in ["EV1", "EV2", "EV3"].into_iter().enumerate() {
+            let at = T0 + i64::try_from(n).unwrap();
+            let event = NewEvent {
+                payload: &payload,
+                ..new_event(id, Some("PN1"), at)
+            };
+            queue.enqueue(&event, at).unwrap();
+        }
+        assert_eq!(
+            queue.admit().unwrap(),
+            2,
+            "two halves and a byte pass the limit"
+        );
+        assert_eq!(delivery_ids(&platform), ["EV3"]);
+        assert_eq!(queue.admit().unwrap(), 1);
+        assert!(delivery_ids(&platform).is_empty());
+        let stored: i64 = platform
+            .sql
+            .execute("SELECT sum(length(payload)) AS n FROM events", &[])
+            .unwrap()
+            .first()
+            .unwrap()
+            .i64("n")
+            .unwrap();
+        assert_eq!(stored, 3 * (ADMIT_BYTES / 2 + 1));
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_after_its_admitted_id_was_pruned_is_still_queued_once() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::of(&platform);
+        let deliveries = Deliveries::new(&*platform.intake);
         queue
             .enqueue(&new_event("EV1", Some("PN1"), T0), T0)
+            .unwrap();
+        queue.admit().unwrap();
+        assert_eq!(deliveries.prune_admitted(T0).unwrap(), 0, "not old enough");
+        assert_eq!(deliveries.prune_admitted(T0 + 1).unwrap(), 1);
+        assert!(
+            queue
+                .enqueue(&new_event("EV1", Some("PN1"), T0), T0 + 10)
+                .unwrap()
+                .is_new(),
+            "the intake database no longer knows it"
+        );
+        assert_eq!(queue.admit().unwrap(), 0, "the queue does");
+        assert!(delivery_ids(&platform).is_empty());
+        assert!(inbox_ids(&*platform.sql).is_empty());
+        assert_eq!(crate::testing::event_count(&platform), 1);
+    }
+
+    #[tokio::test]
+    async fn the_queue_depth_counts_the_events_not_yet_admitted() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::of(&platform);
+        queue
+            .enqueue(&new_event("EV1", Some("PN1"), T0 + 1), T0 + 1)
             .unwrap();
         let skipped = NewEvent {
             skip_reason: Some("contacts are not synced"),
             ..new_event("EV2", None, T0)
         };
         queue.enqueue(&skipped, T0 + 1).unwrap();
+        // One an older webhook stored in the app database's inbox.
+        platform
+            .sql
+            .execute(
+                "INSERT INTO inbox (id, type, created_at, received_at, payload)
+                 VALUES ('EV3', 'call.completed', ?1, ?1, '{}')",
+                &[T0.into()],
+            )
+            .unwrap();
         let before = (
             queue.depth().unwrap(),
             queue.waiting().unwrap(),
             queue.oldest_waiting_received_at().unwrap(),
             queue.outcomes_since(T0, 1000).unwrap(),
         );
-        assert_eq!(before.0.pending, 1);
+        assert_eq!(before.0.pending, 2);
         assert_eq!(before.0.skipped, 1);
-        assert_eq!(before.1, 1);
+        assert_eq!(before.1, 2);
         assert_eq!(before.2, Some(T0));
         queue.admit().unwrap();
         let after = (
@@ -1191,7 +1324,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_without_a_number_inherits_it_from_its_call() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         let completed = NewEvent {
             resource_id: Some("AC1"),
             ..new_event("EV1", Some("PN1"), T0)
@@ -1245,7 +1378,7 @@ mod tests {
     #[tokio::test]
     async fn events_that_came_before_their_number_join_its_lease_when_it_arrives() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         let transcript = NewEvent {
             resource_id: Some("AC1"),
             event_type: "call.transcript.completed",
@@ -1279,7 +1412,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_leased_under_its_call_when_the_number_arrives_goes_back_under_the_number() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         let transcript = NewEvent {
             resource_id: Some("AC1"),
             event_type: "call.transcript.completed",
@@ -1318,7 +1451,7 @@ mod tests {
     #[tokio::test]
     async fn lease_takes_due_events_oldest_first_and_one_drain_per_number() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue
             .enqueue(&new_event("B", Some("PN1"), T0 + 2), T0)
             .unwrap();
@@ -1368,7 +1501,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_lease_is_reclaimed_and_its_old_owner_can_no_longer_ack() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         let stale = queue.lease("d1", T0, 1_000, 10, &[]).unwrap().remove(0);
         assert!(queue
@@ -1388,7 +1521,7 @@ mod tests {
     #[tokio::test]
     async fn extending_leases_keeps_the_events_from_being_reclaimed() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         queue.lease("d1", T0, 1_000, 10, &[]).unwrap();
         queue.extend_leases("d1", T0 + 900, 1_000).unwrap();
@@ -1405,7 +1538,7 @@ mod tests {
     #[tokio::test]
     async fn retry_backs_off_honours_retry_after_and_gives_up_by_age_not_by_count() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         let max_age = 5 * 3_600_000;
         let mut now = T0;
@@ -1471,7 +1604,7 @@ mod tests {
     #[tokio::test]
     async fn release_does_not_count_an_attempt() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         let event = queue.lease("d", T0, 60_000, 10, &[]).unwrap().remove(0);
         assert!(queue.release(&event, T0 + 5_000, T0).unwrap());
@@ -1489,7 +1622,7 @@ mod tests {
     #[tokio::test]
     async fn only_events_whose_drains_keep_dying_are_buried_and_only_once_silent() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         queue.enqueue(&new_event("B", Some("PN2"), T0), T0).unwrap();
         queue.enqueue(&new_event("C", Some("PN3"), T0), T0).unwrap();
@@ -1540,7 +1673,7 @@ mod tests {
         // every two minutes, and crashes aimed at lease holders kill five of those drains hours apart. The
         // event kills nothing: the attempts in between end with an outcome, so it is not poison.
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         let mut now = T0;
         let die_in_hand = |now: i64| {
@@ -1592,7 +1725,7 @@ mod tests {
     #[tokio::test]
     async fn a_drain_keeps_an_event_only_while_it_is_still_its_own() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         let mine = queue.lease("d1", T0, 1_000, 10, &[]).unwrap().remove(0);
         assert!(queue.keep(&mine, T0 + 900, 1_000).unwrap());
@@ -1610,7 +1743,7 @@ mod tests {
     #[tokio::test]
     async fn replay_selects_all_ids_or_a_type_and_resets_attempts() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         for (id, event_type) in [
             ("A", "call.completed"),
             ("B", "message.received"),
@@ -1653,7 +1786,7 @@ mod tests {
     #[tokio::test]
     async fn long_errors_are_cut() {
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::new(&*platform.sql);
+        let queue = Queue::of(&platform);
         queue.enqueue(&new_event("A", Some("PN1"), T0), T0).unwrap();
         let event = queue.lease("d", T0, 60_000, 10, &[]).unwrap().remove(0);
         queue.bury(&event, &"x".repeat(5_000), T0).unwrap();

@@ -1338,9 +1338,7 @@ mod tests {
             )))
             .build()
             .unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         let store = ObjectStore::from_config(&storage_config(&s3)).unwrap();
         let client = S3Client::new(&platform, &store);
         let len = MIN_PART_SIZE + 1000;

@@ -60,6 +60,10 @@ pub struct HousekeepingReport {
     pub rate_windows_pruned: u64,
     /// Finished events deleted.
     pub events_pruned: u64,
+    /// Ids of deliveries taken into the queue that the intake database stopped remembering (as old as
+    /// the finished events deleted).
+    #[serde(default)]
+    pub admitted_pruned: u64,
     /// History rows deleted.
     pub history_pruned: u64,
     /// Finished runs deleted.
@@ -137,6 +141,11 @@ pub async fn run(
             now - options.events_retention_ms,
         ),
     );
+    let admitted = step(
+        "admitted deliveries",
+        crate::queue::deliveries::Deliveries::new(&*platform.intake)
+            .prune_admitted(now - options.events_retention_ms),
+    );
     let history = step(
         "history",
         delete(
@@ -172,6 +181,7 @@ pub async fn run(
     report.lease_keys_pruned = leases;
     report.rate_windows_pruned = windows;
     report.events_pruned = events;
+    report.admitted_pruned = admitted;
     report.history_pruned = history;
     report.runs_pruned = runs;
     report.pending_pruned = pending;
@@ -179,6 +189,7 @@ pub async fn run(
         leases,
         windows,
         events,
+        admitted,
         history,
         runs,
         pending,

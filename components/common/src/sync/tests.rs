@@ -495,7 +495,7 @@ async fn drain_and_backfill_at_once(
         lease_wait_ms: 10 * 60_000,
         ..options()
     });
-    let queue = Queue::new(&*world.platform.sql);
+    let queue = Queue::of(&world.platform);
     let now = world.clock.now_ms();
     for (i, call_id) in data.calls.iter().enumerate().step_by(2) {
         let call = json!({
@@ -701,7 +701,7 @@ impl HttpClient for ArrivalsDuringSync {
                     "status": "received", "createdAt": iso(now),
                 });
                 enqueue(
-                    &Queue::new(&*self.platform.sql),
+                    &Queue::of(&self.platform),
                     &format!("EV{id}"),
                     "message.received",
                     id,

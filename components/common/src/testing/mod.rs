@@ -66,14 +66,38 @@ pub async fn migrated(builder: NativePlatformBuilder) -> Platform {
 }
 
 async fn migrate(platform: &Platform) {
-    crate::migrations::run(platform, crate::migrations::MIGRATIONS)
+    crate::migrations::ensure_checked(platform)
         .await
         .expect("the migrations apply");
 }
 
-/// The state of event `id`; one still in the inbox is in the state admitting it gives it (pending or
-/// skipped).
+/// A database every statement of fails, as one locked by a long migration, gone away, or not defined.
+pub struct UnavailableSql;
+
+impl crate::platform::Sql for UnavailableSql {
+    fn execute(
+        &self,
+        _statement: &str,
+        _params: &[crate::platform::Value],
+    ) -> anyhow::Result<crate::platform::Rows> {
+        anyhow::bail!("database is locked")
+    }
+}
+
+/// The state of event `id`; one still in the intake database or the inbox is in the state admitting it
+/// gives it (pending or skipped).
 pub fn state_of(platform: &Platform, id: &str) -> String {
+    let delivered = platform
+        .intake
+        .execute(
+            "SELECT CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END AS state
+             FROM deliveries WHERE id = ?1",
+            &[id.into()],
+        )
+        .expect("the deliveries table answers");
+    if let Some(row) = delivered.first() {
+        return row.str("state").expect("state is text").to_owned();
+    }
     platform
         .sql
         .execute(
@@ -94,19 +118,28 @@ pub fn state_of(platform: &Platform, id: &str) -> String {
         .to_owned()
 }
 
-/// How many events are stored, in the queue or the inbox.
+/// How many events are stored, in the queue, the inbox or the intake database.
 pub fn event_count(platform: &Platform) -> i64 {
-    platform
-        .sql
-        .execute(
-            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM inbox) AS n",
-            &[],
-        )
-        .expect("the events and inbox tables answer")
+    let delivered = platform
+        .intake
+        .execute("SELECT count(*) AS n FROM deliveries", &[])
+        .expect("the deliveries table answers")
         .first()
         .expect("count returns a row")
         .i64("n")
-        .expect("count is an integer")
+        .expect("count is an integer");
+    delivered
+        + platform
+            .sql
+            .execute(
+                "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM inbox) AS n",
+                &[],
+            )
+            .expect("the events and inbox tables answer")
+            .first()
+            .expect("count returns a row")
+            .i64("n")
+            .expect("count is an integer")
 }
 
 /// `POST /webhooks/openphone` with `body`, signed (legacy scheme) at `signed_at_ms`.

@@ -100,7 +100,7 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
     };
     let span = tracing::info_span!("webhook.store", id = event.id, r#type = event_type);
     let _entered = span.enter();
-    match Queue::new(&*platform.sql).enqueue(&event, now) {
+    match Queue::of(platform).enqueue(&event, now) {
         Ok(Enqueued::New { opened_kick_window }) => {
             tracing::info!(skipped = skip_reason.is_some(), "webhook event stored");
             let mut body = json!({
@@ -185,7 +185,7 @@ mod tests {
 
     /// Event `id` as the queue holds it once admitted.
     fn stored(platform: &Platform, id: &str) -> serde_json::Value {
-        Queue::new(&*platform.sql).admit().unwrap();
+        Queue::of(platform).admit().unwrap();
         let rows = platform
             .sql
             .execute(
@@ -235,6 +235,35 @@ mod tests {
         assert_eq!(again.response.status, 200);
         assert_eq!(again.response.json_body()["status"], "duplicate");
         assert_eq!(again.kick_window, None);
+        assert_eq!(event_count(&platform), 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_stored_with_the_intake_database_alone() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let without_the_app_database = Platform {
+            sql: Rc::new(crate::testing::UnavailableSql),
+            ..platform.clone()
+        };
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+        let first = handle(&without_the_app_database, &signed_webhook(&body, T0));
+        assert_eq!(
+            first.response.status,
+            202,
+            "{:?}",
+            first.response.json_body()
+        );
+        let again = handle(&without_the_app_database, &signed_webhook(&body, T0 + 1));
+        assert_eq!(again.response.status, 200);
+        assert_eq!(stored(&platform, "EV1")["state"], "pending");
+
+        let without_the_intake_database = Platform {
+            intake: Rc::new(crate::testing::UnavailableSql),
+            ..platform.clone()
+        };
+        let body = event_body("EV2", "call.completed", "PN1", "AC2", CREATED);
+        let refused = handle(&without_the_intake_database, &signed_webhook(&body, T0));
+        assert_eq!(refused.response.status, 503, "the sender retries");
         assert_eq!(event_count(&platform), 1);
     }
 
@@ -371,9 +400,7 @@ mod tests {
             .clock(Rc::new(ManualClock::at(T0)))
             .build()
             .unwrap();
-        crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-            .await
-            .unwrap();
+        crate::migrations::ensure_checked(&platform).await.unwrap();
         platform
     }
 
@@ -454,11 +481,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let platform = platform_in(dir.path(), Rc::new(ManualClock::at(T0)));
-            futures::executor::block_on(crate::migrations::run(
-                &platform,
-                crate::migrations::MIGRATIONS,
-            ))
-            .unwrap();
+            futures::executor::block_on(crate::migrations::ensure_checked(&platform)).unwrap();
         }
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
         let statuses: Vec<u16> = std::thread::scope(|s| {

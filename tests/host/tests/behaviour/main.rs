@@ -8,5 +8,6 @@ mod key_value;
 mod lifecycle;
 mod outbound;
 mod routing;
+mod runtime_config;
 mod sqlite;
 mod variables;

@@ -116,6 +116,19 @@ impl TestApp {
             .expect("starting the host")
     }
 
+    /// Writes `contents` as `config/runtime-config.toml`, in a directory of its own so that paths relative
+    /// to the file differ from paths relative to the manifest, and returns options that pass it, like
+    /// `spin up --runtime-config-file`.
+    pub fn options_with_runtime_config(&self, contents: &str) -> HostOptions {
+        let dir = self.dir.path().join("config");
+        std::fs::create_dir_all(&dir).expect("creating the config directory");
+        let file = dir.join("runtime-config.toml");
+        std::fs::write(&file, contents).expect("writing runtime-config.toml");
+        let mut options = self.options();
+        options.runtime_config = Some(file);
+        options
+    }
+
     pub async fn start_with(&self, variables: &[(&str, &str)]) -> Result<SpinHost> {
         let mut options = self.options();
         options.variables = variables
@@ -167,7 +180,12 @@ pub async fn join_all<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>)
 
 /// The error of a start that must fail, with its causes.
 pub async fn start_error(app: &TestApp) -> String {
-    match app.start_with(&[]).await {
+    refusal(app.options()).await
+}
+
+/// The error of a start with `options` that must fail, with its causes.
+pub async fn refusal(options: HostOptions) -> String {
+    match SpinHost::start(options).await {
         Ok(_) => panic!("the host started but should have refused"),
         Err(e) => format!("{e:#}"),
     }

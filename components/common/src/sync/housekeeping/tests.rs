@@ -32,9 +32,7 @@ async fn setup() -> Setup {
         .clock(clock.clone())
         .build()
         .unwrap();
-    crate::migrations::run(&platform, crate::migrations::MIGRATIONS)
-        .await
-        .unwrap();
+    crate::migrations::ensure_checked(&platform).await.unwrap();
     Setup {
         s3,
         store,

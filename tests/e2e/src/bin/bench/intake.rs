@@ -309,6 +309,8 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
     let floors = build_floors()?;
     for (clients, n) in loads() {
         let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
+        // Any route but the intake's brings the app's database up to date.
+        app.drain().await;
         let journal_mode = app.journal_mode()?;
         let app_schema = app.schema()?;
         let nothing = Floor::start(spin, &floors[0], FloorDatabase::Untouched).await?;
@@ -500,6 +502,7 @@ impl Floor {
             &KeyValueBackend::SpinSqlite,
             &state.path().join("kv.db"),
             &file,
+            &state.path().join("intake.db"),
         )?;
         let port = free_port()?;
         let log = std::fs::File::create(state.path().join("spin.log"))?;

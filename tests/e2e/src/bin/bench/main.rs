@@ -307,7 +307,17 @@ async fn cold_starts(table: &mut Table) -> anyhow::Result<()> {
             &manifest_path,
             single_component_manifest(&manifest, id, &source)?,
         )?;
-        let mut options = HostOptions::new(&manifest_path, dir.path().join(format!("state-{id}")));
+        let state_dir = dir.path().join(format!("state-{id}"));
+        let runtime_config = dir.path().join(format!("{id}-runtime-config.toml"));
+        e2e::spin::write_runtime_config(
+            &runtime_config,
+            &e2e::spin::KeyValueBackend::SpinSqlite,
+            &state_dir.join("sqlite_key_value.db"),
+            &state_dir.join("sqlite_db.db"),
+            &state_dir.join("sqlite_intake.db"),
+        )?;
+        let mut options = HostOptions::new(&manifest_path, state_dir);
+        options.runtime_config = Some(runtime_config);
         options.variables = variables.clone();
         let compiling = Instant::now();
         let host = SpinHost::start(options).await?;

@@ -296,6 +296,7 @@ async fn start_on_spin(
         &KeyValueBackend::SpinSqlite,
         &dir.path().join("kv.db"),
         &database,
+        &dir.path().join("intake.db"),
     )?;
     let port = free_port()?;
     let listen = (id != "cron").then_some(port);
