@@ -467,8 +467,19 @@ fn resolve_component(
         hosts.push((resolved, template.has_variables()));
     }
     let allowed_hosts = AllowedHosts::parse(hosts.iter().map(|(h, t)| (h.as_str(), *t)))?;
-    crate::key_value::check_grants(id, &decl.key_value_stores, &storage.key_value_stores)?;
-    crate::sqlite::check_grants(id, &decl.sqlite_databases, &storage.sqlite_databases)?;
+    use crate::runtime_config::{check_grants, Store};
+    check_grants(
+        id,
+        Store::KeyValue,
+        &decl.key_value_stores,
+        &storage.key_value_stores,
+    )?;
+    check_grants(
+        id,
+        Store::Sqlite,
+        &decl.sqlite_databases,
+        &storage.sqlite_databases,
+    )?;
     Ok(ComponentConfig {
         id: id.to_owned(),
         variables,

@@ -4,7 +4,6 @@
 //! 8-byte little-endian integers; compare-and-swap without a prior read, or of an absent key, is an
 //! upsert).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
@@ -312,22 +311,6 @@ impl atomics::HostCas for InstanceState {
         self.table.delete(cas)?;
         Ok(())
     }
-}
-
-/// Checks a component's `key_value_stores` grants: like Spin, refuses to start when a granted label is
-/// not defined (only `default` is, unless a runtime config file defines more).
-pub(crate) fn check_grants(
-    component: &str,
-    granted: &[String],
-    defined: &HashMap<String, Location>,
-) -> Result<()> {
-    for label in granted {
-        anyhow::ensure!(
-            defined.contains_key(label),
-            "component `{component}` uses key-value store `{label}`, which is not defined: pass a runtime config file that defines it (`[key_value_store.{label}]`)"
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -166,6 +166,36 @@ fn absolute(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// The two kinds of store a component is granted by label.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Store {
+    /// `key_value_stores`, defined by `[key_value_store.<label>]`.
+    KeyValue,
+    /// `sqlite_databases`, defined by `[sqlite_database.<label>]`.
+    Sqlite,
+}
+
+/// Checks a component's grants of `store`: like Spin, refuses to start when a granted label is not
+/// defined (only `default` is, unless a runtime config file defines more).
+pub(crate) fn check_grants(
+    component: &str,
+    store: Store,
+    granted: &[String],
+    defined: &HashMap<String, Location>,
+) -> Result<()> {
+    let (what, table) = match store {
+        Store::KeyValue => ("key-value store", "key_value_store"),
+        Store::Sqlite => ("SQLite database", "sqlite_database"),
+    };
+    for label in granted {
+        anyhow::ensure!(
+            defined.contains_key(label),
+            "component `{component}` uses {what} `{label}`, which is not defined: pass a runtime config file that defines it (`[{table}.{label}]`)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

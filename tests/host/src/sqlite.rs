@@ -3,7 +3,6 @@
 //! database with a 5 s busy timeout, and `execute` runs one prepared statement (like Spin, anything after
 //! the first statement of the string is ignored).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -162,20 +161,4 @@ impl wit::HostConnection for InstanceState {
         self.table.delete(connection)?;
         Ok(())
     }
-}
-
-/// Checks a component's `sqlite_databases` grants: like Spin, refuses to start when a granted label is
-/// not defined (only `default` is, unless a runtime config file defines more).
-pub(crate) fn check_grants(
-    component: &str,
-    granted: &[String],
-    defined: &HashMap<String, Location>,
-) -> Result<()> {
-    for label in granted {
-        anyhow::ensure!(
-            defined.contains_key(label),
-            "component `{component}` uses SQLite database `{label}`, which is not defined: pass a runtime config file that defines it (`[sqlite_database.{label}]`)"
-        );
-    }
-    Ok(())
 }

@@ -137,7 +137,7 @@ impl Enqueued {
 /// ([`Queue::admit`]): pending, or skipped and finished when received when its type is one the sync
 /// ignores. Admitting and every count of the queue read the inbox through it, so that rule is written
 /// once. A fragment rather than a view: a view would be one more object in the schema that every request's
-/// new connection parses, the webhook's too.
+/// new connection parses.
 macro_rules! received_events {
     () => {
         "(SELECT id, type, phone_number_id, resource_id, created_at, received_at, payload, skip_reason,
@@ -347,7 +347,7 @@ impl<'a> Queue<'a> {
         self.deliveries.taken(&ids)
     }
 
-    /// Admits what the inbox holds ([`Queue::admit`]), then leases up to `limit` due events for
+    /// Admits what waits to be ([`Queue::admit`]), then leases up to `limit` due events for
     /// `lease_ms`, oldest first: pending events whose time has come and leased events whose lease
     /// expired (unless that was the [`MAX_ABANDONED`]th time: such an event waits for
     /// [`Queue::bury_abandoned`]). Events of a `lease_key` in `exclude`, or of a key another live lease
@@ -519,7 +519,7 @@ impl<'a> Queue<'a> {
     /// number's lease write the same page at the same time. `true` when it was given back (pending, due
     /// `now`, the lease's attempt not spent); called right before processing an event with no number.
     pub fn join_number(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
-        // The number's event may still be in the inbox.
+        // The number's event may not be admitted yet.
         self.admit()?;
         let rows = self
             .sql

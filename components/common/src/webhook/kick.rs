@@ -4,7 +4,7 @@
 //! skips, docs/performance.md). Instead the first delivery of each second (across every instance) to
 //! store an event the drain processes kicks, and asks that drain to look again once the second is over
 //! ([`crate::drain::kick`]). Which delivery that is, the insert that stores it decides
-//! ([`crate::queue::Queue::enqueue`], the window's one row in the database), so the decision takes no
+//! ([`crate::queue::Queue::enqueue`], the window's one row in the intake database), so the decision takes no
 //! statement of its own: it was a key-value read on every delivery, 0.12 ms of Spin's CPU each. Every later
 //! delivery of the second stored its event after the window was taken, so that look finds it; the drain
 //! takes that look even while a batch of its own is held up by an API ([`crate::drain::drain`]).
