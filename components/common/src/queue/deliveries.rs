@@ -13,8 +13,8 @@ use anyhow::Context;
 use super::{truncate, Enqueued, NewEvent, KICK_WINDOW_MS};
 use crate::platform::{Rows, Sql, Value};
 
-/// The columns of a delivery as [`Deliveries::oldest`] returns them, in order: those of the queue's
-/// `inbox` (the columns of `events` the webhook knows).
+/// The columns of a delivery as [`Deliveries::oldest`] returns them, in order (the id first): those of
+/// the queue's `inbox` (the columns of `events` the webhook knows).
 pub const COLUMNS: &str =
     "id, type, phone_number_id, resource_id, created_at, received_at, payload, skip_reason";
 
