@@ -1,5 +1,5 @@
 //! Applies `migrations/*.sql` to the app's database and `migrations/intake/*.sql` to the intake database
-//! (the deliveries the webhook stores, [`crate::queue::intake`]). Spin runs no migrations for us, and a
+//! (the deliveries the webhook stores, [`crate::queue::deliveries`]). Spin runs no migrations for us, and a
 //! database may be a remote libSQL that holds no transaction across calls, so:
 //!
 //! - each file is split into statements, run one `execute` at a time, each idempotent (`IF NOT EXISTS`);
@@ -78,7 +78,10 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Every migration of the intake database, in order.
-pub const INTAKE_MIGRATIONS: &[Migration] = &[migration!(1, "intake/", "0001_deliveries.sql")];
+pub const INTAKE_MIGRATIONS: &[Migration] = &[
+    migration!(1, "intake/", "0001_deliveries.sql"),
+    migration!(2, "intake/", "0002_webhook_keys.sql"),
+];
 
 /// The table that records the app database's versions.
 const APP_VERSIONS: &str = "schema_migrations";
@@ -477,6 +480,30 @@ mod tests {
         (13, "ef6f419282b3de69"),
     ];
 
+    /// [`RECORDED`] for the intake database.
+    const INTAKE_RECORDED: &[(i64, &str)] = &[(1, "a4237a2fa8b106f3"), (2, "c585e3d295971db8")];
+
+    #[test]
+    fn each_intake_migration_keeps_the_checksum_of_its_whole_file() {
+        let embedded: Vec<(i64, &str)> = INTAKE_MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.checksum))
+            .collect();
+        assert_eq!(embedded, INTAKE_RECORDED);
+        for migration in INTAKE_MIGRATIONS {
+            let text = file(&format!("intake/{}", migration.name));
+            let digest = sha2::Sha256::digest(text.as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(migration.checksum, hex, "{}", migration.name);
+            assert_eq!(
+                statements(migration.sql),
+                statements(&text),
+                "{}",
+                migration.name
+            );
+        }
+    }
+
     fn file(name: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../migrations")
@@ -766,6 +793,8 @@ mod tests {
                 "deliveries_open_the_drain_kick_window",
                 "drain_kick_window",
                 "intake_migrations",
+                "webhook_keys",
+                "webhook_keys_carried_over",
             ]
         );
     }

@@ -310,7 +310,7 @@ pub struct Platform {
     /// The app's database (SQLite label `default`): the queue, the page map, cursors, caches, metrics.
     pub sql: Rc<dyn Sql>,
     /// The intake database (SQLite label `intake`): the deliveries the webhook stored, until a drain
-    /// moves them into the queue ([`crate::queue::intake`]). It may be the app's database file too.
+    /// moves them into the queue ([`crate::queue::deliveries`]). It may be the app's database file too.
     pub intake: Rc<dyn Sql>,
     /// Outbound HTTP.
     pub http: Rc<dyn HttpClient>,

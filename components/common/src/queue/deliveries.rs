@@ -137,22 +137,6 @@ impl<'a> Deliveries<'a> {
         })
     }
 
-    /// Skipped deliveries received at or after `since_ms`, per bucket of `bucket_ms` (`(bucket, count)`):
-    /// an event of a type the sync ignores is skipped when received, even while it waits here.
-    pub fn skipped_since(&self, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<(i64, i64)>> {
-        self.sql
-            .execute(
-                "SELECT received_at / ?2 AS bucket, count(*) AS n FROM deliveries
-                 WHERE skip_reason IS NOT NULL AND received_at >= ?1
-                 GROUP BY bucket",
-                &[since_ms.into(), bucket_ms.into()],
-            )
-            .context("counting the intake's skipped deliveries")?
-            .iter()
-            .map(|row| Ok((row.i64("bucket")?, row.i64("n")?)))
-            .collect()
-    }
-
     /// Forgets the ids of deliveries received before `cutoff` that were taken into the queue; returns
     /// how many. A redelivery of one of them is stored again, and the queue refuses it as its own
     /// duplicate (or processes it again once the queue has pruned it too, as it would have before).

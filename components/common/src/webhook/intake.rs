@@ -454,7 +454,7 @@ mod tests {
         let (_dir, platform, _clock) = migrated_platform().await;
         // Were the stored keys read, this delivery would get the 503 of an unreadable table.
         platform
-            .sql
+            .intake
             .execute("ALTER TABLE webhook_keys RENAME TO unreadable_keys", &[])
             .unwrap();
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);

@@ -1,6 +1,7 @@
-//! Signing keys of the OpenPhone webhooks that deliver to this app, kept in `webhook_keys` by
-//! `POST /admin/setup` ([`mod@crate::admin::setup`]) so the intake accepts their signatures besides
-//! `openphone_webhook_secret`'s.
+//! Signing keys of the OpenPhone webhooks that deliver to this app, kept in `webhook_keys` of the intake
+//! database by `POST /admin/setup` ([`mod@crate::admin::setup`]) so the intake accepts their signatures
+//! besides `openphone_webhook_secret`'s, reading no other database. Keys an older build stored in the
+//! app's database are copied over once ([`carry_over`]).
 //!
 //! [`sync_listed`] stores the keys of the webhooks OpenPhone lists for the app's URL, and drops a stored key
 //! only when OpenPhone no longer lists its webhook at all (by id): deleting a webhook and running setup
@@ -66,7 +67,7 @@ pub fn sync_listed(
         let Some(key) = webhook.key else {
             continue;
         };
-        let rows = platform.sql.execute(
+        let rows = platform.intake.execute(
             "INSERT INTO webhook_keys (webhook_id, url, events, signing_key, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (webhook_id) DO UPDATE SET url = excluded.url, events = excluded.events,
@@ -93,35 +94,54 @@ pub fn sync_listed(
     }
     let mut ids: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
     ids.extend_from_slice(listed);
-    let removed = platform.sql.execute(
-        "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
-         RETURNING webhook_id",
-        &[Value::Text(serde_json::to_string(&ids)?)],
-    )?;
-    for row in removed.iter() {
-        changes.removed.push(row.str("webhook_id")?.to_owned());
+    let ids = [Value::Text(serde_json::to_string(&ids)?)];
+    // Until the webhook carries them over ([`carry_over`]), keys an older build stored are in the app's
+    // database: a key dropped here is dropped there too, so it is never carried back. (When both
+    // labels name one file, the second delete finds nothing left.)
+    for database in [&platform.intake, &platform.sql] {
+        let removed = database.execute(
+            "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
+             RETURNING webhook_id",
+            &ids,
+        )?;
+        for row in removed.iter() {
+            let id = row.str("webhook_id")?;
+            if !changes.removed.iter().any(|r| r == id) {
+                changes.removed.push(id.to_owned());
+            }
+        }
     }
     Ok(changes)
 }
 
-/// The stored keys, decoded for verification (a key that does not decode is left out).
+/// The stored keys, decoded for verification (a key that does not decode is left out). One read of the
+/// intake database, once the keys of an older build are carried over.
 pub fn signing_keys(platform: &Platform) -> anyhow::Result<Vec<Vec<u8>>> {
-    let rows = match platform
-        .sql
-        .execute("SELECT webhook_id, signing_key FROM webhook_keys", &[])
-    {
-        Ok(rows) => rows,
-        // The webhook brings only the intake database's schema up to date: before any other route has
-        // migrated the app's, it has no table, so no key is stored (`/admin/setup` migrates first).
-        Err(e) if format!("{e:#}").contains("no such table: webhook_keys") => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    // A row of NULLs says the carry-over has not happened yet.
+    let read = || {
+        platform.intake.execute(
+            "SELECT webhook_id, signing_key FROM webhook_keys
+             UNION ALL SELECT NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM webhook_keys_carried_over)",
+            &[],
+        )
     };
+    let mut rows = read()?;
+    if rows
+        .iter()
+        .any(|row| row.opt_str("webhook_id").ok().flatten().is_none())
+    {
+        carry_over(platform)?;
+        rows = read()?;
+    }
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows.iter() {
+        let Some(webhook_id) = row.opt_str("webhook_id")? else {
+            continue;
+        };
         match decode_signing_key(row.str("signing_key")?) {
             Some(key) => keys.push(key),
             None => tracing::warn!(
-                webhook_id = row.str("webhook_id")?,
+                webhook_id,
                 "a stored webhook signing key is not base64; run POST /admin/setup again"
             ),
         }
@@ -129,9 +149,49 @@ pub fn signing_keys(platform: &Platform) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(keys)
 }
 
+/// Copies the keys an older build stored in the app's database into the intake database, once (the first
+/// delivery the configured secret does not verify does it): each copy is refused once the mark that it
+/// happened is there, and [`sync_listed`] drops a removed key from both databases, so a key setup removed
+/// is never copied back. Both databases may be one file (the copy then finds its rows there).
+pub fn carry_over(platform: &Platform) -> anyhow::Result<()> {
+    let carried = platform
+        .intake
+        .execute("SELECT 1 AS carried FROM webhook_keys_carried_over", &[])?;
+    if !carried.is_empty() {
+        return Ok(());
+    }
+    let stored = match platform.sql.execute(
+        "SELECT webhook_id, url, events, signing_key, created_at, updated_at FROM webhook_keys",
+        &[],
+    ) {
+        Ok(rows) => rows.rows,
+        // An app database no route has migrated yet has no table, so no key.
+        Err(e) if format!("{e:#}").contains("no such table: webhook_keys") => Vec::new(),
+        Err(e) => return Err(e.context("reading the keys stored in the app's database")),
+    };
+    for key in &stored {
+        platform.intake.execute(
+            "INSERT INTO webhook_keys (webhook_id, url, events, signing_key, created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE NOT EXISTS (SELECT 1 FROM webhook_keys_carried_over)
+             ON CONFLICT (webhook_id) DO NOTHING",
+            key,
+        )?;
+    }
+    platform.intake.execute(
+        "INSERT INTO webhook_keys_carried_over (id) VALUES (1) ON CONFLICT (id) DO NOTHING",
+        &[],
+    )?;
+    tracing::info!(
+        keys = stored.len(),
+        "webhook keys carried over to the intake database"
+    );
+    Ok(())
+}
+
 /// The webhooks whose keys are stored.
 pub fn stored_webhook_ids(platform: &Platform) -> anyhow::Result<Vec<String>> {
-    let rows = platform.sql.execute(
+    let rows = platform.intake.execute(
         "SELECT webhook_id FROM webhook_keys ORDER BY webhook_id",
         &[],
     )?;
@@ -145,18 +205,79 @@ mod tests {
     use super::*;
     use crate::testing::migrated_platform;
 
-    #[test]
-    fn an_app_database_not_migrated_yet_has_no_stored_key() {
+    #[tokio::test]
+    async fn keys_an_older_build_stored_in_the_app_database_are_carried_over_once() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        platform
+            .sql
+            .execute(
+                "INSERT INTO webhook_keys (webhook_id, url, events, signing_key, created_at, updated_at)
+                 VALUES ('WH1', 'https://sync.example.com/webhooks/openphone', 'call.completed',
+                         'YQ==', 1, 1)",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(signing_keys(&platform).unwrap(), vec![b"a".to_vec()]);
+        assert_eq!(stored_webhook_ids(&platform).unwrap(), vec!["WH1"]);
+        // Setup then finds the webhook deleted in OpenPhone: its key is gone for good.
+        let removed = sync(&platform, &[]).unwrap();
+        assert_eq!(removed.removed, vec!["WH1"]);
+        assert!(signing_keys(&platform).unwrap().is_empty());
+        carry_over(&platform).unwrap();
+        assert!(signing_keys(&platform).unwrap().is_empty());
+        // From then on the app's database is not read at all.
+        let without_the_app_database = Platform {
+            sql: std::rc::Rc::new(crate::testing::UnavailableSql),
+            ..platform
+        };
+        assert!(signing_keys(&without_the_app_database).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn setup_before_the_carry_over_drops_old_keys_from_both_databases() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        for (id, key) in [("WH1", "YQ=="), ("WH2", "Yg==")] {
+            platform
+                .sql
+                .execute(
+                    "INSERT INTO webhook_keys (webhook_id, url, events, signing_key, created_at,
+                                               updated_at)
+                     VALUES (?1, 'https://sync.example.com/webhooks/openphone', 'call.completed',
+                             ?2, 1, 1)",
+                    &[id.into(), key.into()],
+                )
+                .unwrap();
+        }
+        // WH1 was deleted in OpenPhone; WH2 is listed without its key.
+        let events = vec!["call.completed".to_owned()];
+        let keyless = WebhookKey {
+            webhook_id: "WH2",
+            url: "https://sync.example.com/webhooks/openphone",
+            events: &events,
+            key: None,
+        };
+        let changes = sync(&platform, &[keyless]).unwrap();
+        assert_eq!(changes.removed, vec!["WH1"]);
+        assert_eq!(signing_keys(&platform).unwrap(), vec![b"b".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn an_app_database_not_migrated_yet_has_no_key_to_carry_over() {
         let dir = tempfile::tempdir().unwrap();
         let platform = crate::platform::native::NativePlatformBuilder::new(dir.path())
             .build()
             .unwrap();
-        assert!(signing_keys(&platform).unwrap().is_empty());
+        crate::migrations::ensure_intake(&platform).await.unwrap();
         let broken = Platform {
             sql: std::rc::Rc::new(crate::testing::UnavailableSql),
-            ..platform
+            ..platform.clone()
         };
-        assert!(signing_keys(&broken).is_err(), "any other failure is one");
+        assert!(
+            signing_keys(&broken).is_err(),
+            "an app database that fails is an error before the carry-over"
+        );
+        assert!(signing_keys(&platform).unwrap().is_empty());
+        assert!(signing_keys(&broken).unwrap().is_empty());
     }
 
     fn key<'a>(id: &'a str, url: &'a str, events: &'a [String], key: &'a Secret) -> WebhookKey<'a> {
