@@ -1,5 +1,5 @@
 //! The intake database's deliveries (SQLite label `intake`, `migrations/intake/`): what the webhook
-//! stores, one insert into the one table its delivery touches, until a drain takes them into the app's
+//! stores, with one insert, the one write of a delivery, until a drain takes them into the app's
 //! database ([`super::Queue::admit`]). The intake has a database of its own because every delivery opens
 //! a new connection, and a new connection parses its database's whole schema: the app's cost about a
 //! third of a millisecond of every delivery, this one almost nothing (docs/performance.md).
