@@ -426,16 +426,20 @@ impl TestApp {
 
     /// The journal mode of the app's database file (`PRAGMA journal_mode`), as the app left it.
     pub fn journal_mode(&self) -> anyhow::Result<String> {
-        self.open_database(self.launch.sqlite_file())?
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        self.journal_mode_of(self.launch.sqlite_file())
             .context("reading the journal mode of the app's database")
     }
 
     /// The journal mode of the intake database's file, as the app left it.
     pub fn intake_journal_mode(&self) -> anyhow::Result<String> {
-        self.open_database(self.launch.intake_file())?
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        self.journal_mode_of(self.launch.intake_file())
             .context("reading the journal mode of the intake database")
+    }
+
+    fn journal_mode_of(&self, file: &str) -> anyhow::Result<String> {
+        Ok(self
+            .open_database(file)?
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))?)
     }
 
     /// The statements that make the schema of the app's database as its migrations left it, in the order

@@ -314,7 +314,7 @@ async fn cold_starts(table: &mut Table) -> anyhow::Result<()> {
             &e2e::spin::KeyValueBackend::SpinSqlite,
             &state_dir.join("sqlite_key_value.db"),
             &state_dir.join("sqlite_db.db"),
-            &state_dir.join("sqlite_intake.db"),
+            &state_dir.join(common::platform::native::INTAKE_DATABASE_FILE),
         )?;
         let mut options = HostOptions::new(&manifest_path, state_dir);
         options.runtime_config = Some(runtime_config);
