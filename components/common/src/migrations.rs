@@ -75,6 +75,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_write_ahead_log.sql"),
     migration!(12, "0012_inbox.sql"),
     migration!(13, "0013_drain_kick_window.sql"),
+    migration!(14, "0014_events_join_their_number_by_resource.sql"),
 ];
 
 /// Every migration of the intake database, in order.
@@ -478,6 +479,7 @@ mod tests {
         (11, "a7842e94401c40b2"),
         (12, "33ada2b0e8610eea"),
         (13, "ef6f419282b3de69"),
+        (14, "67521a18f0ce7ead"),
     ];
 
     /// [`RECORDED`] for the intake database.

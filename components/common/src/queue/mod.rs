@@ -1,10 +1,10 @@
 //! The event queue: the `events` table, and every state transition as one SQL statement (so it holds on a
 //! remote libSQL, which keeps no transaction across calls). The webhook stores what it receives in the
 //! intake database ([`deliveries`]), the cheapest durable write; a drain admits it into `events` before
-//! leasing, through the app database's `inbox` table.
+//! leasing (and, the same way, what an older webhook stored in the app database's `inbox` table).
 //!
 //! ```text
-//!   enqueue ──► deliveries ──admit──► inbox ──► pending ──lease──► leased ──ack─────────────────► done
+//!   enqueue ──► deliveries ──admit──────────► pending ──lease──► leased ──ack─────────────────► done
 //!                            │                                     ├──retry (backoff)─────────► pending
 //!                            │                                     ├──release─────────────────► pending (busy, 429, lease lost, breaker open: no attempt spent)
 //!                            │                                     ├──permanent error─────────► dead ──replay──► pending
@@ -133,17 +133,22 @@ impl Enqueued {
     }
 }
 
-/// The inbox's rows in the queue's shape, as a subquery: each in the state admitting it gives it
-/// ([`Queue::admit`]): pending, or skipped and finished when received when its type is one the sync
-/// ignores. Admitting and every count of the queue read the inbox through it, so that rule is written
-/// once. A fragment rather than a view: a view would be one more object in the schema that every request's
-/// new connection parses.
+/// Received rows (those of `inbox`, or of the deliveries a drain took from the intake database) in the
+/// queue's shape, as a subquery of the table or common table expression `$from`: each in the state
+/// admitting it gives it ([`Queue::admit`]): pending, or skipped and finished when received when its type
+/// is one the sync ignores. Admitting and every count of the queue read received rows through it, so that
+/// rule is written once. A fragment rather than a view: a view would be one more object in the schema
+/// that every request's new connection parses.
 macro_rules! received_events {
-    () => {
-        "(SELECT id, type, phone_number_id, resource_id, created_at, received_at, payload, skip_reason,
-                 CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END AS state,
-                 CASE WHEN skip_reason IS NOT NULL THEN received_at END AS finished_at
-          FROM inbox)"
+    ($from:literal) => {
+        concat!(
+            "(SELECT id, type, phone_number_id, resource_id, created_at, received_at, payload, skip_reason,
+                     CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END AS state,
+                     CASE WHEN skip_reason IS NOT NULL THEN received_at END AS finished_at
+              FROM ",
+            $from,
+            ")"
+        )
     };
 }
 // `testing::state_of` reads it too.
@@ -263,88 +268,99 @@ impl<'a> Queue<'a> {
     }
 
     /// Moves up to [`ADMIT_BATCH`] events into the queue, oldest first, as they were received: pending
-    /// (due when received) or skipped (finished when received). The intake database's deliveries come
-    /// first into the `inbox` table, by one insert that leaves out ids the queue holds already, then they
-    /// are deleted from the intake database; then the inbox's rows (those, and any an older webhook
-    /// stored there) move into `events`. An event that names no number takes it from another event
-    /// about the same call or message, in the queue or in the same batch, so that one call's events
-    /// share one lease; the insert trigger (`events_join_their_number`) does the same for events already
-    /// queued. Every statement can be repeated: a drain that dies between two, or two drains admitting
-    /// the same rows, leave each event queued once. Reads first, so that with nothing waiting it takes
-    /// no write lock. Returns how many events it moved into `events`.
+    /// (due when received) or skipped (finished when received). The intake database's deliveries go
+    /// straight into `events` by one insert that leaves out ids the queue holds already, then they are
+    /// deleted from the intake database; then the rows an older webhook stored in the app database's
+    /// `inbox` (during a rolling upgrade) move the same way. An event that names no number takes it
+    /// from another event about the same call or message, in the queue or in the same batch, so that
+    /// one call's events share one lease; the insert trigger (`events_join_their_number`) does the same
+    /// for events already queued. Every statement can be repeated: a drain that dies between two, or two
+    /// drains admitting the same rows, leave each event queued once. Reads first, so that with nothing
+    /// waiting it takes no write lock. Returns how many events it moved into `events`.
     pub fn admit(&self) -> anyhow::Result<usize> {
-        self.take_deliveries()?;
+        let mut moved = self.take_deliveries()?;
         let waiting = self
             .sql
             .execute("SELECT 1 AS waiting FROM inbox LIMIT 1", &[])
             .context("looking for received events")?;
         if waiting.is_empty() {
-            return Ok(0);
+            return Ok(moved);
         }
-        let moved = self
-            .sql
-            .execute(
-                concat!(
-                    "INSERT INTO events (id, type, phone_number_id, resource_id, lease_key, created_at,
-                                     received_at, payload, state, available_at, updated_at, finished_at,
-                                     skip_reason)
-                 WITH batch AS (SELECT * FROM ",
-                    received_events!(),
-                    " ORDER BY received_at, id LIMIT ?1),
-                      known AS (
-                        SELECT b.*, coalesce(
-                                 b.phone_number_id,
-                                 (SELECT m.phone_number_id FROM batch m
-                                  WHERE m.resource_id = b.resource_id AND m.phone_number_id IS NOT NULL
-                                  LIMIT 1),
-                                 (SELECT e.phone_number_id FROM events e
-                                  WHERE e.resource_id = b.resource_id AND e.phone_number_id IS NOT NULL
-                                  LIMIT 1)) AS number
-                        FROM batch b)
-                 SELECT id, type, number, resource_id, coalesce(number, resource_id, id), created_at,
-                        received_at, payload, state, received_at, received_at, finished_at, skip_reason
-                 FROM known
-                 WHERE true
-                 ON CONFLICT (id) DO NOTHING
-                 RETURNING id"
-                ),
-                &[ADMIT_BATCH.into()],
-            )
-            .context("moving received events into the queue")?;
+        moved += self.queue_received(
+            "",
+            received_events!("inbox"),
+            " LIMIT ?1",
+            &[ADMIT_BATCH.into()],
+        )?;
         self.sql
             .execute(
                 "DELETE FROM inbox WHERE EXISTS (SELECT 1 FROM events WHERE events.id = inbox.id)",
                 &[],
             )
             .context("clearing admitted events from the inbox")?;
-        Ok(moved.len())
+        Ok(moved)
     }
 
     /// Moves up to [`ADMIT_BATCH`] of the intake database's deliveries (at most [`ADMIT_BYTES`] of
-    /// payload beyond the first) into the `inbox` table, leaving out those the queue holds already.
-    fn take_deliveries(&self) -> anyhow::Result<()> {
+    /// payload beyond the first) into `events`, leaving out those the queue holds already, and deletes
+    /// them from the intake database. Returns how many it queued.
+    fn take_deliveries(&self) -> anyhow::Result<usize> {
         let batch = self.deliveries.oldest(ADMIT_BATCH, ADMIT_BYTES)?;
         if batch.rows.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let ids: Vec<Value> = batch.rows.iter().map(|row| row[0].clone()).collect();
         let width = batch.columns.len();
         let row = format!("({})", vec!["?"; width].join(","));
         let rows = vec![row.as_str(); ids.len()].join(",");
         let values: Vec<Value> = batch.rows.into_iter().flatten().collect();
-        self.sql
+        let delivered = format!("delivered({}) AS (VALUES {rows}),", deliveries::COLUMNS);
+        let moved = self.queue_received(&delivered, received_events!("delivered"), "", &values)?;
+        self.deliveries.taken(&ids)?;
+        Ok(moved)
+    }
+
+    /// Inserts the rows of `received` (a [`received_events!`] subquery, which may read the common table
+    /// expressions `with` defines, each followed by a comma) into `events`, oldest first, up to `limit`
+    /// (a `LIMIT` clause, or nothing), leaving out the ids the queue holds already. Returns how many it
+    /// inserted.
+    fn queue_received(
+        &self,
+        with: &str,
+        received: &str,
+        limit: &str,
+        params: &[Value],
+    ) -> anyhow::Result<usize> {
+        let moved = self
+            .sql
             .execute(
                 &format!(
-                    "INSERT INTO inbox ({})
-                     SELECT * FROM (VALUES {rows}) AS delivered
-                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.id = delivered.column1)
-                     ON CONFLICT (id) DO NOTHING",
-                    deliveries::COLUMNS
+                    "INSERT INTO events (id, type, phone_number_id, resource_id, lease_key, created_at,
+                                         received_at, payload, state, available_at, updated_at, finished_at,
+                                         skip_reason)
+                     WITH {with}
+                          batch AS (SELECT * FROM {received} ORDER BY received_at, id{limit}),
+                          known AS (
+                            SELECT b.*, coalesce(
+                                     b.phone_number_id,
+                                     (SELECT m.phone_number_id FROM batch m
+                                      WHERE m.resource_id = b.resource_id AND m.phone_number_id IS NOT NULL
+                                      LIMIT 1),
+                                     (SELECT e.phone_number_id FROM events e
+                                      WHERE e.resource_id = b.resource_id AND e.phone_number_id IS NOT NULL
+                                      LIMIT 1)) AS number
+                            FROM batch b)
+                     SELECT id, type, number, resource_id, coalesce(number, resource_id, id), created_at,
+                            received_at, payload, state, received_at, received_at, finished_at, skip_reason
+                     FROM known
+                     WHERE true
+                     ON CONFLICT (id) DO NOTHING
+                     RETURNING id"
                 ),
-                &values,
+                params,
             )
-            .context("taking the intake's deliveries into the inbox")?;
-        self.deliveries.taken(&ids)
+            .context("moving received events into the queue")?;
+        Ok(moved.len())
     }
 
     /// Admits what waits to be ([`Queue::admit`]), then leases up to `limit` due events for
@@ -866,7 +882,7 @@ impl Queue<'_> {
                    SELECT state FROM events
                    UNION ALL
                    SELECT state FROM ",
-                received_events!(),
+                received_events!("inbox"),
                 ") GROUP BY state"
             ),
             &[],
@@ -892,7 +908,7 @@ impl Queue<'_> {
             concat!(
                 "SELECT (SELECT COUNT(*) FROM events WHERE state IN ('pending', 'leased'))
                       + (SELECT COUNT(*) FROM ",
-                received_events!(),
+                received_events!("inbox"),
                 " WHERE state IN ('pending', 'leased')) AS n"
             ),
             &[],
@@ -910,7 +926,7 @@ impl Queue<'_> {
                    SELECT received_at FROM events WHERE state IN ('pending', 'leased')
                    UNION ALL
                    SELECT received_at FROM ",
-                received_events!(),
+                received_events!("inbox"),
                 " WHERE state IN ('pending', 'leased'))"
             ),
             &[],
@@ -958,7 +974,7 @@ impl Queue<'_> {
                        WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1
                        UNION ALL
                        SELECT state, finished_at FROM ",
-                    received_events!(),
+                    received_events!("inbox"),
                     " WHERE state IN ('done', 'skipped', 'dead') AND finished_at >= ?1)
                      GROUP BY state, bucket"
                 ),
@@ -1190,7 +1206,7 @@ mod tests {
         assert_eq!(queue.admit().unwrap(), 0);
         assert_eq!(crate::testing::event_count(&platform), 2);
 
-        // What a drain that died after taking EV3 into the inbox, before deleting its delivery, leaves
+        // What a drain that died after queueing EV3, before deleting its delivery, leaves
         // behind: the delivery is taken again, and queued once.
         queue
             .enqueue(&new_event("EV3", Some("PN1"), T0 + 2), T0 + 2)
@@ -1400,6 +1416,55 @@ mod tests {
         assert_eq!(key("EV1"), "PN1", "one call, one lease");
         let leased = queue.lease("d", T0, 1000, 10, &[]).unwrap();
         assert!(leased.iter().all(|e| e.lease_key == "PN1"), "{leased:?}");
+    }
+
+    /// Every trigger on `events` reads the events of one call, never every pending event: one that did
+    /// made each admitted event cost as much as the backlog (quadratic admission during an outage).
+    #[tokio::test]
+    async fn the_insert_triggers_read_one_calls_events_however_long_the_backlog() {
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let queue = Queue::of(&platform);
+        for i in 0..200 {
+            let id = format!("EV{i}");
+            let resource = format!("AC{i}");
+            let event = NewEvent {
+                resource_id: Some(&resource),
+                ..new_event(&id, Some("PN1"), T0 + i)
+            };
+            queue.enqueue(&event, T0 + i).unwrap();
+        }
+        queue.admit().unwrap();
+        let triggers = platform
+            .sql
+            .execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'",
+                &[],
+            )
+            .unwrap();
+        assert!(!triggers.is_empty(), "the number join is a trigger");
+        for trigger in triggers.iter() {
+            let sql = trigger.str("sql").unwrap();
+            let body = sql
+                .split_once(" BEGIN ")
+                .and_then(|(_, rest)| rest.rsplit_once("; END"))
+                .map(|(body, _)| body)
+                .unwrap_or_else(|| panic!("one statement between BEGIN and END: {sql}"));
+            let statement = body
+                .replace("NEW.phone_number_id", "'PN1'")
+                .replace("NEW.resource_id", "'AC1'");
+            let plan: Vec<String> = platform
+                .sql
+                .execute(&format!("EXPLAIN QUERY PLAN {statement}"), &[])
+                .unwrap()
+                .iter()
+                .map(|row| row.str("detail").unwrap().to_owned())
+                .collect();
+            assert!(
+                plan.iter().all(|step| step.contains("events_by_resource")),
+                "{}: {plan:?}",
+                trigger.str("name").unwrap()
+            );
+        }
     }
 
     #[tokio::test]

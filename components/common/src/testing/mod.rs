@@ -105,7 +105,7 @@ pub fn state_of(platform: &Platform, id: &str) -> String {
                 "SELECT state FROM events WHERE id = ?1
                  UNION ALL
                  SELECT state FROM ",
-                crate::queue::received_events!(),
+                crate::queue::received_events!("inbox"),
                 " WHERE id = ?1"
             ),
             &[id.into()],
