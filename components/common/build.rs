@@ -1,7 +1,9 @@
-//! Writes every `migrations/*.sql` file (and `migrations/intake/*.sql`, the intake database's) into `OUT_DIR` without its comments, with the checksum of the
-//! file as written next to it (`<name>.checksum`); `src/migrations.rs` embeds both. The comments are
-//! for people reading the files and were about 14 KB of every component; the checksum stays the one of
-//! the whole file, which is what every database migrated so far recorded in `schema_migrations`.
+//! Writes every `migrations/*.sql` file (and `migrations/intake/*.sql`, the intake database's) into
+//! `OUT_DIR` without its comments and with its whitespace compacted outside string literals, with the
+//! checksum of the file as written next to it (`<name>.checksum`); `src/migrations.rs` embeds both. The
+//! comments and the indentation are for people reading the files, and were about 16 KB of every
+//! component; the checksum stays the one of the whole file, which is what every database migrated so far
+//! recorded in `schema_migrations`.
 
 use std::path::Path;
 use std::{env, fs};
@@ -30,9 +32,12 @@ fn write_migrations(source: &Path, out: &Path) {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_name().expect("a file name").to_owned();
         let text = fs::read_to_string(&path).expect("reading a migration");
-        // Re-split by the runner into the same statements: none of them has a line ending in `;`
-        // before its end, or it would have ended there.
-        let mut stripped = statements::statements(&text).join(";\n");
+        // Re-split by the runner into the same statements: each is one line now, ending in its `;`.
+        let compacted: Vec<String> = statements::statements(&text)
+            .iter()
+            .map(|statement| statements::compact(statement))
+            .collect();
+        let mut stripped = compacted.join(";\n");
         stripped.push_str(";\n");
         write_if_changed(&out.join(&name), &stripped);
         let digest = Sha256::digest(text.as_bytes());

@@ -24,3 +24,53 @@ pub fn statements(sql: &str) -> Vec<String> {
     }
     out
 }
+
+/// `statement` with each run of whitespace outside its string literals made one space. The files are
+/// indented for people; what is embedded is in every component, and what a migration creates is stored
+/// in the schema that every new connection parses.
+// `build.rs` calls it; in the crate only the tests do, to check what was embedded.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn compact(statement: &str) -> String {
+    let mut out = String::with_capacity(statement.len());
+    let mut in_literal = false;
+    let mut space = false;
+    for c in statement.chars() {
+        if c == '\'' {
+            in_literal = !in_literal;
+        } else if !in_literal && c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_ends_with_a_semicolon_that_ends_its_line() {
+        let sql = "CREATE TABLE t (\n    a TEXT -- why\n);\n-- a comment\nCREATE TRIGGER x BEGIN UPDATE t SET a = 1; END;\n";
+        assert_eq!(
+            statements(sql),
+            [
+                "CREATE TABLE t (\n    a TEXT\n)",
+                "CREATE TRIGGER x BEGIN UPDATE t SET a = 1; END"
+            ]
+        );
+    }
+
+    #[test]
+    fn compacting_keeps_string_literals_as_written() {
+        assert_eq!(
+            compact("SELECT  'a  b', '''  c'\n   FROM t\n  WHERE x = '\n'"),
+            "SELECT 'a  b', '''  c' FROM t WHERE x = '\n'"
+        );
+    }
+}
