@@ -10,7 +10,7 @@
 
 use anyhow::Context;
 
-use super::{truncate, Enqueued, NewEvent, KICK_WINDOW_MS};
+use super::{received_events, truncate, Enqueued, NewEvent, KICK_WINDOW_MS};
 use crate::platform::{Rows, Sql, Value};
 
 /// The columns of a delivery as [`Deliveries::oldest`] returns them, in order (the id first): those of
@@ -120,10 +120,13 @@ impl<'a> Deliveries<'a> {
         let rows = self
             .sql
             .execute(
-                "SELECT coalesce(sum(skip_reason IS NULL), 0) AS pending,
-                        coalesce(sum(skip_reason IS NOT NULL), 0) AS skipped,
-                        min(CASE WHEN skip_reason IS NULL THEN received_at END) AS oldest
-                 FROM deliveries",
+                concat!(
+                    "SELECT coalesce(sum(state = 'pending'), 0) AS pending,
+                            coalesce(sum(state = 'skipped'), 0) AS skipped,
+                            min(CASE WHEN state = 'pending' THEN received_at END) AS oldest
+                     FROM ",
+                    received_events!("deliveries")
+                ),
                 &[],
             )
             .context("counting the intake's deliveries")?;

@@ -133,8 +133,8 @@ impl Enqueued {
     }
 }
 
-/// Received rows (those of `inbox`, or of the deliveries a drain took from the intake database) in the
-/// queue's shape, as a subquery of the table or common table expression `$from`: each in the state
+/// Received rows (of the intake's `deliveries`, of `inbox`, or the batch a drain took from the intake)
+/// in the queue's shape, as a subquery of the table or common table expression `$from`: each in the state
 /// admitting it gives it ([`Queue::admit`]): pending, or skipped and finished when received when its type
 /// is one the sync ignores. Admitting and every count of the queue read received rows through it, so that
 /// rule is written once. A fragment rather than a view: a view would be one more object in the schema
@@ -151,8 +151,6 @@ macro_rules! received_events {
         )
     };
 }
-// `testing::state_of` reads it too.
-#[cfg(all(any(test, feature = "testing"), not(target_arch = "wasm32")))]
 pub(crate) use received_events;
 
 /// An event a drain holds.
@@ -273,7 +271,7 @@ impl<'a> Queue<'a> {
     /// deleted from the intake database; then the rows an older webhook stored in the app database's
     /// `inbox` (during a rolling upgrade) move the same way. An event that names no number takes it
     /// from another event about the same call or message, in the queue or in the same batch, so that
-    /// one call's events share one lease; the insert trigger (`events_join_their_number`) does the same
+    /// one call's events share one lease; the insert trigger (`events_join_their_number_by_resource`) does the same
     /// for events already queued. Every statement can be repeated: a drain that dies between two, or two
     /// drains admitting the same rows, leave each event queued once. Reads first, so that with nothing
     /// waiting it takes no write lock. Returns how many events it moved into `events`.
@@ -530,7 +528,7 @@ impl<'a> Queue<'a> {
     }
 
     /// Gives `event` back under its call's number when an event naming the number arrived after this
-    /// drain leased it under the call's id: the insert trigger (`events_join_their_number`) moves only
+    /// drain leased it under the call's id: the insert trigger (`events_join_their_number_by_resource`) moves only
     /// pending events, and processing this one under the call's lease would let a drain holding the
     /// number's lease write the same page at the same time. `true` when it was given back (pending, due
     /// `now`, the lease's attempt not spent); called right before processing an event with no number.

@@ -90,8 +90,11 @@ pub fn state_of(platform: &Platform, id: &str) -> String {
     let delivered = platform
         .intake
         .execute(
-            "SELECT CASE WHEN skip_reason IS NULL THEN 'pending' ELSE 'skipped' END AS state
-             FROM deliveries WHERE id = ?1",
+            concat!(
+                "SELECT state FROM ",
+                crate::queue::received_events!("deliveries"),
+                " WHERE id = ?1"
+            ),
             &[id.into()],
         )
         .expect("the deliveries table answers");

@@ -21,6 +21,7 @@
 //! (also on `spin up`). The first line printed says how the bench itself was built (`scripts/bench` runs
 //! it as a debug build unless `BENCH_PROFILE=release`) and whether `spin up` rows ran.
 
+mod admission;
 mod backfill;
 mod intake;
 mod latency;
@@ -93,7 +94,7 @@ impl Table {
 }
 
 /// Whether phase `name` runs: every phase, or those `BENCH_ONLY` lists (comma-separated: `sizes`,
-/// `memory`, `cold`, `requests`, `drain`, `intake`, `backfill`, `latency`; `memory-spin`, `cold-spin`,
+/// `memory`, `cold`, `requests`, `drain`, `admission`, `intake`, `backfill`, `latency`; `memory-spin`, `cold-spin`,
 /// `requests-spin`, `intake-spin`, `backfill-spin` and `latency-spin` for only their `spin up` half).
 fn runs(name: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
@@ -148,6 +149,11 @@ async fn main() -> anyhow::Result<()> {
         drain_throughput(&mut table)
             .await
             .context("drain throughput")?;
+    }
+    if runs("admission") {
+        admission::admission(&mut table)
+            .await
+            .context("admission")?;
     }
     if runs("intake") {
         intake::on_test_host(&mut table)
