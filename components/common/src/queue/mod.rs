@@ -271,10 +271,10 @@ impl<'a> Queue<'a> {
     /// deleted from the intake database; then the rows an older webhook stored in the app database's
     /// `inbox` (during a rolling upgrade) move the same way. An event that names no number takes it
     /// from another event about the same call or message, in the queue or in the same batch, so that
-    /// one call's events share one lease; the insert trigger (`events_join_their_number_by_resource`) does the same
-    /// for events already queued. Every statement can be repeated: a drain that dies between two, or two
-    /// drains admitting the same rows, leave each event queued once. Reads first, so that with nothing
-    /// waiting it takes no write lock. Returns how many events it moved into `events`.
+    /// one call's events share one lease; the insert trigger (`events_join_their_number_by_resource`)
+    /// does the same for events already queued. Every statement can be repeated: a drain that dies
+    /// between two, or two drains admitting the same rows, leave each event queued once. Reads first, so
+    /// that with nothing waiting it takes no write lock. Returns how many events it moved into `events`.
     pub fn admit(&self) -> anyhow::Result<usize> {
         let mut moved = self.take_deliveries()?;
         let waiting = self
@@ -528,9 +528,9 @@ impl<'a> Queue<'a> {
     }
 
     /// Gives `event` back under its call's number when an event naming the number arrived after this
-    /// drain leased it under the call's id: the insert trigger (`events_join_their_number_by_resource`) moves only
-    /// pending events, and processing this one under the call's lease would let a drain holding the
-    /// number's lease write the same page at the same time. `true` when it was given back (pending, due
+    /// drain leased it under the call's id: the insert trigger (`events_join_their_number_by_resource`)
+    /// moves only pending events, and processing this one under the call's lease would let a drain
+    /// holding the number's lease write the same page at the same time. `true` when it was given back (pending, due
     /// `now`, the lease's attempt not spent); called right before processing an event with no number.
     pub fn join_number(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
         // The number's event may not be admitted yet.

@@ -15,7 +15,8 @@
 //! (compiled from scratch, then its first answer; on `spin up`, from its start to the first answer);
 //! OpenPhone, Notion and S3 requests per event type and
 //! per call lifecycle with a cold and a warm Canvas cache; drain throughput with the servers' rate limits
-//! off; webhook intake throughput and latency at 1, 16 and 64 clients, new events and duplicates, on
+//! off; the drain's admission per delivery into an empty queue and a backlog ([`admission`]); webhook
+//! intake throughput and latency at 1, 16 and 64 clients, new events and duplicates, on
 //! Spin against two floors ([`intake`]); the first sync of 140 texts older than the app (Notion requests
 //! per item, items per minute); webhook → page latency with and without a sync of the same number running
 //! (also on `spin up`). The first line printed says how the bench itself was built (`scripts/bench` runs
@@ -94,8 +95,9 @@ impl Table {
 }
 
 /// Whether phase `name` runs: every phase, or those `BENCH_ONLY` lists (comma-separated: `sizes`,
-/// `memory`, `cold`, `requests`, `drain`, `admission`, `intake`, `backfill`, `latency`; `memory-spin`, `cold-spin`,
-/// `requests-spin`, `intake-spin`, `backfill-spin` and `latency-spin` for only their `spin up` half).
+/// `memory`, `cold`, `requests`, `drain`, `admission`, `intake`, `backfill`, `latency`; `memory-spin`,
+/// `cold-spin`, `requests-spin`, `intake-spin`, `backfill-spin` and `latency-spin` for only their `spin up`
+/// half).
 fn runs(name: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) => only.split(',').any(|phase| phase.trim() == name),
