@@ -496,12 +496,25 @@ mod tests {
         assert_eq!(embedded, INTAKE_RECORDED);
         for migration in INTAKE_MIGRATIONS {
             let text = file(&format!("intake/{}", migration.name));
-            let digest = sha2::Sha256::digest(text.as_bytes());
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(migration.checksum, hex, "{}", migration.name);
-            let compacted: Vec<String> = statements(&text).iter().map(|s| compact(s)).collect();
-            assert_eq!(statements(migration.sql), compacted, "{}", migration.name);
+            assert_eq!(migration.checksum, checksum(&text), "{}", migration.name);
+            assert_eq!(
+                statements(migration.sql),
+                as_embedded(&text),
+                "{}",
+                migration.name
+            );
         }
+    }
+
+    /// What `build.rs` records of a file as written: the first 8 bytes of its SHA-256, in hex.
+    fn checksum(text: &str) -> String {
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The statements `build.rs` embeds of a file as written: without comments, compacted.
+    fn as_embedded(text: &str) -> Vec<String> {
+        statements(text).iter().map(|s| compact(s)).collect()
     }
 
     fn file(name: &str) -> String {
@@ -517,9 +530,8 @@ mod tests {
             MIGRATIONS.iter().map(|m| (m.version, m.checksum)).collect();
         assert_eq!(embedded, RECORDED);
         for migration in MIGRATIONS {
-            let digest = sha2::Sha256::digest(file(migration.name).as_bytes());
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(migration.checksum, hex, "{}", migration.name);
+            let text = file(migration.name);
+            assert_eq!(migration.checksum, checksum(&text), "{}", migration.name);
         }
     }
 
@@ -529,8 +541,12 @@ mod tests {
         let mut written = 0;
         for migration in MIGRATIONS {
             let text = file(migration.name);
-            let compacted: Vec<String> = statements(&text).iter().map(|s| compact(s)).collect();
-            assert_eq!(statements(migration.sql), compacted, "{}", migration.name);
+            assert_eq!(
+                statements(migration.sql),
+                as_embedded(&text),
+                "{}",
+                migration.name
+            );
             assert!(!migration.sql.contains("--"), "{}", migration.name);
             embedded += migration.sql.len();
             written += text.len();

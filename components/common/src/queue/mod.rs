@@ -530,8 +530,9 @@ impl<'a> Queue<'a> {
     /// Gives `event` back under its call's number when an event naming the number arrived after this
     /// drain leased it under the call's id: the insert trigger (`events_join_their_number_by_resource`)
     /// moves only pending events, and processing this one under the call's lease would let a drain
-    /// holding the number's lease write the same page at the same time. `true` when it was given back (pending, due
-    /// `now`, the lease's attempt not spent); called right before processing an event with no number.
+    /// holding the number's lease write the same page at the same time. `true` when it was given back
+    /// (pending, due `now`, the lease's attempt not spent); called right before processing an event with
+    /// no number.
     pub fn join_number(&self, event: &QueuedEvent, now: i64) -> anyhow::Result<bool> {
         // The number's event may not be admitted yet.
         self.admit()?;
@@ -1420,18 +1421,8 @@ mod tests {
     /// made each admitted event cost as much as the backlog (quadratic admission during an outage).
     #[tokio::test]
     async fn the_insert_triggers_read_one_calls_events_however_long_the_backlog() {
+        // SQLite keeps no statistics here, so the plan does not depend on how many events there are.
         let (_dir, platform, _clock) = migrated_platform().await;
-        let queue = Queue::of(&platform);
-        for i in 0..200 {
-            let id = format!("EV{i}");
-            let resource = format!("AC{i}");
-            let event = NewEvent {
-                resource_id: Some(&resource),
-                ..new_event(&id, Some("PN1"), T0 + i)
-            };
-            queue.enqueue(&event, T0 + i).unwrap();
-        }
-        queue.admit().unwrap();
         let triggers = platform
             .sql
             .execute(
