@@ -90,7 +90,7 @@ pub const INTAKE_MIGRATIONS: &[Migration] = &[
 const APP_VERSIONS: &str = "schema_migrations";
 /// The table that records the intake database's versions; named apart from the app's, so the `intake`
 /// label may point at the app's database file.
-const INTAKE_VERSIONS: &str = "intake_migrations";
+pub const INTAKE_VERSIONS: &str = "intake_migrations";
 
 /// A claim not renewed for this long belongs to an instance that died mid-migration. The holder renews
 /// it before each statement, so only a single statement running longer than this is taken over.
@@ -162,6 +162,17 @@ fn is_current(sql: &dyn Sql, table: &str, migrations: &[Migration]) -> bool {
         .iter()
         .filter_map(|row| row.i64("version").ok())
         .collect();
+    records_all(&applied, migrations)
+}
+
+/// Whether `applied`, the versions [`INTAKE_VERSIONS`] records as applied (`applied_at` set), holds
+/// every intake migration: [`ensure_intake`]'s check, for a caller that reads the versions with other
+/// rows.
+pub fn intake_is_current(applied: &[i64]) -> bool {
+    records_all(applied, INTAKE_MIGRATIONS)
+}
+
+fn records_all(applied: &[i64], migrations: &[Migration]) -> bool {
     migrations.iter().all(|m| applied.contains(&m.version))
 }
 

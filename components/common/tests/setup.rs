@@ -234,6 +234,7 @@ async fn webhooks_elsewhere_are_left_alone_and_a_partial_one_is_completed() {
             &Settings::new(world.platform.vars.clone()),
             &delivery(&world, "EV1", &partial.key)
         )
+        .await
         .response
         .status,
         202
@@ -244,6 +245,7 @@ async fn webhooks_elsewhere_are_left_alone_and_a_partial_one_is_completed() {
             &Settings::new(world.platform.vars.clone()),
             &delivery(&world, "EV2", &elsewhere.key)
         )
+        .await
         .response
         .status,
         401
@@ -258,7 +260,8 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EV0", "c2VjcmV0"),
-    );
+    )
+    .await;
     assert_eq!(before.response.status, 503);
 
     run_setup(&world).await;
@@ -272,7 +275,8 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EV1", &old.key),
-    );
+    )
+    .await;
     assert_eq!(
         accepted.response.status,
         202,
@@ -283,7 +287,8 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EV2", "Zm9yZ2Vk"),
-    );
+    )
+    .await;
     assert_eq!(forged.response.status, 401);
 
     delete_webhook(&world, &old.id).await;
@@ -305,7 +310,8 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EV3", &old.key),
-    );
+    )
+    .await;
     assert_eq!(
         refused.response.status, 401,
         "the deleted webhook's key still works"
@@ -314,7 +320,8 @@ async fn a_stored_key_verifies_until_its_webhook_is_deleted_and_setup_runs_again
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EV4", &recreated.key),
-    );
+    )
+    .await;
     assert_eq!(fresh.response.status, 202);
 }
 
@@ -456,7 +463,8 @@ async fn setup_with_another_url_keeps_the_keys_of_webhooks_that_still_exist() {
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EVkept1", &first_key),
-    );
+    )
+    .await;
     assert_eq!(
         accepted.response.status,
         202,
@@ -493,7 +501,8 @@ async fn setup_with_another_url_keeps_the_keys_of_webhooks_that_still_exist() {
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EVkept2", &first_key),
-    );
+    )
+    .await;
     assert_eq!(
         refused.response.status, 401,
         "a deleted webhook's key still works"
@@ -503,6 +512,7 @@ async fn setup_with_another_url_keeps_the_keys_of_webhooks_that_still_exist() {
         &world.platform,
         &Settings::new(world.platform.vars.clone()),
         &delivery(&world, "EVkept3", &second_key),
-    );
+    )
+    .await;
     assert_eq!(fresh.response.status, 202);
 }

@@ -25,7 +25,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 async fn answer(cx: Context, route: WebhookRoute, reply: Reply) {
     match route {
         WebhookRoute::Intake => {
-            let intake = intake::handle(&cx.platform, &cx.settings, &cx.request);
+            let intake = intake::handle(&cx.platform, &cx.settings, &cx.request).await;
             reply.send(intake.response).await;
             common::webhook::kick::after_intake(&cx.platform, intake.kick_window).await;
         }

@@ -465,7 +465,7 @@ impl Sim {
                     ..Request::default()
                 };
                 let settings = common::configuration::Settings::new(platform.vars.clone());
-                let intake = intake::handle(&platform, &settings, &request);
+                let intake = intake::handle(&platform, &settings, &request).await;
                 if (200..300).contains(&intake.response.status) {
                     answered.set(true);
                     let id = payload["id"].as_str().unwrap_or_default().to_owned();

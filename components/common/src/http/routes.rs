@@ -42,10 +42,9 @@ impl PathMatch {
 /// The databases whose schemas a route needs current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schemas {
-    /// None: the handler reports a broken database itself.
+    /// None: the handler reports a broken database itself (the webhook intake checks the intake
+    /// database's schema in the read of its keys, [`crate::webhook::keys::signing_keys`]).
     None,
-    /// The intake database's alone ([`crate::migrations::ensure_intake`]).
-    Intake,
     /// The app's and the intake database's ([`crate::migrations::ensure`]).
     Both,
 }
@@ -102,14 +101,6 @@ impl<H: Copy> Route<H> {
             ..self
         }
     }
-
-    /// The route stores into the intake database and reads nothing of the app's.
-    const fn intake_only(self) -> Self {
-        Self {
-            needs_schema: Schemas::Intake,
-            ..self
-        }
-    }
 }
 
 /// The `webhook` component's routes.
@@ -123,7 +114,7 @@ pub enum WebhookRoute {
 
 /// The `webhook` component's table.
 pub const WEBHOOK: &[Route<WebhookRoute>] = &[
-    Route::post("/webhooks/openphone", Auth::Webhook, WebhookRoute::Intake).intake_only(),
+    Route::post("/webhooks/openphone", Auth::Webhook, WebhookRoute::Intake).without_schema(),
     Route::get("/health", Auth::None, WebhookRoute::Health).without_schema(),
 ];
 

@@ -108,7 +108,6 @@ pub async fn dispatch<H, F, Fut>(
         }
         let schema = match route.needs_schema {
             Schemas::None => Ok(()),
-            Schemas::Intake => crate::migrations::ensure_intake(&platform).await,
             Schemas::Both => crate::migrations::ensure(&platform).await,
         };
         if let Err(e) = schema {

@@ -1,6 +1,6 @@
 //! `POST /webhooks/openphone`: verify, store once, answer. No API work happens here: the answer goes out
-//! first and the component then kicks the drain. A signature verifies with the key(s) of
-//! `openphone_webhook_secret` or with a key `POST /admin/setup` stored ([`keys`]).
+//! first and the component then kicks the drain. A signature verifies with a key `POST /admin/setup`
+//! stored ([`keys`]) or with the key(s) of `openphone_webhook_secret`.
 //!
 //! | Status | When |
 //! |---|---|
@@ -10,7 +10,7 @@
 //! | `401` | the signature is missing, malformed, stale (±5 minutes) or does not match |
 //! | `405` | not a `POST` (answered by the edge, [`crate::http`]) |
 //! | `413` | the body is over [`MAX_BODY_BYTES`] (answered by the edge, which reads at most that much) |
-//! | `503` | no signing key (neither `openphone_webhook_secret` nor a key stored by `/admin/setup`), or the database is unavailable (the sender retries) |
+//! | `503` | no signing key (neither `openphone_webhook_secret` nor a key stored by `/admin/setup`), a secret that does not decode, or a database unavailable (the sender retries) |
 
 use serde_json::json;
 
@@ -45,33 +45,13 @@ impl Intake {
 }
 
 /// Handles one webhook delivery (a `POST` of at most [`MAX_BODY_BYTES`]: the edge refuses other methods
-/// and larger bodies).
-pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> Intake {
-    let config = match settings.load(WebhookConfig::load) {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!(error = %e, "webhook signing secret misconfigured");
-            return Intake::answer(Response::error(
-                503,
-                format!("the webhook signing secret is not usable: {e}"),
-            ));
-        }
-    };
+/// and larger bodies). The read of the stored keys brings the intake database's schema up to date.
+pub async fn handle(platform: &Platform, settings: &Settings, request: &Request) -> Intake {
     let now = platform.clock.now_ms();
     let headers = SignatureHeaders::of(request);
-    // A delivery the configured secret verifies is answered without reading the stored keys: a statement
-    // less of the few each delivery costs. Any other delivery is checked against every key.
-    let by_configured = (!config.signing_keys.is_empty())
-        .then(|| signature::verify(&headers, &request.body, &config.signing_keys, now).ok())
-        .flatten();
-    let verified = match by_configured {
-        Some(verified) => verified,
-        None => {
-            match verify_with_every_key(platform, config.signing_keys, &headers, request, now) {
-                Ok(verified) => verified,
-                Err(refusal) => return Intake::answer(refusal),
-            }
-        }
+    let verified = match verify(platform, settings, &headers, request, now).await {
+        Ok(verified) => verified,
+        Err(refusal) => return Intake::answer(refusal),
     };
     let webhook_id = match &verified {
         Verified::Standard { webhook_id } => Some(webhook_id.as_str()),
@@ -130,24 +110,55 @@ pub fn handle(platform: &Platform, settings: &Settings, request: &Request) -> In
     }
 }
 
-/// Verifies a delivery against the configured keys and the keys `POST /admin/setup` stored; the refusal
-/// is the answer (`503` without any key or with the database unavailable, `401` when none verifies).
-fn verify_with_every_key(
+/// Verifies a delivery with the keys `POST /admin/setup` stored, then, when none of them does, with
+/// those of `openphone_webhook_secret`. The stored keys come with the schema check's read; the variable
+/// is read only when they are not enough, since every variable Spin resolves costs it a blocking
+/// hand-off (about 0.05 ms of its CPU a read, docs/performance.md). The refusal is the answer: `503`
+/// with the database unavailable (or the app's, while an older build's keys wait to be carried over
+/// and none verifies), a misconfigured secret or no key at all; `401` when no key verifies.
+async fn verify(
     platform: &Platform,
-    configured: Vec<Vec<u8>>,
+    settings: &Settings,
     headers: &SignatureHeaders<'_>,
     request: &Request,
     now: i64,
 ) -> Result<Verified, Response> {
-    let mut signing_keys = configured;
-    match keys::signing_keys(platform) {
-        Ok(stored) => signing_keys.extend(stored),
+    let stored = match keys::signing_keys(platform).await {
+        Ok(stored) => stored,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "reading the stored webhook keys failed");
             return Err(api::unavailable());
         }
+    };
+    let mut refusal = None;
+    if !stored.keys.is_empty() {
+        match signature::verify(headers, &request.body, &stored.keys, now) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => refusal = Some(e),
+        }
     }
-    if signing_keys.is_empty() {
+    let config = settings.load(WebhookConfig::load).map_err(|e| {
+        tracing::error!(error = %e, "webhook signing secret misconfigured");
+        Response::error(
+            503,
+            format!("the webhook signing secret is not usable: {e}"),
+        )
+    })?;
+    if !config.signing_keys.is_empty() {
+        match signature::verify(headers, &request.body, &config.signing_keys, now) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => refusal = Some(e),
+        }
+    }
+    if let Some(e) = stored.not_carried_over {
+        // The key that verifies this delivery may be one an older build stored: the sender retries.
+        tracing::error!(
+            error = %format!("{e:#}"),
+            "webhook not verified while an older build's keys wait to be carried over"
+        );
+        return Err(api::unavailable());
+    }
+    let Some(refusal) = refusal else {
         tracing::error!(
             "no webhook signing key: neither openphone_webhook_secret nor a stored key"
         );
@@ -155,11 +166,9 @@ fn verify_with_every_key(
             503,
             "no webhook signing key is configured: run POST /admin/setup, or set openphone_webhook_secret",
         ));
-    }
-    signature::verify(headers, &request.body, &signing_keys, now).map_err(|e| {
-        tracing::warn!(error = %e, "webhook refused");
-        Response::error(401, e.to_string())
-    })
+    };
+    tracing::warn!(error = %refusal, "webhook refused");
+    Err(Response::error(401, refusal.to_string()))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -176,9 +185,14 @@ mod tests {
         SIGNING_KEY, SIGNING_SECRET, T0,
     };
 
-    /// The intake with the settings the edge would make for `request`.
+    /// The intake with the settings the edge would make for `request`, on a migrated platform (where
+    /// nothing it awaits waits).
     fn handle(platform: &Platform, request: &Request) -> Intake {
-        super::handle(platform, &Settings::new(platform.vars.clone()), request)
+        futures::executor::block_on(super::handle(
+            platform,
+            &Settings::new(platform.vars.clone()),
+            request,
+        ))
     }
 
     const CREATED: &str = "2025-10-20T19:22:20.000Z";
@@ -255,6 +269,16 @@ mod tests {
         );
         let again = handle(&without_the_app_database, &signed_webhook(&body, T0 + 1));
         assert_eq!(again.response.status, 200);
+        // Until an older build's keys are carried over from the app's database, a delivery no key
+        // verifies may be signed with one of them: it is retried later, not refused.
+        let mut other_key = signed_webhook(&body, T0);
+        other_key.headers = vec![(
+            "openphone-signature".into(),
+            signature::legacy_header(b"an older build's key", T0, body.as_bytes()),
+        )];
+        let unsure = handle(&without_the_app_database, &other_key);
+        assert_eq!(unsure.response.status, 503, "the sender retries");
+        assert_eq!(handle(&platform, &other_key).response.status, 401);
         assert_eq!(stored(&platform, "EV1")["state"], "pending");
 
         let without_the_intake_database = Platform {
@@ -449,14 +473,44 @@ mod tests {
         assert_eq!(event_count(&platform), 1);
     }
 
+    /// Variables that count their reads, and fail every read of `openphone_webhook_secret`.
+    #[derive(Default)]
+    struct UnreadableSecret {
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl crate::platform::Variables for UnreadableSecret {
+        fn get(&self, name: &str) -> anyhow::Result<Option<String>> {
+            self.reads.set(self.reads.get() + 1);
+            anyhow::ensure!(
+                name != "openphone_webhook_secret",
+                "the host cannot read {name}"
+            );
+            Ok(None)
+        }
+    }
+
     #[tokio::test]
-    async fn a_delivery_the_configured_secret_verifies_does_not_read_the_stored_keys() {
+    async fn a_delivery_a_stored_key_verifies_reads_no_variable() {
+        use crate::configuration::Secret;
+        use crate::webhook::keys::{sync, WebhookKey};
+
         let (_dir, platform, _clock) = migrated_platform().await;
-        // Were the stored keys read, this delivery would get the 503 of an unreadable table.
-        platform
-            .intake
-            .execute("ALTER TABLE webhook_keys RENAME TO unreadable_keys", &[])
-            .unwrap();
+        let vars = Rc::new(UnreadableSecret::default());
+        let platform = Platform {
+            vars: vars.clone(),
+            ..platform
+        };
+        let events = vec!["call.completed".to_owned()];
+        let stored = Secret::new(SIGNING_SECRET);
+        let hook = WebhookKey {
+            webhook_id: "WH1",
+            url: "https://sync.example.com/webhooks/openphone",
+            events: &events,
+            key: Some(&stored),
+        };
+        sync(&platform, &[hook]).unwrap();
+
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
         let accepted = handle(&platform, &signed_webhook(&body, T0));
         assert_eq!(
@@ -465,15 +519,114 @@ mod tests {
             "{:?}",
             accepted.response.json_body()
         );
-        // One the configured secret does not verify might be a stored key's: those are read.
+        assert_eq!(vars.reads.get(), 0, "no variable was needed");
+
+        // One no stored key verifies might be the configured secret's: that is read.
         let body = event_body("EV2", "call.completed", "PN1", "AC2", CREATED);
         let mut other_key = signed_webhook(&body, T0);
         other_key.headers = vec![(
             "openphone-signature".into(),
             signature::legacy_header(b"another key", T0, body.as_bytes()),
         )];
-        assert_eq!(handle(&platform, &other_key).response.status, 503);
+        let refused = handle(&platform, &other_key);
+        assert_eq!(refused.response.status, 503);
+        assert!(
+            refused.response.json_body()["error"]
+                .as_str()
+                .unwrap()
+                .contains("not usable"),
+            "{:?}",
+            refused.response.json_body()
+        );
         assert_eq!(event_count(&platform), 1);
+    }
+
+    /// The intake database, counting the statements it runs.
+    struct CountedSql {
+        inner: Rc<dyn crate::platform::Sql>,
+        statements: std::cell::Cell<usize>,
+    }
+
+    impl crate::platform::Sql for CountedSql {
+        fn execute(
+            &self,
+            statement: &str,
+            params: &[crate::platform::Value],
+        ) -> anyhow::Result<crate::platform::Rows> {
+            self.statements.set(self.statements.get() + 1);
+            self.inner.execute(statement, params)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_costs_the_intake_database_two_statements_and_no_other() {
+        use crate::configuration::Secret;
+        use crate::webhook::keys::{sync, WebhookKey};
+
+        let (_dir, platform, _clock) = migrated_platform().await;
+        let intake = Rc::new(CountedSql {
+            inner: platform.intake.clone(),
+            statements: std::cell::Cell::new(0),
+        });
+        let counted = Platform {
+            intake: intake.clone(),
+            sql: Rc::new(crate::testing::UnavailableSql),
+            ..platform.clone()
+        };
+        let statements = |body: &str, id| {
+            intake.statements.set(0);
+            let status = handle(&counted, &signed_webhook(body, T0)).response.status;
+            (status, intake.statements.get(), id)
+        };
+        // Once, the first delivery carries an older build's keys over (there are none here).
+        crate::webhook::keys::carry_over(&platform).unwrap();
+
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+        assert_eq!(
+            statements(&body, "configured secret"),
+            (202, 2, "configured secret")
+        );
+        assert_eq!(statements(&body, "redelivery"), (200, 2, "redelivery"));
+
+        let events = vec!["call.completed".to_owned()];
+        let stored = Secret::new(SIGNING_SECRET);
+        let hook = WebhookKey {
+            webhook_id: "WH1",
+            url: "https://sync.example.com/webhooks/openphone",
+            events: &events,
+            key: Some(&stored),
+        };
+        sync(&platform, &[hook]).unwrap();
+        let body = event_body("EV2", "call.completed", "PN1", "AC2", CREATED);
+        assert_eq!(statements(&body, "stored key"), (202, 2, "stored key"));
+        assert_eq!(event_count(&platform), 2);
+    }
+
+    #[tokio::test]
+    async fn the_first_delivery_brings_a_new_intake_database_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform_in(dir.path(), Rc::new(ManualClock::at(T0)));
+        let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
+        let settings = Settings::new(platform.vars.clone());
+        let first = super::handle(&platform, &settings, &signed_webhook(&body, T0)).await;
+        assert_eq!(
+            first.response.status,
+            202,
+            "{:?}",
+            first.response.json_body()
+        );
+        let versions = platform
+            .intake
+            .execute(
+                "SELECT count(*) AS applied FROM intake_migrations WHERE applied_at IS NOT NULL",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            versions.first().unwrap().i64("applied").unwrap(),
+            crate::migrations::INTAKE_MIGRATIONS.len() as i64
+        );
+        assert_eq!(state_of(&platform, "EV1"), "pending");
     }
 
     #[test]

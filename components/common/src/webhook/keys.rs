@@ -13,7 +13,8 @@
 use serde::Serialize;
 
 use crate::configuration::{decode_signing_key, Secret};
-use crate::platform::{Platform, Value};
+use crate::migrations::{self, INTAKE_VERSIONS};
+use crate::platform::{Platform, Rows, Value};
 
 /// A webhook that delivers to the app, with its signing key (base64, as OpenPhone gives it) when known.
 pub struct WebhookKey<'a> {
@@ -55,12 +56,14 @@ pub fn sync(platform: &Platform, current: &[WebhookKey<'_>]) -> anyhow::Result<K
 /// Stores the keys of `current`, the webhooks delivering to the app (one upsert each with a key, a no-op
 /// when unchanged), then drops, in one delete, the keys of every webhook that is neither in `current` nor
 /// in `listed` — the ids of every webhook OpenPhone lists, whatever its URL. A stored key of a webhook
-/// that now points elsewhere is kept: only its deletion in OpenPhone retires it.
+/// that now points elsewhere is kept: only its deletion in OpenPhone retires it. Keys an older build
+/// stored in the app's database are carried over first, so they are judged like the others.
 pub fn sync_listed(
     platform: &Platform,
     current: &[WebhookKey<'_>],
     listed: &[&str],
 ) -> anyhow::Result<KeyChanges> {
+    carry_over(platform)?;
     let now = platform.clock.now_ms();
     let mut changes = KeyChanges::default();
     for webhook in current {
@@ -95,43 +98,66 @@ pub fn sync_listed(
     let mut ids: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
     ids.extend_from_slice(listed);
     let ids = [Value::Text(serde_json::to_string(&ids)?)];
-    // Until the webhook carries them over ([`carry_over`]), keys an older build stored are in the app's
-    // database: a key dropped here is dropped there too, so it is never carried back. (When both
-    // labels name one file, the second delete finds nothing left.)
-    for database in [&platform.intake, &platform.sql] {
-        let removed = database.execute(
-            "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
-             RETURNING webhook_id",
-            &ids,
-        )?;
-        for row in removed.iter() {
-            let id = row.str("webhook_id")?;
-            if !changes.removed.iter().any(|r| r == id) {
-                changes.removed.push(id.to_owned());
-            }
-        }
+    let removed = platform.intake.execute(
+        "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
+         RETURNING webhook_id",
+        &ids,
+    )?;
+    for row in removed.iter() {
+        changes.removed.push(row.str("webhook_id")?.to_owned());
     }
     Ok(changes)
 }
 
-/// The stored keys, decoded for verification (a key that does not decode is left out). One read of the
-/// intake database, once the keys of an older build are carried over.
-pub fn signing_keys(platform: &Platform) -> anyhow::Result<Vec<Vec<u8>>> {
-    // A row of NULLs says the carry-over has not happened yet.
-    let read = || {
-        platform.intake.execute(
-            "SELECT webhook_id, signing_key FROM webhook_keys
-             UNION ALL SELECT NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM webhook_keys_carried_over)",
-            &[],
-        )
+/// The keys [`signing_keys`] read.
+pub struct StoredKeys {
+    /// Each stored key, decoded (a key that does not decode is left out).
+    pub keys: Vec<Vec<u8>>,
+    /// Why keys an older build stored in the app's database may be missing: their carry-over failed
+    /// (the app's database unavailable), so a delivery none of `keys` verifies may be theirs.
+    pub not_carried_over: Option<anyhow::Error>,
+}
+
+/// The stored keys, read in one statement with the intake database's applied versions: that read is
+/// also the intake's schema check, so a delivery costs the intake database this statement and its
+/// insert. When a version is missing, or the read fails (a table not made yet), the intake's migrations
+/// run and the read is repeated. The keys an older build stored in the app's database are carried over
+/// on the first read ([`carry_over`]); while that fails, the intake's own keys are returned with why.
+pub async fn signing_keys(platform: &Platform) -> anyhow::Result<StoredKeys> {
+    // Rows with a version are the applied versions; a row of NULLs says the carry-over has not happened.
+    let statement = format!(
+        "SELECT version, NULL AS webhook_id, NULL AS signing_key FROM {INTAKE_VERSIONS}
+         WHERE applied_at IS NOT NULL
+         UNION ALL SELECT NULL, webhook_id, signing_key FROM webhook_keys
+         UNION ALL SELECT NULL, NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM webhook_keys_carried_over)"
+    );
+    let read = || platform.intake.execute(&statement, &[]);
+    let current = |rows: &Rows| {
+        let applied: Vec<i64> = rows
+            .iter()
+            .filter_map(|row| row.opt_i64("version").ok().flatten())
+            .collect();
+        migrations::intake_is_current(&applied)
     };
-    let mut rows = read()?;
-    if rows
-        .iter()
-        .any(|row| row.opt_str("webhook_id").ok().flatten().is_none())
-    {
-        carry_over(platform)?;
-        rows = read()?;
+    let mut rows = match read() {
+        Ok(rows) if current(&rows) => rows,
+        _ => {
+            migrations::run_intake(platform).await?;
+            read()?
+        }
+    };
+    let not_carried_over = |rows: &Rows| {
+        rows.iter().any(|row| {
+            row.opt_i64("version").ok().flatten().is_none()
+                && row.opt_str("webhook_id").ok().flatten().is_none()
+        })
+    };
+    let mut not_carried = None;
+    if not_carried_over(&rows) {
+        match carry_over(platform) {
+            Ok(()) => rows = read()?,
+            Err(e) => not_carried = Some(e.context("carrying the older build's webhook keys over")),
+        }
     }
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows.iter() {
@@ -146,13 +172,16 @@ pub fn signing_keys(platform: &Platform) -> anyhow::Result<Vec<Vec<u8>>> {
             ),
         }
     }
-    Ok(keys)
+    Ok(StoredKeys {
+        keys,
+        not_carried_over: not_carried,
+    })
 }
 
 /// Copies the keys an older build stored in the app's database into the intake database, once (the first
-/// delivery the configured secret does not verify does it): each copy is refused once the mark that it
-/// happened is there, and [`sync_listed`] drops a removed key from both databases, so a key setup removed
-/// is never copied back. Both databases may be one file (the copy then finds its rows there).
+/// delivery does it): each copy is refused once the mark that it happened is there, and [`sync_listed`]
+/// drops a removed key from both databases, so a key setup removed is never copied back. Both databases
+/// may be one file (the copy then finds its rows there).
 pub fn carry_over(platform: &Platform) -> anyhow::Result<()> {
     let carried = platform
         .intake
@@ -217,24 +246,29 @@ mod tests {
                 &[],
             )
             .unwrap();
-        assert_eq!(signing_keys(&platform).unwrap(), vec![b"a".to_vec()]);
+        assert_eq!(
+            signing_keys(&platform).await.unwrap().keys,
+            vec![b"a".to_vec()]
+        );
         assert_eq!(stored_webhook_ids(&platform).unwrap(), vec!["WH1"]);
         // Setup then finds the webhook deleted in OpenPhone: its key is gone for good.
         let removed = sync(&platform, &[]).unwrap();
         assert_eq!(removed.removed, vec!["WH1"]);
-        assert!(signing_keys(&platform).unwrap().is_empty());
+        assert!(signing_keys(&platform).await.unwrap().keys.is_empty());
         carry_over(&platform).unwrap();
-        assert!(signing_keys(&platform).unwrap().is_empty());
+        assert!(signing_keys(&platform).await.unwrap().keys.is_empty());
         // From then on the app's database is not read at all.
         let without_the_app_database = Platform {
             sql: std::rc::Rc::new(crate::testing::UnavailableSql),
             ..platform
         };
-        assert!(signing_keys(&without_the_app_database).unwrap().is_empty());
+        let read = signing_keys(&without_the_app_database).await.unwrap();
+        assert!(read.keys.is_empty());
+        assert!(read.not_carried_over.is_none());
     }
 
     #[tokio::test]
-    async fn setup_before_the_carry_over_drops_old_keys_from_both_databases() {
+    async fn setup_before_the_carry_over_carries_old_keys_over_and_drops_the_removed() {
         let (_dir, platform, _clock) = migrated_platform().await;
         for (id, key) in [("WH1", "YQ=="), ("WH2", "Yg==")] {
             platform
@@ -258,7 +292,15 @@ mod tests {
         };
         let changes = sync(&platform, &[keyless]).unwrap();
         assert_eq!(changes.removed, vec!["WH1"]);
-        assert_eq!(signing_keys(&platform).unwrap(), vec![b"b".to_vec()]);
+        assert_eq!(
+            stored_webhook_ids(&platform).unwrap(),
+            vec!["WH2"],
+            "setup's report lists the key carried over"
+        );
+        assert_eq!(
+            signing_keys(&platform).await.unwrap().keys,
+            vec![b"b".to_vec()]
+        );
     }
 
     #[tokio::test]
@@ -273,11 +315,17 @@ mod tests {
             ..platform.clone()
         };
         assert!(
-            signing_keys(&broken).is_err(),
-            "an app database that fails is an error before the carry-over"
+            signing_keys(&broken)
+                .await
+                .unwrap()
+                .not_carried_over
+                .is_some(),
+            "an app database that fails is reported until the carry-over"
         );
-        assert!(signing_keys(&platform).unwrap().is_empty());
-        assert!(signing_keys(&broken).unwrap().is_empty());
+        assert!(signing_keys(&platform).await.unwrap().keys.is_empty());
+        let after = signing_keys(&broken).await.unwrap();
+        assert!(after.keys.is_empty());
+        assert!(after.not_carried_over.is_none());
     }
 
     fn key<'a>(id: &'a str, url: &'a str, events: &'a [String], key: &'a Secret) -> WebhookKey<'a> {
@@ -313,7 +361,7 @@ mod tests {
             }
         );
         assert_eq!(
-            signing_keys(&platform).unwrap(),
+            signing_keys(&platform).await.unwrap().keys,
             vec![b"a".to_vec(), b"b".to_vec()]
         );
 
@@ -335,7 +383,10 @@ mod tests {
                 ..Default::default()
             }
         );
-        assert_eq!(signing_keys(&platform).unwrap(), vec![b"c".to_vec()]);
+        assert_eq!(
+            signing_keys(&platform).await.unwrap().keys,
+            vec![b"c".to_vec()]
+        );
         assert_eq!(stored_webhook_ids(&platform).unwrap(), vec!["WH2"]);
 
         // A listing without the key keeps the stored one.
@@ -346,11 +397,14 @@ mod tests {
             key: None,
         };
         assert!(sync(&platform, &[keyless]).unwrap().is_empty());
-        assert_eq!(signing_keys(&platform).unwrap(), vec![b"c".to_vec()]);
+        assert_eq!(
+            signing_keys(&platform).await.unwrap().keys,
+            vec![b"c".to_vec()]
+        );
 
         let emptied = sync(&platform, &[]).unwrap();
         assert_eq!(emptied.removed, vec!["WH2"]);
-        assert!(signing_keys(&platform).unwrap().is_empty());
+        assert!(signing_keys(&platform).await.unwrap().keys.is_empty());
     }
 
     #[tokio::test]
@@ -380,7 +434,7 @@ mod tests {
             }
         );
         assert_eq!(
-            signing_keys(&platform).unwrap(),
+            signing_keys(&platform).await.unwrap().keys,
             vec![b"a".to_vec(), b"b".to_vec()]
         );
 

@@ -104,7 +104,7 @@ mod tests {
         let body = event_body(id, event_type, "PN1", id, "2025-10-20T19:22:20.000Z");
         let now = platform.clock.now_ms();
         let settings = Settings::new(platform.vars.clone());
-        let intake = intake::handle(platform, &settings, &signed_webhook(&body, now));
+        let intake = intake::handle(platform, &settings, &signed_webhook(&body, now)).await;
         assert!(intake.response.status < 300, "{id}: {:?}", intake.response);
         let (watched, drain) = answering(platform, &[202]);
         after_intake(&watched, intake.kick_window).await;

@@ -1,15 +1,16 @@
 //! Webhook intake throughput and latency at 1, 16 and 64 clients: new events of a type the sync ignores,
-//! their duplicates, and new events that start the drain. On a real `spin up` (`SPIN_BIN`) the same
-//! loads also go, in alternating rounds of the same run, to two floors built from `tests/host/fixtures`:
-//! `intake-floor`, a component that reads the body and answers `202` (what Spin itself costs), and
-//! `insert-floor`, which also stores the body with one SQLite insert (the least a durable intake does).
-//! The insert floor's database is put in the journal mode the app's migrations left its own in (WAL), so
-//! the floor pays for the same commit as the app. A third floor runs the insert floor on a database that
-//! also holds the app's schema (copied from the app's database once its migrations ran): SQLite reads the
-//! whole schema on each connection's first statement, and Spin opens a connection per request. The table
-//! gives the app's rate and p99 as ratios to the floors, and what each delivery cost Spin in CPU time (its
-//! processes' user and system time over the load, which other work on the machine moves less than it
-//! moves the rates).
+//! their duplicates, and new events that start the drain, signed with a key `/admin/setup` stored (the
+//! README's set-up); and new events signed with `openphone_webhook_secret`, the other way to configure
+//! it. On a real `spin up` (`SPIN_BIN`) the same loads also go, in alternating rounds of the same run, to
+//! two floors built from `tests/host/fixtures`: `intake-floor`, a component that reads the body and
+//! answers `202` (what Spin itself costs), and `insert-floor`, which also stores the body with one SQLite
+//! insert (the least a durable intake does). The insert floor's database is put in the journal mode the
+//! app's migrations left its own in (WAL), so the floor pays for the same commit as the app. A third
+//! floor runs the insert floor on a database that also holds the app's schema (copied from the app's
+//! database once its migrations ran): SQLite reads the whole schema on each connection's first statement,
+//! and Spin opens a connection per request. The table gives the app's rate and p99 as ratios to the
+//! floors, and what each delivery cost Spin in CPU time (its processes' user and system time over the
+//! load, which other work on the machine moves less than it moves the rates).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use chrono::Utc;
-use e2e::app::Runner;
+use e2e::app::{Runner, TestApp};
 use e2e::spin::{free_port, write_runtime_config, KeyValueBackend};
 use e2e::workload::{contact, MessageScript};
 use e2e::workspace_root;
@@ -220,24 +221,95 @@ enum Kind {
     Duplicate,
     /// New `message.received` events: stored, and the drain started.
     Processed,
+    /// New events of a type the sync ignores, signed with `openphone_webhook_secret` rather than a key
+    /// setup stored.
+    BySecret,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Ignored, Kind::Duplicate, Kind::Processed];
+    const ALL: [Kind; 4] = [
+        Kind::Ignored,
+        Kind::Duplicate,
+        Kind::Processed,
+        Kind::BySecret,
+    ];
 
     fn describe(self) -> &'static str {
         match self {
             Kind::Ignored => "new events (a type the sync ignores: no drain kicked)",
             Kind::Duplicate => "duplicates (queue idle)",
             Kind::Processed => "new events (the drain kicked)",
+            Kind::BySecret => {
+                "new events signed with openphone_webhook_secret (setup's keys tried first; no drain kicked)"
+            }
         }
     }
 
     fn expected(self) -> u16 {
         match self {
             Kind::Duplicate => 200,
-            Kind::Ignored | Kind::Processed => 202,
+            Kind::Ignored | Kind::Processed | Kind::BySecret => 202,
         }
+    }
+
+    /// This kind's deliveries of one round: signed with a key setup stored (the documented set-up),
+    /// or with the configured secret.
+    fn deliveries(
+        self,
+        app: &SetUpApp,
+        round: &(Vec<Value>, Vec<Value>),
+    ) -> anyhow::Result<Vec<SignedDelivery>> {
+        let (messages, ignored) = round;
+        match self {
+            Kind::Ignored | Kind::Duplicate => sign(&app.stored_key, ignored),
+            Kind::Processed => sign(&app.stored_key, messages),
+            Kind::BySecret => {
+                let others: Vec<Value> = ignored
+                    .iter()
+                    .map(|event| {
+                        let mut event = event.clone();
+                        event["id"] =
+                            format!("{}-secret", event["id"].as_str().unwrap_or_default()).into();
+                        event
+                    })
+                    .collect();
+                sign(&app.app.webhook_key, &others)
+            }
+        }
+    }
+}
+
+/// The app set up as the README says: `POST /admin/setup` made OpenPhone's webhooks and stored their
+/// keys. (`openphone_webhook_secret` is set too, for [`Kind::BySecret`].)
+struct SetUpApp {
+    app: TestApp,
+    /// The key of the webhook that delivers messages.
+    stored_key: String,
+}
+
+impl SetUpApp {
+    async fn start(runner: Runner) -> anyhow::Result<(SetUpApp, e2e::workload::Line)> {
+        let (app, line) = start(runner, false).await?;
+        let response = app
+            .admin_post(
+                "/admin/setup",
+                &serde_json::json!({ "public_url": app.base_url }),
+            )
+            .await;
+        let status = response.status();
+        ensure!(
+            status == 200,
+            "/admin/setup answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let stored_key = app
+            .openphone
+            .webhooks()
+            .into_iter()
+            .find(|w| w.events.iter().any(|e| e == "message.received"))
+            .map(|w| w.key)
+            .context("setup made no webhook for messages")?;
+        Ok((SetUpApp { app, stored_key }, line))
     }
 }
 
@@ -279,17 +351,12 @@ fn sign(key: &str, payloads: &[Value]) -> anyhow::Result<Vec<SignedDelivery>> {
 /// Intake on the test host: the app alone.
 pub async fn on_test_host(table: &mut Table) -> anyhow::Result<()> {
     for (clients, n) in loads() {
-        let (app, line) = start(Runner::TestHost, false).await?;
-        let (messages, ignored) = payloads(&line, 0, n);
+        let (app, line) = SetUpApp::start(Runner::TestHost).await?;
+        let round = payloads(&line, 0, n);
         for kind in Kind::ALL {
-            let payloads = if kind == Kind::Processed {
-                &messages
-            } else {
-                &ignored
-            };
             let load = fire(
-                &app.base_url,
-                sign(&app.webhook_key, payloads)?,
+                &app.app.base_url,
+                kind.deliveries(&app, &round)?,
                 clients,
                 kind.expected(),
             )
@@ -308,9 +375,8 @@ pub async fn on_test_host(table: &mut Table) -> anyhow::Result<()> {
 pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
     let floors = build_floors()?;
     for (clients, n) in loads() {
-        let (app, line) = start(Runner::Spin(spin.to_owned()), false).await?;
-        // Any route but the intake's brings the app's database up to date.
-        app.drain().await;
+        let (set_up, line) = SetUpApp::start(Runner::Spin(spin.to_owned())).await?;
+        let app = &set_up.app;
         let journal_mode = app.journal_mode()?;
         let app_schema = app.schema()?;
         let nothing = Floor::start(spin, &floors[0], FloorDatabase::Untouched).await?;
@@ -326,17 +392,12 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
         let mut insert_loads = Vec::new();
         let mut schema_loads = Vec::new();
         for round in 0..SPIN_ROUNDS {
-            let (messages, ignored) = payloads(&line, round, n);
+            let deliveries = payloads(&line, round, n);
             for (index, kind) in Kind::ALL.into_iter().enumerate() {
-                let payloads = if kind == Kind::Processed {
-                    &messages
-                } else {
-                    &ignored
-                };
                 let load = fire_charged(
                     || app.spin_cpu_time(),
                     &app.base_url,
-                    sign(&app.webhook_key, payloads)?,
+                    kind.deliveries(&set_up, &deliveries)?,
                     clients,
                     kind.expected(),
                 )
@@ -353,7 +414,7 @@ pub async fn on_spin(table: &mut Table, spin: &Path) -> anyhow::Result<()> {
                     fire_charged(
                         || floor.cpu_time(),
                         &floor.base_url(),
-                        sign(&app.webhook_key, &ignored)?,
+                        sign(&app.webhook_key, &deliveries.1)?,
                         clients,
                         202,
                     )
