@@ -227,11 +227,13 @@ enum Kind {
 }
 
 impl Kind {
+    /// In the order of each round: the kicked drains keep working after their row, so the rows to compare
+    /// with each other come before it.
     const ALL: [Kind; 4] = [
         Kind::Ignored,
+        Kind::BySecret,
         Kind::Duplicate,
         Kind::Processed,
-        Kind::BySecret,
     ];
 
     fn describe(self) -> &'static str {
