@@ -56,14 +56,12 @@ pub fn sync(platform: &Platform, current: &[WebhookKey<'_>]) -> anyhow::Result<K
 /// Stores the keys of `current`, the webhooks delivering to the app (one upsert each with a key, a no-op
 /// when unchanged), then drops, in one delete, the keys of every webhook that is neither in `current` nor
 /// in `listed` — the ids of every webhook OpenPhone lists, whatever its URL. A stored key of a webhook
-/// that now points elsewhere is kept: only its deletion in OpenPhone retires it. Keys an older build
-/// stored in the app's database are carried over first, so they are judged like the others.
+/// that now points elsewhere is kept: only its deletion in OpenPhone retires it.
 pub fn sync_listed(
     platform: &Platform,
     current: &[WebhookKey<'_>],
     listed: &[&str],
 ) -> anyhow::Result<KeyChanges> {
-    carry_over(platform)?;
     let now = platform.clock.now_ms();
     let mut changes = KeyChanges::default();
     for webhook in current {
@@ -98,13 +96,21 @@ pub fn sync_listed(
     let mut ids: Vec<&str> = current.iter().map(|w| w.webhook_id).collect();
     ids.extend_from_slice(listed);
     let ids = [Value::Text(serde_json::to_string(&ids)?)];
-    let removed = platform.intake.execute(
-        "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
-         RETURNING webhook_id",
-        &ids,
-    )?;
-    for row in removed.iter() {
-        changes.removed.push(row.str("webhook_id")?.to_owned());
+    // Until the webhook carries them over ([`carry_over`]), keys an older build stored are in the app's
+    // database: a key dropped here is dropped there too, so it is never carried back. (When both
+    // labels name one file, the second delete finds nothing left.)
+    for database in [&platform.intake, &platform.sql] {
+        let removed = database.execute(
+            "DELETE FROM webhook_keys WHERE webhook_id NOT IN (SELECT value FROM json_each(?1))
+             RETURNING webhook_id",
+            &ids,
+        )?;
+        for row in removed.iter() {
+            let id = row.str("webhook_id")?;
+            if !changes.removed.iter().any(|r| r == id) {
+                changes.removed.push(id.to_owned());
+            }
+        }
     }
     Ok(changes)
 }
@@ -268,7 +274,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn setup_before_the_carry_over_carries_old_keys_over_and_drops_the_removed() {
+    async fn setup_before_the_carry_over_drops_old_keys_from_both_databases() {
         let (_dir, platform, _clock) = migrated_platform().await;
         for (id, key) in [("WH1", "YQ=="), ("WH2", "Yg==")] {
             platform
@@ -292,11 +298,6 @@ mod tests {
         };
         let changes = sync(&platform, &[keyless]).unwrap();
         assert_eq!(changes.removed, vec!["WH1"]);
-        assert_eq!(
-            stored_webhook_ids(&platform).unwrap(),
-            vec!["WH2"],
-            "setup's report lists the key carried over"
-        );
         assert_eq!(
             signing_keys(&platform).await.unwrap().keys,
             vec![b"b".to_vec()]
