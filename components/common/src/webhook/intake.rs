@@ -490,26 +490,31 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_delivery_a_stored_key_verifies_reads_no_variable() {
+    /// Stores `secret` as the key of webhook `WH1`, as `POST /admin/setup` does.
+    fn store_setup_key(platform: &Platform, secret: &str) {
         use crate::configuration::Secret;
         use crate::webhook::keys::{sync, WebhookKey};
 
+        let events = vec!["call.completed".to_owned()];
+        let key = Secret::new(secret);
+        let hook = WebhookKey {
+            webhook_id: "WH1",
+            url: "https://sync.example.com/webhooks/openphone",
+            events: &events,
+            key: Some(&key),
+        };
+        sync(platform, &[hook]).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_delivery_a_stored_key_verifies_reads_no_variable() {
         let (_dir, platform, _clock) = migrated_platform().await;
         let vars = Rc::new(UnreadableSecret::default());
         let platform = Platform {
             vars: vars.clone(),
             ..platform
         };
-        let events = vec!["call.completed".to_owned()];
-        let stored = Secret::new(SIGNING_SECRET);
-        let hook = WebhookKey {
-            webhook_id: "WH1",
-            url: "https://sync.example.com/webhooks/openphone",
-            events: &events,
-            key: Some(&stored),
-        };
-        sync(&platform, &[hook]).unwrap();
+        store_setup_key(&platform, SIGNING_SECRET);
 
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
         let accepted = handle(&platform, &signed_webhook(&body, T0));
@@ -560,9 +565,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_delivery_costs_the_intake_database_two_statements_and_no_other() {
-        use crate::configuration::Secret;
-        use crate::webhook::keys::{sync, WebhookKey};
-
         let (_dir, platform, _clock) = migrated_platform().await;
         let intake = Rc::new(CountedSql {
             inner: platform.intake.clone(),
@@ -573,32 +575,26 @@ mod tests {
             sql: Rc::new(crate::testing::UnavailableSql),
             ..platform.clone()
         };
-        let statements = |body: &str, id| {
+        // The status and the statements of one delivery of `body`.
+        let deliver = |body: &str| {
             intake.statements.set(0);
             let status = handle(&counted, &signed_webhook(body, T0)).response.status;
-            (status, intake.statements.get(), id)
+            (status, intake.statements.get())
         };
         // Once, the first delivery carries an older build's keys over (there are none here).
         crate::webhook::keys::carry_over(&platform).unwrap();
 
         let body = event_body("EV1", "call.completed", "PN1", "AC1", CREATED);
         assert_eq!(
-            statements(&body, "configured secret"),
-            (202, 2, "configured secret")
+            deliver(&body),
+            (202, 2),
+            "verified by the configured secret"
         );
-        assert_eq!(statements(&body, "redelivery"), (200, 2, "redelivery"));
+        assert_eq!(deliver(&body), (200, 2), "a redelivery");
 
-        let events = vec!["call.completed".to_owned()];
-        let stored = Secret::new(SIGNING_SECRET);
-        let hook = WebhookKey {
-            webhook_id: "WH1",
-            url: "https://sync.example.com/webhooks/openphone",
-            events: &events,
-            key: Some(&stored),
-        };
-        sync(&platform, &[hook]).unwrap();
+        store_setup_key(&platform, SIGNING_SECRET);
         let body = event_body("EV2", "call.completed", "PN1", "AC2", CREATED);
-        assert_eq!(statements(&body, "stored key"), (202, 2, "stored key"));
+        assert_eq!(deliver(&body), (202, 2), "verified by a stored key");
         assert_eq!(event_count(&platform), 2);
     }
 

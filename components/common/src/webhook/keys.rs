@@ -152,14 +152,14 @@ pub async fn signing_keys(platform: &Platform) -> anyhow::Result<StoredKeys> {
             read()?
         }
     };
-    let not_carried_over = |rows: &Rows| {
+    let waits_for_carry_over = |rows: &Rows| {
         rows.iter().any(|row| {
             row.opt_i64("version").ok().flatten().is_none()
                 && row.opt_str("webhook_id").ok().flatten().is_none()
         })
     };
     let mut not_carried = None;
-    if not_carried_over(&rows) {
+    if waits_for_carry_over(&rows) {
         match carry_over(platform) {
             Ok(()) => rows = read()?,
             Err(e) => not_carried = Some(e.context("carrying the older build's webhook keys over")),

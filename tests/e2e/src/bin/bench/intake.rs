@@ -290,6 +290,7 @@ struct SetUpApp {
 }
 
 impl SetUpApp {
+    /// A fresh app on `runner` (as the bench's [`start`] makes it), then `/admin/setup` against it.
     async fn start(runner: Runner) -> anyhow::Result<(SetUpApp, e2e::workload::Line)> {
         let (app, line) = start(runner, false).await?;
         let response = app
