@@ -19,7 +19,7 @@
 use anyhow::{bail, Context};
 
 use crate::claims::{Attempt, Done, Recorded, Stamp, Table};
-use crate::platform::{Platform, Sql};
+use crate::platform::{Platform, Rows, Sql};
 
 /// A migration embedded in the binary.
 #[derive(Debug, Clone, Copy)]
@@ -158,21 +158,22 @@ fn is_current(sql: &dyn Sql, table: &str, migrations: &[Migration]) -> bool {
     ) else {
         return false;
     };
+    records_all(&rows, migrations)
+}
+
+/// Whether `rows` hold, in their `version` column, every intake migration as [`INTAKE_VERSIONS`]
+/// records it applied (`applied_at` set): [`ensure_intake`]'s check, for a caller that reads the
+/// versions with other rows (whose `version` is `NULL`).
+pub fn intake_is_current(rows: &Rows) -> bool {
+    records_all(rows, INTAKE_MIGRATIONS)
+}
+
+/// Whether the `version` column of `rows` holds every version of `migrations`.
+fn records_all(rows: &Rows, migrations: &[Migration]) -> bool {
     let applied: Vec<i64> = rows
         .iter()
-        .filter_map(|row| row.i64("version").ok())
+        .filter_map(|row| row.opt_i64("version").ok().flatten())
         .collect();
-    records_all(&applied, migrations)
-}
-
-/// Whether `applied`, the versions [`INTAKE_VERSIONS`] records as applied (`applied_at` set), holds
-/// every intake migration: [`ensure_intake`]'s check, for a caller that reads the versions with other
-/// rows.
-pub fn intake_is_current(applied: &[i64]) -> bool {
-    records_all(applied, INTAKE_MIGRATIONS)
-}
-
-fn records_all(applied: &[i64], migrations: &[Migration]) -> bool {
     migrations.iter().all(|m| applied.contains(&m.version))
 }
 

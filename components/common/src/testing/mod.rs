@@ -147,7 +147,12 @@ pub fn event_count(platform: &Platform) -> i64 {
 
 /// `POST /webhooks/openphone` with `body`, signed (legacy scheme) at `signed_at_ms`.
 pub fn signed_webhook(body: &str, signed_at_ms: i64) -> Request {
-    let header = signature::legacy_header(SIGNING_KEY, signed_at_ms, body.as_bytes());
+    signed_webhook_with(SIGNING_KEY, body, signed_at_ms)
+}
+
+/// [`signed_webhook`], signed with `key` rather than the configured secret's.
+pub fn signed_webhook_with(key: &[u8], body: &str, signed_at_ms: i64) -> Request {
+    let header = signature::legacy_header(key, signed_at_ms, body.as_bytes());
     Request {
         method: "POST".into(),
         path: "/webhooks/openphone".into(),

@@ -130,12 +130,18 @@ async fn verify(
             return Err(api::unavailable());
         }
     };
+    // Why the last set of keys tried did not verify: the answer when no set does.
     let mut refusal = None;
-    if !stored.keys.is_empty() {
-        match signature::verify(headers, &request.body, &stored.keys, now) {
-            Ok(verified) => return Ok(verified),
-            Err(e) => refusal = Some(e),
+    let mut verify_with = |keys: &[Vec<u8>]| {
+        if keys.is_empty() {
+            return None;
         }
+        signature::verify(headers, &request.body, keys, now)
+            .map_err(|e| refusal = Some(e))
+            .ok()
+    };
+    if let Some(verified) = verify_with(&stored.keys) {
+        return Ok(verified);
     }
     let config = settings.load(WebhookConfig::load).map_err(|e| {
         tracing::error!(error = %e, "webhook signing secret misconfigured");
@@ -144,11 +150,8 @@ async fn verify(
             format!("the webhook signing secret is not usable: {e}"),
         )
     })?;
-    if !config.signing_keys.is_empty() {
-        match signature::verify(headers, &request.body, &config.signing_keys, now) {
-            Ok(verified) => return Ok(verified),
-            Err(e) => refusal = Some(e),
-        }
+    if let Some(verified) = verify_with(&config.signing_keys) {
+        return Ok(verified);
     }
     if let Some(e) = stored.not_carried_over {
         // The key that verifies this delivery may be one an older build stored: the sender retries.
@@ -181,8 +184,8 @@ mod tests {
     use super::*;
     use crate::platform::native::{ManualClock, MapVariables, NativePlatformBuilder};
     use crate::testing::{
-        event_body, event_count, migrated_platform, platform_in, signed_webhook, state_of,
-        SIGNING_KEY, SIGNING_SECRET, T0,
+        event_body, event_count, migrated_platform, platform_in, signed_webhook,
+        signed_webhook_with, state_of, SIGNING_KEY, SIGNING_SECRET, T0,
     };
 
     /// The intake with the settings the edge would make for `request`, on a migrated platform (where
@@ -271,11 +274,7 @@ mod tests {
         assert_eq!(again.response.status, 200);
         // Until an older build's keys are carried over from the app's database, a delivery no key
         // verifies may be signed with one of them: it is retried later, not refused.
-        let mut other_key = signed_webhook(&body, T0);
-        other_key.headers = vec![(
-            "openphone-signature".into(),
-            signature::legacy_header(b"an older build's key", T0, body.as_bytes()),
-        )];
+        let other_key = signed_webhook_with(b"an older build's key", &body, T0);
         let unsure = handle(&without_the_app_database, &other_key);
         assert_eq!(unsure.response.status, 503, "the sender retries");
         assert_eq!(handle(&platform, &other_key).response.status, 401);
@@ -385,8 +384,7 @@ mod tests {
         unsigned.headers.clear();
         assert_refused(&platform, &unsigned, 401, "missing signature");
 
-        let mut wrong_key = signed_webhook(&body, T0);
-        wrong_key.headers[0].1 = signature::legacy_header(b"not the key", T0, body.as_bytes());
+        let wrong_key = signed_webhook_with(b"not the key", &body, T0);
         assert_refused(&platform, &wrong_key, 401, "invalid signature");
 
         let mut tampered = signed_webhook(&body, T0);
@@ -528,11 +526,7 @@ mod tests {
 
         // One no stored key verifies might be the configured secret's: that is read.
         let body = event_body("EV2", "call.completed", "PN1", "AC2", CREATED);
-        let mut other_key = signed_webhook(&body, T0);
-        other_key.headers = vec![(
-            "openphone-signature".into(),
-            signature::legacy_header(b"another key", T0, body.as_bytes()),
-        )];
+        let other_key = signed_webhook_with(b"another key", &body, T0);
         let refused = handle(&platform, &other_key);
         assert_eq!(refused.response.status, 503);
         assert!(

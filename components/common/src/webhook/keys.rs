@@ -138,15 +138,8 @@ pub async fn signing_keys(platform: &Platform) -> anyhow::Result<StoredKeys> {
          UNION ALL SELECT NULL, NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM webhook_keys_carried_over)"
     );
     let read = || platform.intake.execute(&statement, &[]);
-    let current = |rows: &Rows| {
-        let applied: Vec<i64> = rows
-            .iter()
-            .filter_map(|row| row.opt_i64("version").ok().flatten())
-            .collect();
-        migrations::intake_is_current(&applied)
-    };
     let mut rows = match read() {
-        Ok(rows) if current(&rows) => rows,
+        Ok(rows) if migrations::intake_is_current(&rows) => rows,
         _ => {
             migrations::run_intake(platform).await?;
             read()?
